@@ -1,0 +1,224 @@
+// GEMMs through cuBLASLt: C[M,N] = alpha * A[M,K] . B[N,K]^T (+ beta * C), FP32 accumulation.
+// Every operand is row-major with K contiguous ("TN": both operands K-major, the only FP8 layout
+// Hopper's tensor cores take). Operand types: BF16 x BF16, and FP8 E4M3 x E4M3 / E4M3 x E5M2 /
+// E5M2 x E4M3 with per-tensor FP32 decode scales (s_dec, device pointers) that cuBLASLt multiplies
+// into the product. Output C is BF16 or FP32, row-major [M,N].
+//
+// One context per device holds the handle, the workspace and a cache of the heuristic's choice per
+// problem (shape, types, accumulation mode), so repeated calls on one shape pay for the heuristic once.
+// Epilogues (bias, GELU) are a field of MatmulArgs; only MATMUL_EPILOGUE_NONE exists so far.
+//
+// Mapping to cuBLASLt's column-major view: row-major C[M,N] is column-major C^T[N,M], and
+// C^T = B . A^T, so cuBLASLt's "A" is our B (op T, K x N, ld K) and its "B" is our A (op N, K x M,
+// ld K). Hence our A's scale goes to CUBLASLT_MATMUL_DESC_B_SCALE_POINTER and vice versa.
+#ifndef KERNELS_MATMUL_CUBLASLT_CUH
+#define KERNELS_MATMUL_CUBLASLT_CUH
+
+#include <stdint.h>
+#include <string.h>
+#include "kernels/cuda_common.h"
+#include "core/utils.h"
+
+// Bytes of cuBLASLt workspace (32 MiB, what NVIDIA recommends for Hopper).
+#define MATMUL_WORKSPACE_BYTES ((size_t)32 * 1024 * 1024)
+#define MATMUL_PLAN_CACHE_SIZE 128
+
+// What runs after the product. The trainer adds MATMUL_EPILOGUE_BIAS / _GELU (with a bias pointer
+// and a pre-activation output in MatmulArgs) when it needs them.
+typedef enum {
+    MATMUL_EPILOGUE_NONE = 0,
+} MatmulEpilogue;
+
+typedef struct {
+    const void *A;             // [M,K] row-major, element type a_type
+    const void *B;             // [N,K] row-major, element type b_type
+    void *C;                   // [M,N] row-major, element type c_type (read when beta != 0)
+    cudaDataType_t a_type;     // CUDA_R_16BF, CUDA_R_8F_E4M3 or CUDA_R_8F_E5M2
+    cudaDataType_t b_type;
+    cudaDataType_t c_type;     // CUDA_R_16BF or CUDA_R_32F
+    const float *a_scale_dec;  // FP8 only: device pointer to A's s_dec (NULL for BF16)
+    const float *b_scale_dec;  // FP8 only: device pointer to B's s_dec
+    int M, N, K;
+    float alpha, beta;
+    int fast_accum;            // FP8 only: 1 = fast accumulation (TE: Fprop), 0 = split (Dgrad, Wgrad)
+    MatmulEpilogue epilogue;
+} MatmulArgs;
+
+// The heuristic's result for one problem, with the descriptors it was chosen for.
+typedef struct {
+    int M, N, K;
+    cudaDataType_t a_type, b_type, c_type;
+    int fast_accum;
+    int align_a, align_b, align_c;  // bytes (power of two, at most 256) the chosen algorithm may assume
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t layout_a, layout_b, layout_c;  // in cuBLASLt's naming (a = our B)
+    cublasLtMatmulAlgo_t algo;
+} MatmulPlan;
+
+typedef struct {
+    cublasLtHandle_t handle;
+    void *workspace;
+    size_t workspace_bytes;
+    MatmulPlan plans[MATMUL_PLAN_CACHE_SIZE];
+    int num_plans;
+} MatmulContext;
+
+static inline int matmul_type_is_fp8(cudaDataType_t t) { return t == CUDA_R_8F_E4M3 || t == CUDA_R_8F_E5M2; }
+
+// Largest power of two, at most 256, that divides the address (cuBLASLt's alignment classes).
+static inline int matmul_pointer_alignment(const void *ptr) {
+    int align = 256;
+    while (align > 1 && (uintptr_t)ptr % (uintptr_t)align != 0) align /= 2;
+    return align;
+}
+
+static inline const char *matmul_type_name(cudaDataType_t t) {
+    switch (t) {
+        case CUDA_R_16BF: return "bf16";
+        case CUDA_R_32F: return "fp32";
+        case CUDA_R_8F_E4M3: return "fp8e4m3";
+        case CUDA_R_8F_E5M2: return "fp8e5m2";
+        default: return "unsupported type";
+    }
+}
+
+// Checks that cuBLASLt on Hopper can run this problem. Returns 0, or -1 with the reason in err.
+// Rules: operands both BF16, or both FP8 and not both E5M2; output BF16 or FP32; FP8 needs
+// K % 16 == 0 and N % 16 == 0 (16-byte leading dimensions of operands and output), both scale
+// pointers, and 16-byte aligned operand pointers; fast_accum is for FP8 only; no epilogue yet.
+static inline int matmul_cublaslt_validate(const MatmulArgs *g, char *err, size_t err_size) {
+    if (g->M <= 0 || g->N <= 0 || g->K <= 0)
+        return set_error(err, err_size, "matmul: M=%d N=%d K=%d must be positive", g->M, g->N, g->K);
+    if (g->A == NULL || g->B == NULL || g->C == NULL) return set_error(err, err_size, "matmul: NULL operand pointer");
+    if (g->c_type != CUDA_R_16BF && g->c_type != CUDA_R_32F)
+        return set_error(err, err_size, "matmul: output type %s, want bf16 or fp32", matmul_type_name(g->c_type));
+    if (g->epilogue != MATMUL_EPILOGUE_NONE) return set_error(err, err_size, "matmul: epilogue %d not implemented", (int)g->epilogue);
+    int a8 = matmul_type_is_fp8(g->a_type), b8 = matmul_type_is_fp8(g->b_type);
+    if (!a8 && !b8) {
+        if (g->a_type != CUDA_R_16BF || g->b_type != CUDA_R_16BF)
+            return set_error(err, err_size, "matmul: operand types %s x %s, want bf16 x bf16 or fp8 x fp8",
+                             matmul_type_name(g->a_type), matmul_type_name(g->b_type));
+        if (g->a_scale_dec != NULL || g->b_scale_dec != NULL) return set_error(err, err_size, "matmul: bf16 operands take no scale pointers");
+        if (g->fast_accum) return set_error(err, err_size, "matmul: fast_accum applies to fp8 operands only");
+        return 0;
+    }
+    if (!a8 || !b8)
+        return set_error(err, err_size, "matmul: mixed operand types %s x %s, want both fp8 or both bf16",
+                         matmul_type_name(g->a_type), matmul_type_name(g->b_type));
+    if (g->a_type == CUDA_R_8F_E5M2 && g->b_type == CUDA_R_8F_E5M2)
+        return set_error(err, err_size, "matmul: fp8e5m2 x fp8e5m2 has no Hopper kernel; one operand must be fp8e4m3");
+    if (g->K % 16 != 0) return set_error(err, err_size, "matmul: fp8 needs K %% 16 == 0, got K=%d", g->K);
+    if (g->N % 16 != 0) return set_error(err, err_size, "matmul: fp8 needs N %% 16 == 0 (output leading dimension), got N=%d", g->N);
+    if (((uintptr_t)g->A | (uintptr_t)g->B | (uintptr_t)g->C) % 16 != 0)
+        return set_error(err, err_size, "matmul: fp8 needs 16-byte aligned A, B, C pointers");
+    if (g->a_scale_dec == NULL || g->b_scale_dec == NULL) return set_error(err, err_size, "matmul: fp8 needs both s_dec scale pointers");
+    return 0;
+}
+
+static inline void matmul_context_init(MatmulContext *ctx) {
+    memset(ctx, 0, sizeof(*ctx));
+    cublasCheck(cublasLtCreate(&ctx->handle));
+    ctx->workspace_bytes = MATMUL_WORKSPACE_BYTES;
+    cudaCheck(cudaMalloc(&ctx->workspace, ctx->workspace_bytes));
+}
+
+static inline void matmul_context_free(MatmulContext *ctx) {
+    for (int i = 0; i < ctx->num_plans; i++) {
+        MatmulPlan *p = &ctx->plans[i];
+        cublasCheck(cublasLtMatrixLayoutDestroy(p->layout_a));
+        cublasCheck(cublasLtMatrixLayoutDestroy(p->layout_b));
+        cublasCheck(cublasLtMatrixLayoutDestroy(p->layout_c));
+        cublasCheck(cublasLtMatmulDescDestroy(p->desc));
+    }
+    cudaCheck(cudaFree(ctx->workspace));
+    cublasCheck(cublasLtDestroy(ctx->handle));
+    memset(ctx, 0, sizeof(*ctx));
+}
+
+// Returns the cached plan for this problem (shape, types, accumulation, pointer alignments), building
+// it (descriptors + heuristic) on first use.
+// Returns NULL with the reason in err when the cache is full or the heuristic finds no algorithm.
+static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *g, char *err, size_t err_size) {
+    int align_a = matmul_pointer_alignment(g->A), align_b = matmul_pointer_alignment(g->B);
+    int align_c = matmul_pointer_alignment(g->C);
+    for (int i = 0; i < ctx->num_plans; i++) {
+        MatmulPlan *p = &ctx->plans[i];
+        if (p->M == g->M && p->N == g->N && p->K == g->K && p->a_type == g->a_type && p->b_type == g->b_type &&
+            p->c_type == g->c_type && p->fast_accum == g->fast_accum && p->align_a == align_a &&
+            p->align_b == align_b && p->align_c == align_c) return p;
+    }
+    if (ctx->num_plans == MATMUL_PLAN_CACHE_SIZE) {
+        set_error(err, err_size, "matmul: plan cache full (%d problems)", MATMUL_PLAN_CACHE_SIZE);
+        return NULL;
+    }
+    MatmulPlan *p = &ctx->plans[ctx->num_plans];
+    memset(p, 0, sizeof(*p));
+    p->M = g->M; p->N = g->N; p->K = g->K;
+    p->a_type = g->a_type; p->b_type = g->b_type; p->c_type = g->c_type; p->fast_accum = g->fast_accum;
+    p->align_a = align_a; p->align_b = align_b; p->align_c = align_c;
+
+    cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)));
+    if (matmul_type_is_fp8(g->a_type)) {
+        int8_t fast = (int8_t)(g->fast_accum != 0);
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+    }
+    // cuBLASLt's A = our B (K x N column-major, ld K), its B = our A (K x M, ld K), C = [N x M] ld N.
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_a, g->b_type, g->K, g->N, g->K));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_b, g->a_type, g->K, g->M, g->K));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_c, g->c_type, g->N, g->M, g->N));
+
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &ctx->workspace_bytes, sizeof(ctx->workspace_bytes)));
+    uint32_t align_lt_a = (uint32_t)align_b, align_lt_b = (uint32_t)align_a, align_lt_c = (uint32_t)align_c;
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_lt_a, sizeof(align_lt_a)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_lt_b, sizeof(align_lt_b)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_lt_c, sizeof(align_lt_c)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_lt_c, sizeof(align_lt_c)));
+    cublasLtMatmulHeuristicResult_t heuristic;
+    int found = 0;
+    cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(ctx->handle, p->desc, p->layout_a, p->layout_b, p->layout_c,
+                                                           p->layout_c, pref, 1, &heuristic, &found);
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    if (status != CUBLAS_STATUS_SUCCESS || found == 0) {
+        set_error(err, err_size, "matmul: cuBLASLt has no algorithm for M=%d N=%d K=%d %s x %s -> %s (status %d)",
+                  g->M, g->N, g->K, matmul_type_name(g->a_type), matmul_type_name(g->b_type),
+                  matmul_type_name(g->c_type), (int)status);
+        cublasCheck(cublasLtMatrixLayoutDestroy(p->layout_a));
+        cublasCheck(cublasLtMatrixLayoutDestroy(p->layout_b));
+        cublasCheck(cublasLtMatrixLayoutDestroy(p->layout_c));
+        cublasCheck(cublasLtMatmulDescDestroy(p->desc));
+        return NULL;
+    }
+    p->algo = heuristic.algo;
+    ctx->num_plans++;
+    return p;
+}
+
+// Runs the GEMM on `stream`. Returns 0, or -1 with the reason in err (unsupported combination or
+// no cuBLASLt algorithm); nothing is launched then.
+static inline int matmul_cublaslt_try(MatmulContext *ctx, const MatmulArgs *g, cudaStream_t stream, char *err, size_t err_size) {
+    if (matmul_cublaslt_validate(g, err, err_size) != 0) return -1;
+    MatmulPlan *p = matmul_plan_get(ctx, g, err, err_size);
+    if (p == NULL) return -1;
+    if (matmul_type_is_fp8(g->a_type)) {
+        // The scale pointers change from call to call: set them on the cached descriptor (host-only).
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g->b_scale_dec, sizeof(g->b_scale_dec)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->a_scale_dec, sizeof(g->a_scale_dec)));
+    }
+    cublasCheck(cublasLtMatmul(ctx->handle, p->desc, &g->alpha, g->B, p->layout_a, g->A, p->layout_b, &g->beta,
+                               g->C, p->layout_c, g->C, p->layout_c, &p->algo, ctx->workspace, ctx->workspace_bytes, stream));
+    return 0;
+}
+
+// Runs the GEMM on `stream`; exits with the reason when the problem is not supported.
+static inline void matmul_cublaslt(MatmulContext *ctx, const MatmulArgs *g, cudaStream_t stream) {
+    char err[256];
+    if (matmul_cublaslt_try(ctx, g, stream, err, sizeof(err)) != 0) fatal("%s", err);
+}
+
+#endif // KERNELS_MATMUL_CUBLASLT_CUH
