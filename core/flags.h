@@ -200,6 +200,9 @@ static inline int flag_parse_value(const FlagSpec *spec, const char *text, FlagV
             if (rc == 2 || fabs(out->f) > FLT_MAX) {
                 return set_error(err, err_size, "flag %s: '%s' is not a finite 32-bit float (allowed %s)", name, text, spec->range);
             }
+            if (out->f != 0.0 && (float)out->f == 0.0f) {
+                return set_error(err, err_size, "flag %s: '%s' is not a 32-bit float (it underflows to 0)", name, text);
+            }
             out->f = (double)(float)out->f;   // the value as stored, so the range check sees what is used
         } else {
             int rc = flag_parse_int64_text(text, &out->i);
