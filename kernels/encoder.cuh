@@ -1,0 +1,139 @@
+// GPT-2 embedding layer: token embedding wte [Vp, C] plus position embedding wpe [maxT, C].
+// Forward:  out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]            (BF16, sum in FP32, one rounding)
+// Backward: dwte[tokens[b,t],:] += dout[b,t,:], dwpe[t,:] += sum_b dout[b,t,:]
+// Activations are row-major [B*T, C]; tokens int32 [B*T]. Parameter gradients are FP32 or BF16
+// (GradT) and are accumulated into (+=), so several micro-batches and the tied LM head can add to them.
+//
+// Determinism of the backward: no floating-point atomics. dwpe: each (t, 8 columns) is summed by
+// one thread over b = 0..B-1 in order. dwte: the (token, position) pairs are sorted by token with
+// a stable radix sort (positions stay ascending within a token), and each distinct token's rows are
+// summed by one thread block in that order, in FP32, then added once to dwte.
+#ifndef KERNELS_ENCODER_CUH
+#define KERNELS_ENCODER_CUH
+
+#include <cub/device/device_radix_sort.cuh>
+#include "kernels/layer_common.cuh"
+
+// ----------------------------------------------------------------------------------------------
+// kernels
+
+// One thread per (row, 8 columns): out[row, c..c+8) = wte[tokens[row], c..] + wpe[row % T, c..].
+__global__ void encoder_forward_kernel(bf16 *out, const int *tokens, const bf16 *wte, const bf16 *wpe,
+                                       int N, int T, int C) {
+    const int groups = (C + 7) / 8;
+    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)N * groups) return;
+    const int row = (int)(idx / groups), c = (int)(idx % groups) * 8;
+    const bool vec = (C % 8 == 0);
+    const Bf16x8 a = load_bf16x8(wte + (size_t)tokens[row] * C, c, C, vec);
+    const Bf16x8 p = load_bf16x8(wpe + (size_t)(row % T) * C, c, C, vec);
+    Bf16x8 o;
+#pragma unroll
+    for (int e = 0; e < 8; e++) o.v[e] = __float2bfloat16(__bfloat162float(a.v[e]) + __bfloat162float(p.v[e]));
+    store_bf16x8(out + (size_t)row * C, c, C, vec, o);
+}
+
+// One thread per (t, 8 columns): dwpe[t, c..c+8) += sum over b = 0..B-1 (in order) of dout[b*T+t, c..].
+template <typename GradT>
+__global__ void encoder_backward_wpe_kernel(GradT *dwpe, const bf16 *dout, int B, int T, int C) {
+    const int groups = (C + 7) / 8;
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= T * groups) return;
+    const int t = idx / groups, c = (idx % groups) * 8;
+    const bool vec = (C % 8 == 0);
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int b = 0; b < B; b++) {
+        const Bf16x8 d = load_bf16x8(dout + ((size_t)b * T + t) * C, c, C, vec);
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
+    }
+    GradT *dst = dwpe + (size_t)t * C;
+    for (int e = 0; e < 8 && c + e < C; e++) grad_from_float(&dst[c + e], grad_to_float(dst[c + e]) + acc[e]);
+}
+
+// Fills positions[i] = i (the values that the radix sort carries along with the tokens).
+__global__ void encoder_iota_kernel(int *positions, int N) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < N) positions[i] = i;
+}
+
+// One block per entry i of the token-sorted arrays. The block whose entry starts a run of equal
+// tokens sums dout over that run's positions (ascending, FP32) and adds the sum to dwte[token];
+// the other blocks exit. Each thread owns 8-column groups tid, tid + blockDim.x, ...
+template <typename GradT>
+__global__ void encoder_backward_wte_kernel(GradT *dwte, const bf16 *dout, const int *sorted_tokens,
+                                            const int *sorted_positions, int N, int C) {
+    const int i = blockIdx.x;
+    const int token = sorted_tokens[i];
+    if (i > 0 && sorted_tokens[i - 1] == token) return;
+    int end = i + 1;
+    while (end < N && sorted_tokens[end] == token) end++;
+    const bool vec = (C % 8 == 0);
+    GradT *dst = dwte + (size_t)token * C;
+    for (int c = threadIdx.x * 8; c < C; c += blockDim.x * 8) {
+        float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = i; j < end; j++) {
+            const Bf16x8 d = load_bf16x8(dout + (size_t)sorted_positions[j] * C, c, C, vec);
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
+        }
+        for (int e = 0; e < 8 && c + e < C; e++) grad_from_float(&dst[c + e], grad_to_float(dst[c + e]) + acc[e]);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// launchers
+
+// out [B*T, C] BF16; tokens [B*T] in [0, Vp); wte [Vp, C]; wpe [>=T, C].
+static inline void encoder_forward(bf16 *out, const int *tokens, const bf16 *wte, const bf16 *wpe,
+                                   int B, int T, int C, cudaStream_t stream) {
+    shapeCheck(B > 0 && T > 0 && C > 0, "B=%d T=%d C=%d", B, T, C);
+    shapeCheck(C % 8 != 0 || ((uintptr_t)out % 16 == 0 && (uintptr_t)wte % 16 == 0 && (uintptr_t)wpe % 16 == 0),
+               "with C %% 8 == 0 the BF16 tensors must be 16-byte aligned");
+    const int N = B * T, block = 256;
+    const long long threads = (long long)N * ((C + 7) / 8);
+    encoder_forward_kernel<<<(unsigned)ceil_div<long long>(threads, block), block, 0, stream>>>(out, tokens, wte, wpe, N, T, C);
+    cudaCheckLaunch();
+}
+
+// Bytes of device scratch that encoder_backward needs for N = B*T tokens (sort buffers).
+static inline size_t encoder_backward_scratch_bytes(int N) {
+    size_t sort_bytes = 0;
+    cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, (const int *)NULL, (int *)NULL,
+                                              (const int *)NULL, (int *)NULL, N));
+    return 3 * ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256 + sort_bytes;
+}
+
+// dwte [Vp, C] += scatter of dout; dwpe [>=T, C] += sum over the batch. dout [B*T, C] BF16,
+// tokens [B*T] in [0, Vp) (checked by the caller's data path; the sort uses their bits up to Vp).
+// scratch: encoder_backward_scratch_bytes(B*T) bytes of device memory.
+template <typename GradT>
+static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, const bf16 *dout, const int *tokens,
+                                    int B, int T, int C, int Vp, cudaStream_t stream) {
+    shapeCheck(B > 0 && T > 0 && C > 0 && Vp > 0, "B=%d T=%d C=%d Vp=%d", B, T, C, Vp);
+    shapeCheck(C % 8 != 0 || (uintptr_t)dout % 16 == 0, "with C %% 8 == 0 dout must be 16-byte aligned");
+    const int N = B * T;
+    // dwpe
+    const int wpe_threads = T * ((C + 7) / 8), block = 256;
+    encoder_backward_wpe_kernel<<<ceil_div(wpe_threads, block), block, 0, stream>>>(dwpe, dout, B, T, C);
+    cudaCheckLaunch();
+    // dwte: stable sort of (token, position) by token, then one block per run of equal tokens
+    const size_t slot = ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256;
+    int *positions = (int *)scratch;
+    int *sorted_positions = (int *)((char *)scratch + slot);
+    int *sorted_tokens = (int *)((char *)scratch + 2 * slot);
+    void *sort_temp = (char *)scratch + 3 * slot;
+    size_t sort_bytes = encoder_backward_scratch_bytes(N) - 3 * slot;
+    encoder_iota_kernel<<<ceil_div(N, block), block, 0, stream>>>(positions, N);
+    cudaCheckLaunch();
+    int key_bits = 1;
+    while ((1 << key_bits) < Vp) key_bits++;
+    cudaCheck(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, tokens, sorted_tokens, positions,
+                                              sorted_positions, N, 0, key_bits, stream));
+    const int groups = (C + 7) / 8;
+    const int wte_block = groups >= 256 ? 256 : ceil_div(groups, WARP_SIZE) * WARP_SIZE;
+    encoder_backward_wte_kernel<<<N, wte_block, 0, stream>>>(dwte, dout, sorted_tokens, sorted_positions, N, C);
+    cudaCheckLaunch();
+}
+
+#endif // KERNELS_ENCODER_CUH

@@ -1,0 +1,69 @@
+// GELU with the tanh approximation (GPT-2), for the places where the GEMM epilogue does not apply it.
+//   gelu(x)  = 0.5 x (1 + tanh(k (x + 0.044715 x^3))),  k = sqrt(2/pi)
+//   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) k (1 + 3*0.044715 x^2),  u = k (x + 0.044715 x^3)
+// Operands are flat BF16 arrays of n elements (any layout); math in FP32, one rounding per output.
+// Elementwise, so deterministic.
+#ifndef KERNELS_GELU_CUH
+#define KERNELS_GELU_CUH
+
+#include "kernels/layer_common.cuh"
+
+#define GELU_SCALING_FACTOR 0.7978845608028654f  // sqrt(2/pi)
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+    const float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+__device__ __forceinline__ float gelu_tanh_grad(float x) {
+    const float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
+    const float th = tanhf(u);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+// One thread per 8 elements: out[i] = gelu(inp[i]). out may alias inp.
+__global__ void gelu_forward_kernel(bf16 *out, const bf16 *inp, long long n) {
+    const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (i >= n) return;
+    const int left = n - i < 8 ? (int)(n - i) : 8;
+    Bf16x8 x = load_bf16x8(inp + i, 0, left, true);
+#pragma unroll
+    for (int e = 0; e < 8; e++) x.v[e] = __float2bfloat16(gelu_tanh(__bfloat162float(x.v[e])));
+    store_bf16x8(out + i, 0, left, true, x);
+}
+
+// One thread per 8 elements: dinp[i] = gelu'(inp[i]) * dout[i]. dinp may alias dout.
+__global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *inp, const bf16 *dout, long long n) {
+    const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (i >= n) return;
+    const int left = n - i < 8 ? (int)(n - i) : 8;
+    const Bf16x8 x = load_bf16x8(inp + i, 0, left, true);
+    Bf16x8 d = load_bf16x8(dout + i, 0, left, true);
+#pragma unroll
+    for (int e = 0; e < 8; e++) d.v[e] = __float2bfloat16(gelu_tanh_grad(__bfloat162float(x.v[e])) * __bfloat162float(d.v[e]));
+    store_bf16x8(dinp + i, 0, left, true, d);
+}
+
+static inline void gelu_check_(long long n, const void *a, const void *b, const void *c) {
+    shapeCheck(n > 0, "n=%lld", n);
+    shapeCheck((uintptr_t)a % 16 == 0 && (uintptr_t)b % 16 == 0 && (uintptr_t)c % 16 == 0,
+               "GELU operands must be 16-byte aligned");
+}
+
+// out [n] = gelu(inp [n]).
+static inline void gelu_forward(bf16 *out, const bf16 *inp, long long n, cudaStream_t stream) {
+    gelu_check_(n, out, inp, inp);
+    const int block = 256;
+    gelu_forward_kernel<<<(unsigned)ceil_div<long long>(n, 8LL * block), block, 0, stream>>>(out, inp, n);
+    cudaCheckLaunch();
+}
+
+// dinp [n] = gelu'(inp [n]) * dout [n].
+static inline void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, long long n, cudaStream_t stream) {
+    gelu_check_(n, dinp, inp, dout);
+    const int block = 256;
+    gelu_backward_kernel<<<(unsigned)ceil_div<long long>(n, 8LL * block), block, 0, stream>>>(dinp, inp, dout, n);
+    cudaCheckLaunch();
+}
+
+#endif // KERNELS_GELU_CUH

@@ -1,0 +1,117 @@
+// Device helpers shared by the layer kernels (encoder, layernorm, gelu, classifier, adamw,
+// global_norm): 8-wide BF16 vectors moved as one 16-byte access with a bounds-checked scalar
+// path for rows whose length is not a multiple of 8, and warp/block reductions whose order of
+// operations is fixed (so every kernel built on them is bit-reproducible run to run).
+#ifndef KERNELS_LAYER_COMMON_CUH
+#define KERNELS_LAYER_COMMON_CUH
+
+#include <stdint.h>
+#include "kernels/cuda_common.h"
+
+#define WARP_SIZE 32
+
+// Eight BF16 values, aligned so that one 16-byte load or store moves them.
+struct alignas(16) Bf16x8 {
+    bf16 v[8];
+};
+
+// Loads elements [i, i+8) of `row` (of length n); elements at or past n read as zero. i must be a
+// multiple of 8. `vec` says the row's base address is 16-byte aligned, so a group that lies wholly
+// inside the row is one 16-byte load; otherwise (and for the row's last, partial group) each
+// element is read on its own.
+__device__ __forceinline__ Bf16x8 load_bf16x8(const bf16 *row, int i, int n, bool vec) {
+    Bf16x8 out;
+    if (vec && i + 8 <= n) {
+        out = *reinterpret_cast<const Bf16x8 *>(row + i);
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) out.v[e] = (i + e < n) ? row[i + e] : __float2bfloat16(0.0f);
+    }
+    return out;
+}
+
+// Same as load_bf16x8 but marks the lines as read-once (evict first): for the last read of data
+// that no later kernel needs from cache.
+__device__ __forceinline__ Bf16x8 load_bf16x8_streaming(const bf16 *row, int i, int n, bool vec) {
+    Bf16x8 out;
+    if (vec && i + 8 <= n) {
+        int4 raw = __ldcs(reinterpret_cast<const int4 *>(row + i));
+        out = *reinterpret_cast<Bf16x8 *>(&raw);
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) out.v[e] = (i + e < n) ? row[i + e] : __float2bfloat16(0.0f);
+    }
+    return out;
+}
+
+// Stores the elements of `x` that fall inside [0, n) at row[i..i+8); `vec` as in load_bf16x8.
+__device__ __forceinline__ void store_bf16x8(bf16 *row, int i, int n, bool vec, const Bf16x8 &x) {
+    if (vec && i + 8 <= n) {
+        *reinterpret_cast<Bf16x8 *>(row + i) = x;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            if (i + e < n) row[i + e] = x.v[e];
+        }
+    }
+}
+
+// Parameter gradients may be kept in FP32 or BF16; these read and write either as float.
+__device__ __forceinline__ float grad_to_float(float g) { return g; }
+__device__ __forceinline__ float grad_to_float(bf16 g) { return __bfloat162float(g); }
+__device__ __forceinline__ void grad_from_float(float *dst, float g) { *dst = g; }
+__device__ __forceinline__ void grad_from_float(bf16 *dst, float g) { *dst = __float2bfloat16(g); }
+
+// Loads 4 consecutive FP32 or BF16 values (p aligned to 4 elements) as floats, in one access.
+__device__ __forceinline__ void load4_as_float(float out[4], const float *p) {
+    const float4 a = *reinterpret_cast<const float4 *>(p);
+    out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+}
+__device__ __forceinline__ void load4_as_float(float out[4], const bf16 *p) {
+    const uint2 raw = *reinterpret_cast<const uint2 *>(p);
+    const __nv_bfloat162 lo = *reinterpret_cast<const __nv_bfloat162 *>(&raw.x);
+    const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162 *>(&raw.y);
+    out[0] = __low2float(lo); out[1] = __high2float(lo); out[2] = __low2float(hi); out[3] = __high2float(hi);
+}
+
+// Butterfly sum over the 32 lanes; every lane gets the same result, the order is fixed.
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
+    return x;
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+    return x;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the
+// result. Warps reduce by butterfly, then warp 0 reduces the per-warp sums in warp order.
+// `scratch` is 32 floats of shared memory; the function synchronizes the block, so all threads
+// must call it.
+__device__ __forceinline__ float block_sum(float x, float *scratch) {
+    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+    const int num_warps = blockDim.x / WARP_SIZE;
+    x = warp_sum(x);
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = x;
+    __syncthreads();
+    x = (lane < num_warps) ? scratch[lane] : 0.0f;
+    return warp_sum(x);
+}
+
+// Maximum over the whole block; same contract as block_sum.
+__device__ __forceinline__ float block_max(float x, float *scratch) {
+    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+    const int num_warps = blockDim.x / WARP_SIZE;
+    x = warp_max(x);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = x;
+    __syncthreads();
+    x = (lane < num_warps) ? scratch[lane] : -INFINITY;
+    return warp_max(x);
+}
+
+#endif // KERNELS_LAYER_COMMON_CUH
