@@ -1,0 +1,567 @@
+// Causal multi-head flash attention, forward and backward, BF16 in/out with FP32 softmax statistics.
+// Hand-written for tensor cores: mma.sync.m16n8k16 (bf16 x bf16 -> fp32) fed by ldmatrix from swizzled
+// shared memory tiles that cp.async fills, two stages deep.
+//
+// Layouts (row-major, bf16 unless noted), NH heads of HS = 64 or 128 channels, scale = 1/sqrt(HS):
+//   qkv   [B, T, 3, NH, HS]  per token the Q of all heads, then K, then V (the qkv GEMM's output)
+//   out   [B, T, NH, HS]     attention output
+//   lse   [B, NH, T] fp32    natural-log sum-exp of the scaled, masked scores of each query row
+//   dout  [B, T, NH, HS]     gradient of out
+//   dqkv  [B, T, 3, NH, HS]  gradient of qkv, overwritten (not accumulated)
+//   delta [B, NH, T] fp32    scratch for backward: rowsum(dout * out)
+// The heads are read in place through the strided layout, so no permute kernels are needed.
+//
+// Forward (FlashAttention-2 style): one block per (query block, batch*head); each warp owns 16 query rows,
+// walks the key/value tiles left of the diagonal with an online softmax, never materializing T x T.
+// Backward is bit-deterministic (no atomics), in three kernels:
+//   1. delta = rowsum(dout * out)
+//   2. dK, dV: one block per key block; each warp owns 16 keys and walks the query tiles right of the
+//      diagonal, recomputing P^T and dS^T in registers.
+//   3. dQ: one block per query block; each warp owns 16 queries and walks the key tiles, recomputing
+//      P and dS in registers (a separate pass instead of fp32 atomics, so every result is summed in a
+//      fixed order).
+// Sequence tails are masked: any T >= 1 works; rows past T are zero-filled on load and never stored.
+#ifndef KERNELS_ATTENTION_CUH
+#define KERNELS_ATTENTION_CUH
+
+#include <math.h>
+#include <stdint.h>
+#include "kernels/cuda_common.h"
+
+#define ATTN_LOG2E 1.4426950408889634f
+
+// ----------------------------------------------------------------------------------------------------
+// PTX wrappers
+
+// Asynchronous 16-byte global -> shared copy; when `valid` is false the 16 bytes are zero-filled.
+__device__ __forceinline__ void attn_cp_async16(void *smem_dst, const void *gmem_src, bool valid) {
+    unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
+    int src_bytes = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
+}
+__device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void attn_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+// Four 8x8 b16 matrices from shared memory; lane i gives the address of row i%8 of matrix i/8.
+__device__ __forceinline__ void attn_ldmatrix_x4(uint32_t r[4], const bf16 *smem_row) {
+    unsigned addr = (unsigned)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+// Same, each matrix transposed.
+__device__ __forceinline__ void attn_ldmatrix_x4_trans(uint32_t r[4], const bf16 *smem_row) {
+    unsigned addr = (unsigned)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+// c[16x8] += a[16x16] * b[16x8], bf16 operands, fp32 accumulators (standard m16n8k16 fragments).
+__device__ __forceinline__ void attn_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 2^x by the SFU (ex2.approx, relative error ~2^-22; flushes denormal results to zero, 2^-inf = 0).
+__device__ __forceinline__ float attn_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// Two floats as a bf16x2 register (lo in the low half), rounded to nearest even.
+__device__ __forceinline__ uint32_t attn_pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Shared-memory tiles: ROWS x HS bf16, row-major, the 16-byte chunks of each row XOR-swizzled by (row % 8)
+// so that ldmatrix (8 rows, one chunk each) and the fragment stores hit distinct banks.
+
+template <int HS>
+__device__ __forceinline__ int attn_swizzle(int row, int col) {
+    return row * HS + ((((col >> 3) ^ row) & 7) | ((col >> 3) & ~7)) * 8 + (col & 7);
+}
+
+// Block-cooperative async copy of rows [row0, row0 + ROWS) of a strided [nrows, HS] bf16 matrix (row
+// stride `stride` elements) into a swizzled tile; rows >= nrows are zero-filled.
+template <int HS, int ROWS, int NTHREADS>
+__device__ __forceinline__ void attn_load_tile(bf16 *tile, const bf16 *src, long stride, int row0, int nrows) {
+    constexpr int CHUNKS = HS / 8;
+    static_assert((ROWS * CHUNKS) % NTHREADS == 0, "tile chunks must divide evenly among the threads");
+#pragma unroll
+    for (int i = 0; i < ROWS * CHUNKS / NTHREADS; i++) {
+        int c = threadIdx.x + i * NTHREADS;
+        int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+        bool valid = row0 + r < nrows;
+        const bf16 *g = valid ? src + (long)(row0 + r) * stride + col : src;
+        attn_cp_async16(tile + attn_swizzle<HS>(r, col), g, valid);
+    }
+}
+
+// Warp-level acc[16 x N] += A[16 x HS] * B[N x HS]^T, both read from swizzled tiles: A is rows
+// [a_row0, a_row0 + 16) of tile `a`, B rows [0, N) of tile `b`. acc[j] is the C fragment of columns 8j..8j+7.
+template <int HS, int N>
+__device__ __forceinline__ void attn_warp_mma_abt(float acc[N / 8][4], const bf16 *a, int a_row0, const bf16 *b) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+        uint32_t af[4];
+        attn_ldmatrix_x4(af, a + attn_swizzle<HS>(a_row0 + (lane & 15), kk * 16 + (lane >> 4) * 8));
+#pragma unroll
+        for (int n = 0; n < N / 16; n++) {
+            uint32_t bfr[4];
+            attn_ldmatrix_x4(bfr, b + attn_swizzle<HS>(n * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
+            attn_mma_bf16(acc[2 * n], af, bfr[0], bfr[1]);
+            attn_mma_bf16(acc[2 * n + 1], af, bfr[2], bfr[3]);
+        }
+    }
+}
+
+// Warp-level acc[16 x HS] += P[16 x K] * B[K x HS]: P is held in registers in the C-fragment layout that
+// attn_warp_mma_abt produces (p[j] = columns 8j..8j+7) and is rounded to bf16 here; B is rows [0, K) of a
+// swizzled tile, read transposed by ldmatrix.
+template <int HS, int K>
+__device__ __forceinline__ void attn_warp_mma_pb(float acc[HS / 8][4], const float p[K / 8][4], const bf16 *b) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++) {
+        uint32_t af[4];
+        af[0] = attn_pack_bf16x2(p[2 * kk][0], p[2 * kk][1]);
+        af[1] = attn_pack_bf16x2(p[2 * kk][2], p[2 * kk][3]);
+        af[2] = attn_pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+        af[3] = attn_pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+#pragma unroll
+        for (int n = 0; n < HS / 16; n++) {
+            uint32_t bfr[4];
+            attn_ldmatrix_x4_trans(bfr, b + attn_swizzle<HS>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, n * 16 + (lane >> 4) * 8));
+            attn_mma_bf16(acc[2 * n], af, bfr[0], bfr[1]);
+            attn_mma_bf16(acc[2 * n + 1], af, bfr[2], bfr[3]);
+        }
+    }
+}
+
+// Writes a warp's fp32 accumulator acc[16 x HS] (times `mul`) as bf16 to rows [row0, row0 + 16) of `dst`
+// (row stride `stride` elements) for rows < nrows, staged through rows [tile_row0, tile_row0 + 16) of a
+// swizzled tile that only this warp uses, so that the global stores are 16 bytes wide.
+template <int HS>
+__device__ __forceinline__ void attn_warp_store_rows(bf16 *dst, long stride, int row0, int nrows, const float acc[HS / 8][4],
+                                                     float mul, bf16 *tile, int tile_row0) {
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+        *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(tile_row0 + g, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[j][0] * mul, acc[j][1] * mul);
+        *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(tile_row0 + g + 8, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[j][2] * mul, acc[j][3] * mul);
+    }
+    __syncwarp();
+    constexpr int CHUNKS = HS / 8;
+#pragma unroll
+    for (int i = 0; i < 16 * CHUNKS / 32; i++) {
+        int c = lane + i * 32;
+        int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+        if (row0 + r < nrows) {
+            *reinterpret_cast<uint4 *>(dst + (long)(row0 + r) * stride + col) = *reinterpret_cast<const uint4 *>(tile + attn_swizzle<HS>(tile_row0 + r, col));
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Kernels
+
+// Forward. Grid (B*NH, ceil(T / (16*NW))), NW warps; the query blocks run last-first (they hold the most
+// work). Each warp owns 16 query rows and keeps O (16 x HS, fp32), the running row max m (in raw score
+// units) and the per-thread partial row sums l; keys come in tiles of BC, two cp.async stages deep.
+template <int HS, int NW, int BC>
+__global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
+    constexpr int BR = 16 * NW, NTHREADS = NW * 32;
+    extern __shared__ __align__(128) bf16 attn_smem[];
+    bf16 *sQ = attn_smem;           // [BR, HS]
+    bf16 *sK = sQ + BR * HS;        // [2][BC, HS]
+    bf16 *sV = sK + 2 * BC * HS;    // [2][BC, HS]
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;
+    const long row_stride = 3L * NH * HS;
+    const bf16 *gQ = qkv + (long)b * T * row_stride + (long)h * HS;
+    const bf16 *gK = gQ + (long)NH * HS;
+    const bf16 *gV = gQ + 2L * NH * HS;
+    const float scale_log2 = ATTN_LOG2E / sqrtf((float)HS);
+
+    const int ntiles = ceil_div(min(T, q0 + BR), BC);
+    attn_load_tile<HS, BR, NTHREADS>(sQ, gQ, row_stride, q0, T);
+    attn_load_tile<HS, BC, NTHREADS>(sK, gK, row_stride, 0, T);
+    attn_load_tile<HS, BC, NTHREADS>(sV, gV, row_stride, 0, T);
+    attn_cp_async_commit();
+
+    const int wq0 = q0 + warp * 16;   // this warp's first query row; each thread owns rows wq0+g and wq0+g+8
+    float o[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+    for (int tile = 0; tile < ntiles; tile++) {
+        attn_cp_async_wait_all();
+        __syncthreads();   // tile visible to all; everyone is done with the other stage
+        if (tile + 1 < ntiles) {
+            int nxt = (tile + 1) & 1;
+            attn_load_tile<HS, BC, NTHREADS>(sK + nxt * BC * HS, gK, row_stride, (tile + 1) * BC, T);
+            attn_load_tile<HS, BC, NTHREADS>(sV + nxt * BC * HS, gV, row_stride, (tile + 1) * BC, T);
+            attn_cp_async_commit();
+        }
+        const int k0 = tile * BC;
+        if (k0 > wq0 + 15) continue;   // every key of this tile is right of the diagonal for this warp
+        const bf16 *cK = sK + (tile & 1) * BC * HS, *cV = sV + (tile & 1) * BC * HS;
+
+        float s[BC / 8][4];
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+        attn_warp_mma_abt<HS, BC>(s, sQ, warp * 16, cK);
+
+        if (k0 + BC - 1 > wq0 || k0 + BC > T) {
+#pragma unroll
+            for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + g + (e >> 1) * 8;
+                    if (key > q || key >= T) s[j][e] = -INFINITY;
+                }
+            }
+        }
+        float mx[2] = {m[0], m[1]};
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) {
+            mx[0] = fmaxf(mx[0], fmaxf(s[j][0], s[j][1]));
+            mx[1] = fmaxf(mx[1], fmaxf(s[j][2], s[j][3]));
+        }
+        float moff[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+            moff[i] = mx[i] == -INFINITY ? 0.f : mx[i] * scale_log2;   // a row with no key yet stays at zero
+            float corr = attn_exp2(m[i] * scale_log2 - moff[i]);
+            m[i] = mx[i];
+            l[i] *= corr;
+#pragma unroll
+            for (int j = 0; j < HS / 8; j++) { o[j][2 * i] *= corr; o[j][2 * i + 1] *= corr; }
+        }
+#pragma unroll
+        for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[j][e] = attn_exp2(s[j][e] * scale_log2 - moff[e >> 1]);
+                l[e >> 1] += s[j][e];
+            }
+        }
+        attn_warp_mma_pb<HS, BC>(o, s, cV);
+    }
+
+    float inv[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+        inv[i] = 1.f / l[i];
+        int q = wq0 + g + 8 * i;
+        if (t == 0 && q < T) lse[(long)bh * T + q] = (m[i] * scale_log2 + log2f(l[i])) / ATTN_LOG2E;
+#pragma unroll
+        for (int j = 0; j < HS / 8; j++) { o[j][2 * i] *= inv[i]; o[j][2 * i + 1] *= inv[i]; }
+    }
+    attn_warp_store_rows<HS>(out + (long)b * T * NH * HS + (long)h * HS, (long)NH * HS, wq0, T, o, 1.f, sQ, warp * 16);
+}
+
+// delta[b, h, t] = sum_c dout[b, t, h, c] * out[b, t, h, c] in fp32. One row of HS channels per group of
+// HS/8 lanes, each lane reading 16 bytes of both; rows in memory order ((b*T + t)*NH + h).
+template <int HS>
+__global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, const bf16 *out, int T, int NH, long nrows) {
+    constexpr int LANES = HS / 8;
+    const long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) / LANES;
+    const int sub = threadIdx.x % LANES;
+    float acc = 0.f;
+    if (row < nrows) {
+        uint4 a = *reinterpret_cast<const uint4 *>(dout + row * HS + sub * 8);
+        uint4 c = *reinterpret_cast<const uint4 *>(out + row * HS + sub * 8);
+        const __nv_bfloat162 *a2 = reinterpret_cast<const __nv_bfloat162 *>(&a);
+        const __nv_bfloat162 *c2 = reinterpret_cast<const __nv_bfloat162 *>(&c);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 fa = __bfloat1622float2(a2[i]), fc = __bfloat1622float2(c2[i]);
+            acc += fa.x * fc.x + fa.y * fc.y;
+        }
+    }
+#pragma unroll
+    for (int off = LANES / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (row < nrows && sub == 0) {
+        long bt = row / NH, b = bt / T, tq = bt % T;
+        int h = (int)(row % NH);
+        delta[(b * NH + h) * T + tq] = acc;
+    }
+}
+
+// Backward dK, dV. Grid (B*NH, ceil(T / (16*NW))), NW warps; block y owns keys [16*NW*y, +16*NW) and walks
+// the query tiles (BQ rows of Q and dout, with their lse and delta) from the diagonal to T, two stages
+// deep. Each warp owns 16 keys: S^T = K Q^T, P^T = exp(S^T*scale - lse), dP^T = V dout^T,
+// dS^T = P^T (dP^T - delta), then dV += P^T dout and dK += dS^T Q, all in registers; dK is scaled at the end.
+template <int HS, int NW, int BQ>
+__global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
+                                                                          const float *delta, int T, int NH) {
+    constexpr int BKV = 16 * NW, NTHREADS = NW * 32;
+    extern __shared__ __align__(128) bf16 attn_smem[];
+    bf16 *sK = attn_smem;               // [BKV, HS]
+    bf16 *sV = sK + BKV * HS;           // [BKV, HS]
+    bf16 *sQ = sV + BKV * HS;           // [2][BQ, HS]
+    bf16 *sdO = sQ + 2 * BQ * HS;       // [2][BQ, HS]
+    float *sL = reinterpret_cast<float *>(sdO + 2 * BQ * HS);   // [2][BQ] lse in log2 units
+    float *sD = sL + 2 * BQ;                                    // [2][BQ]
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
+    const int k0 = blockIdx.y * BKV;
+    const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
+    const long qkv_base = (long)b * T * row_stride + (long)h * HS;
+    const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
+    const bf16 *gdO = dout + (long)b * T * out_stride + (long)h * HS;
+    const float *gL = lse + (long)bh * T, *gD = delta + (long)bh * T;
+    const float scale = 1.f / sqrtf((float)HS), scale_log2 = scale * ATTN_LOG2E;
+
+    const int qt_first = k0 / BQ, qt_end = ceil_div(T, BQ);
+    attn_load_tile<HS, BKV, NTHREADS>(sK, gK, row_stride, k0, T);
+    attn_load_tile<HS, BKV, NTHREADS>(sV, gV, row_stride, k0, T);
+    attn_load_tile<HS, BQ, NTHREADS>(sQ, gQ, row_stride, qt_first * BQ, T);
+    attn_load_tile<HS, BQ, NTHREADS>(sdO, gdO, out_stride, qt_first * BQ, T);
+    attn_cp_async_commit();
+    for (int i = threadIdx.x; i < BQ; i += NTHREADS) {
+        int q = qt_first * BQ + i;
+        sL[i] = q < T ? gL[q] * ATTN_LOG2E : 0.f;
+        sD[i] = q < T ? gD[q] : 0.f;
+    }
+
+    const int wk0 = k0 + warp * 16;   // this warp's first key; each thread owns keys wk0+g and wk0+g+8
+    float dk[HS / 8][4], dv[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.f;
+    }
+
+    for (int qt = qt_first; qt < qt_end; qt++) {
+        const int stage = (qt - qt_first) & 1;
+        attn_cp_async_wait_all();
+        __syncthreads();
+        if (qt + 1 < qt_end) {
+            const int nxt = stage ^ 1, nq0 = (qt + 1) * BQ;
+            attn_load_tile<HS, BQ, NTHREADS>(sQ + nxt * BQ * HS, gQ, row_stride, nq0, T);
+            attn_load_tile<HS, BQ, NTHREADS>(sdO + nxt * BQ * HS, gdO, out_stride, nq0, T);
+            attn_cp_async_commit();
+            for (int i = threadIdx.x; i < BQ; i += NTHREADS) {
+                int q = nq0 + i;
+                sL[nxt * BQ + i] = q < T ? gL[q] * ATTN_LOG2E : 0.f;
+                sD[nxt * BQ + i] = q < T ? gD[q] : 0.f;
+            }
+        }
+        const int qs = qt * BQ;
+        if (qs + BQ - 1 < wk0) continue;   // every query of this tile is left of this warp's keys
+        const bf16 *cQ = sQ + stage * BQ * HS, *cdO = sdO + stage * BQ * HS;
+        const float *cL = sL + stage * BQ, *cD = sD + stage * BQ;
+
+        float s[BQ / 8][4], dp[BQ / 8][4];
+#pragma unroll
+        for (int j = 0; j < BQ / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.f;
+        }
+        attn_warp_mma_abt<HS, BQ>(s, sK, warp * 16, cQ);
+        attn_warp_mma_abt<HS, BQ>(dp, sV, warp * 16, cdO);
+        const bool need_mask = qs < wk0 + 15 || qs + BQ > T;
+#pragma unroll
+        for (int j = 0; j < BQ / 8; j++) {
+            float2 lq = *reinterpret_cast<const float2 *>(cL + j * 8 + 2 * t);
+            float2 dq = *reinterpret_cast<const float2 *>(cD + j * 8 + 2 * t);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = attn_exp2(s[j][e] * scale_log2 - ((e & 1) ? lq.y : lq.x));
+                if (need_mask) {
+                    int q = qs + j * 8 + 2 * t + (e & 1), key = wk0 + g + (e >> 1) * 8;
+                    if (q < key || q >= T) p = 0.f;
+                }
+                s[j][e] = p;
+                dp[j][e] = p * (dp[j][e] - ((e & 1) ? dq.y : dq.x));
+            }
+        }
+        attn_warp_mma_pb<HS, BQ>(dv, s, cdO);
+        attn_warp_mma_pb<HS, BQ>(dk, dp, cQ);
+    }
+
+    attn_warp_store_rows<HS>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * 16);
+    attn_warp_store_rows<HS>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * 16);
+}
+
+// Backward dQ. Grid (B*NH, ceil(T / (16*NW))), NW warps, query blocks last-first. Block y owns 16*NW
+// queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K and V, two
+// stages deep) up to the diagonal. Each warp owns 16 queries: S = Q K^T, P = exp(S*scale - lse),
+// dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end.
+template <int HS, int NW, int BK>
+__global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
+                                                                        const float *delta, int T, int NH) {
+    constexpr int BR = 16 * NW, NTHREADS = NW * 32;
+    extern __shared__ __align__(128) bf16 attn_smem[];
+    bf16 *sQ = attn_smem;           // [BR, HS]
+    bf16 *sdO = sQ + BR * HS;       // [BR, HS]
+    bf16 *sK = sdO + BR * HS;       // [2][BK, HS]
+    bf16 *sV = sK + 2 * BK * HS;    // [2][BK, HS]
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;
+    const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
+    const long qkv_base = (long)b * T * row_stride + (long)h * HS;
+    const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
+    const bf16 *gdO = dout + (long)b * T * out_stride + (long)h * HS;
+    const float scale = 1.f / sqrtf((float)HS), scale_log2 = scale * ATTN_LOG2E;
+
+    const int ntiles = ceil_div(min(T, q0 + BR), BK);
+    attn_load_tile<HS, BR, NTHREADS>(sQ, gQ, row_stride, q0, T);
+    attn_load_tile<HS, BR, NTHREADS>(sdO, gdO, out_stride, q0, T);
+    attn_load_tile<HS, BK, NTHREADS>(sK, gK, row_stride, 0, T);
+    attn_load_tile<HS, BK, NTHREADS>(sV, gV, row_stride, 0, T);
+    attn_cp_async_commit();
+
+    const int wq0 = q0 + warp * 16;   // each thread owns query rows wq0+g and wq0+g+8
+    float lq[2], dq_row[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int q = wq0 + g + 8 * i;
+        lq[i] = q < T ? lse[(long)bh * T + q] * ATTN_LOG2E : 0.f;
+        dq_row[i] = q < T ? delta[(long)bh * T + q] : 0.f;
+    }
+    float dq[HS / 8][4];
+#pragma unroll
+    for (int j = 0; j < HS / 8; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+
+    for (int tile = 0; tile < ntiles; tile++) {
+        attn_cp_async_wait_all();
+        __syncthreads();
+        if (tile + 1 < ntiles) {
+            int nxt = (tile + 1) & 1;
+            attn_load_tile<HS, BK, NTHREADS>(sK + nxt * BK * HS, gK, row_stride, (tile + 1) * BK, T);
+            attn_load_tile<HS, BK, NTHREADS>(sV + nxt * BK * HS, gV, row_stride, (tile + 1) * BK, T);
+            attn_cp_async_commit();
+        }
+        const int k0 = tile * BK;
+        if (k0 > wq0 + 15) continue;
+        const bf16 *cK = sK + (tile & 1) * BK * HS, *cV = sV + (tile & 1) * BK * HS;
+
+        float s[BK / 8][4], dp[BK / 8][4];
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.f;
+        }
+        attn_warp_mma_abt<HS, BK>(s, sQ, warp * 16, cK);
+        attn_warp_mma_abt<HS, BK>(dp, sdO, warp * 16, cV);
+        const bool need_mask = k0 + BK - 1 > wq0 || k0 + BK > T;
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = attn_exp2(s[j][e] * scale_log2 - lq[e >> 1]);
+                if (need_mask) {
+                    int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + g + (e >> 1) * 8;
+                    if (key > q || key >= T) p = 0.f;
+                }
+                dp[j][e] = p * (dp[j][e] - dq_row[e >> 1]);
+            }
+        }
+        attn_warp_mma_pb<HS, BK>(dq, dp, cK);
+    }
+    attn_warp_store_rows<HS>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * 16);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// Launchers
+
+// Tile configuration per head size: warps per block (16 rows each) and the streamed tile length.
+template <int HS> struct AttentionConfig;
+template <> struct AttentionConfig<64> {
+    static constexpr int FWD_WARPS = 4, FWD_BC = 64;
+    static constexpr int DKDV_WARPS = 4, DKDV_BQ = 64;
+    static constexpr int DQ_WARPS = 4, DQ_BK = 64;
+};
+template <> struct AttentionConfig<128> {
+    static constexpr int FWD_WARPS = 4, FWD_BC = 64;
+    static constexpr int DKDV_WARPS = 4, DKDV_BQ = 32;
+    static constexpr int DQ_WARPS = 4, DQ_BK = 64;
+};
+
+// Checks the shapes shared by forward and backward.
+static inline void attention_check_shapes(int B, int T, int NH, int HS) {
+    shapeCheck(HS == 64 || HS == 128, "attention supports head sizes 64 and 128, got HS=%d", HS);
+    shapeCheck(B >= 1 && T >= 1 && NH >= 1, "B=%d T=%d NH=%d must all be >= 1", B, T, NH);
+    shapeCheck((long)B * NH <= 2147483647L, "B*NH=%ld exceeds the grid's x limit", (long)B * NH);
+}
+
+// Sets the dynamic shared-memory limit of `kernel` and returns the byte count to launch with.
+template <class Kernel>
+static inline size_t attention_smem(Kernel kernel, size_t bytes) {
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    return bytes;
+}
+
+// Forward for one head size and tile configuration C (AttentionConfig<HS> unless a harness tries others).
+template <int HS, class C = AttentionConfig<HS>>
+static inline void attention_forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, cudaStream_t stream) {
+    auto kernel = attention_forward_kernel<HS, C::FWD_WARPS, C::FWD_BC>;
+    size_t smem = attention_smem(kernel, (size_t)(16 * C::FWD_WARPS + 4 * C::FWD_BC) * HS * sizeof(bf16));
+    dim3 grid(B * NH, ceil_div(T, 16 * C::FWD_WARPS));
+    shapeCheck(grid.y <= 65535, "T=%d needs %u query blocks, over the grid's y limit", T, grid.y);
+    kernel<<<grid, 32 * C::FWD_WARPS, smem, stream>>>(out, lse, qkv, T, NH);
+    cudaCheckLaunch();
+}
+
+// Causal attention forward: out[B,T,NH,HS] and lse[B,NH,T] from qkv[B,T,3,NH,HS] (layouts at the top).
+static inline void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, int HS, cudaStream_t stream) {
+    attention_check_shapes(B, T, NH, HS);
+    if (HS == 64) attention_forward_hs<64>(out, lse, qkv, B, T, NH, stream);
+    else attention_forward_hs<128>(out, lse, qkv, B, T, NH, stream);
+}
+
+// Backward for one head size and tile configuration C.
+template <int HS, class C = AttentionConfig<HS>>
+static inline void attention_backward_hs(bf16 *dqkv, float *delta, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
+                                         int B, int T, int NH, cudaStream_t stream) {
+    const long nrows = (long)B * T * NH;
+    const int delta_threads = 256;
+    const long delta_blocks = ceil_div(nrows * (HS / 8), (long)delta_threads);
+    shapeCheck(delta_blocks <= 2147483647L, "B*T*NH=%ld rows is over the grid's x limit", nrows);
+    attention_backward_delta_kernel<HS><<<(unsigned)delta_blocks, delta_threads, 0, stream>>>(delta, dout, out, T, NH, nrows);
+    cudaCheckLaunch();
+
+    auto dkdv = attention_backward_dkdv_kernel<HS, C::DKDV_WARPS, C::DKDV_BQ>;
+    size_t dkdv_smem = attention_smem(dkdv, (size_t)(2 * 16 * C::DKDV_WARPS + 4 * C::DKDV_BQ) * HS * sizeof(bf16) + 4 * C::DKDV_BQ * sizeof(float));
+    dim3 dkdv_grid(B * NH, ceil_div(T, 16 * C::DKDV_WARPS));
+    shapeCheck(dkdv_grid.y <= 65535, "T=%d needs %u key blocks, over the grid's y limit", T, dkdv_grid.y);
+    dkdv<<<dkdv_grid, 32 * C::DKDV_WARPS, dkdv_smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+    cudaCheckLaunch();
+
+    auto dq = attention_backward_dq_kernel<HS, C::DQ_WARPS, C::DQ_BK>;
+    size_t dq_smem = attention_smem(dq, (size_t)(2 * 16 * C::DQ_WARPS + 4 * C::DQ_BK) * HS * sizeof(bf16));
+    dim3 dq_grid(B * NH, ceil_div(T, 16 * C::DQ_WARPS));
+    shapeCheck(dq_grid.y <= 65535, "T=%d needs %u query blocks, over the grid's y limit", T, dq_grid.y);
+    dq<<<dq_grid, 32 * C::DQ_WARPS, dq_smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+    cudaCheckLaunch();
+}
+
+// Causal attention backward: dqkv[B,T,3,NH,HS] (overwritten) from dout, the forward's qkv, out and lse;
+// delta[B,NH,T] fp32 is scratch. Deterministic: the same inputs give bit-identical dqkv.
+static inline void attention_backward(bf16 *dqkv, float *delta, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
+                                      int B, int T, int NH, int HS, cudaStream_t stream) {
+    attention_check_shapes(B, T, NH, HS);
+    if (HS == 64) attention_backward_hs<64>(dqkv, delta, dout, qkv, out, lse, B, T, NH, stream);
+    else attention_backward_hs<128>(dqkv, delta, dout, qkv, out, lse, B, T, NH, stream);
+}
+
+#endif // KERNELS_ATTENTION_CUH

@@ -1,0 +1,197 @@
+// GPU test of the causal flash attention kernels (kernels/attention.cuh) against the double-precision CPU
+// reference (test/reference/attention_cpu.h): forward out and lse, backward dQ/dK/dV, on random inputs of
+// several shapes (T = 1 and tails that are not a multiple of any tile, head sizes 64 and 128, several
+// B*NH), plus sharply peaked softmaxes that exercise the online rescaling; and bit-identical results
+// from repeated runs (the backward uses no atomics).
+//
+// Tolerances, with u = 2^-8 the unit roundoff of bf16:
+//  - out: the kernel rounds P to bf16 before P*V (relative error <= u per term, so |error| <= u*max|V|)
+//    and rounds out to bf16 (<= u*|out|), so |error| <= 2u * max(max|out|, max|V|); we allow relative
+//    L2 error < 2.5u and, with a factor 2 of margin, max |error| <= 4u * max(max|ref|, max|V|).
+//  - lse: fp32 throughout (scores from exact bf16 products summed in fp32, ~HS * 2^-24 relative);
+//    we allow |error| <= 1e-4 * (1 + |ref|).
+//  - dQ, dK, dV: P and dS are rounded to bf16 before their products (<= u per term), delta comes from
+//    the bf16 out (<= u*|out|), and the results are rounded to bf16; the terms of each sum have mixed
+//    signs, so we bound the error against the largest entry: relative L2 error < 2.5u and
+//    max |error| <= 8u * max|ref| per tensor.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <vector>
+#include "kernels/attention.cuh"
+#include "test/reference/attention_cpu.h"
+#include "test/testing.h"
+
+static const double BF16_U = 1.0 / 256.0;
+
+// xorshift64* generator with Box-Muller normals, so every run sees fresh but reproducible-by-seed inputs.
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double rng_uniform(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return ((rng_state * 2685821657736338717ull) >> 11) * (1.0 / 9007199254740992.0);
+}
+static double rng_normal(void) {
+    double u1 = rng_uniform(), u2 = rng_uniform();
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+// Fills a bf16 array with N(0, gain^2) values and its float copy with the same (rounded) values.
+static void fill_normal(std::vector<bf16> &dst, std::vector<float> &as_float, double gain) {
+    for (size_t i = 0; i < dst.size(); i++) {
+        dst[i] = __float2bfloat16((float)(gain * rng_normal()));
+        as_float[i] = __bfloat162float(dst[i]);
+    }
+}
+
+// Error of a bf16 GPU tensor (gathered into floats) against its reference.
+struct ErrorStats {
+    double rel_l2, max_abs, max_ref;
+    long nonfinite;
+};
+static ErrorStats compare(const std::vector<float> &got, const std::vector<float> &ref) {
+    ErrorStats e = {0, 0, 0, 0};
+    double num = 0, den = 0;
+    for (size_t i = 0; i < got.size(); i++) {
+        if (!isfinite(got[i])) { e.nonfinite++; continue; }
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+        if (fabs(d) > e.max_abs) e.max_abs = fabs(d);
+        if (fabs(ref[i]) > e.max_ref) e.max_ref = fabs(ref[i]);
+    }
+    e.rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+    return e;
+}
+
+// Gathers one of the Q, K, V slots (0, 1, 2) of a [B, T, 3, NH, HS] tensor as floats.
+static std::vector<float> qkv_slot(const float *qkv, int B, int T, int NH, int HS, int slot) {
+    std::vector<float> r((size_t)B * T * NH * HS);
+    for (long bt = 0; bt < (long)B * T; bt++)
+        memcpy(&r[bt * NH * HS], qkv + (bt * 3 + slot) * NH * HS, (size_t)NH * HS * sizeof(float));
+    return r;
+}
+
+static std::vector<float> to_float(const std::vector<bf16> &x) {
+    std::vector<float> r(x.size());
+    for (size_t i = 0; i < x.size(); i++) r[i] = __bfloat162float(x[i]);
+    return r;
+}
+
+struct AttentionCase {
+    int B, T, NH, HS;
+    double q_gain;   // standard deviation of Q; > 1 makes the softmax sharply peaked
+};
+static AttentionCase current;
+
+static void test_attention_case(void) {
+    const int B = current.B, T = current.T, NH = current.NH, HS = current.HS;
+    const size_t n_qkv = (size_t)B * T * 3 * NH * HS, n_out = (size_t)B * T * NH * HS, n_lse = (size_t)B * NH * T;
+    std::vector<bf16> h_qkv(n_qkv), h_dout(n_out);
+    std::vector<float> f_qkv(n_qkv), f_dout(n_out);
+    fill_normal(h_qkv, f_qkv, 1.0);
+    fill_normal(h_dout, f_dout, 1.0);
+    if (current.q_gain != 1.0) {
+        for (long bt = 0; bt < (long)B * T; bt++) {
+            for (int c = 0; c < NH * HS; c++) {
+                size_t i = (size_t)bt * 3 * NH * HS + c;
+                h_qkv[i] = __float2bfloat16((float)(current.q_gain * rng_normal()));
+                f_qkv[i] = __bfloat162float(h_qkv[i]);
+            }
+        }
+    }
+
+    bf16 *d_qkv, *d_out, *d_dout, *d_dqkv, *d_dqkv2;
+    float *d_lse, *d_delta;
+    cudaCheck(cudaMalloc(&d_qkv, n_qkv * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&d_dqkv, n_qkv * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&d_dqkv2, n_qkv * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&d_out, n_out * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&d_dout, n_out * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&d_lse, n_lse * sizeof(float)));
+    cudaCheck(cudaMalloc(&d_delta, n_lse * sizeof(float)));
+    cudaCheck(cudaMemcpy(d_qkv, h_qkv.data(), n_qkv * sizeof(bf16), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(d_dout, h_dout.data(), n_out * sizeof(bf16), cudaMemcpyHostToDevice));
+    // poison every output (0xFF bytes are NaN in bf16 and fp32) so an unwritten element fails the check
+    cudaCheck(cudaMemset(d_out, 0xFF, n_out * sizeof(bf16)));
+    cudaCheck(cudaMemset(d_lse, 0xFF, n_lse * sizeof(float)));
+    cudaCheck(cudaMemset(d_dqkv, 0xFF, n_qkv * sizeof(bf16)));
+    cudaCheck(cudaMemset(d_dqkv2, 0xFF, n_qkv * sizeof(bf16)));
+
+    attention_forward(d_out, d_lse, d_qkv, B, T, NH, HS, 0);
+    attention_backward(d_dqkv, d_delta, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    attention_backward(d_dqkv2, d_delta, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    cudaCheck(cudaDeviceSynchronize());
+
+    std::vector<bf16> h_out(n_out), h_dqkv(n_qkv), h_dqkv2(n_qkv);
+    std::vector<float> h_lse(n_lse);
+    cudaCheck(cudaMemcpy(h_out.data(), d_out, n_out * sizeof(bf16), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(h_lse.data(), d_lse, n_lse * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(h_dqkv.data(), d_dqkv, n_qkv * sizeof(bf16), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(h_dqkv2.data(), d_dqkv2, n_qkv * sizeof(bf16), cudaMemcpyDeviceToHost));
+
+    std::vector<float> r_out(n_out), r_lse(n_lse), r_dqkv(n_qkv);
+    attention_forward_cpu(r_out.data(), r_lse.data(), f_qkv.data(), B, T, NH, HS);
+    attention_backward_cpu(r_dqkv.data(), f_dout.data(), f_qkv.data(), B, T, NH, HS);
+
+    // forward
+    ErrorStats eo = compare(to_float(h_out), r_out);
+    double max_v = 0;
+    for (float v : qkv_slot(f_qkv.data(), B, T, NH, HS, 2)) max_v = fmax(max_v, fabs(v));
+    double out_bound = 4 * BF16_U * fmax(eo.max_ref, max_v);
+    printf("  out: rel_l2 %.2e  max_abs %.2e (bound %.2e)\n", eo.rel_l2, eo.max_abs, out_bound);
+    CHECK(eo.nonfinite == 0, "%ld non-finite (unwritten?) outputs", eo.nonfinite);
+    CHECK(eo.rel_l2 < 2.5 * BF16_U, "out relative L2 error %.3e", eo.rel_l2);
+    CHECK(eo.max_abs <= out_bound, "out max abs error %.3e > %.3e", eo.max_abs, out_bound);
+    long bad_lse = 0;
+    double lse_err = 0;
+    for (size_t i = 0; i < n_lse; i++) {
+        double d = fabs((double)h_lse[i] - r_lse[i]);
+        if (!(d <= 1e-4 * (1 + fabs(r_lse[i])))) bad_lse++;
+        if (d > lse_err || !isfinite(d)) lse_err = d;
+    }
+    printf("  lse: max_abs %.2e\n", lse_err);
+    CHECK(bad_lse == 0, "%ld lse values off by more than 1e-4*(1+|ref|) (max error %.3e)", bad_lse, lse_err);
+
+    // backward
+    std::vector<float> g_dqkv = to_float(h_dqkv);
+    const char *names[3] = {"dq", "dk", "dv"};
+    for (int slot = 0; slot < 3; slot++) {
+        ErrorStats e = compare(qkv_slot(g_dqkv.data(), B, T, NH, HS, slot), qkv_slot(r_dqkv.data(), B, T, NH, HS, slot));
+        double bound = 8 * BF16_U * e.max_ref;
+        printf("  %s: rel_l2 %.2e  max_abs %.2e (bound %.2e)\n", names[slot], e.rel_l2, e.max_abs, bound);
+        CHECK(e.nonfinite == 0, "%s: %ld non-finite (unwritten?) values", names[slot], e.nonfinite);
+        CHECK(e.rel_l2 < 2.5 * BF16_U, "%s relative L2 error %.3e", names[slot], e.rel_l2);
+        CHECK(e.max_abs <= bound, "%s max abs error %.3e > %.3e", names[slot], e.max_abs, bound);
+    }
+    CHECK(memcmp(h_dqkv.data(), h_dqkv2.data(), n_qkv * sizeof(bf16)) == 0, "two backward runs differ");
+
+    cudaCheck(cudaFree(d_qkv));
+    cudaCheck(cudaFree(d_dqkv));
+    cudaCheck(cudaFree(d_dqkv2));
+    cudaCheck(cudaFree(d_out));
+    cudaCheck(cudaFree(d_dout));
+    cudaCheck(cudaFree(d_lse));
+    cudaCheck(cudaFree(d_delta));
+}
+
+int main(void) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        SKIP_TEST(test_attention_case, "no CUDA device");
+        return testing_finish();
+    }
+    const AttentionCase cases[] = {
+        {1, 1, 1, 64, 1.0},    {2, 3, 37, 64, 1.0},   {1, 2, 128, 128, 1.0}, {2, 2, 257, 64, 1.0},
+        {1, 3, 257, 128, 1.0}, {1, 2, 1000, 64, 1.0}, {2, 1, 1000, 128, 1.0}, {1, 1, 1, 128, 1.0},
+        {2, 2, 200, 64, 4.0},  {1, 2, 300, 128, 4.0}, {3, 5, 64, 64, 2.0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        current = cases[i];
+        printf("case B=%d T=%d NH=%d HS=%d q_gain=%.1f\n", current.B, current.T, current.NH, current.HS, current.q_gain);
+        RUN_TEST(test_attention_case);
+    }
+    return testing_finish();
+}
