@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/checkpoint.h"
+#include "core/gpt2_model.h"
 #include "core/rng.h"
 #include "core/train_config.h"
 #include "test/testing.h"
@@ -623,6 +626,24 @@ static void test_config_setup(void) {
 // ---------------------------------------------------------------------------------------------------
 // the built binary
 
+#define CLI_DIR "build/test/flags_cli"
+
+// Writes an llm.c token shard of n random GPT-2 tokens.
+static void write_shard(const char *path, size_t n) {
+    int32_t header[256];
+    memset(header, 0, sizeof(header));
+    header[0] = 20240520;
+    header[1] = 1;
+    header[2] = (int32_t)n;
+    uint16_t *tokens = (uint16_t *)malloc_check(n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++) tokens[i] = (uint16_t)rng_below(&rng, 50257);
+    FILE *f = fopen_check(path, "wb");
+    fwrite_check(header, sizeof(int32_t), 256, f);
+    fwrite_check(tokens, sizeof(uint16_t), n, f);
+    fclose(f);
+    free(tokens);
+}
+
 // Runs ./train_gpt with `args` (shell words), stdout+stderr into out; returns the exit status.
 static int run_train_gpt(const char *args, char *out, size_t size) {
     char command[1024];
@@ -669,6 +690,65 @@ static void test_cli_train_gpt(void) {
     free(out);
 }
 
+// The host path on a small model file and synthetic shards: model, data and layout reach the
+// printout, and errors from the model file, the data and the model-dependent checks exit 1.
+static void test_cli_train_gpt_host_path(void) {
+    char err[512];
+    mkdir("build", 0755);
+    mkdir("build/test", 0755);
+    mkdir(CLI_DIR, 0755);
+    GPT2Config model;
+    model.max_seq_len = 64;
+    model.vocab_size = 50257;
+    model.padded_vocab_size = 50304;
+    model.num_layers = 2;
+    model.num_heads = 4;
+    model.channels = 32;
+    GPT2ParamLayout layout;
+    gpt2_param_layout(&model, &layout);
+    float *params = (float *)malloc_check(layout.num_parameters * sizeof(float));
+    gpt2_init_params(&model, params, 7);
+    int rc = model_file_write(CLI_DIR "/tiny.bin", &model, params, MODEL_FILE_VERSION_BF16, err, sizeof(err));
+    CHECK(rc == 0, "%s", err);
+    free(params);
+    // train: 10 windows of B*T = 4*32 tokens; val: 3 windows
+    write_shard(CLI_DIR "/synthetic_train.bin", 10 * 4 * 32 + 1);
+    write_shard(CLI_DIR "/synthetic_val.bin", 3 * 4 * 32 + 1);
+    // -e, -i and -t are given per case (a flag may appear only once)
+    const char *model_file = "-e " CLI_DIR "/tiny.bin", *train = "-i " CLI_DIR "/synthetic_train.bin", *seq = "-t 32";
+    const char *val = "-j " CLI_DIR "/synthetic_val.bin -b 4";
+    size_t size = 1 << 20;
+    char *out = (char *)malloc_check(size), args[1024], expected[256];
+
+    snprintf(args, sizeof(args), "%s %s %s %s -d 256 -x 12 -m 5", model_file, train, seq, val);
+    rc = run_train_gpt(args, out, size);
+    CHECK(rc == 2, "host path exit %d (want 2):\n%s", rc, out);
+    snprintf(expected, sizeof(expected), "parameters: %zu", layout.num_parameters);
+    const char *lines[] = {expected, "layers 2, heads 4, channels 32", "256 tokens per step = B 4 x T 32 x dp 1 x 2 accumulation steps",
+                           "10 micro-batches per data-parallel rank per epoch", "5 steps per epoch", "training run: 12 steps, 3072 tokens (2.40 epochs)",
+                           "validation: 3 micro-batches per pass", "GPU training path not implemented yet", "| -t, --seq-len"};
+    for (size_t k = 0; k < sizeof(lines) / sizeof(lines[0]); k++) {
+        CHECK(strstr(out, lines[k]) != NULL, "host path output lacks '%s':\n%s", lines[k], out);
+    }
+
+    struct { const char *model, *train, *seq, *extra, *message; } bad[] = {
+        {model_file, train, "-t 128", "", "-t/--seq-len 128 exceeds the model's maximum sequence length 64"},
+        {model_file, train, seq, "-g 65", "-g/--gen-tokens 65 exceeds the model's maximum sequence length 64"},
+        {model_file, train, seq, "-d 2048", "10 micro-batches per data-parallel rank per epoch, fewer than the 16 of one optimizer step"},
+        {model_file, "-i " CLI_DIR "/no_such_*.bin", seq, "", CLI_DIR "/no_such_*.bin"},
+        {"-e " CLI_DIR "/synthetic_val.bin", train, seq, "", "is neither a preset (d12, d24, d36, d48) nor a usable model file"},
+        {"-e d13", train, seq, "", "'d13' is neither a preset"},
+        {model_file, train, seq, "-o " CLI_DIR "/tiny.bin/sub", "-o/--output-dir: cannot create"},
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        snprintf(args, sizeof(args), "%s %s %s %s %s", bad[k].model, bad[k].train, bad[k].seq, val, bad[k].extra);
+        rc = run_train_gpt(args, out, size);
+        CHECK(rc == 1, "'%s': exit %d (want 1):\n%s", args, rc, out);
+        CHECK(strstr(out, bad[k].message) != NULL, "'%s': output lacks '%s':\n%s", args, bad[k].message, out);
+    }
+    free(out);
+}
+
 int main(void) {
     rng_seed(&rng, 20261122);
     RUN_TEST(test_table_is_valid);
@@ -684,7 +764,12 @@ int main(void) {
     RUN_TEST(test_parallel_layout);
     RUN_TEST(test_grad_accum);
     RUN_TEST(test_config_setup);
-    if (access("./train_gpt", X_OK) == 0) RUN_TEST(test_cli_train_gpt);
-    else SKIP_TEST(test_cli_train_gpt, "./train_gpt not built (make train_gpt); run from the repository root");
+    if (access("./train_gpt", X_OK) == 0) {
+        RUN_TEST(test_cli_train_gpt);
+        RUN_TEST(test_cli_train_gpt_host_path);
+    } else {
+        SKIP_TEST(test_cli_train_gpt, "./train_gpt not built (make train_gpt); run from the repository root");
+        SKIP_TEST(test_cli_train_gpt_host_path, "./train_gpt not built (make train_gpt); run from the repository root");
+    }
     return testing_finish();
 }
