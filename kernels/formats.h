@@ -274,6 +274,29 @@ static inline FMT_HD float nvfp4_encode_factor(uint8_t sb, float s_dec) {
     return e > FLT_MAX ? FLT_MAX : e;
 }
 
+// Largest magnitude seen so far, kept as fp32 bits with the sign cleared: non-negative floats order
+// like their bits, and a NaN (bits above inf) wins every comparison, so it propagates to the amax.
+static inline FMT_HD uint32_t fmt_amax_bits_update(uint32_t amax_bits, float x) {
+    uint32_t a = fmt_float_to_bits(x) & 0x7FFFFFFFu;
+    return a > amax_bits ? a : amax_bits;
+}
+
+// Encodes one NVFP4 block of 16 values v (padding positions hold 0) with block scale sb and tensor
+// s_dec: q_i = E2M1(v_i * nvfp4_encode_factor(sb, s_dec)), RNE when rnd is NULL, else stochastic
+// with the 16 random words rnd[i]. Nibble i goes to bits 4*(i % 8) of packed[i / 8], so the bytes of
+// packed[0], packed[1] (little-endian) are the block's 8 packed bytes, element 2k in the low nibble.
+static inline FMT_HD void nvfp4_encode_block16(const float v[16], uint8_t sb, float s_dec, const uint32_t *rnd,
+                                               uint32_t packed[2]) {
+    float e = nvfp4_encode_factor(sb, s_dec);
+    packed[0] = 0;
+    packed[1] = 0;
+    for (int i = 0; i < 16; i++) {
+        float y = v[i] * e;
+        uint32_t nib = rnd ? fp4_e2m1_from_float_sr(y, rnd[i]) : fp4_e2m1_from_float_rne(y);
+        packed[i / 8] |= nib << (4 * (i % 8));
+    }
+}
+
 // ----------------------------------------------------------------------------
 // Philox4x32-10 (Salmon et al., SC'11; Random123): a counter-based RNG, 128-bit counter,
 // 64-bit key, 10 rounds; out = philox4x32_10(counter, key).
@@ -321,6 +344,15 @@ static inline FMT_HD Philox4x32 sr_random4(SrKey key, uint32_t stream, uint32_t 
     ctr.v[2] = key.step;
     ctr.v[3] = key.tensor_id;
     return philox4x32_10(ctr, (uint32_t)key.seed, (uint32_t)(key.seed >> 32));
+}
+
+// The 16 random words of one 16-element block: elements [16*block, 16*block + 16) of the stream,
+// i.e. groups 4*block .. 4*block + 3 (blocks are numbered over the padded layout, see the quantizers).
+static inline FMT_HD void sr_random16(SrKey key, uint32_t stream, uint32_t block, uint32_t out[16]) {
+    for (int k = 0; k < 4; k++) {
+        Philox4x32 r = sr_random4(key, stream, 4u * block + (uint32_t)k);
+        for (int j = 0; j < 4; j++) out[4 * k + j] = r.v[j];
+    }
 }
 
 // ----------------------------------------------------------------------------
