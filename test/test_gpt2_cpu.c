@@ -20,6 +20,7 @@
 #include "core/gpt2_model.h"
 #include "core/lr_schedule.h"
 #include "core/rng.h"
+#include "dataloader/dataloader.h"
 #include "test/reference/gpt2_cpu.h"
 #include "test/testing.h"
 
@@ -648,6 +649,45 @@ static void test_param_table_and_init(void) {
     free(q);
 }
 
+#define TINYSHAKESPEARE_TRAIN "build/data/tinyshakespeare/tiny_shakespeare_train.bin"
+
+// A tiny GPT-2 (L=2, C=64, NH=4, T=32, B=4, real GPT-2 vocabulary) trained 30 steps on
+// tinyshakespeare: the mean loss of the last 5 steps must be below 0.8x the first step's loss
+// (which starts near ln(50257) = 10.8).
+static void test_loss_falls_on_real_text(void) {
+    GPT2Config cfg = {64, 50257, 50304, 2, 4, 64};
+    int B = 4, T = 32, steps = 30;
+    char err[512];
+    DataLoader dl;
+    if (dataloader_init(&dl, TINYSHAKESPEARE_TRAIN, B, T, 0, 1, cfg.vocab_size, 1, 1337, err, sizeof(err)) != 0) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    GPT2Cpu model;
+    gpt2_cpu_build(&model, &cfg, B, T);
+    gpt2_init_params(&cfg, model.params, 1337);
+    AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.0f, 1.0f};
+    LRSchedule sched = {3e-3f, 3, steps, 0.1f};
+    float first = 0.0f, last5 = 0.0f;
+    for (int step = 0; step < steps; step++) {
+        if (dataloader_next_batch(&dl, err, sizeof(err)) != 0) {
+            CHECK(0, "%s", err);
+            break;
+        }
+        float loss = gpt2_cpu_forward(&model, dl.inputs, dl.targets);
+        gpt2_cpu_zero_grad(&model);
+        gpt2_cpu_backward(&model, 1);
+        gpt2_cpu_update(&model, &opt, lr_schedule_at(&sched, step), step + 1);
+        if (step == 0) first = loss;
+        if (step >= steps - 5) last5 += loss / 5.0f;
+        if (step % 5 == 0 || step == steps - 1) printf("  step %2d loss %.4f\n", step, loss);
+    }
+    CHECK(fabsf(first - logf(50257.0f)) < 0.5f, "initial loss %.4f is not near ln(50257) = 10.82", first);
+    CHECK(last5 < 0.8f * first, "loss did not fall: first %.4f, mean of the last 5 steps %.4f (want < %.4f)", first, last5, 0.8f * first);
+    gpt2_cpu_free(&model);
+    dataloader_free(&dl);
+}
+
 int main(void) {
     RUN_TEST(test_param_table_and_init);
     RUN_TEST(test_lr_schedule);
@@ -661,5 +701,12 @@ int main(void) {
     RUN_TEST(test_model_gradients);
     RUN_TEST(test_thread_count_independence);
     RUN_TEST(test_adamw_and_clipping);
+    FILE *data = fopen(TINYSHAKESPEARE_TRAIN, "rb");
+    if (data != NULL) {
+        fclose(data);
+        RUN_TEST(test_loss_falls_on_real_text);
+    } else {
+        SKIP_TEST(test_loss_falls_on_real_text, TINYSHAKESPEARE_TRAIN " not found (run `make test-data`)");
+    }
     return testing_finish();
 }
