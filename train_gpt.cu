@@ -23,6 +23,7 @@
 #include "core/train_config.h"
 #include "core/utils.h"
 #include "dataloader/dataloader.h"
+#include "dataloader/tokenizer.h"
 
 // Exit status when the host path has run to its end (the GPU training path is not built yet).
 #define EXIT_NOT_BUILT 2
@@ -123,6 +124,13 @@ static int model_check_flags(const TrainConfig *cfg, const GPT2Config *model, ch
     return 0;
 }
 
+// Prints "error: <flag>: <message>" for an error reported by a loader, and exits with status 1.
+static void fail_flag(int rank, int world, const char *flag, const char *message) {
+    char full[1200];
+    snprintf(full, sizeof(full), "%s: %s", flag, message);
+    fail(rank, world, full);
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -170,7 +178,7 @@ int main(int argc, char **argv) {
     DataLoader train_loader;
     if (dataloader_init(&train_loader, cfg.train_pattern, cfg.batch_size, cfg.seq_len, coords.dp_rank, layout->dp,
                         model.vocab_size, cfg.shuffle, (uint64_t)cfg.seed, err, sizeof(err)) != 0) {
-        fail(rank, world, err);
+        fail_flag(rank, world, "-i/--train-data", err);
     }
     size_t train_batches = dataloader_batches_per_epoch(&train_loader);
     size_t steps_per_epoch = train_batches / (size_t)setup.grad_accum_steps;
@@ -185,7 +193,7 @@ int main(int argc, char **argv) {
         DataLoader val_loader;
         if (dataloader_init(&val_loader, cfg.val_pattern, cfg.batch_size, cfg.seq_len, coords.dp_rank, layout->dp,
                             model.vocab_size, 0, 0, err, sizeof(err)) != 0) {
-            fail(rank, world, err);
+            fail_flag(rank, world, "-j/--val-data", err);
         }
         size_t available = dataloader_batches_per_epoch(&val_loader);
         if (available == 0) {
@@ -194,6 +202,17 @@ int main(int argc, char **argv) {
         }
         val_batches = cfg.val_max_batches == -1 || (size_t)cfg.val_max_batches > available ? available : (size_t)cfg.val_max_batches;
         dataloader_free(&val_loader);
+    }
+    // samples: decoded with the tokenizer, which must match the model's vocabulary
+    Tokenizer tokenizer;
+    memset(&tokenizer, 0, sizeof(tokenizer));
+    int use_tokenizer = cfg.sample_every > 0 && cfg.tokenizer_path[0] != '\0';
+    if (use_tokenizer) {
+        if (tokenizer_init(&tokenizer, cfg.tokenizer_path, err, sizeof(err)) != 0) fail_flag(rank, world, "--tokenizer", err);
+        if ((int64_t)tokenizer.vocab_size != model.vocab_size) {
+            snprintf(err, sizeof(err), "--tokenizer '%s' has %u tokens, the model %d", cfg.tokenizer_path, tokenizer.vocab_size, model.vocab_size);
+            fail(rank, world, err);
+        }
     }
     if (rank == 0) {
         int64_t tokens_per_micro_batch = (int64_t)cfg.batch_size * cfg.seq_len;
@@ -211,9 +230,13 @@ int main(int argc, char **argv) {
         } else {
             printf("validation: none\n");
         }
+        if (cfg.sample_every == 0) printf("samples: none (-s 0)\n");
+        else if (use_tokenizer) printf("samples: %d tokens every %d steps, decoded with %s\n", cfg.gen_tokens, cfg.sample_every, cfg.tokenizer_path);
+        else printf("samples: %d tokens every %d steps, printed as token ids (--tokenizer \"\")\n", cfg.gen_tokens, cfg.sample_every);
         printf("GPU training path not implemented yet%s: the host path ends here (exit status %d)\n",
                cfg.resume ? " (nor resuming from a checkpoint, -y 1)" : "", EXIT_NOT_BUILT);
     }
+    if (use_tokenizer) tokenizer_free(&tokenizer);
     dataloader_free(&train_loader);
     free(params);
     processes_finish();

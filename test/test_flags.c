@@ -735,10 +735,11 @@ static void test_cli_train_gpt_host_path(void) {
         {model_file, train, "-t 128", "", "-t/--seq-len 128 exceeds the model's maximum sequence length 64"},
         {model_file, train, seq, "-g 65", "-g/--gen-tokens 65 exceeds the model's maximum sequence length 64"},
         {model_file, train, seq, "-d 2048", "10 micro-batches per data-parallel rank per epoch, fewer than the 16 of one optimizer step"},
-        {model_file, "-i " CLI_DIR "/no_such_*.bin", seq, "", CLI_DIR "/no_such_*.bin"},
+        {model_file, "-i " CLI_DIR "/no_such_*.bin", seq, "", "-i/--train-data: dataloader: no file matches the pattern '" CLI_DIR "/no_such_*.bin'"},
         {"-e " CLI_DIR "/synthetic_val.bin", train, seq, "", "is neither a preset (d12, d24, d36, d48) nor a usable model file"},
         {"-e d13", train, seq, "", "'d13' is neither a preset"},
         {model_file, train, seq, "-o " CLI_DIR "/tiny.bin/sub", "-o/--output-dir: cannot create"},
+        {model_file, train, seq, "--tokenizer " CLI_DIR "/synthetic_val.bin", "--tokenizer: "},
     };
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         snprintf(args, sizeof(args), "%s %s %s %s %s", bad[k].model, bad[k].train, bad[k].seq, val, bad[k].extra);
