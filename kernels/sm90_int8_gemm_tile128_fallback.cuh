@@ -1,0 +1,281 @@
+// Hopper (sm_90a) INT8 tensor-core GEMM for int8fb operands (kernels/int8_tile128_fallback.h):
+//   out[M,N] = A[M,K] . B[N,K]^T on the dequantized operands, FP32 accumulation, BF16 or FP32 output.
+// A: ROW_CHUNK scales (activations / gradients), B: PER_TILE scales (weights; Wgrad's second operand).
+// Per 128-wide K-tile kt the block runs wgmma s8 x s8 -> s32 over q1a . q1b and converts the exact int32
+// partial sums (|sum| <= 128 * 127^2 < 2^24) to FP32 with sa1[row] * sb1; if A's tile (kt) falls back
+// it adds a pass q2a . q1b with sa2 = sa1/127, if B's tile falls back a pass q1a . q2b with sb2 = sb1/127
+// (the q2a . q2b term, 127^-2 of the product, is dropped). Block tile 128 x 128 = one A tile row and one
+// B tile row, so each pass's flag is uniform per block and K-step: with no fallback, the extra passes
+// simply never enter the pipeline.
+//
+// Structure: 3 warpgroups. Warpgroup 0 is the producer (one thread issues the tensor copies (TMA) of
+// the A and B tiles of each pass into a ring of I8G_STAGES shared-memory stages, 128-byte swizzle);
+// warpgroups 1 and 2 each compute 64 rows x 128 columns with wgmma m64n128k32, wait, release the stage,
+// and promote into FP32 registers. Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse.
+// Shape rules (checked by the launcher): M >= 1, N >= 1 and N % 16 == 0, K % 16 == 0; partial tiles are
+// zero-filled by the tensor copies and masked at the store.
+#ifndef KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
+#define KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include "kernels/cuda_common.h"
+#include "kernels/int8_tile128_fallback.h"
+
+#define I8G_BM 128
+#define I8G_BN 128
+#define I8G_BK 128
+#define I8G_STAGES 6
+#define I8G_GROUP_M 8
+#define I8G_THREADS 384
+#define I8G_TILE_BYTES (I8G_BM * I8G_BK)
+#define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 1024)
+static_assert(I8G_BM == INT8FB_TILE_SIZE && I8G_BN == INT8FB_TILE_SIZE && I8G_BK == INT8FB_TILE_SIZE,
+              "one block tile = one quantizer tile of A and of B, so fallback flags are uniform per K-step");
+static_assert(I8G_BK == 128, "a K-tile row is 128 bytes: one 128-byte swizzle atom, 4 wgmma k32 steps");
+static_assert(I8G_BM == 2 * 64 && I8G_THREADS == 3 * 128, "two consumer warpgroups of m64 rows plus one producer");
+static_assert(I8G_SMEM_BYTES <= 227 * 1024, "stages must fit in shared memory");
+
+// ---- PTX wrappers (sm_90a)
+
+__device__ __forceinline__ uint32_t i8g_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void i8g_mbar_init(uint64_t *bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(i8g_smem_addr(bar)), "r"(count));
+}
+
+__device__ __forceinline__ void i8g_mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(i8g_smem_addr(bar)), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void i8g_mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(i8g_smem_addr(bar)) : "memory");
+}
+
+// Spins until the barrier's phase with parity `parity` has completed.
+__device__ __forceinline__ void i8g_mbar_wait(uint64_t *bar, uint32_t parity) {
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "I8G_WAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra I8G_WAIT_%=;\n"
+        "}\n" ::"r"(i8g_smem_addr(bar)), "r"(parity) : "memory");
+}
+
+// 2D tensor copy of the box at (c0 = column, c1 = row) into shared memory, completing on `bar`.
+__device__ __forceinline__ void i8g_tma_load_2d(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];"
+        ::"r"(i8g_smem_addr(dst)), "l"((uint64_t)map), "r"(i8g_smem_addr(bar)), "r"(c0), "r"(c1) : "memory");
+}
+
+// wgmma descriptor of a K-major tile in shared memory written with 128-byte swizzle: rows of 128 bytes,
+// 8-row groups 1024 bytes apart (stride byte offset), tile base 1024-byte aligned.
+__device__ __forceinline__ uint64_t i8g_smem_desc(const void *tile) {
+    uint64_t addr = i8g_smem_addr(tile);
+    return ((addr & 0x3FFFFull) >> 4) | (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void i8g_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void i8g_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void i8g_wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+
+// Pins the accumulator registers at this point, so no read of them moves above the preceding wait.
+__device__ __forceinline__ void i8g_fence_registers(int32_t (&d)[64]) {
+#pragma unroll
+    for (int i = 0; i < 64; i++) asm volatile("" : "+r"(d[i])::"memory");
+}
+
+// d[64 x 128] (+)= a[64 x 32] . b[128 x 32]^T, s8 operands from shared memory, s32 accumulators in the
+// wgmma fragment layout (register i of lane l in warp w: row 16w + l/4 + 8*((i/2)%2), column
+// 8*(i/4) + 2*(l%4) + i%2). accumulate = 0 overwrites d.
+__device__ __forceinline__ void i8g_wgmma_m64n128k32(int32_t (&d)[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+    asm volatile(
+        "{\n"
+        ".reg .pred acc;\n"
+        "setp.ne.b32 acc, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, acc;\n"
+        "}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+        : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
+// ---- kernel
+
+// Which operand parts a pipeline pass multiplies: q1a.q1b, q2a.q1b (A falls back), q1a.q2b (B falls back).
+#define I8G_PASSES 3
+
+// Whether pass p of K-tile kt runs, given the two tiles' flags.
+__device__ __forceinline__ bool i8g_pass_runs(int pass, uint8_t flag_a, uint8_t flag_b) {
+    return pass == 0 || (pass == 1 && flag_a) || (pass == 2 && flag_b);
+}
+
+// One block per 128 x 128 output tile; see the header comment. scale_a: [K_tiles][M_pad] (ROW_CHUNK),
+// scale_b: [N_tiles][K_tiles] (PER_TILE), flags [tile rows][K_tiles]; out row-major [M, N].
+template <typename OutT>
+__global__ void __launch_bounds__(I8G_THREADS, 1)
+int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_constant__ CUtensorMap map_a2,
+                   const __grid_constant__ CUtensorMap map_b1, const __grid_constant__ CUtensorMap map_b2,
+                   const float *scale_a, const uint8_t *flags_a, const float *scale_b, const uint8_t *flags_b,
+                   OutT *out, int M, int N, int K) {
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint8_t *tiles_a = smem;
+    uint8_t *tiles_b = smem + I8G_STAGES * I8G_TILE_BYTES;
+    uint64_t *full = (uint64_t *)(smem + 2 * I8G_STAGES * I8G_TILE_BYTES);
+    uint64_t *empty = full + I8G_STAGES;
+
+    const int m_tiles = int8fb_row_tiles(M), n_tiles = int8fb_row_tiles(N), k_tiles = int8fb_k_tiles(K);
+    // Grouped raster: I8G_GROUP_M tile rows walk the tile columns together.
+    const int tiles_per_group = I8G_GROUP_M * n_tiles;
+    const int group = blockIdx.x / tiles_per_group, in_group = blockIdx.x % tiles_per_group;
+    const int first_mt = group * I8G_GROUP_M;
+    const int group_rows = min(m_tiles - first_mt, I8G_GROUP_M);
+    const int mt = first_mt + in_group % group_rows, nt = in_group / group_rows;
+    const uint8_t *tile_flags_a = flags_a + (size_t)mt * k_tiles;
+    const uint8_t *tile_flags_b = flags_b + (size_t)nt * k_tiles;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < I8G_STAGES; s++) {
+            i8g_mbar_init(&full[s], 1);
+            i8g_mbar_init(&empty[s], 2);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    const int warpgroup = threadIdx.x / 128;
+    if (warpgroup == 0) {
+        if (threadIdx.x != 0) return;
+        int stage = 0;
+        uint32_t phase = 0;
+        for (int kt = 0; kt < k_tiles; kt++) {
+            uint8_t fa = tile_flags_a[kt], fb = tile_flags_b[kt];
+            for (int pass = 0; pass < I8G_PASSES; pass++) {
+                if (!i8g_pass_runs(pass, fa, fb)) continue;
+                i8g_mbar_wait(&empty[stage], phase ^ 1);
+                i8g_mbar_arrive_expect_tx(&full[stage], 2 * I8G_TILE_BYTES);
+                i8g_tma_load_2d(tiles_a + stage * I8G_TILE_BYTES, pass == 1 ? &map_a2 : &map_a1, &full[stage], kt * I8G_BK, mt * I8G_BM);
+                i8g_tma_load_2d(tiles_b + stage * I8G_TILE_BYTES, pass == 2 ? &map_b2 : &map_b1, &full[stage], kt * I8G_BK, nt * I8G_BN);
+                if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
+            }
+        }
+        return;
+    }
+
+    // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128).
+    const int consumer = warpgroup - 1;
+    const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
+    const int row_lo = mt * I8G_BM + consumer * 64 + warp_in_group * 16 + lane / 4;  // and row_lo + 8
+    const size_t rows_pad = (size_t)m_tiles * I8G_BM;
+    float acc[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+    int32_t part[64];
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int kt = 0; kt < k_tiles; kt++) {
+        uint8_t fa = tile_flags_a[kt], fb = tile_flags_b[kt];
+        const float sa_lo = scale_a[(size_t)kt * rows_pad + row_lo], sa_hi = scale_a[(size_t)kt * rows_pad + row_lo + 8];
+        const float sb = scale_b[(size_t)nt * k_tiles + kt];
+        for (int pass = 0; pass < I8G_PASSES; pass++) {
+            if (!i8g_pass_runs(pass, fa, fb)) continue;
+            i8g_mbar_wait(&full[stage], phase);
+            const uint64_t desc_a = i8g_smem_desc(tiles_a + stage * I8G_TILE_BYTES + consumer * 64 * I8G_BK);
+            const uint64_t desc_b = i8g_smem_desc(tiles_b + stage * I8G_TILE_BYTES);
+            i8g_wgmma_fence();
+#pragma unroll
+            for (int k = 0; k < I8G_BK / 32; k++) {
+                // +32 bytes along the swizzled row = +2 in the descriptor's 16-byte address units.
+                i8g_wgmma_m64n128k32(part, desc_a + 2 * k, desc_b + 2 * k, k > 0);
+            }
+            i8g_wgmma_commit();
+            i8g_wgmma_wait_all();
+            i8g_fence_registers(part);
+            if (threadIdx.x % 128 == 0) i8g_mbar_arrive(&empty[stage]);
+            if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
+            float sa_eff_lo = pass == 1 ? int8fb_residual_scale(sa_lo) : sa_lo;
+            float sa_eff_hi = pass == 1 ? int8fb_residual_scale(sa_hi) : sa_hi;
+            float sb_eff = pass == 2 ? int8fb_residual_scale(sb) : sb;
+            const float s_lo = sa_eff_lo * sb_eff, s_hi = sa_eff_hi * sb_eff;
+#pragma unroll
+            for (int i = 0; i < 64; i++) acc[i] = fmaf((float)part[i], (i / 2) % 2 ? s_hi : s_lo, acc[i]);
+        }
+    }
+
+    // Store: register pair (i, i+1) holds columns (c, c+1) of one row.
+    const int col0 = nt * I8G_BN + 2 * (lane % 4);
+#pragma unroll
+    for (int i = 0; i < 64; i += 2) {
+        const int row = row_lo + 8 * ((i / 2) % 2), col = col0 + 8 * (i / 4);
+        if (row >= M || col >= N) continue;
+        OutT *dst = out + (size_t)row * N + col;
+        if constexpr (sizeof(OutT) == 4) {
+            *reinterpret_cast<float2 *>(dst) = make_float2(acc[i], acc[i + 1]);
+        } else {
+            *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(acc[i], acc[i + 1]);
+        }
+    }
+}
+
+// ---- host side
+
+// Tensor map of an int8 [rows, cols] row-major matrix, read in 128 x 128 boxes with 128-byte swizzle;
+// boxes past the edges are zero-filled.
+static inline CUtensorMap int8fb_tensor_map(const int8_t *data, int rows, int cols) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    if (encode == NULL) {
+        cudaDriverEntryPointQueryResult found;
+        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", (void **)&encode, 12000, cudaEnableDefault, &found));
+        if (found != cudaDriverEntryPointSuccess || encode == NULL) {
+            fprintf(stderr, "error: the CUDA driver has no cuTensorMapEncodeTiled\n");
+            exit(1);
+        }
+    }
+    CUtensorMap map;
+    cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
+    cuuint64_t strides[1] = {(cuuint64_t)cols};
+    cuuint32_t box[2] = {I8G_BK, I8G_BM};
+    cuuint32_t elem_strides[2] = {1, 1};
+    CUresult res = encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)data, dims, strides, box, elem_strides,
+                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (res != CUDA_SUCCESS) {
+        fprintf(stderr, "error: cuTensorMapEncodeTiled failed (%d) for a %d x %d int8 matrix\n", (int)res, rows, cols);
+        exit(1);
+    }
+    return map;
+}
+
+// out[M,N] (device, row-major, float or bf16) = dequant(a)[M,K] . dequant(b)[N,K]^T, where a (ROW_CHUNK)
+// and b (PER_TILE) are quantized operands on the device with M = a->rows, N = b->rows, K = a->cols =
+// b->cols. An operand whose q2 is NULL must have no fallback tile (weights). Rules: N % 16 == 0,
+// K % 16 == 0, 16-byte aligned q1/q2 and out.
+template <typename OutT>
+static inline void int8fb_gemm(const Int8fbOperand *a, const Int8fbOperand *b, OutT *out, cudaStream_t stream) {
+    static_assert(sizeof(OutT) == 4 || sizeof(OutT) == 2, "output is float or bf16");
+    const int M = a->rows, N = b->rows, K = a->cols;
+    shapeCheck(a->granularity == INT8FB_ROW_CHUNK && b->granularity == INT8FB_PER_TILE,
+               "A must have row-chunk scales and B tile scales (got %d, %d)", (int)a->granularity, (int)b->granularity);
+    shapeCheck(b->cols == K, "K mismatch: A has %d columns, B %d", K, b->cols);
+    shapeCheck(M >= 1 && N >= 1 && N % 16 == 0 && K % 16 == 0, "M=%d N=%d K=%d: need N %% 16 == 0 and K %% 16 == 0", M, N, K);
+    shapeCheck(((uintptr_t)a->q1 | (uintptr_t)b->q1 | (uintptr_t)a->q2 | (uintptr_t)b->q2 | (uintptr_t)out) % 16 == 0,
+               "q1, q2 and out must be 16-byte aligned");
+    CUtensorMap map_a1 = int8fb_tensor_map(a->q1, M, K), map_b1 = int8fb_tensor_map(b->q1, N, K);
+    // A NULL q2 is never read (no tile of that operand falls back): its map points at q1.
+    CUtensorMap map_a2 = a->q2 != NULL ? int8fb_tensor_map(a->q2, M, K) : map_a1;
+    CUtensorMap map_b2 = b->q2 != NULL ? int8fb_tensor_map(b->q2, N, K) : map_b1;
+    static bool smem_set = false;
+    if (!smem_set) {
+        cudaCheck(cudaFuncSetAttribute(int8fb_gemm_kernel<OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, I8G_SMEM_BYTES));
+        smem_set = true;
+    }
+    const int num_tiles = int8fb_row_tiles(M) * int8fb_row_tiles(N);
+    int8fb_gemm_kernel<OutT><<<num_tiles, I8G_THREADS, I8G_SMEM_BYTES, stream>>>(
+        map_a1, map_a2, map_b1, map_b2, a->scale, a->fallback, b->scale, b->fallback, out, M, N, K);
+    cudaCheckLaunch();
+}
+
+#endif // KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
