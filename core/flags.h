@@ -355,6 +355,17 @@ static inline int flags_set_defaults(const FlagSpec *specs, int num_specs, void 
     return 0;
 }
 
+// Copies the flag name of `arg` ("--name" of "--name=value") into name; returns the '=' or NULL.
+// A name that does not fit leaves name empty.
+static inline const char *flag_split_name(const char *arg, char *name, size_t size) {
+    const char *eq = strchr(arg, '=');
+    size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    if (len >= size) len = 0;
+    memcpy(name, arg, len);
+    name[len] = '\0';
+    return eq;
+}
+
 // Sets the defaults, then applies argv[1..argc-1]. On -h/--help sets *help_requested = 1 and returns
 // 0 without looking further. Returns -1 with a message on any error.
 static inline int flags_parse(const FlagSpec *specs, int num_specs, void *config, int argc, char **argv,
@@ -363,26 +374,22 @@ static inline int flags_parse(const FlagSpec *specs, int num_specs, void *config
     if (flags_set_defaults(specs, num_specs, config, err, err_size) != 0) return -1;
     unsigned char *seen = (unsigned char *)calloc_check((size_t)num_specs + 1, 1);
     int rc = 0;
-    for (int a = 1; a < argc && rc == 0; a++) {
+    for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
-        if (flag_is_help(arg)) { *help_requested = 1; break; }
         if (arg[0] != '-' || arg[1] == '\0') {
-            rc = set_error(err, err_size, "unexpected argument '%s' (flags look like -b 8 or --batch-size 8; -h lists them)", arg);
+            rc = set_error(err, err_size, "unexpected argument '%s' (flags look like -b 8 or --batch-size 8)", arg);
             break;
         }
-        // split "--name=value" / "-x=value"
         char name[128];
-        const char *eq = strchr(arg, '=');
-        size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-        if (name_len >= sizeof(name)) {
-            rc = set_error(err, err_size, "unknown flag '%.40s...' (-h lists the flags)", arg);
+        const char *eq = flag_split_name(arg, name, sizeof(name));
+        if (flag_is_help(name)) { *help_requested = 1; break; }
+        if (name[0] == '\0') {
+            rc = set_error(err, err_size, "unknown flag '%.40s...'", arg);
             break;
         }
-        memcpy(name, arg, name_len);
-        name[name_len] = '\0';
         int k = flags_find(specs, num_specs, name);
         if (k < 0) {
-            rc = set_error(err, err_size, "unknown flag '%s' (-h lists the flags)", name);
+            rc = set_error(err, err_size, "unknown flag '%s'", name);
             break;
         }
         char shown[96];
@@ -402,15 +409,10 @@ static inline int flags_parse(const FlagSpec *specs, int num_specs, void *config
             value = argv[a + 1];
             // a following flag is never taken as a value: `-o -b 8` lacks the value of -o
             char next_name[128];
-            const char *next_eq = strchr(value, '=');
-            size_t next_len = next_eq != NULL ? (size_t)(next_eq - value) : strlen(value);
-            if (next_len < sizeof(next_name)) {
-                memcpy(next_name, value, next_len);
-                next_name[next_len] = '\0';
-                if (flags_find(specs, num_specs, next_name) >= 0 || flag_is_help(next_name)) {
-                    rc = set_error(err, err_size, "flag %s: missing value (next argument '%s' is a flag)", shown, value);
-                    break;
-                }
+            flag_split_name(value, next_name, sizeof(next_name));
+            if (flags_find(specs, num_specs, next_name) >= 0 || flag_is_help(next_name)) {
+                rc = set_error(err, err_size, "flag %s: missing value (next argument '%s' is a flag)", shown, value);
+                break;
             }
             a++;
         }
