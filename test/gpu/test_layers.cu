@@ -1,0 +1,676 @@
+// GPU tests of the GPT-2 layer kernels (kernels/encoder, layernorm, gelu, classifier, adamw,
+// global_norm) against the CPU FP32 reference (test/reference/gpt2_cpu.h), on random inputs of
+// several shapes, including sizes that are not multiples of the 8-element vector width or of the
+// kernels' tiles (C = 100, N = 1, 37, odd tensor sizes).
+//
+// The reference gets the same BF16-rounded inputs as the GPU, as floats. Tolerances, with
+// eps = 2^-8 (the unit roundoff of BF16):
+//   BF16 outputs        |gpu - ref| <= eps*|ref| + atol: one rounding of the result, plus an atol
+//                       for FP32 differences (stated per test; 2^-14 * max|ref| where terms cancel).
+//   FP32 sums           |gpu - ref| <= 2^-16 * sum|terms| (a different FP32 summation order).
+// Every output is poisoned (NaN bytes) before each run, and a guard region after it must stay
+// untouched; every test runs its kernels twice on the same inputs and requires identical bits.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "core/utils.h"
+#include "kernels/adamw.cuh"
+#include "kernels/classifier.cuh"
+#include "kernels/encoder.cuh"
+#include "kernels/gelu.cuh"
+#include "kernels/global_norm.cuh"
+#include "kernels/layernorm.cuh"
+#include "test/reference/gpt2_cpu.h"
+#include "test/testing.h"
+
+#define BF16_EPS (1.0f / 256.0f)
+#define GUARD_BYTES 256
+#define POISON_BYTE 0xFF  // all-ones: NaN as BF16 and as FP32
+
+static Rng rng;
+
+// ----------------------------------------------------------------------------------------------
+// host helpers
+
+static float bf16_round(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+// n normal samples with the given mean and std, rounded to BF16 values (so BF16 and FP32 copies agree).
+static float *random_bf16_values(size_t n, float mean, float std) {
+    float *x = (float *)malloc_check(n * sizeof(float));
+    rng_fill_normal(&rng, x, n, mean, std);
+    for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
+    return x;
+}
+
+static float *copy_floats(const float *x, size_t n) {
+    float *y = (float *)malloc_check(n * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+// Device allocation of `bytes` followed by a guard region; all of it poisoned.
+static void *dev_alloc(size_t bytes) {
+    void *p;
+    cudaCheck(cudaMalloc(&p, bytes + GUARD_BYTES));
+    cudaCheck(cudaMemset(p, POISON_BYTE, bytes + GUARD_BYTES));
+    return p;
+}
+
+static void dev_poison(void *p, size_t bytes) { cudaCheck(cudaMemset(p, POISON_BYTE, bytes)); }
+
+// 1 when the guard region after the first `bytes` bytes still holds the poison.
+static int guard_intact(const void *p, size_t bytes) {
+    unsigned char h[GUARD_BYTES];
+    cudaCheck(cudaMemcpy(h, (const char *)p + bytes, GUARD_BYTES, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < GUARD_BYTES; i++) {
+        if (h[i] != POISON_BYTE) return 0;
+    }
+    return 1;
+}
+
+// Element types of the device buffers: the helpers convert from/to host floats.
+template <typename T> static T to_type(float x);
+template <> float to_type<float>(float x) { return x; }
+template <> bf16 to_type<bf16>(float x) { return __float2bfloat16(x); }
+static float to_float(float x) { return x; }
+static float to_float(bf16 x) { return __bfloat162float(x); }
+
+template <typename T>
+static void upload(T *d, const float *h, size_t n) {
+    T *tmp = (T *)malloc_check(n * sizeof(T));
+    for (size_t i = 0; i < n; i++) tmp[i] = to_type<T>(h[i]);
+    cudaCheck(cudaMemcpy(d, tmp, n * sizeof(T), cudaMemcpyHostToDevice));
+    free(tmp);
+}
+
+template <typename T>
+static T *dev_from_host(const float *h, size_t n) {
+    T *d = (T *)dev_alloc(n * sizeof(T));
+    upload(d, h, n);
+    return d;
+}
+
+template <typename T>
+static float *download(const T *d, size_t n) {
+    T *tmp = (T *)malloc_check(n * sizeof(T));
+    cudaCheck(cudaMemcpy(tmp, d, n * sizeof(T), cudaMemcpyDeviceToHost));
+    float *h = (float *)malloc_check(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = to_float(tmp[i]);
+    free(tmp);
+    return h;
+}
+
+static int *dev_ints(const int *h, int n) {
+    int *d = (int *)dev_alloc((size_t)n * sizeof(int));
+    cudaCheck(cudaMemcpy(d, h, (size_t)n * sizeof(int), cudaMemcpyHostToDevice));
+    return d;
+}
+
+// Checks |got - want| <= rtol*|want| + atol element by element (a NaN fails); prints the first
+// failure and the count.
+static void check_close(const char *what, const float *got, const float *want, size_t n, float rtol, float atol) {
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double err = fabs((double)got[i] - (double)want[i]);
+        if (!(err <= rtol * fabs((double)want[i]) + atol)) {
+            if (bad == 0) first = i;
+            bad++;
+        }
+    }
+    CHECK(bad == 0, "%s: %zu of %zu elements out of tolerance (rtol %g, atol %g); e.g. [%zu] got %.9g want %.9g", what, bad,
+          n, rtol, atol, first, got[first], want[first]);
+}
+
+// Same check with a per-element atol.
+static void check_close_each(const char *what, const float *got, const float *want, const float *atol, size_t n, float rtol) {
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double err = fabs((double)got[i] - (double)want[i]);
+        if (!(err <= rtol * fabs((double)want[i]) + atol[i])) {
+            if (bad == 0) first = i;
+            bad++;
+        }
+    }
+    CHECK(bad == 0, "%s: %zu of %zu elements out of tolerance (rtol %g); e.g. [%zu] got %.9g want %.9g atol %.3g", what, bad,
+          n, rtol, first, got[first], want[first], atol[first]);
+}
+
+static float max_abs(const float *x, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
+// 1 when two device buffers hold the same bytes.
+static int same_bits(const void *a, const void *b, size_t bytes) {
+    unsigned char *ha = (unsigned char *)malloc_check(bytes), *hb = (unsigned char *)malloc_check(bytes);
+    cudaCheck(cudaMemcpy(ha, a, bytes, cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(hb, b, bytes, cudaMemcpyDeviceToHost));
+    const int same = memcmp(ha, hb, bytes) == 0;
+    free(ha);
+    free(hb);
+    return same;
+}
+
+static void *dev_snapshot(const void *d, size_t bytes) {
+    void *copy;
+    cudaCheck(cudaMalloc(&copy, bytes));
+    cudaCheck(cudaMemcpy(copy, d, bytes, cudaMemcpyDeviceToDevice));
+    return copy;
+}
+
+// ----------------------------------------------------------------------------------------------
+// encoder
+
+template <typename GradT>
+static void encoder_case(int B, int T, int C, int Vp, int token_range) {
+    const int N = B * T;
+    const size_t act = (size_t)N * C;
+    float *wte = random_bf16_values((size_t)Vp * C, 0.0f, 0.5f);
+    float *wpe = random_bf16_values((size_t)T * C, 0.0f, 0.5f);
+    float *dout = random_bf16_values(act, 0.0f, 1.0f);
+    int *tokens = (int *)malloc_check((size_t)N * sizeof(int));
+    for (int i = 0; i < N; i++) tokens[i] = (int)rng_below(&rng, (uint64_t)token_range);
+    tokens[0] = Vp - 1;  // the last row of the table
+    // gradients start from random values (the kernels accumulate)
+    float *dwte0 = random_bf16_values((size_t)Vp * C, 0.0f, 1.0f);
+    float *dwpe0 = random_bf16_values((size_t)T * C, 0.0f, 1.0f);
+
+    // reference
+    float *out_ref = (float *)malloc_check(act * sizeof(float));
+    cpu_encoder_forward(out_ref, tokens, wte, wpe, B, T, C);
+    float *dwte_ref = copy_floats(dwte0, (size_t)Vp * C), *dwpe_ref = copy_floats(dwpe0, (size_t)T * C);
+    cpu_encoder_backward(dwte_ref, dwpe_ref, dout, tokens, B, T, C);
+    // atol of the FP32 sums: 2^-16 * (sum of |terms|), terms are the initial value and the dout rows
+    float *dwte_atol = (float *)malloc_check((size_t)Vp * C * sizeof(float));
+    float *dwpe_atol = (float *)malloc_check((size_t)T * C * sizeof(float));
+    for (size_t i = 0; i < (size_t)Vp * C; i++) dwte_atol[i] = fabsf(dwte0[i]);
+    for (size_t i = 0; i < (size_t)T * C; i++) dwpe_atol[i] = fabsf(dwpe0[i]);
+    for (int i = 0; i < N; i++) {
+        for (int c = 0; c < C; c++) {
+            dwte_atol[(size_t)tokens[i] * C + c] += fabsf(dout[(size_t)i * C + c]);
+            dwpe_atol[(size_t)(i % T) * C + c] += fabsf(dout[(size_t)i * C + c]);
+        }
+    }
+    for (size_t i = 0; i < (size_t)Vp * C; i++) dwte_atol[i] *= 1.0f / 65536.0f;
+    for (size_t i = 0; i < (size_t)T * C; i++) dwpe_atol[i] *= 1.0f / 65536.0f;
+    const float grad_rtol = sizeof(GradT) == 2 ? BF16_EPS : 0.0f;
+
+    // GPU
+    bf16 *d_wte = dev_from_host<bf16>(wte, (size_t)Vp * C), *d_wpe = dev_from_host<bf16>(wpe, (size_t)T * C);
+    bf16 *d_dout = dev_from_host<bf16>(dout, act);
+    int *d_tokens = dev_ints(tokens, N);
+    bf16 *d_out = (bf16 *)dev_alloc(act * sizeof(bf16));
+    GradT *d_dwte = (GradT *)dev_alloc((size_t)Vp * C * sizeof(GradT));
+    GradT *d_dwpe = (GradT *)dev_alloc((size_t)T * C * sizeof(GradT));
+    void *scratch = dev_alloc(encoder_backward_scratch_bytes(N));
+    void *first_out = NULL, *first_dwte = NULL, *first_dwpe = NULL;
+    for (int run = 0; run < 2; run++) {
+        dev_poison(d_out, act * sizeof(bf16));
+        upload(d_dwte, dwte0, (size_t)Vp * C);
+        upload(d_dwpe, dwpe0, (size_t)T * C);
+        encoder_forward(d_out, d_tokens, d_wte, d_wpe, B, T, C, 0);
+        encoder_backward<GradT>(d_dwte, d_dwpe, scratch, d_dout, d_tokens, B, T, C, Vp, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        if (run == 0) {
+            float *out = download(d_out, act), *dwte = download(d_dwte, (size_t)Vp * C), *dwpe = download(d_dwpe, (size_t)T * C);
+            // forward: one rounding of an FP32 sum of two BF16 values
+            check_close("encoder forward", out, out_ref, act, BF16_EPS, 0.0f);
+            check_close_each("encoder backward dwte", dwte, dwte_ref, dwte_atol, (size_t)Vp * C, grad_rtol);
+            check_close_each("encoder backward dwpe", dwpe, dwpe_ref, dwpe_atol, (size_t)T * C, grad_rtol);
+            CHECK(guard_intact(d_out, act * sizeof(bf16)), "encoder forward wrote past its output");
+            CHECK(guard_intact(d_dwte, (size_t)Vp * C * sizeof(GradT)), "encoder backward wrote past dwte");
+            CHECK(guard_intact(d_dwpe, (size_t)T * C * sizeof(GradT)), "encoder backward wrote past dwpe");
+            free(out); free(dwte); free(dwpe);
+            first_out = dev_snapshot(d_out, act * sizeof(bf16));
+            first_dwte = dev_snapshot(d_dwte, (size_t)Vp * C * sizeof(GradT));
+            first_dwpe = dev_snapshot(d_dwpe, (size_t)T * C * sizeof(GradT));
+        } else {
+            CHECK(same_bits(first_out, d_out, act * sizeof(bf16)), "encoder forward not deterministic");
+            CHECK(same_bits(first_dwte, d_dwte, (size_t)Vp * C * sizeof(GradT)), "encoder backward dwte not deterministic");
+            CHECK(same_bits(first_dwpe, d_dwpe, (size_t)T * C * sizeof(GradT)), "encoder backward dwpe not deterministic");
+        }
+    }
+    cudaCheck(cudaFree(d_wte)); cudaCheck(cudaFree(d_wpe)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_tokens));
+    cudaCheck(cudaFree(d_out)); cudaCheck(cudaFree(d_dwte)); cudaCheck(cudaFree(d_dwpe)); cudaCheck(cudaFree(scratch));
+    cudaCheck(cudaFree(first_out)); cudaCheck(cudaFree(first_dwte)); cudaCheck(cudaFree(first_dwpe));
+    free(wte); free(wpe); free(dout); free(tokens); free(dwte0); free(dwpe0); free(out_ref); free(dwte_ref);
+    free(dwpe_ref); free(dwte_atol); free(dwpe_atol);
+}
+
+static void test_encoder(void) {
+    encoder_case<float>(1, 1, 768, 64, 64);
+    encoder_case<float>(1, 37, 100, 50, 5);       // C not a multiple of 8; many repeated tokens
+    encoder_case<float>(4, 1024, 768, 1000, 1000);
+    encoder_case<float>(2, 64, 768, 50304, 50257);
+    encoder_case<bf16>(3, 37, 1600, 300, 20);
+}
+
+// ----------------------------------------------------------------------------------------------
+// layernorm
+
+static void layernorm_forward_case(int N, int C, int fused) {
+    const size_t act = (size_t)N * C;
+    float *a = random_bf16_values(act, 0.3f, 2.0f);
+    float *b = fused ? random_bf16_values(act, 0.0f, 1.0f) : NULL;
+    float *w = random_bf16_values(C, 1.0f, 0.2f), *bias = random_bf16_values(C, 0.0f, 0.2f);
+    // the normalized input: a, or the BF16-rounded residual a + b (what the GPU stores and normalizes)
+    float *x = copy_floats(a, act);
+    if (fused) {
+        for (size_t i = 0; i < act; i++) x[i] = bf16_round(a[i] + b[i]);
+    }
+    float *out_ref = (float *)malloc_check(act * sizeof(float));
+    float *mean_ref = (float *)malloc_check(N * sizeof(float)), *rstd_ref = (float *)malloc_check(N * sizeof(float));
+    cpu_layernorm_forward(out_ref, mean_ref, rstd_ref, x, w, bias, N, C);
+
+    bf16 *d_a = dev_from_host<bf16>(a, act), *d_b = fused ? dev_from_host<bf16>(b, act) : NULL;
+    bf16 *d_w = dev_from_host<bf16>(w, C), *d_bias = dev_from_host<bf16>(bias, C);
+    bf16 *d_out = (bf16 *)dev_alloc(act * sizeof(bf16)), *d_res = (bf16 *)dev_alloc(act * sizeof(bf16));
+    float *d_mean = (float *)dev_alloc(N * sizeof(float)), *d_rstd = (float *)dev_alloc(N * sizeof(float));
+    void *first[4] = {NULL, NULL, NULL, NULL};
+    void *bufs[4] = {d_out, d_res, d_mean, d_rstd};
+    const size_t sizes[4] = {act * sizeof(bf16), act * sizeof(bf16), N * sizeof(float), N * sizeof(float)};
+    for (int run = 0; run < 2; run++) {
+        for (int k = 0; k < 4; k++) dev_poison(bufs[k], sizes[k]);
+        if (fused) {
+            fused_residual_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_a, d_b, d_w, d_bias, N, C, 0);
+        } else {
+            layernorm_forward(d_out, d_mean, d_rstd, d_a, d_w, d_bias, N, C, 0);
+        }
+        cudaCheck(cudaDeviceSynchronize());
+        if (run == 0) {
+            float *out = download(d_out, act), *mean = download(d_mean, N), *rstd = download(d_rstd, N);
+            // out: one BF16 rounding; atol for the FP32 statistics (vs double) where n*w and b cancel
+            check_close("layernorm forward out", out, out_ref, act, BF16_EPS, 1.0f / 16384.0f * max_abs(out_ref, act));
+            // statistics: FP32 sums of C terms against double
+            check_close("layernorm forward mean", mean, mean_ref, N, 1.0f / 65536.0f, 1e-5f);
+            check_close("layernorm forward rstd", rstd, rstd_ref, N, 1.0f / 65536.0f, 0.0f);
+            if (fused) {
+                float *res = download(d_res, act);
+                check_close("fused residual sum", res, x, act, 0.0f, 0.0f);  // exactly bf16(a + b)
+                CHECK(guard_intact(d_res, act * sizeof(bf16)), "fused layernorm wrote past the residual");
+                free(res);
+            }
+            for (int k = 0; k < 4; k++) {
+                CHECK(guard_intact(bufs[k], sizes[k]), "layernorm forward wrote past output %d", k);
+                first[k] = dev_snapshot(bufs[k], sizes[k]);
+            }
+            free(out); free(mean); free(rstd);
+        } else {
+            for (int k = 0; k < 4; k++) CHECK(same_bits(first[k], bufs[k], sizes[k]), "layernorm forward output %d not deterministic", k);
+        }
+    }
+    if (!fused) CHECK(guard_intact(d_res, 0), "layernorm forward without residual wrote the residual");
+    for (int k = 0; k < 4; k++) cudaCheck(cudaFree(first[k]));
+    for (int k = 0; k < 4; k++) cudaCheck(cudaFree(bufs[k]));
+    cudaCheck(cudaFree(d_a)); if (fused) cudaCheck(cudaFree(d_b)); cudaCheck(cudaFree(d_w)); cudaCheck(cudaFree(d_bias));
+    free(a); free(b); free(w); free(bias); free(x); free(out_ref); free(mean_ref); free(rstd_ref);
+}
+
+static void test_layernorm_forward(void) {
+    const int shapes[][2] = {{1, 768}, {37, 1600}, {4096, 768}, {37, 100}, {4096, 1600}, {5, 3000}, {3, 2304}};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        layernorm_forward_case(shapes[i][0], shapes[i][1], 0);
+        layernorm_forward_case(shapes[i][0], shapes[i][1], 1);
+    }
+}
+
+template <typename GradT>
+static void layernorm_backward_case(int N, int C) {
+    const size_t act = (size_t)N * C;
+    float *x = random_bf16_values(act, 0.3f, 2.0f), *dout = random_bf16_values(act, 0.0f, 1.0f);
+    float *w = random_bf16_values(C, 1.0f, 0.2f), *bias = random_bf16_values(C, 0.0f, 0.2f);
+    float *dinp0 = random_bf16_values(act, 0.0f, 0.5f);
+    float *dw0 = random_bf16_values(C, 0.0f, 1.0f), *db0 = random_bf16_values(C, 0.0f, 1.0f);
+    // mean/rstd from the reference forward feed both backward passes
+    float *out = (float *)malloc_check(act * sizeof(float));
+    float *mean = (float *)malloc_check(N * sizeof(float)), *rstd = (float *)malloc_check(N * sizeof(float));
+    cpu_layernorm_forward(out, mean, rstd, x, w, bias, N, C);
+    float *dinp_ref = copy_floats(dinp0, act), *dw_ref = copy_floats(dw0, C), *db_ref = copy_floats(db0, C);
+    cpu_layernorm_backward(dinp_ref, dw_ref, db_ref, dout, x, w, mean, rstd, N, C);
+    // dx alone (ref minus start), for the scale of dinp's atol
+    float *dx = (float *)malloc_check(act * sizeof(float));
+    for (size_t i = 0; i < act; i++) dx[i] = dinp_ref[i] - dinp0[i];
+    // atol of the column sums: 2^-16 * sum of |terms|
+    float *dw_atol = (float *)malloc_check(C * sizeof(float)), *db_atol = (float *)malloc_check(C * sizeof(float));
+    for (int c = 0; c < C; c++) { dw_atol[c] = fabsf(dw0[c]); db_atol[c] = fabsf(db0[c]); }
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) {
+            const float d = dout[(size_t)n * C + c];
+            db_atol[c] += fabsf(d);
+            dw_atol[c] += fabsf(d * (x[(size_t)n * C + c] - mean[n]) * rstd[n]);
+        }
+    }
+    for (int c = 0; c < C; c++) { dw_atol[c] *= 1.0f / 65536.0f; db_atol[c] *= 1.0f / 65536.0f; }
+    const float grad_rtol = sizeof(GradT) == 2 ? BF16_EPS : 0.0f;
+
+    bf16 *d_x = dev_from_host<bf16>(x, act), *d_dout = dev_from_host<bf16>(dout, act), *d_w = dev_from_host<bf16>(w, C);
+    float *d_mean = dev_from_host<float>(mean, N), *d_rstd = dev_from_host<float>(rstd, N);
+    bf16 *d_dinp = (bf16 *)dev_alloc(act * sizeof(bf16));
+    GradT *d_dw = (GradT *)dev_alloc(C * sizeof(GradT)), *d_db = (GradT *)dev_alloc(C * sizeof(GradT));
+    const size_t scratch_floats = layernorm_backward_scratch_floats(N, C);
+    float *scratch = (float *)dev_alloc(scratch_floats * sizeof(float));
+    void *first_dinp = NULL, *first_dw = NULL, *first_db = NULL;
+    for (int run = 0; run < 2; run++) {
+        upload(d_dinp, dinp0, act);
+        upload(d_dw, dw0, C);
+        upload(d_db, db0, C);
+        dev_poison(scratch, scratch_floats * sizeof(float));
+        layernorm_backward<GradT>(d_dinp, d_dw, d_db, scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        if (run == 0) {
+            float *dinp = download(d_dinp, act), *dw = download(d_dw, C), *db = download(d_db, C);
+            check_close("layernorm backward dinp", dinp, dinp_ref, act, BF16_EPS, 1.0f / 16384.0f * max_abs(dx, act));
+            check_close_each("layernorm backward dweight", dw, dw_ref, dw_atol, C, grad_rtol);
+            check_close_each("layernorm backward dbias", db, db_ref, db_atol, C, grad_rtol);
+            CHECK(guard_intact(d_dinp, act * sizeof(bf16)), "layernorm backward wrote past dinp");
+            CHECK(guard_intact(d_dw, C * sizeof(GradT)) && guard_intact(d_db, C * sizeof(GradT)),
+                  "layernorm backward wrote past dweight/dbias");
+            CHECK(guard_intact(scratch, scratch_floats * sizeof(float)), "layernorm backward wrote past its scratch");
+            free(dinp); free(dw); free(db);
+            first_dinp = dev_snapshot(d_dinp, act * sizeof(bf16));
+            first_dw = dev_snapshot(d_dw, C * sizeof(GradT));
+            first_db = dev_snapshot(d_db, C * sizeof(GradT));
+        } else {
+            CHECK(same_bits(first_dinp, d_dinp, act * sizeof(bf16)), "layernorm backward dinp not deterministic");
+            CHECK(same_bits(first_dw, d_dw, C * sizeof(GradT)), "layernorm backward dweight not deterministic");
+            CHECK(same_bits(first_db, d_db, C * sizeof(GradT)), "layernorm backward dbias not deterministic");
+        }
+    }
+    cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_w)); cudaCheck(cudaFree(d_mean));
+    cudaCheck(cudaFree(d_rstd)); cudaCheck(cudaFree(d_dinp)); cudaCheck(cudaFree(d_dw)); cudaCheck(cudaFree(d_db));
+    cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(first_dinp)); cudaCheck(cudaFree(first_dw)); cudaCheck(cudaFree(first_db));
+    free(x); free(dout); free(w); free(bias); free(dinp0); free(dw0); free(db0); free(out); free(mean); free(rstd);
+    free(dinp_ref); free(dw_ref); free(db_ref); free(dx); free(dw_atol); free(db_atol);
+}
+
+static void test_layernorm_backward(void) {
+    const int shapes[][2] = {{1, 768}, {37, 1600}, {4096, 768}, {37, 100}, {4096, 1600}, {5, 3000}, {2100, 100}};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) layernorm_backward_case<float>(shapes[i][0], shapes[i][1]);
+    layernorm_backward_case<bf16>(37, 1600);
+    layernorm_backward_case<bf16>(4096, 768);
+}
+
+// ----------------------------------------------------------------------------------------------
+// gelu
+
+static void gelu_case(long long n, int in_place) {
+    float *x = random_bf16_values((size_t)n, 0.0f, 2.0f), *dout = random_bf16_values((size_t)n, 0.0f, 1.0f);
+    float *out_ref = (float *)malloc_check((size_t)n * sizeof(float));
+    float *dinp_ref = (float *)calloc_check((size_t)n, sizeof(float));  // the reference accumulates
+    cpu_gelu_forward(out_ref, x, (size_t)n);
+    cpu_gelu_backward(dinp_ref, x, dout, (size_t)n);
+    bf16 *d_x = dev_from_host<bf16>(x, (size_t)n), *d_dout = (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
+    bf16 *d_out = in_place ? d_x : (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
+    bf16 *d_dinp = in_place ? d_dout : (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
+    bf16 *d_x_copy = (bf16 *)dev_alloc((size_t)n * sizeof(bf16));  // backward input when forward ran in place
+    void *first_out = NULL, *first_dinp = NULL;
+    for (int run = 0; run < 2; run++) {
+        upload(d_x, x, (size_t)n);
+        upload(d_x_copy, x, (size_t)n);
+        upload(d_dout, dout, (size_t)n);
+        if (!in_place) { dev_poison(d_out, (size_t)n * sizeof(bf16)); dev_poison(d_dinp, (size_t)n * sizeof(bf16)); }
+        gelu_forward(d_out, d_x, n, 0);
+        gelu_backward(d_dinp, d_x_copy, d_dout, n, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        if (run == 0) {
+            float *out = download(d_out, (size_t)n), *dinp = download(d_dinp, (size_t)n);
+            // one BF16 rounding; atol covers 1-2 ulp differences of tanhf where 1 + tanh cancels
+            check_close("gelu forward", out, out_ref, (size_t)n, BF16_EPS, 1.0f / (1 << 18));
+            check_close("gelu backward", dinp, dinp_ref, (size_t)n, BF16_EPS, 1.0f / (1 << 16));
+            CHECK(guard_intact(d_out, (size_t)n * sizeof(bf16)) && guard_intact(d_dinp, (size_t)n * sizeof(bf16)),
+                  "gelu wrote past its output");
+            free(out); free(dinp);
+            first_out = dev_snapshot(d_out, (size_t)n * sizeof(bf16));
+            first_dinp = dev_snapshot(d_dinp, (size_t)n * sizeof(bf16));
+        } else {
+            CHECK(same_bits(first_out, d_out, (size_t)n * sizeof(bf16)) && same_bits(first_dinp, d_dinp, (size_t)n * sizeof(bf16)),
+                  "gelu not deterministic");
+        }
+    }
+    cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_x_copy));
+    if (!in_place) { cudaCheck(cudaFree(d_out)); cudaCheck(cudaFree(d_dinp)); }
+    cudaCheck(cudaFree(first_out)); cudaCheck(cudaFree(first_dinp));
+    free(x); free(dout); free(out_ref); free(dinp_ref);
+}
+
+static void test_gelu(void) {
+    gelu_case(1, 0);
+    gelu_case(37 * 100, 0);   // n % 8 == 4
+    gelu_case(37 * 101, 1);   // odd n, in place
+    gelu_case(4096LL * 768 * 4, 0);
+}
+
+// ----------------------------------------------------------------------------------------------
+// classifier
+
+static void classifier_case(int N, int V, int Vp, float logit_std) {
+    const size_t total = (size_t)N * Vp;
+    float *logits = random_bf16_values(total, 0.0f, logit_std);
+    for (int n = 0; n < N; n++) {
+        for (int c = V; c < Vp; c++) logits[(size_t)n * Vp + c] = 100.0f;  // padding must not enter the softmax
+    }
+    int *targets = (int *)malloc_check(N * sizeof(int));
+    for (int n = 0; n < N; n++) targets[n] = (int)rng_below(&rng, (uint64_t)V);
+    targets[0] = V - 1;
+    if (N > 1) targets[1] = 0;
+    const float dloss = 1.0f / (float)(N * 3);  // 1/(B*T*grad_accum) with grad_accum = 3
+    float *losses_ref = (float *)malloc_check(N * sizeof(float));
+    float *probs = (float *)malloc_check(total * sizeof(float));
+    float *dlogits_ref = (float *)calloc_check(total, sizeof(float));
+    float *dlosses = (float *)malloc_check(N * sizeof(float));
+    for (int n = 0; n < N; n++) dlosses[n] = dloss;
+    cpu_softmax_crossentropy_forward(losses_ref, probs, logits, targets, N, V, Vp);
+    cpu_softmax_crossentropy_backward(dlogits_ref, dlosses, probs, targets, N, V, Vp);
+
+    bf16 *d_logits = (bf16 *)dev_alloc(total * sizeof(bf16));
+    float *d_losses = (float *)dev_alloc(N * sizeof(float));
+    int *d_targets = dev_ints(targets, N);
+    void *first_logits = NULL, *first_losses = NULL;
+    for (int run = 0; run < 2; run++) {
+        upload(d_logits, logits, total);
+        dev_poison(d_losses, N * sizeof(float));
+        fused_classifier(d_logits, d_losses, d_targets, dloss, N, V, Vp, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        if (run == 0) {
+            float *losses = download(d_losses, N), *dlogits = download(d_logits, total);
+            // loss: FP32 sum of V exponentials against double
+            check_close("classifier loss", losses, losses_ref, N, 1e-5f, 1e-5f);
+            // gradient: one BF16 rounding; atol for FP32 differences of the probabilities
+            check_close("classifier dlogits", dlogits, dlogits_ref, total, BF16_EPS, dloss / (1 << 20));
+            size_t nonzero_pad = 0;
+            for (int n = 0; n < N; n++) {
+                for (int c = V; c < Vp; c++) nonzero_pad += dlogits[(size_t)n * Vp + c] != 0.0f;
+            }
+            CHECK(nonzero_pad == 0, "classifier: %zu padded columns got a non-zero gradient", nonzero_pad);
+            CHECK(guard_intact(d_logits, total * sizeof(bf16)) && guard_intact(d_losses, N * sizeof(float)),
+                  "classifier wrote past its outputs");
+            free(losses); free(dlogits);
+            first_logits = dev_snapshot(d_logits, total * sizeof(bf16));
+            first_losses = dev_snapshot(d_losses, N * sizeof(float));
+        } else {
+            CHECK(same_bits(first_logits, d_logits, total * sizeof(bf16)) && same_bits(first_losses, d_losses, N * sizeof(float)),
+                  "classifier not deterministic");
+        }
+    }
+    cudaCheck(cudaFree(d_logits)); cudaCheck(cudaFree(d_losses)); cudaCheck(cudaFree(d_targets));
+    cudaCheck(cudaFree(first_logits)); cudaCheck(cudaFree(first_losses));
+    free(logits); free(targets); free(losses_ref); free(probs); free(dlogits_ref); free(dlosses);
+}
+
+static void test_classifier(void) {
+    classifier_case(1, 50257, 50304, 2.0f);
+    classifier_case(37, 50257, 50304, 4.0f);
+    classifier_case(256, 50257, 50304, 1.0f);
+    classifier_case(4096, 1000, 1024, 3.0f);
+    classifier_case(37, 100, 101, 2.0f);   // Vp not a multiple of 8: element-wise path
+    classifier_case(5, 8, 8, 2.0f);        // no padding, one vector per row
+}
+
+// A target outside [0, V) must give a NaN loss, not a silently wrong number.
+static void test_classifier_bad_target(void) {
+    const int N = 3, V = 100, Vp = 104;
+    float *logits = random_bf16_values((size_t)N * Vp, 0.0f, 1.0f);
+    const int targets[3] = {5, V, -1};
+    bf16 *d_logits = dev_from_host<bf16>(logits, (size_t)N * Vp);
+    float *d_losses = (float *)dev_alloc(N * sizeof(float));
+    int *d_targets = dev_ints(targets, N);
+    fused_classifier(d_logits, d_losses, d_targets, 1.0f, N, V, Vp, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    float *losses = download(d_losses, N);
+    CHECK(isfinite(losses[0]) && losses[0] > 0.0f, "valid target: loss %g", losses[0]);
+    CHECK(isnan(losses[1]) && isnan(losses[2]), "out-of-range targets: losses %g %g, want NaN", losses[1], losses[2]);
+    cudaCheck(cudaFree(d_logits)); cudaCheck(cudaFree(d_losses)); cudaCheck(cudaFree(d_targets));
+    free(logits); free(losses);
+}
+
+// ----------------------------------------------------------------------------------------------
+// adamw
+
+// Tensors of the given sizes (decay on every other one, like weights and biases), updated for two
+// steps over the shard [shard_begin, shard_begin + shard_size), against cpu_adamw_update per tensor.
+template <typename GradT>
+static void adamw_case(const size_t *sizes, int num_tensors, size_t shard_begin, size_t shard_size) {
+    int decay[16];
+    size_t total = 0;
+    for (int t = 0; t < num_tensors; t++) { decay[t] = t % 2 == 0; total += sizes[t]; }
+    if (shard_size == 0) shard_size = total - shard_begin;
+    const size_t n = shard_size;
+    float *master0 = random_bf16_values(n, 0.0f, 0.05f);  // (any FP32 value works; BF16 values are convenient)
+    for (size_t i = 0; i < n; i++) master0[i] += 1e-4f * rng_uniform(&rng);  // make them not BF16-representable
+    float *m0 = random_bf16_values(n, 0.0f, 0.01f), *v0 = (float *)malloc_check(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) v0[i] = 1e-5f + 9e-5f * rng_uniform(&rng);  // keeps sqrt(v) away from 0
+    float *grads[2] = {random_bf16_values(n, 0.0f, 0.02f), random_bf16_values(n, 0.0f, 0.02f)};
+    const float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+    const float grad_scale[2] = {1.0f, 0.37f};
+    // reference: per tensor piece inside the shard
+    float *master_ref = copy_floats(master0, n), *m_ref = copy_floats(m0, n), *v_ref = copy_floats(v0, n);
+    for (int step = 1; step <= 2; step++) {
+        size_t begin = 0;
+        for (int t = 0; t < num_tensors; t++) {
+            const size_t lo = begin > shard_begin ? begin : shard_begin;
+            const size_t hi = begin + sizes[t] < shard_begin + n ? begin + sizes[t] : shard_begin + n;
+            if (lo < hi) {
+                const size_t o = lo - shard_begin;
+                cpu_adamw_update(master_ref + o, grads[step - 1] + o, m_ref + o, v_ref + o, hi - lo, lr, beta1, beta2, eps,
+                                 decay[t] ? wd : 0.0f, grad_scale[step - 1], step);
+            }
+            begin += sizes[t];
+        }
+    }
+    AdamWPlan plan;
+    adamw_plan_build(&plan, sizes, decay, num_tensors, shard_begin, n);
+    float *d_master = (float *)dev_alloc(n * sizeof(float)), *d_m = (float *)dev_alloc(n * sizeof(float));
+    float *d_v = (float *)dev_alloc(n * sizeof(float));
+    GradT *d_grads[2] = {dev_from_host<GradT>(grads[0], n), dev_from_host<GradT>(grads[1], n)};
+    bf16 *d_params = (bf16 *)dev_alloc(n * sizeof(bf16));
+    void *first_master = NULL, *first_params = NULL;
+    for (int run = 0; run < 2; run++) {
+        upload(d_master, master0, n);
+        upload(d_m, m0, n);
+        upload(d_v, v0, n);
+        dev_poison(d_params, n * sizeof(bf16));
+        for (int step = 1; step <= 2; step++) {
+            const AdamWStepParams hp = adamw_step_params(lr, beta1, beta2, eps, wd, step, grad_scale[step - 1]);
+            adamw_update<GradT>(d_params, d_master, d_m, d_v, d_grads[step - 1], &plan, hp, 0);
+        }
+        cudaCheck(cudaDeviceSynchronize());
+        if (run == 0) {
+            float *master = download(d_master, n), *m = download(d_m, n), *v = download(d_v, n);
+            float *params = download(d_params, n);
+            // FP32 arithmetic on both sides in the same order; FMA contraction may differ by a few ulp.
+            // master moves by ~lr per step, so its atol is a few ulp of lr; m may cancel to ~0, so its
+            // atol is a few ulp of its largest value.
+            check_close("adamw master", master, master_ref, n, 1.0f / (1 << 21), lr / (1 << 16));
+            check_close("adamw m", m, m_ref, n, 1.0f / (1 << 20), max_abs(m_ref, n) / (1 << 20));
+            check_close("adamw v", v, v_ref, n, 1.0f / (1 << 20), 0.0f);
+            // params: exactly the BF16 rounding of the GPU's master weights
+            size_t mismatched = 0;
+            for (size_t i = 0; i < n; i++) mismatched += params[i] != bf16_round(master[i]);
+            CHECK(mismatched == 0, "adamw: %zu BF16 params differ from round(master)", mismatched);
+            CHECK(guard_intact(d_master, n * sizeof(float)) && guard_intact(d_m, n * sizeof(float)) &&
+                      guard_intact(d_v, n * sizeof(float)) && guard_intact(d_params, n * sizeof(bf16)),
+                  "adamw wrote past its arrays");
+            free(master); free(m); free(v); free(params);
+            first_master = dev_snapshot(d_master, n * sizeof(float));
+            first_params = dev_snapshot(d_params, n * sizeof(bf16));
+        } else {
+            CHECK(same_bits(first_master, d_master, n * sizeof(float)) && same_bits(first_params, d_params, n * sizeof(bf16)),
+                  "adamw not deterministic");
+        }
+    }
+    adamw_plan_free(&plan);
+    cudaCheck(cudaFree(d_master)); cudaCheck(cudaFree(d_m)); cudaCheck(cudaFree(d_v)); cudaCheck(cudaFree(d_params));
+    cudaCheck(cudaFree(d_grads[0])); cudaCheck(cudaFree(d_grads[1]));
+    cudaCheck(cudaFree(first_master)); cudaCheck(cudaFree(first_params));
+    free(master0); free(m0); free(v0); free(grads[0]); free(grads[1]); free(master_ref); free(m_ref); free(v_ref);
+}
+
+static void test_adamw(void) {
+    const size_t gpt_like[] = {50304 * 64, 1024 * 64, 64, 64, 192 * 64, 192, 64 * 64, 64};
+    adamw_case<float>(gpt_like, 8, 0, 0);
+    const size_t odd[] = {1, 37, 8192 + 3, 100, 3 * 8192, 5};  // boundaries off the 4-element grid
+    adamw_case<float>(odd, 6, 0, 0);
+    adamw_case<float>(odd, 6, 13, 20000);                       // a ZeRO-1 shard cutting through tensors
+    adamw_case<bf16>(gpt_like, 8, 0, 0);
+    adamw_case<bf16>(odd, 6, 7, 0);
+}
+
+// ----------------------------------------------------------------------------------------------
+// global norm
+
+template <typename GradT>
+static void global_norm_case(long long n) {
+    float *g = random_bf16_values((size_t)n, 0.0f, 1e-2f);
+    const float want = cpu_global_norm(g, (size_t)n);
+    GradT *d_g = dev_from_host<GradT>(g, (size_t)n);
+    const int blocks = global_norm_num_blocks(n);
+    float *d_scratch = (float *)dev_alloc(blocks * sizeof(float)), *d_out = (float *)dev_alloc(sizeof(float));
+    float got[2];
+    for (int run = 0; run < 2; run++) {
+        dev_poison(d_out, sizeof(float));
+        dev_poison(d_scratch, blocks * sizeof(float));
+        global_norm_squared<GradT>(d_out, d_scratch, d_g, n, 0);
+        cudaCheck(cudaMemcpy(&got[run], d_out, sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    const float norm = sqrtf(got[0]);
+    // FP32 partial sums against double: relative 2^-17 on the norm
+    CHECK(fabsf(norm - want) <= want / (1 << 17), "n=%lld: norm %.9g want %.9g", n, norm, want);
+    CHECK(memcmp(&got[0], &got[1], sizeof(float)) == 0, "n=%lld: global norm not deterministic", n);
+    CHECK(guard_intact(d_scratch, blocks * sizeof(float)) && guard_intact(d_out, sizeof(float)),
+          "global norm wrote past its outputs");
+    cudaCheck(cudaFree(d_g)); cudaCheck(cudaFree(d_scratch)); cudaCheck(cudaFree(d_out));
+    free(g);
+}
+
+static void test_global_norm(void) {
+    const long long sizes[] = {1, 3, 4097, 1000003, 30000000 + 3};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) global_norm_case<float>(sizes[i]);
+    global_norm_case<bf16>(4097);
+    global_norm_case<bf16>(10000001);
+    CHECK(grad_clip_scale(2.0f, 1.0f) == 0.5f && grad_clip_scale(0.5f, 1.0f) == 1.0f && grad_clip_scale(5.0f, 0.0f) == 1.0f,
+          "grad_clip_scale");
+}
+
+// ----------------------------------------------------------------------------------------------
+
+int main(void) {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+        SKIP_TEST(test_layers, "no CUDA device");
+        return testing_finish();
+    }
+    rng_seed(&rng, 20261122);
+    RUN_TEST(test_encoder);
+    RUN_TEST(test_layernorm_forward);
+    RUN_TEST(test_layernorm_backward);
+    RUN_TEST(test_gelu);
+    RUN_TEST(test_classifier);
+    RUN_TEST(test_classifier_bad_target);
+    RUN_TEST(test_adamw);
+    RUN_TEST(test_global_norm);
+    return testing_finish();
+}
