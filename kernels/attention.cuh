@@ -11,13 +11,13 @@
 //   delta [B, NH, T] fp32    scratch for backward: rowsum(dout * out)
 // The heads are read in place through the strided layout, so no permute kernels are needed.
 //
-// Forward (FlashAttention-2 style): one block per (query block, batch*head); each warp owns 16 query rows,
+// Forward (FlashAttention-2 style): one block per (query block, batch*head); each warp owns 16*MT query rows,
 // walks the key/value tiles left of the diagonal with an online softmax, never materializing T x T.
 // Backward is bit-deterministic (no atomics), in three kernels:
 //   1. delta = rowsum(dout * out)
-//   2. dK, dV: one block per key block; each warp owns 16 keys and walks the query tiles right of the
+//   2. dK, dV: one block per key block; each warp owns 16*MT keys and walks the query tiles right of the
 //      diagonal, recomputing P^T and dS^T in registers.
-//   3. dQ: one block per query block; each warp owns 16 queries and walks the key tiles, recomputing
+//   3. dQ: one block per query block; each warp owns 16*MT queries and walks the key tiles, recomputing
 //      P and dS in registers (a separate pass instead of fp32 atomics, so every result is summed in a
 //      fixed order).
 // Sequence tails are masked: any T >= 1 works; rows past T are zero-filled on load and never stored.
@@ -101,65 +101,81 @@ __device__ __forceinline__ void attn_load_tile(bf16 *tile, const bf16 *src, long
     }
 }
 
-// Warp-level acc[16 x N] += A[16 x HS] * B[N x HS]^T, both read from swizzled tiles: A is rows
-// [a_row0, a_row0 + 16) of tile `a`, B rows [0, N) of tile `b`. acc[j] is the C fragment of columns 8j..8j+7.
-template <int HS, int N>
-__device__ __forceinline__ void attn_warp_mma_abt(float acc[N / 8][4], const bf16 *a, int a_row0, const bf16 *b) {
+// Warp-level acc[16*MT x N] += A[16*MT x HS] * B[N x HS]^T, both read from swizzled tiles: A is rows
+// [a_row0, a_row0 + 16*MT) of tile `a` (MT m-tiles of 16 rows that share each B fragment), B rows [0, N)
+// of tile `b`. acc[mt][j] is the C fragment of m-tile mt, columns 8j..8j+7.
+template <int HS, int MT, int N>
+__device__ __forceinline__ void attn_warp_mma_abt(float acc[MT][N / 8][4], const bf16 *a, int a_row0, const bf16 *b) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int kk = 0; kk < HS / 16; kk++) {
-        uint32_t af[4];
-        attn_ldmatrix_x4(af, a + attn_swizzle<HS>(a_row0 + (lane & 15), kk * 16 + (lane >> 4) * 8));
+        uint32_t af[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+            attn_ldmatrix_x4(af[mt], a + attn_swizzle<HS>(a_row0 + mt * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
 #pragma unroll
         for (int n = 0; n < N / 16; n++) {
             uint32_t bfr[4];
             attn_ldmatrix_x4(bfr, b + attn_swizzle<HS>(n * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-            attn_mma_bf16(acc[2 * n], af, bfr[0], bfr[1]);
-            attn_mma_bf16(acc[2 * n + 1], af, bfr[2], bfr[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                attn_mma_bf16(acc[mt][2 * n], af[mt], bfr[0], bfr[1]);
+                attn_mma_bf16(acc[mt][2 * n + 1], af[mt], bfr[2], bfr[3]);
+            }
         }
     }
 }
 
-// Warp-level acc[16 x HS] += P[16 x K] * B[K x HS]: P is held in registers in the C-fragment layout that
-// attn_warp_mma_abt produces (p[j] = columns 8j..8j+7) and is rounded to bf16 here; B is rows [0, K) of a
-// swizzled tile, read transposed by ldmatrix.
-template <int HS, int K>
-__device__ __forceinline__ void attn_warp_mma_pb(float acc[HS / 8][4], const float p[K / 8][4], const bf16 *b) {
+// Warp-level acc[16*MT x HS] += P[16*MT x K] * B[K x HS]: P is held in registers in the C-fragment layout
+// that attn_warp_mma_abt produces (p[mt][j] = m-tile mt, columns 8j..8j+7) and is rounded to bf16 here;
+// B is rows [0, K) of a swizzled tile, read transposed by ldmatrix.
+template <int HS, int MT, int K>
+__device__ __forceinline__ void attn_warp_mma_pb(float acc[MT][HS / 8][4], const float p[MT][K / 8][4], const bf16 *b) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int kk = 0; kk < K / 16; kk++) {
-        uint32_t af[4];
-        af[0] = attn_pack_bf16x2(p[2 * kk][0], p[2 * kk][1]);
-        af[1] = attn_pack_bf16x2(p[2 * kk][2], p[2 * kk][3]);
-        af[2] = attn_pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-        af[3] = attn_pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+        uint32_t af[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            af[mt][0] = attn_pack_bf16x2(p[mt][2 * kk][0], p[mt][2 * kk][1]);
+            af[mt][1] = attn_pack_bf16x2(p[mt][2 * kk][2], p[mt][2 * kk][3]);
+            af[mt][2] = attn_pack_bf16x2(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
+            af[mt][3] = attn_pack_bf16x2(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
+        }
 #pragma unroll
         for (int n = 0; n < HS / 16; n++) {
             uint32_t bfr[4];
             attn_ldmatrix_x4_trans(bfr, b + attn_swizzle<HS>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, n * 16 + (lane >> 4) * 8));
-            attn_mma_bf16(acc[2 * n], af, bfr[0], bfr[1]);
-            attn_mma_bf16(acc[2 * n + 1], af, bfr[2], bfr[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                attn_mma_bf16(acc[mt][2 * n], af[mt], bfr[0], bfr[1]);
+                attn_mma_bf16(acc[mt][2 * n + 1], af[mt], bfr[2], bfr[3]);
+            }
         }
     }
 }
 
-// Writes a warp's fp32 accumulator acc[16 x HS] (times `mul`) as bf16 to rows [row0, row0 + 16) of `dst`
-// (row stride `stride` elements) for rows < nrows, staged through rows [tile_row0, tile_row0 + 16) of a
-// swizzled tile that only this warp uses, so that the global stores are 16 bytes wide.
-template <int HS>
-__device__ __forceinline__ void attn_warp_store_rows(bf16 *dst, long stride, int row0, int nrows, const float acc[HS / 8][4],
+// Writes a warp's fp32 accumulator acc[16*MT x HS] (times `mul`) as bf16 to rows [row0, row0 + 16*MT) of
+// `dst` (row stride `stride` elements) for rows < nrows, staged through rows [tile_row0, tile_row0 + 16*MT)
+// of a swizzled tile that only this warp uses, so that the global stores are 16 bytes wide.
+template <int HS, int MT>
+__device__ __forceinline__ void attn_warp_store_rows(bf16 *dst, long stride, int row0, int nrows, const float acc[MT][HS / 8][4],
                                                      float mul, bf16 *tile, int tile_row0) {
     const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     __syncwarp();
 #pragma unroll
-    for (int j = 0; j < HS / 8; j++) {
-        *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(tile_row0 + g, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[j][0] * mul, acc[j][1] * mul);
-        *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(tile_row0 + g + 8, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[j][2] * mul, acc[j][3] * mul);
+    for (int mt = 0; mt < MT; mt++) {
+        const int r = tile_row0 + mt * 16 + g;
+#pragma unroll
+        for (int j = 0; j < HS / 8; j++) {
+            *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(r, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[mt][j][0] * mul, acc[mt][j][1] * mul);
+            *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(r + 8, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[mt][j][2] * mul, acc[mt][j][3] * mul);
+        }
     }
     __syncwarp();
     constexpr int CHUNKS = HS / 8;
 #pragma unroll
-    for (int i = 0; i < 16 * CHUNKS / 32; i++) {
+    for (int i = 0; i < 16 * MT * CHUNKS / 32; i++) {
         int c = lane + i * 32;
         int r = c / CHUNKS, col = (c % CHUNKS) * 8;
         if (row0 + r < nrows) {
@@ -168,15 +184,25 @@ __device__ __forceinline__ void attn_warp_store_rows(bf16 *dst, long stride, int
     }
 }
 
+// Sets every element of a [M][N][4] fragment array to zero.
+template <int M, int N>
+__device__ __forceinline__ void attn_zero(float x[M][N][4]) {
+#pragma unroll
+    for (int i = 0; i < M; i++) {
+#pragma unroll
+        for (int j = 0; j < N; j++) x[i][j][0] = x[i][j][1] = x[i][j][2] = x[i][j][3] = 0.f;
+    }
+}
+
 // ----------------------------------------------------------------------------------------------------
 // Kernels
 
-// Forward. Grid (B*NH, ceil(T / (16*NW))), NW warps; the query blocks run last-first (they hold the most
-// work). Each warp owns 16 query rows and keeps O (16 x HS, fp32), the running row max m (in raw score
+// Forward. Grid (B*NH, ceil(T / (16*MT*NW))), NW warps; the query blocks run last-first (they hold the
+// most work). Each warp owns 16*MT query rows and keeps O (fp32), the running row max m (in raw score
 // units) and the per-thread partial row sums l; keys come in tiles of BC, two cp.async stages deep.
-template <int HS, int NW, int BC>
+template <int HS, int MT, int NW, int BC>
 __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
-    constexpr int BR = 16 * NW, NTHREADS = NW * 32;
+    constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
     extern __shared__ __align__(128) bf16 attn_smem[];
     bf16 *sQ = attn_smem;           // [BR, HS]
     bf16 *sK = sQ + BR * HS;        // [2][BC, HS]
@@ -197,11 +223,13 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
     attn_load_tile<HS, BC, NTHREADS>(sV, gV, row_stride, 0, T);
     attn_cp_async_commit();
 
-    const int wq0 = q0 + warp * 16;   // this warp's first query row; each thread owns rows wq0+g and wq0+g+8
-    float o[HS / 8][4];
+    // this warp's first query row; thread row r = 2*mt + i is query wq0 + 16*mt + 8*i + g
+    const int wq0 = q0 + warp * WR;
+    float o[MT][HS / 8][4];
+    attn_zero<MT, HS / 8>(o);
+    float m[2 * MT], l[2 * MT];
 #pragma unroll
-    for (int j = 0; j < HS / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    for (int r = 0; r < 2 * MT; r++) { m[r] = -INFINITY; l[r] = 0.f; }
 
     for (int tile = 0; tile < ntiles; tile++) {
         attn_cp_async_wait_all();
@@ -213,65 +241,73 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
             attn_cp_async_commit();
         }
         const int k0 = tile * BC;
-        if (k0 > wq0 + 15) continue;   // every key of this tile is right of the diagonal for this warp
+        if (k0 > wq0 + WR - 1) continue;   // every key of this tile is right of the diagonal for this warp
         const bf16 *cK = sK + (tile & 1) * BC * HS, *cV = sV + (tile & 1) * BC * HS;
 
-        float s[BC / 8][4];
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-        attn_warp_mma_abt<HS, BC>(s, sQ, warp * 16, cK);
+        float s[MT][BC / 8][4];
+        attn_zero<MT, BC / 8>(s);
+        attn_warp_mma_abt<HS, MT, BC>(s, sQ, warp * WR, cK);
 
         if (k0 + BC - 1 > wq0 || k0 + BC > T) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+                for (int j = 0; j < BC / 8; j++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + mt * 16 + g + (e >> 1) * 8;
+                        if (key > q || key >= T) s[mt][j][e] = -INFINITY;
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            float mx[2] = {m[2 * mt], m[2 * mt + 1]};
+#pragma unroll
+            for (int j = 0; j < BC / 8; j++) {
+                mx[0] = fmaxf(mx[0], fmaxf(s[mt][j][0], s[mt][j][1]));
+                mx[1] = fmaxf(mx[1], fmaxf(s[mt][j][2], s[mt][j][3]));
+            }
+            float moff[2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const int r = 2 * mt + i;
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+                moff[i] = mx[i] == -INFINITY ? 0.f : mx[i] * scale_log2;   // a row with no key yet stays at zero
+                float corr = attn_exp2(m[r] * scale_log2 - moff[i]);
+                m[r] = mx[i];
+                l[r] *= corr;
+#pragma unroll
+                for (int j = 0; j < HS / 8; j++) { o[mt][j][2 * i] *= corr; o[mt][j][2 * i + 1] *= corr; }
+            }
 #pragma unroll
             for (int j = 0; j < BC / 8; j++) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + g + (e >> 1) * 8;
-                    if (key > q || key >= T) s[j][e] = -INFINITY;
+                    s[mt][j][e] = attn_exp2(s[mt][j][e] * scale_log2 - moff[e >> 1]);
+                    l[2 * mt + (e >> 1)] += s[mt][j][e];
                 }
             }
         }
-        float mx[2] = {m[0], m[1]};
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-            mx[0] = fmaxf(mx[0], fmaxf(s[j][0], s[j][1]));
-            mx[1] = fmaxf(mx[1], fmaxf(s[j][2], s[j][3]));
-        }
-        float moff[2];
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-            moff[i] = mx[i] == -INFINITY ? 0.f : mx[i] * scale_log2;   // a row with no key yet stays at zero
-            float corr = attn_exp2(m[i] * scale_log2 - moff[i]);
-            m[i] = mx[i];
-            l[i] *= corr;
-#pragma unroll
-            for (int j = 0; j < HS / 8; j++) { o[j][2 * i] *= corr; o[j][2 * i + 1] *= corr; }
-        }
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                s[j][e] = attn_exp2(s[j][e] * scale_log2 - moff[e >> 1]);
-                l[e >> 1] += s[j][e];
-            }
-        }
-        attn_warp_mma_pb<HS, BC>(o, s, cV);
+        attn_warp_mma_pb<HS, MT, BC>(o, s, cV);
     }
 
-    float inv[2];
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-        inv[i] = 1.f / l[i];
-        int q = wq0 + g + 8 * i;
-        if (t == 0 && q < T) lse[(long)bh * T + q] = (m[i] * scale_log2 + log2f(l[i])) / ATTN_LOG2E;
+    for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-        for (int j = 0; j < HS / 8; j++) { o[j][2 * i] *= inv[i]; o[j][2 * i + 1] *= inv[i]; }
+        for (int i = 0; i < 2; i++) {
+            const int r = 2 * mt + i, q = wq0 + mt * 16 + g + 8 * i;
+            l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+            l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+            if (t == 0 && q < T) lse[(long)bh * T + q] = (m[r] * scale_log2 + log2f(l[r])) / ATTN_LOG2E;
+            const float inv = 1.f / l[r];
+#pragma unroll
+            for (int j = 0; j < HS / 8; j++) { o[mt][j][2 * i] *= inv; o[mt][j][2 * i + 1] *= inv; }
+        }
     }
-    attn_warp_store_rows<HS>(out + (long)b * T * NH * HS + (long)h * HS, (long)NH * HS, wq0, T, o, 1.f, sQ, warp * 16);
+    attn_warp_store_rows<HS, MT>(out + (long)b * T * NH * HS + (long)h * HS, (long)NH * HS, wq0, T, o, 1.f, sQ, warp * WR);
 }
 
 // delta[b, h, t] = sum_c dout[b, t, h, c] * out[b, t, h, c] in fp32. One row of HS channels per group of
@@ -302,14 +338,14 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
     }
 }
 
-// Backward dK, dV. Grid (B*NH, ceil(T / (16*NW))), NW warps; block y owns keys [16*NW*y, +16*NW) and walks
-// the query tiles (BQ rows of Q and dout, with their lse and delta) from the diagonal to T, two stages
-// deep. Each warp owns 16 keys: S^T = K Q^T, P^T = exp(S^T*scale - lse), dP^T = V dout^T,
+// Backward dK, dV. Grid (B*NH, ceil(T / (16*MT*NW))), NW warps; block y owns keys [16*MT*NW*y, +16*MT*NW)
+// and walks the query tiles (BQ rows of Q and dout, with their lse and delta) from the diagonal to T, two
+// stages deep. Each warp owns 16*MT keys: S^T = K Q^T, P^T = exp(S^T*scale - lse), dP^T = V dout^T,
 // dS^T = P^T (dP^T - delta), then dV += P^T dout and dK += dS^T Q, all in registers; dK is scaled at the end.
-template <int HS, int NW, int BQ>
+template <int HS, int MT, int NW, int BQ>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                           const float *delta, int T, int NH) {
-    constexpr int BKV = 16 * NW, NTHREADS = NW * 32;
+    constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
     extern __shared__ __align__(128) bf16 attn_smem[];
     bf16 *sK = attn_smem;               // [BKV, HS]
     bf16 *sV = sK + BKV * HS;           // [BKV, HS]
@@ -340,13 +376,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         sD[i] = q < T ? gD[q] : 0.f;
     }
 
-    const int wk0 = k0 + warp * 16;   // this warp's first key; each thread owns keys wk0+g and wk0+g+8
-    float dk[HS / 8][4], dv[HS / 8][4];
-#pragma unroll
-    for (int j = 0; j < HS / 8; j++) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.f;
-    }
+    const int wk0 = k0 + warp * WR;   // this warp's first key; thread row 2*mt + i is key wk0 + 16*mt + 8*i + g
+    float dk[MT][HS / 8][4], dv[MT][HS / 8][4];
+    attn_zero<MT, HS / 8>(dk);
+    attn_zero<MT, HS / 8>(dv);
 
     for (int qt = qt_first; qt < qt_end; qt++) {
         const int stage = (qt - qt_first) & 1;
@@ -368,46 +401,46 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         const bf16 *cQ = sQ + stage * BQ * HS, *cdO = sdO + stage * BQ * HS;
         const float *cL = sL + stage * BQ, *cD = sD + stage * BQ;
 
-        float s[BQ / 8][4], dp[BQ / 8][4];
+        float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
+        attn_zero<MT, BQ / 8>(s);
+        attn_zero<MT, BQ / 8>(dp);
+        attn_warp_mma_abt<HS, MT, BQ>(s, sK, warp * WR, cQ);
+        attn_warp_mma_abt<HS, MT, BQ>(dp, sV, warp * WR, cdO);
+        const bool need_mask = qs < wk0 + WR - 1 || qs + BQ > T;
 #pragma unroll
         for (int j = 0; j < BQ / 8; j++) {
+            const float2 lq = *reinterpret_cast<const float2 *>(cL + j * 8 + 2 * t);
+            const float2 dq = *reinterpret_cast<const float2 *>(cD + j * 8 + 2 * t);
 #pragma unroll
-            for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.f;
-        }
-        attn_warp_mma_abt<HS, BQ>(s, sK, warp * 16, cQ);
-        attn_warp_mma_abt<HS, BQ>(dp, sV, warp * 16, cdO);
-        const bool need_mask = qs < wk0 + 15 || qs + BQ > T;
+            for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-        for (int j = 0; j < BQ / 8; j++) {
-            float2 lq = *reinterpret_cast<const float2 *>(cL + j * 8 + 2 * t);
-            float2 dq = *reinterpret_cast<const float2 *>(cD + j * 8 + 2 * t);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = attn_exp2(s[j][e] * scale_log2 - ((e & 1) ? lq.y : lq.x));
-                if (need_mask) {
-                    int q = qs + j * 8 + 2 * t + (e & 1), key = wk0 + g + (e >> 1) * 8;
-                    if (q < key || q >= T) p = 0.f;
+                for (int e = 0; e < 4; e++) {
+                    float p = attn_exp2(s[mt][j][e] * scale_log2 - ((e & 1) ? lq.y : lq.x));
+                    if (need_mask) {
+                        int q = qs + j * 8 + 2 * t + (e & 1), key = wk0 + mt * 16 + g + (e >> 1) * 8;
+                        if (q < key || q >= T) p = 0.f;
+                    }
+                    s[mt][j][e] = p;
+                    dp[mt][j][e] = p * (dp[mt][j][e] - ((e & 1) ? dq.y : dq.x));
                 }
-                s[j][e] = p;
-                dp[j][e] = p * (dp[j][e] - ((e & 1) ? dq.y : dq.x));
             }
         }
-        attn_warp_mma_pb<HS, BQ>(dv, s, cdO);
-        attn_warp_mma_pb<HS, BQ>(dk, dp, cQ);
+        attn_warp_mma_pb<HS, MT, BQ>(dv, s, cdO);
+        attn_warp_mma_pb<HS, MT, BQ>(dk, dp, cQ);
     }
 
-    attn_warp_store_rows<HS>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * 16);
-    attn_warp_store_rows<HS>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * 16);
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * WR);
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * WR);
 }
 
-// Backward dQ. Grid (B*NH, ceil(T / (16*NW))), NW warps, query blocks last-first. Block y owns 16*NW
+// Backward dQ. Grid (B*NH, ceil(T / (16*MT*NW))), NW warps, query blocks last-first. Block y owns 16*MT*NW
 // queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K and V, two
-// stages deep) up to the diagonal. Each warp owns 16 queries: S = Q K^T, P = exp(S*scale - lse),
+// stages deep) up to the diagonal. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
 // dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end.
-template <int HS, int NW, int BK>
+template <int HS, int MT, int NW, int BK>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                         const float *delta, int T, int NH) {
-    constexpr int BR = 16 * NW, NTHREADS = NW * 32;
+    constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
     extern __shared__ __align__(128) bf16 attn_smem[];
     bf16 *sQ = attn_smem;           // [BR, HS]
     bf16 *sdO = sQ + BR * HS;       // [BR, HS]
@@ -430,17 +463,16 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     attn_load_tile<HS, BK, NTHREADS>(sV, gV, row_stride, 0, T);
     attn_cp_async_commit();
 
-    const int wq0 = q0 + warp * 16;   // each thread owns query rows wq0+g and wq0+g+8
-    float lq[2], dq_row[2];
+    const int wq0 = q0 + warp * WR;   // thread row r = 2*mt + i is query wq0 + 16*mt + 8*i + g
+    float lq[2 * MT], dq_row[2 * MT];
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int q = wq0 + g + 8 * i;
-        lq[i] = q < T ? lse[(long)bh * T + q] * ATTN_LOG2E : 0.f;
-        dq_row[i] = q < T ? delta[(long)bh * T + q] : 0.f;
+    for (int r = 0; r < 2 * MT; r++) {
+        int q = wq0 + (r / 2) * 16 + (r % 2) * 8 + g;
+        lq[r] = q < T ? lse[(long)bh * T + q] * ATTN_LOG2E : 0.f;
+        dq_row[r] = q < T ? delta[(long)bh * T + q] : 0.f;
     }
-    float dq[HS / 8][4];
-#pragma unroll
-    for (int j = 0; j < HS / 8; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+    float dq[MT][HS / 8][4];
+    attn_zero<MT, HS / 8>(dq);
 
     for (int tile = 0; tile < ntiles; tile++) {
         attn_cp_async_wait_all();
@@ -452,49 +484,51 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
             attn_cp_async_commit();
         }
         const int k0 = tile * BK;
-        if (k0 > wq0 + 15) continue;
+        if (k0 > wq0 + WR - 1) continue;
         const bf16 *cK = sK + (tile & 1) * BK * HS, *cV = sV + (tile & 1) * BK * HS;
 
-        float s[BK / 8][4], dp[BK / 8][4];
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.f;
-        }
-        attn_warp_mma_abt<HS, BK>(s, sQ, warp * 16, cK);
-        attn_warp_mma_abt<HS, BK>(dp, sdO, warp * 16, cV);
+        float s[MT][BK / 8][4], dp[MT][BK / 8][4];
+        attn_zero<MT, BK / 8>(s);
+        attn_zero<MT, BK / 8>(dp);
+        attn_warp_mma_abt<HS, MT, BK>(s, sQ, warp * WR, cK);
+        attn_warp_mma_abt<HS, MT, BK>(dp, sdO, warp * WR, cV);
         const bool need_mask = k0 + BK - 1 > wq0 || k0 + BK > T;
 #pragma unroll
-        for (int j = 0; j < BK / 8; j++) {
+        for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = attn_exp2(s[j][e] * scale_log2 - lq[e >> 1]);
-                if (need_mask) {
-                    int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + g + (e >> 1) * 8;
-                    if (key > q || key >= T) p = 0.f;
+            for (int j = 0; j < BK / 8; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = 2 * mt + (e >> 1);
+                    float p = attn_exp2(s[mt][j][e] * scale_log2 - lq[r]);
+                    if (need_mask) {
+                        int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + mt * 16 + g + (e >> 1) * 8;
+                        if (key > q || key >= T) p = 0.f;
+                    }
+                    dp[mt][j][e] = p * (dp[mt][j][e] - dq_row[r]);
                 }
-                dp[j][e] = p * (dp[j][e] - dq_row[e >> 1]);
             }
         }
-        attn_warp_mma_pb<HS, BK>(dq, dp, cK);
+        attn_warp_mma_pb<HS, MT, BK>(dq, dp, cK);
     }
-    attn_warp_store_rows<HS>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * 16);
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR);
 }
 
 // ----------------------------------------------------------------------------------------------------
 // Launchers
 
-// Tile configuration per head size: warps per block (16 rows each) and the streamed tile length.
+// Tile configuration per head size, per kernel: MT m-tiles of 16 rows per warp, NW warps per block,
+// and the length of the streamed tiles (keys for forward and dQ, queries for dK/dV).
 template <int HS> struct AttentionConfig;
 template <> struct AttentionConfig<64> {
-    static constexpr int FWD_WARPS = 4, FWD_BC = 64;
-    static constexpr int DKDV_WARPS = 4, DKDV_BQ = 64;
-    static constexpr int DQ_WARPS = 4, DQ_BK = 64;
+    static constexpr int FWD_MT = 1, FWD_WARPS = 4, FWD_BC = 64;
+    static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 64;
+    static constexpr int DQ_MT = 1, DQ_WARPS = 4, DQ_BK = 64;
 };
 template <> struct AttentionConfig<128> {
-    static constexpr int FWD_WARPS = 4, FWD_BC = 64;
-    static constexpr int DKDV_WARPS = 4, DKDV_BQ = 32;
-    static constexpr int DQ_WARPS = 4, DQ_BK = 64;
+    static constexpr int FWD_MT = 1, FWD_WARPS = 4, FWD_BC = 64;
+    static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 32;
+    static constexpr int DQ_MT = 1, DQ_WARPS = 4, DQ_BK = 64;
 };
 
 // Checks the shapes shared by forward and backward.
@@ -514,9 +548,10 @@ static inline size_t attention_smem(Kernel kernel, size_t bytes) {
 // Forward for one head size and tile configuration C (AttentionConfig<HS> unless a harness tries others).
 template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, cudaStream_t stream) {
-    auto kernel = attention_forward_kernel<HS, C::FWD_WARPS, C::FWD_BC>;
-    size_t smem = attention_smem(kernel, (size_t)(16 * C::FWD_WARPS + 4 * C::FWD_BC) * HS * sizeof(bf16));
-    dim3 grid(B * NH, ceil_div(T, 16 * C::FWD_WARPS));
+    constexpr int BR = 16 * C::FWD_MT * C::FWD_WARPS;
+    auto kernel = attention_forward_kernel<HS, C::FWD_MT, C::FWD_WARPS, C::FWD_BC>;
+    size_t smem = attention_smem(kernel, (size_t)(BR + 4 * C::FWD_BC) * HS * sizeof(bf16));
+    dim3 grid(B * NH, ceil_div(T, BR));
     shapeCheck(grid.y <= 65535, "T=%d needs %u query blocks, over the grid's y limit", T, grid.y);
     kernel<<<grid, 32 * C::FWD_WARPS, smem, stream>>>(out, lse, qkv, T, NH);
     cudaCheckLaunch();
@@ -529,29 +564,40 @@ static inline void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int
     else attention_forward_hs<128>(out, lse, qkv, B, T, NH, stream);
 }
 
-// Backward for one head size and tile configuration C.
-template <int HS, class C = AttentionConfig<HS>>
-static inline void attention_backward_hs(bf16 *dqkv, float *delta, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
-                                         int B, int T, int NH, cudaStream_t stream) {
+// Backward step 1 for one head size: delta = rowsum(dout * out).
+template <int HS>
+static inline void attention_backward_delta_hs(float *delta, const bf16 *dout, const bf16 *out, int B, int T, int NH, cudaStream_t stream) {
     const long nrows = (long)B * T * NH;
-    const int delta_threads = 256;
-    const long delta_blocks = ceil_div(nrows * (HS / 8), (long)delta_threads);
-    shapeCheck(delta_blocks <= 2147483647L, "B*T*NH=%ld rows is over the grid's x limit", nrows);
-    attention_backward_delta_kernel<HS><<<(unsigned)delta_blocks, delta_threads, 0, stream>>>(delta, dout, out, T, NH, nrows);
+    const int threads = 256;
+    const long blocks = ceil_div(nrows * (HS / 8), (long)threads);
+    shapeCheck(blocks <= 2147483647L, "B*T*NH=%ld rows is over the grid's x limit", nrows);
+    attention_backward_delta_kernel<HS><<<(unsigned)blocks, threads, 0, stream>>>(delta, dout, out, T, NH, nrows);
     cudaCheckLaunch();
+}
 
-    auto dkdv = attention_backward_dkdv_kernel<HS, C::DKDV_WARPS, C::DKDV_BQ>;
-    size_t dkdv_smem = attention_smem(dkdv, (size_t)(2 * 16 * C::DKDV_WARPS + 4 * C::DKDV_BQ) * HS * sizeof(bf16) + 4 * C::DKDV_BQ * sizeof(float));
-    dim3 dkdv_grid(B * NH, ceil_div(T, 16 * C::DKDV_WARPS));
-    shapeCheck(dkdv_grid.y <= 65535, "T=%d needs %u key blocks, over the grid's y limit", T, dkdv_grid.y);
-    dkdv<<<dkdv_grid, 32 * C::DKDV_WARPS, dkdv_smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+// Backward step 2 for one head size and tile configuration C: the K and V slots of dqkv.
+template <int HS, class C = AttentionConfig<HS>>
+static inline void attention_backward_dkdv_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
+                                              int B, int T, int NH, cudaStream_t stream) {
+    constexpr int BKV = 16 * C::DKDV_MT * C::DKDV_WARPS;
+    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ>;
+    size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 4 * C::DKDV_BQ) * HS * sizeof(bf16) + 4 * C::DKDV_BQ * sizeof(float));
+    dim3 grid(B * NH, ceil_div(T, BKV));
+    shapeCheck(grid.y <= 65535, "T=%d needs %u key blocks, over the grid's y limit", T, grid.y);
+    kernel<<<grid, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
     cudaCheckLaunch();
+}
 
-    auto dq = attention_backward_dq_kernel<HS, C::DQ_WARPS, C::DQ_BK>;
-    size_t dq_smem = attention_smem(dq, (size_t)(2 * 16 * C::DQ_WARPS + 4 * C::DQ_BK) * HS * sizeof(bf16));
-    dim3 dq_grid(B * NH, ceil_div(T, 16 * C::DQ_WARPS));
-    shapeCheck(dq_grid.y <= 65535, "T=%d needs %u query blocks, over the grid's y limit", T, dq_grid.y);
-    dq<<<dq_grid, 32 * C::DQ_WARPS, dq_smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+// Backward step 3 for one head size and tile configuration C: the Q slot of dqkv.
+template <int HS, class C = AttentionConfig<HS>>
+static inline void attention_backward_dq_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
+                                            int B, int T, int NH, cudaStream_t stream) {
+    constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
+    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK>;
+    size_t smem = attention_smem(kernel, (size_t)(2 * BR + 4 * C::DQ_BK) * HS * sizeof(bf16));
+    dim3 grid(B * NH, ceil_div(T, BR));
+    shapeCheck(grid.y <= 65535, "T=%d needs %u query blocks, over the grid's y limit", T, grid.y);
+    kernel<<<grid, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
     cudaCheckLaunch();
 }
 
@@ -560,8 +606,15 @@ static inline void attention_backward_hs(bf16 *dqkv, float *delta, const bf16 *d
 static inline void attention_backward(bf16 *dqkv, float *delta, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
                                       int B, int T, int NH, int HS, cudaStream_t stream) {
     attention_check_shapes(B, T, NH, HS);
-    if (HS == 64) attention_backward_hs<64>(dqkv, delta, dout, qkv, out, lse, B, T, NH, stream);
-    else attention_backward_hs<128>(dqkv, delta, dout, qkv, out, lse, B, T, NH, stream);
+    if (HS == 64) {
+        attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, stream);
+        attention_backward_dkdv_hs<64>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
+        attention_backward_dq_hs<64>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
+    } else {
+        attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, stream);
+        attention_backward_dkdv_hs<128>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
+        attention_backward_dq_hs<128>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
+    }
 }
 
 #endif // KERNELS_ATTENTION_CUH

@@ -1,10 +1,10 @@
 /*
 Kernel harness for causal flash attention (kernels/attention.cuh): checks forward and backward against the
-CPU reference at a small size, then times them at the benchmark shapes for several tile configurations.
+CPU reference at a small size, then times them at the benchmark shapes for several tile configurations (VARIANTS), timing each kernel and the sums.
 
 Compile and run:
-  make build/dev/attention && ./build/dev/attention          # every configuration
-  ./build/dev/attention 1                                    # configuration 1 only (0 = the library default)
+  make build/dev/attention && ./build/dev/attention          # every variant
+  ./build/dev/attention 1                                    # variant 1 only (see VARIANTS)
 
 Timing: median of REPS runs, each after a 256 MiB memset that flushes the L2, between CUDA events.
 FLOPs counted for causal attention: forward 2*2*B*NH*T*T*HS/2, backward 2.5x forward (the FLOPs that
@@ -19,36 +19,52 @@ backward recomputes S and dP a second time in its dQ pass, which this count leav
 #include "kernels/attention.cuh"
 #include "test/reference/attention_cpu.h"
 
-// Tile configurations under test; 0 is the library's default (AttentionConfig<HS>).
-template <int W, int BC, int DW, int BQ, int QW, int BK>
+// Tile configurations under test: (MT, warps, tile length) for forward, dK/dV and dQ.
+template <int FM, int FW, int FBC, int KM, int KW, int KBQ, int QM, int QW, int QBK>
 struct TileConfig {
-    static constexpr int FWD_WARPS = W, FWD_BC = BC, DKDV_WARPS = DW, DKDV_BQ = BQ, DQ_WARPS = QW, DQ_BK = BK;
+    static constexpr int FWD_MT = FM, FWD_WARPS = FW, FWD_BC = FBC;
+    static constexpr int DKDV_MT = KM, DKDV_WARPS = KW, DKDV_BQ = KBQ;
+    static constexpr int DQ_MT = QM, DQ_WARPS = QW, DQ_BK = QBK;
 };
-typedef TileConfig<8, 64, 8, 32, 8, 64> Config8Warps;      // 1: 128-row blocks everywhere
-typedef TileConfig<4, 128, 4, 64, 4, 128> ConfigLongTiles; // 2: 128-long streamed tiles (hs 64 only)
-static const char *CONFIG_NAMES[] = {"default", "8 warps", "long tiles"};
-static const int NUM_CONFIGS = 3;
+typedef void (*ForwardFn)(bf16 *, float *, const bf16 *, int, int, int, cudaStream_t);
+typedef void (*BackwardStepFn)(bf16 *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
+struct Variant {
+    int HS;
+    const char *name;
+    ForwardFn fwd;
+    BackwardStepFn dkdv, dq;
+};
+#define VARIANT(HS, FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK)                                                            \
+    {HS, "f" #FM "/" #FW "/" #FBC " k" #KM "/" #KW "/" #KBQ " q" #QM "/" #QW "/" #QBK,                                \
+     attention_forward_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK>>,                                      \
+     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK>>,                                \
+     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK>>}
+// Variant 0 of each head size is the library default (AttentionConfig<HS>); names read
+// f<MT>/<warps>/<key tile> k<MT>/<warps>/<query tile> q<MT>/<warps>/<key tile>.
+static const Variant VARIANTS[] = {
+    {64, "default", attention_forward_hs<64>, attention_backward_dkdv_hs<64>, attention_backward_dq_hs<64>},
+    VARIANT(64, 2, 4, 64, 2, 4, 32, 2, 4, 64),
+    VARIANT(64, 1, 8, 64, 1, 8, 64, 2, 4, 32),
+    VARIANT(64, 1, 4, 128, 2, 2, 32, 1, 8, 64),
+    {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
+    VARIANT(128, 2, 4, 32, 1, 8, 32, 2, 4, 32),
+    VARIANT(128, 1, 8, 64, 1, 2, 32, 1, 8, 64),
+    VARIANT(128, 2, 4, 64, 1, 4, 16, 2, 2, 32),
+};
+static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
-template <int HS>
-static void run_config(int config, bf16 *dqkv, float *delta, bf16 *out, float *lse, const bf16 *dout, const bf16 *qkv, int B, int T, int NH,
-                       bool forward) {
-    if (config == 0) {
-        if (forward) attention_forward_hs<HS>(out, lse, qkv, B, T, NH, 0);
-        else attention_backward_hs<HS>(dqkv, delta, dout, qkv, out, lse, B, T, NH, 0);
-    } else if (config == 1) {
-        if (forward) attention_forward_hs<HS, Config8Warps>(out, lse, qkv, B, T, NH, 0);
-        else attention_backward_hs<HS, Config8Warps>(dqkv, delta, dout, qkv, out, lse, B, T, NH, 0);
-    } else {
-        shapeCheck(HS == 64, "configuration %d is for HS=64 only", config);
-        if (forward) attention_forward_hs<64, ConfigLongTiles>(out, lse, qkv, B, T, NH, 0);
-        else attention_backward_hs<64, ConfigLongTiles>(dqkv, delta, dout, qkv, out, lse, B, T, NH, 0);
+// Which part of the computation a run performs.
+enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD };
+
+static void run(const Variant &v, Part part, bf16 *dqkv, float *delta, bf16 *out, float *lse, const bf16 *dout, const bf16 *qkv, int B, int T,
+                int NH) {
+    if (part == PART_FORWARD) v.fwd(out, lse, qkv, B, T, NH, 0);
+    if (part == PART_DELTA || part == PART_BACKWARD) {
+        if (v.HS == 64) attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, 0);
+        else attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, 0);
     }
-}
-
-static void run(int config, int HS, bf16 *dqkv, float *delta, bf16 *out, float *lse, const bf16 *dout, const bf16 *qkv, int B, int T, int NH,
-                bool forward) {
-    if (HS == 64) run_config<64>(config, dqkv, delta, out, lse, dout, qkv, B, T, NH, forward);
-    else run_config<128>(config, dqkv, delta, out, lse, dout, qkv, B, T, NH, forward);
+    if (part == PART_DKDV || part == PART_BACKWARD) v.dkdv(dqkv, delta, dout, qkv, lse, B, T, NH, 0);
+    if (part == PART_DQ || part == PART_BACKWARD) v.dq(dqkv, delta, dout, qkv, lse, B, T, NH, 0);
 }
 
 static float random_normal(uint64_t *state) {
@@ -102,28 +118,31 @@ static double max_rel_error(const bf16 *src, const float *ref, size_t n) {
     return err / mx;
 }
 
-// Checks every configuration at one small shape; returns 0 when all are within 8 bf16 ulps of max|ref|.
-static int check(int config, int HS) {
+// Checks a variant at one small shape; returns 0 when out and dqkv are within 8 bf16 ulps of max|ref|.
+static int check(const Variant &v) {
+    const int HS = v.HS;
     const int B = 2, T = 257, NH = 3;
     std::vector<float> qkv, dout;
     Buffers d = alloc_random(B, T, NH, HS, &qkv, &dout);
     std::vector<float> r_out((size_t)B * T * NH * HS), r_lse((size_t)B * NH * T), r_dqkv(qkv.size());
     attention_forward_cpu(r_out.data(), r_lse.data(), qkv.data(), B, T, NH, HS);
     attention_backward_cpu(r_dqkv.data(), dout.data(), qkv.data(), B, T, NH, HS);
-    run(config, HS, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH, true);
-    run(config, HS, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH, false);
+    cudaCheck(cudaMemset(d.out, 0xFF, r_out.size() * sizeof(bf16)));   // NaN poison: unwritten values fail
+    cudaCheck(cudaMemset(d.dqkv, 0xFF, r_dqkv.size() * sizeof(bf16)));
+    run(v, PART_FORWARD, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH);
+    run(v, PART_BACKWARD, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH);
     cudaCheck(cudaDeviceSynchronize());
     double e_out = max_rel_error(d.out, r_out.data(), r_out.size());
     double e_dqkv = max_rel_error(d.dqkv, r_dqkv.data(), r_dqkv.size());
     bool ok = e_out < 8.0 / 256 && e_dqkv < 8.0 / 256;
-    printf("check config %d (%s) HS=%d B=%d T=%d NH=%d: out max err %.2e, dqkv max err %.2e (of max|ref|) %s\n", config,
-           CONFIG_NAMES[config], HS, B, T, NH, e_out, e_dqkv, ok ? "ok" : "MISMATCH");
+    printf("check HS=%d %-26s B=%d T=%d NH=%d: out max err %.2e, dqkv max err %.2e (of max|ref|) %s\n", HS, v.name, B, T, NH, e_out,
+           e_dqkv, ok ? "ok" : "MISMATCH");
     free_buffers(d);
     return ok ? 0 : 1;
 }
 
-// Median milliseconds of `reps` runs of forward or backward, each after an L2 flush.
-static float time_ms(int config, int HS, Buffers d, int B, int T, int NH, bool forward, void *flush, size_t flush_bytes, int reps) {
+// Median milliseconds of `reps` runs of one part, each after an L2 flush.
+static float time_ms(const Variant &v, Part part, Buffers d, int B, int T, int NH, void *flush, size_t flush_bytes, int reps) {
     cudaEvent_t start, stop;
     cudaCheck(cudaEventCreate(&start));
     cudaCheck(cudaEventCreate(&stop));
@@ -131,7 +150,7 @@ static float time_ms(int config, int HS, Buffers d, int B, int T, int NH, bool f
     for (int i = -2; i < reps; i++) {   // two warm-up runs
         cudaCheck(cudaMemsetAsync(flush, i & 0xFF, flush_bytes, 0));
         cudaCheck(cudaEventRecord(start, 0));
-        run(config, HS, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH, forward);
+        run(v, part, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH);
         cudaCheck(cudaEventRecord(stop, 0));
         cudaCheck(cudaEventSynchronize(stop));
         if (i >= 0) cudaCheck(cudaEventElapsedTime(&ms[i], start, stop));
@@ -144,16 +163,14 @@ static float time_ms(int config, int HS, Buffers d, int B, int T, int NH, bool f
 
 int main(int argc, char **argv) {
     int only = argc > 1 ? atoi(argv[1]) : -1;
-    if (only >= NUM_CONFIGS) { fprintf(stderr, "error: configuration %d does not exist (0..%d)\n", only, NUM_CONFIGS - 1); return 1; }
+    if (only >= NUM_VARIANTS) { fprintf(stderr, "error: variant %d does not exist (0..%d)\n", only, NUM_VARIANTS - 1); return 1; }
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
 
     int failures = 0;
-    for (int c = 0; c < NUM_CONFIGS; c++) {
-        if (only >= 0 && c != only) continue;
-        failures += check(c, 64);
-        if (c != 2) failures += check(c, 128);
+    for (int i = 0; i < NUM_VARIANTS; i++) {
+        if (only < 0 || i == only) failures += check(VARIANTS[i]);
     }
 
     const size_t flush_bytes = 256ull << 20;
@@ -161,19 +178,24 @@ int main(int argc, char **argv) {
     cudaCheck(cudaMalloc(&flush, flush_bytes));
     const int shapes[][4] = {{8, 1024, 12, 64}, {2, 4096, 12, 64}, {8, 1024, 16, 128}, {2, 4096, 16, 128}};   // B, T, NH, HS
     const int reps = 20;
-    printf("%-8s %-22s %10s %8s %10s %8s %10s %8s\n", "config", "B,T,NH,HS", "fwd ms", "TFLOP/s", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s");
+    printf("%-3s %-26s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
+           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s");
     for (int s = 0; s < 4; s++) {
         const int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], HS = shapes[s][3];
         Buffers d = alloc_random(B, T, NH, HS, NULL, NULL);
         double fwd_flops = 4.0 * B * NH * (double)T * T * HS / 2, bwd_flops = 2.5 * fwd_flops;
-        for (int c = 0; c < NUM_CONFIGS; c++) {
-            if ((only >= 0 && c != only) || (c == 2 && HS != 64)) continue;
-            float f = time_ms(c, HS, d, B, T, NH, true, flush, flush_bytes, reps);
-            float b = time_ms(c, HS, d, B, T, NH, false, flush, flush_bytes, reps);
+        for (int i = 0; i < NUM_VARIANTS; i++) {
+            const Variant &v = VARIANTS[i];
+            if ((only >= 0 && i != only) || v.HS != HS) continue;
+            float f = time_ms(v, PART_FORWARD, d, B, T, NH, flush, flush_bytes, reps);
+            float dl = time_ms(v, PART_DELTA, d, B, T, NH, flush, flush_bytes, reps);
+            float kv = time_ms(v, PART_DKDV, d, B, T, NH, flush, flush_bytes, reps);
+            float q = time_ms(v, PART_DQ, d, B, T, NH, flush, flush_bytes, reps);
+            float b = time_ms(v, PART_BACKWARD, d, B, T, NH, flush, flush_bytes, reps);
             char shape[64];
             snprintf(shape, sizeof(shape), "%d,%d,%d,%d", B, T, NH, HS);
-            printf("%-8d %-22s %10.3f %8.1f %10.3f %8.1f %10.3f %8.1f\n", c, shape, f, fwd_flops / f * 1e-9, b, bwd_flops / b * 1e-9, f + b,
-                   (fwd_flops + bwd_flops) / (f + b) * 1e-9);
+            printf("%-3d %-26s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl, kv, q, b,
+                   bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9);
         }
         free_buffers(d);
     }

@@ -13,7 +13,8 @@
 //  - dQ, dK, dV: P and dS are rounded to bf16 before their products (<= u per term), delta comes from
 //    the bf16 out (<= u*|out|), and the results are rounded to bf16; the terms of each sum have mixed
 //    signs, so we bound the error against the largest entry: relative L2 error < 2.5u and
-//    max |error| <= 8u * max|ref| per tensor.
+//    max |error| <= 8u * max|ref| + 1e-4 per tensor. The 1e-4 covers the fp32 rounding of dP - delta
+//    (~HS * 2^-24 * |dout||V|, both O(1) here) where the reference cancels to ~0 (at T = 1, dS = 0).
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -160,7 +161,7 @@ static void test_attention_case(void) {
     const char *names[3] = {"dq", "dk", "dv"};
     for (int slot = 0; slot < 3; slot++) {
         ErrorStats e = compare(qkv_slot(g_dqkv.data(), B, T, NH, HS, slot), qkv_slot(r_dqkv.data(), B, T, NH, HS, slot));
-        double bound = 8 * BF16_U * e.max_ref;
+        double bound = 8 * BF16_U * e.max_ref + 1e-4;
         printf("  %s: rel_l2 %.2e  max_abs %.2e (bound %.2e)\n", names[slot], e.rel_l2, e.max_abs, bound);
         CHECK(e.nonfinite == 0, "%s: %ld non-finite (unwritten?) values", names[slot], e.nonfinite);
         CHECK(e.rel_l2 < 2.5 * BF16_U, "%s relative L2 error %.3e", names[slot], e.rel_l2);
@@ -184,9 +185,10 @@ int main(void) {
         return testing_finish();
     }
     const AttentionCase cases[] = {
-        {1, 1, 1, 64, 1.0},    {2, 3, 37, 64, 1.0},   {1, 2, 128, 128, 1.0}, {2, 2, 257, 64, 1.0},
-        {1, 3, 257, 128, 1.0}, {1, 2, 1000, 64, 1.0}, {2, 1, 1000, 128, 1.0}, {1, 1, 1, 128, 1.0},
-        {2, 2, 200, 64, 4.0},  {1, 2, 300, 128, 4.0}, {3, 5, 64, 64, 2.0},
+        // B, T, NH, HS, q_gain
+        {1, 1, 1, 64, 1.0},    {2, 37, 3, 64, 1.0},   {1, 128, 2, 128, 1.0}, {2, 257, 2, 64, 1.0},
+        {1, 257, 3, 128, 1.0}, {1, 1000, 2, 64, 1.0}, {2, 1000, 1, 128, 1.0}, {3, 1, 2, 128, 1.0},
+        {2, 200, 2, 64, 4.0},  {1, 300, 2, 128, 4.0}, {3, 64, 5, 64, 2.0},    {1, 16, 1, 128, 1.0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         current = cases[i];
