@@ -8,7 +8,8 @@
 //                      [2] max_seq_len, [3] vocab_size, [4] num_layers, [5] num_heads,
 //                      [6] channels, [7] padded_vocab_size, the rest 0
 //   then every parameter tensor in llm.c's order (core/gpt2_model.h), fp32 or bf16; nothing after.
-//   bf16 is written by rounding the fp32 parameters to nearest even and widened exactly on load.
+//   bf16 is written by rounding the fp32 parameters to nearest even (kernels/formats.h) and widened
+//   exactly on load.
 //
 // Training-state file (this project's format, little-endian), written next to a model file:
 //   uint64 header[64]:
@@ -43,6 +44,7 @@
 #include "core/gpt2_model.h"
 #include "core/utils.h"
 #include "dataloader/dataloader.h"
+#include "kernels/formats.h"
 
 #define MODEL_FILE_MAGIC 20240326
 #define MODEL_FILE_VERSION_FP32 3
@@ -53,26 +55,6 @@
 #define TRAIN_STATE_MAGIC 20261122ull
 #define TRAIN_STATE_VERSION 1ull
 #define TRAIN_STATE_HEADER_WORDS 64
-
-// ----------------------------------------------------------------------------
-// bf16 codec (host): the top 16 bits of an IEEE fp32, rounded to nearest even.
-
-// Rounds an fp32 value to bf16 (nearest, ties to even); NaN stays a quiet NaN, overflow gives Inf.
-static inline uint16_t bf16_from_float(float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof(bits));
-    if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu) != 0) return (uint16_t)((bits >> 16) | 0x0040u);
-    uint32_t rounding_bias = 0x7FFFu + ((bits >> 16) & 1u);
-    return (uint16_t)((bits + rounding_bias) >> 16);
-}
-
-// Widens a bf16 value to fp32 (exact).
-static inline float float_from_bf16(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, sizeof(f));
-    return f;
-}
 
 // ----------------------------------------------------------------------------
 // Atomic file writes: data goes to "<path>.tmp.<pid>", which is flushed, fsynced and renamed
@@ -229,7 +211,7 @@ static inline int model_file_write(const char *path, const GPT2Config *cfg, cons
         uint16_t *buf = (uint16_t *)malloc_check(MODEL_FILE_CHUNK * sizeof(uint16_t));
         for (size_t start = 0; start < layout.num_parameters; start += MODEL_FILE_CHUNK) {
             size_t n = layout.num_parameters - start < MODEL_FILE_CHUNK ? layout.num_parameters - start : MODEL_FILE_CHUNK;
-            for (size_t i = 0; i < n; i++) buf[i] = bf16_from_float(params[start + i]);
+            for (size_t i = 0; i < n; i++) buf[i] = bf16_bits_from_float_rne(params[start + i]);
             if (atomic_writer_write(&w, buf, n * sizeof(uint16_t), err, err_size) != 0) {
                 free(buf);
                 return -1;
@@ -309,7 +291,7 @@ static inline int model_file_load(const char *path, const GPT2Config *want, GPT2
         for (size_t start = 0; start < layout.num_parameters && rc == 0; start += MODEL_FILE_CHUNK) {
             size_t n = layout.num_parameters - start < MODEL_FILE_CHUNK ? layout.num_parameters - start : MODEL_FILE_CHUNK;
             rc = checkpoint_read(f, buf, n * sizeof(uint16_t), path, "the bf16 parameters", err, err_size);
-            for (size_t i = 0; rc == 0 && i < n; i++) p[start + i] = float_from_bf16(buf[i]);
+            for (size_t i = 0; rc == 0 && i < n; i++) p[start + i] = bf16_bits_to_float(buf[i]);
         }
         free(buf);
     }

@@ -94,7 +94,7 @@ static uint16_t bf16_nearest_even(float f) {
     uint32_t bits;
     memcpy(&bits, &f, 4);
     uint16_t lo = (uint16_t)(bits >> 16), hi = (uint16_t)(lo + 1);
-    double dlo = fabs((double)f - (double)float_from_bf16(lo)), dhi = fabs((double)float_from_bf16(hi) - (double)f);
+    double dlo = fabs((double)f - (double)bf16_bits_to_float(lo)), dhi = fabs((double)bf16_bits_to_float(hi) - (double)f);
     if (dlo < dhi) return lo;
     if (dhi < dlo) return hi;
     return (lo & 1) ? hi : lo;
@@ -151,7 +151,7 @@ static void test_model_file_bf16_roundtrip(void) {
     CHECK(version == 5 && gpt2_config_equal(&got, &cfg), "version %d or config differs", version);
     size_t wrong = 0;
     for (size_t i = 0; i < n; i++) {
-        float expect = float_from_bf16(bf16_nearest_even(p[i]));
+        float expect = bf16_bits_to_float(bf16_nearest_even(p[i]));
         wrong += memcmp(&expect, &q[i], 4) != 0;
     }
     CHECK(wrong == 0, "%zu of %zu loaded values are not the nearest-even bf16 of the written fp32", wrong, n);
@@ -168,8 +168,8 @@ static void test_model_file_bf16_roundtrip(void) {
     free(p);
     // special values: NaN stays NaN, values beyond the bf16 range round to infinity
     float nan_in = NAN;
-    CHECK(isnan(float_from_bf16(bf16_from_float(nan_in))), "NaN did not stay NaN");
-    CHECK(isinf(float_from_bf16(bf16_from_float(3.4e38f))), "3.4e38 should round to infinity in bf16");
+    CHECK(isnan(bf16_bits_to_float(bf16_bits_from_float_rne(nan_in))), "NaN did not stay NaN");
+    CHECK(isinf(bf16_bits_to_float(bf16_bits_from_float_rne(3.4e38f))), "3.4e38 should round to infinity in bf16");
 }
 
 // Writes a modified copy of `src` at `dst`: header word `word` set to `value` (word < 0: none),
@@ -252,7 +252,7 @@ static void test_llmc_files_load(void) {
     }
     if (params[0] != NULL && params[1] != NULL) {
         size_t wrong = 0;
-        for (size_t j = 0; j < 124475904; j++) wrong += float_from_bf16(bf16_from_float(params[0][j])) != params[1][j];
+        for (size_t j = 0; j < 124475904; j++) wrong += bf16_bits_to_float(bf16_bits_from_float_rne(params[0][j])) != params[1][j];
         CHECK(wrong == 0, "%zu values of the bf16 file are not the rounding of the fp32 file", wrong);
     }
     free(params[0]);
