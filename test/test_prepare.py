@@ -2,6 +2,7 @@
 without it). Runs the script on tinyshakespeare and on small random inputs it writes itself, and
 checks the shards against an encoding built independently with tiktoken's own loader."""
 import array
+import base64
 import json
 import lzma
 import os
@@ -237,14 +238,44 @@ def test_endoftext_separated_xz():
     assert "<|endoftext|>" in enc.decode(tokens[tokens.index(EOT, 1):]), "the inline literal was lost"
 
 
-def test_bad_inputs():
-    need_shared_data()
+def test_bad_arguments():
+    """Errors found before any text is tokenized; these need no shared data."""
     out = os.path.join(TMP, "bad")
+    small = os.path.join(TMP, "small.txt")
+    with open(small, "w") as f:
+        f.write("just a few words\n")
     missing = os.path.join(TMP, "no_such_input.txt")
-    expect_failure(["--input", missing, "--out", out, "--tokenizer", GPT2_DIR], missing, "no such file")
+    expect_failure(["--input", missing, "--out", out], missing, "no such file")
     empty = os.path.join(TMP, "empty_dir")
     os.makedirs(empty, exist_ok=True)
-    expect_failure(["--input", empty, "--out", out, "--tokenizer", GPT2_DIR], empty, "no .txt or .xz files")
+    expect_failure(["--input", empty, "--out", out], empty, "no .txt or .xz files")
+    expect_failure(["--input", small, "--out", out, "--shard-size", "0"], "--shard-size 0")
+    expect_failure(["--input", small, "--out", out, "--val-tokens", "0"], "--val-tokens 0")
+    expect_failure(["--input", small, "--out", out, "--name", "a/b"], "--name 'a/b'")
+    nope = os.path.join(TMP, "nope")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", nope], nope, "no such file")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", small], small, "must be a .tiktoken file")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", empty], empty, "neither encoder.json + vocab.bpe")
+    half = os.path.join(TMP, "half_gpt2")
+    os.makedirs(half, exist_ok=True)
+    with open(os.path.join(half, "encoder.json"), "w") as f:
+        f.write("{}")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", half], half, "has encoder.json but no vocab.bpe")
+    with open(os.path.join(half, "vocab.bpe"), "w") as f:
+        f.write("#version: 0.2\n")
+    with open(os.path.join(half, "encoder.json"), "w") as f:
+        f.write('{"a": 0, ')
+    expect_failure(["--input", small, "--out", out, "--tokenizer", half], "encoder.json", "not valid JSON")
+    garbage = os.path.join(TMP, "garbage.tiktoken")
+    with open(garbage, "w") as f:
+        f.write("this is not a tiktoken file\n")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", garbage], garbage, "line 1")
+
+
+def test_bad_inputs():
+    """Errors in the text or a vocabulary too large for uint16, with the real GPT-2 files."""
+    need_shared_data()
+    out = os.path.join(TMP, "bad")
     latin1 = os.path.join(TMP, "latin1.txt")
     with open(latin1, "wb") as f:
         f.write("some text caf\u00e9\n".encode("latin-1"))
@@ -257,40 +288,30 @@ def test_bad_inputs():
     with open(small, "w") as f:
         f.write("just a few words\n")
     expect_failure(["--input", small, "--out", out, "--tokenizer", GPT2_DIR], "--val-tokens 32768", "leaves none")
-    expect_failure(["--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--shard-size", "0"], "--shard-size 0")
-    expect_failure(["--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "0"], "--val-tokens 0")
-    # tokenizer problems
-    half = os.path.join(TMP, "half_gpt2")
-    os.makedirs(half, exist_ok=True)
-    shutil.copy(os.path.join(GPT2_DIR, "encoder.json"), half)
-    expect_failure(["--input", small, "--out", out, "--tokenizer", half], half, "has encoder.json but no vocab.bpe")
-    broken = os.path.join(TMP, "broken_gpt2")
+    broken = os.path.join(TMP, "mismatched_gpt2")  # a vocab.bpe whose merges do not match encoder.json
     os.makedirs(broken, exist_ok=True)
-    shutil.copy(os.path.join(GPT2_DIR, "vocab.bpe"), broken)
-    with open(os.path.join(broken, "encoder.json"), "w") as f:
-        f.write('{"a": 0, ')
-    expect_failure(["--input", small, "--out", out, "--tokenizer", broken], "encoder.json", "not valid JSON")
-    garbage = os.path.join(TMP, "garbage.tiktoken")
-    with open(garbage, "w") as f:
-        f.write("this is not a tiktoken file\n")
-    expect_failure(["--input", small, "--out", out, "--tokenizer", garbage], garbage, "line 1")
+    shutil.copy(os.path.join(GPT2_DIR, "encoder.json"), broken)
+    with open(os.path.join(GPT2_DIR, "vocab.bpe"), encoding="utf-8") as f:
+        merges = f.read().split("\n")
+    merges[1], merges[2] = merges[2], merges[1]
+    with open(os.path.join(broken, "vocab.bpe"), "w", encoding="utf-8") as f:
+        f.write("\n".join(merges))
+    expect_failure(["--input", small, "--out", out, "--tokenizer", broken], "tokenizer files disagree", "merge 1")
     # a vocabulary with an id above 65535 cannot be stored in uint16 shards
     big = os.path.join(TMP, "big.tiktoken")
     with open(os.path.join(GPT2_DIR, "r50k_base.tiktoken"), "rb") as f:
         lines = f.read().splitlines()
     with open(big, "wb") as f:
         f.write(b"\n".join(lines) + b"\n")
-        import base64
         for k in range(16000):
             f.write(base64.b64encode(b"\x00\x01zz" + str(k).encode()) + b" %d\n" % (len(lines) + k))
-    expect_failure(["--input", small, "--out", out, "--tokenizer", big], "token id", "> 65535")
-    expect_failure(["--input", small, "--out", out, "--tokenizer", os.path.join(TMP, "nope")], "nope", "no such file")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", big], "token id 66256", "> 65535")
 
 
 def main():
     print(f"test_prepare: TEST_SEED={SEED}")
     for t in (test_tinyshakespeare, test_tokenizer_routes_agree, test_text_directory, test_endoftext_separated_xz,
-              test_bad_inputs):
+              test_bad_arguments, test_bad_inputs):
         testing.run(t)
     shutil.rmtree(TMP, ignore_errors=True)
     testing.finish()
