@@ -249,12 +249,14 @@ static inline int dataloader_init(DataLoader *dl, const char *pattern, int B, in
     dl->seed = shuffle ? seed : 0;
 
     glob_t found;
+    memset(&found, 0, sizeof(found));
     int grc = glob(pattern, 0, NULL, &found);
-    if (grc == GLOB_NOMATCH || (grc == 0 && found.gl_pathc == 0)) {
-        if (grc == 0) globfree(&found);
-        return set_error(err, err_size, "dataloader: no file matches the pattern '%s'", pattern);
+    if (grc != 0 || found.gl_pathc == 0) {
+        globfree(&found);
+        if (grc == 0 || grc == GLOB_NOMATCH)
+            return set_error(err, err_size, "dataloader: no file matches the pattern '%s'", pattern);
+        return set_error(err, err_size, "dataloader: cannot search for '%s' (glob error %d)", pattern, grc);
     }
-    if (grc != 0) return set_error(err, err_size, "dataloader: cannot search for '%s' (glob error %d)", pattern, grc);
     if (found.gl_pathc > (size_t)INT_MAX) {
         globfree(&found);
         return set_error(err, err_size, "dataloader: too many files match '%s'", pattern);

@@ -69,15 +69,26 @@ static inline int tokenizer_init(Tokenizer *t, const char *path, char *err, size
         fclose(f);
         return set_error(err, err_size, "%s: %s %s", path, problem, detail);
     }
-    // the rest of the file: a length byte and the bytes of each token; at most 256 bytes per token
-    size_t capacity = (size_t)vocab * 256 + 1, body_size = 0;
-    unsigned char *body = (unsigned char *)malloc_check(capacity);
-    body_size = fread(body, 1, capacity, f);
+    // the rest of the file: a length byte and the bytes of each token
+    long header_end = ftell(f), file_end = -1;
+    if (header_end >= 0 && fseek(f, 0, SEEK_END) == 0) file_end = ftell(f);
+    if (file_end < header_end || fseek(f, header_end, SEEK_SET) != 0) {
+        fclose(f);
+        return set_error(err, err_size, "%s: cannot determine the file size", path);
+    }
+    size_t body_size = (size_t)(file_end - header_end);
+    unsigned char *body = (unsigned char *)malloc_check(body_size + 1);
+    size_t body_read = fread(body, 1, body_size, f);
     read_errno = ferror(f) ? errno : 0;
     fclose(f);
-    if (read_errno != 0) {
+    if (body_read != body_size) {
         free(body);
-        return set_error(err, err_size, "%s: cannot read: %s", path, strerror(read_errno));
+        return set_error(err, err_size, "%s: cannot read: %s", path, read_errno ? strerror(read_errno) : "short read");
+    }
+    if (body_size < 2 * (size_t)vocab) {  // each token takes at least 2 bytes
+        free(body);
+        return set_error(err, err_size, "%s: truncated: %zu bytes after the header cannot hold %u tokens", path,
+                         body_size, vocab);
     }
     t->vocab_size = vocab;
     t->eot_token = eot;
@@ -104,10 +115,8 @@ static inline int tokenizer_init(Tokenizer *t, const char *path, char *err, size
     t->token_start[vocab] = at;
     free(body);
     if (at != body_size) {
-        size_t extra = body_size - at;
         tokenizer_free(t);
-        return set_error(err, err_size, "%s: %s%zu trailing bytes after the %u tokens", path,
-                         extra == capacity - at ? "at least " : "", extra, vocab);
+        return set_error(err, err_size, "%s: %zu trailing bytes after the %u tokens", path, body_size - at, vocab);
     }
     return 0;
 }

@@ -157,6 +157,14 @@ static void test_bad_files(void) {
     snprintf(expect, sizeof(expect), "%u trailing bytes after the %u tokens", (unsigned)(tf.body_size - tf.start[last]), vocab - 1);
     expect_error("trailing", &tf, tf.body_size, expect);
     tf.header[2] = vocab;
+    // a header claiming far more tokens than the file can hold
+    tf.header[2] = TOKENIZER_MAX_VOCAB;
+    tf.header[3] = 0;
+    snprintf(expect, sizeof(expect), "truncated: %zu bytes after the header cannot hold %u tokens", tf.body_size,
+             TOKENIZER_MAX_VOCAB);
+    expect_error("huge_vocab", &tf, tf.body_size, expect);
+    tf.header[2] = vocab;
+    tf.header[3] = eot;
     // a zero-length token
     uint32_t id = (uint32_t)rand_int(0, (int)last);
     tf.body[tf.start[id]] = 0;

@@ -100,6 +100,8 @@ def load_gpt2_files(encoder_path, merges_path):
     if EOT_TEXT not in encoder:
         raise PrepareError(f"tokenizer file '{encoder_path}' has no {EOT_TEXT} entry")
     eot_id = encoder.pop(EOT_TEXT)
+    if not isinstance(eot_id, int) or eot_id < 0:
+        raise PrepareError(f"tokenizer file '{encoder_path}': {EOT_TEXT} has id {eot_id!r}")
     ranks = {}
     for key, rank in encoder.items():
         try:
