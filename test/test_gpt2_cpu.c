@@ -651,12 +651,12 @@ static void test_param_table_and_init(void) {
 
 #define TINYSHAKESPEARE_TRAIN "build/data/tinyshakespeare/tiny_shakespeare_train.bin"
 
-// A tiny GPT-2 (L=2, C=64, NH=4, T=32, B=4, real GPT-2 vocabulary) trained 30 steps on
-// tinyshakespeare: the mean loss of the last 5 steps must be below 0.8x the first step's loss
-// (which starts near ln(50257) = 10.8).
+// A tiny GPT-2 (L=2, C=64, NH=4, T=32, B=4, real GPT-2 vocabulary) trained 20 steps (peak lr
+// 6e-3) on tinyshakespeare: the mean loss of the last 5 steps must be below 0.8x the first step's
+// loss (which starts near ln(50257) = 10.8; it reaches about 7.5 at step 19).
 static void test_loss_falls_on_real_text(void) {
     GPT2Config cfg = {64, 50257, 50304, 2, 4, 64};
-    int B = 4, T = 32, steps = 30;
+    int B = 4, T = 32, steps = 20;
     char err[512];
     DataLoader dl;
     if (dataloader_init(&dl, TINYSHAKESPEARE_TRAIN, B, T, 0, 1, cfg.vocab_size, 1, 1337, err, sizeof(err)) != 0) {
@@ -667,7 +667,7 @@ static void test_loss_falls_on_real_text(void) {
     gpt2_cpu_build(&model, &cfg, B, T);
     gpt2_init_params(&cfg, model.params, 1337);
     AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.0f, 1.0f};
-    LRSchedule sched = {3e-3f, 3, steps, 0.1f};
+    LRSchedule sched = {6e-3f, 3, steps, 0.1f};
     float first = 0.0f, last5 = 0.0f;
     for (int step = 0; step < steps; step++) {
         if (dataloader_next_batch(&dl, err, sizeof(err)) != 0) {
