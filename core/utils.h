@@ -10,6 +10,7 @@
 #include <string.h>
 
 // Print "error: <message>" to stderr and exit with status 1.
+__attribute__((noreturn, format(printf, 1, 2)))
 static inline void fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
