@@ -42,15 +42,13 @@ __device__ __forceinline__ void attn_cp_async16(void *smem_dst, const void *gmem
 __device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void attn_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 
-// Four 8x8 b16 matrices from shared memory; lane i gives the address of row i%8 of matrix i/8.
-__device__ __forceinline__ void attn_ldmatrix_x4(uint32_t r[4], const bf16 *smem_row) {
-    unsigned addr = (unsigned)__cvta_generic_to_shared(smem_row);
+// Four 8x8 b16 matrices from shared memory; lane i gives the (shared-space) address of row i%8 of matrix i/8.
+__device__ __forceinline__ void attn_ldmatrix_x4(uint32_t r[4], uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
 // Same, each matrix transposed.
-__device__ __forceinline__ void attn_ldmatrix_x4_trans(uint32_t r[4], const bf16 *smem_row) {
-    unsigned addr = (unsigned)__cvta_generic_to_shared(smem_row);
+__device__ __forceinline__ void attn_ldmatrix_x4_trans(uint32_t r[4], uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
@@ -101,22 +99,32 @@ __device__ __forceinline__ void attn_load_tile(bf16 *tile, const bf16 *src, long
     }
 }
 
-// Warp-level acc[16*MT x N] += A[16*MT x HS] * B[N x HS]^T, both read from swizzled tiles: A is rows
-// [a_row0, a_row0 + 16*MT) of tile `a` (MT m-tiles of 16 rows that share each B fragment), B rows [0, N)
-// of tile `b`. acc[mt][j] is the C fragment of m-tile mt, columns 8j..8j+7.
+// Byte offset in a swizzled tile of the 16-byte chunk `chunk` (0 or 1) of row `row`, where row % 8 is the
+// lane's ldmatrix row (lane % 8) in every caller. Because the swizzle only XORs the low 3 chunk bits with
+// row % 8, the chunk pair of 16-column step s of the same row is at (offset ^ (s * 32)), and rows 16 further
+// down are 16 * HS * 2 bytes further: the inner loops need one XOR per step and immediate offsets.
+template <int HS>
+__device__ __forceinline__ uint32_t attn_lane_offset(int row, int chunk) {
+    return (uint32_t)(row * HS + ((chunk ^ (row & 7)) << 3)) * (uint32_t)sizeof(bf16);
+}
+
+// Warp-level acc[16*MT x N] += A[16*MT x HS] * B[N x HS]^T, both read from swizzled tiles at shared
+// addresses `a` and `b`: A is rows [a_row0, a_row0 + 16*MT) (MT m-tiles of 16 rows that share each B
+// fragment), B rows [0, N). acc[mt][j] is the C fragment of m-tile mt, columns 8j..8j+7.
 template <int HS, int MT, int N>
-__device__ __forceinline__ void attn_warp_mma_abt(float acc[MT][N / 8][4], const bf16 *a, int a_row0, const bf16 *b) {
+__device__ __forceinline__ void attn_warp_mma_abt(float acc[MT][N / 8][4], uint32_t a, int a_row0, uint32_t b) {
     const int lane = threadIdx.x % 32;
+    const uint32_t a_off = a + attn_lane_offset<HS>(a_row0 + (lane & 15), lane >> 4);
+    const uint32_t b_off = b + attn_lane_offset<HS>((lane & 7) + (lane >> 4) * 8, (lane >> 3) & 1);
 #pragma unroll
     for (int kk = 0; kk < HS / 16; kk++) {
         uint32_t af[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            attn_ldmatrix_x4(af[mt], a + attn_swizzle<HS>(a_row0 + mt * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
+        for (int mt = 0; mt < MT; mt++) attn_ldmatrix_x4(af[mt], (a_off ^ (kk * 32)) + mt * 16 * HS * 2);
 #pragma unroll
         for (int n = 0; n < N / 16; n++) {
             uint32_t bfr[4];
-            attn_ldmatrix_x4(bfr, b + attn_swizzle<HS>(n * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
+            attn_ldmatrix_x4(bfr, (b_off ^ (kk * 32)) + n * 16 * HS * 2);
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
                 attn_mma_bf16(acc[mt][2 * n], af[mt], bfr[0], bfr[1]);
@@ -128,10 +136,11 @@ __device__ __forceinline__ void attn_warp_mma_abt(float acc[MT][N / 8][4], const
 
 // Warp-level acc[16*MT x HS] += P[16*MT x K] * B[K x HS]: P is held in registers in the C-fragment layout
 // that attn_warp_mma_abt produces (p[mt][j] = m-tile mt, columns 8j..8j+7) and is rounded to bf16 here;
-// B is rows [0, K) of a swizzled tile, read transposed by ldmatrix.
+// B is rows [0, K) of a swizzled tile at shared address `b`, read transposed by ldmatrix.
 template <int HS, int MT, int K>
-__device__ __forceinline__ void attn_warp_mma_pb(float acc[MT][HS / 8][4], const float p[MT][K / 8][4], const bf16 *b) {
+__device__ __forceinline__ void attn_warp_mma_pb(float acc[MT][HS / 8][4], const float p[MT][K / 8][4], uint32_t b) {
     const int lane = threadIdx.x % 32;
+    const uint32_t b_off = b + attn_lane_offset<HS>((lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
 #pragma unroll
     for (int kk = 0; kk < K / 16; kk++) {
         uint32_t af[MT][4];
@@ -145,7 +154,7 @@ __device__ __forceinline__ void attn_warp_mma_pb(float acc[MT][HS / 8][4], const
 #pragma unroll
         for (int n = 0; n < HS / 16; n++) {
             uint32_t bfr[4];
-            attn_ldmatrix_x4_trans(bfr, b + attn_swizzle<HS>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, n * 16 + (lane >> 4) * 8));
+            attn_ldmatrix_x4_trans(bfr, (b_off ^ (n * 32)) + kk * 16 * HS * 2);
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
                 attn_mma_bf16(acc[mt][2 * n], af[mt], bfr[0], bfr[1]);
@@ -197,8 +206,8 @@ __device__ __forceinline__ void attn_zero(float x[M][N][4]) {
 // ----------------------------------------------------------------------------------------------------
 // Kernels
 
-// Forward. Grid (B*NH, ceil(T / (16*MT*NW))), NW warps; the query blocks run last-first (they hold the
-// most work). Each warp owns 16*MT query rows and keeps O (fp32), the running row max m (in raw score
+// Forward. Grid B*NH*ceil(T / (16*MT*NW)), NW warps: the query blocks of one head are neighbours, so that
+// they share its K and V in L2, and run last-first (they hold the most work). Each warp owns 16*MT query rows and keeps O (fp32), the running row max m (in raw score
 // units) and the per-thread partial row sums l; keys come in tiles of BC, two cp.async stages deep.
 template <int HS, int MT, int NW, int BC>
 __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
@@ -209,8 +218,9 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
     bf16 *sV = sK + 2 * BC * HS;    // [2][BC, HS]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
-    const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;
+    const int nqb = ceil_div(T, BR), bh = blockIdx.x / nqb, b = bh / NH, h = bh % NH;
+    const int q0 = (nqb - 1 - blockIdx.x % nqb) * BR;
+    const uint32_t aQ = (uint32_t)__cvta_generic_to_shared(sQ), aK = aQ + BR * HS * 2, aV = aK + 2 * BC * HS * 2;
     const long row_stride = 3L * NH * HS;
     const bf16 *gQ = qkv + (long)b * T * row_stride + (long)h * HS;
     const bf16 *gK = gQ + (long)NH * HS;
@@ -242,11 +252,11 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
         }
         const int k0 = tile * BC;
         if (k0 > wq0 + WR - 1) continue;   // every key of this tile is right of the diagonal for this warp
-        const bf16 *cK = sK + (tile & 1) * BC * HS, *cV = sV + (tile & 1) * BC * HS;
+        const uint32_t cK = aK + (tile & 1) * BC * HS * 2, cV = aV + (tile & 1) * BC * HS * 2;
 
         float s[MT][BC / 8][4];
         attn_zero<MT, BC / 8>(s);
-        attn_warp_mma_abt<HS, MT, BC>(s, sQ, warp * WR, cK);
+        attn_warp_mma_abt<HS, MT, BC>(s, aQ, warp * WR, cK);
 
         if (k0 + BC - 1 > wq0 || k0 + BC > T) {
 #pragma unroll
@@ -338,8 +348,8 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
     }
 }
 
-// Backward dK, dV. Grid (B*NH, ceil(T / (16*MT*NW))), NW warps; block y owns keys [16*MT*NW*y, +16*MT*NW)
-// and walks the query tiles (BQ rows of Q and dout, with their lse and delta) from the diagonal to T, two
+// Backward dK, dV. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, the key blocks of one head neighbours and
+// first-first (they hold the most work). A block owns keys [16*MT*NW*y, +16*MT*NW) and walks the query tiles (BQ rows of Q and dout, with their lse and delta) from the diagonal to T, two
 // stages deep. Each warp owns 16*MT keys: S^T = K Q^T, P^T = exp(S^T*scale - lse), dP^T = V dout^T,
 // dS^T = P^T (dP^T - delta), then dV += P^T dout and dK += dS^T Q, all in registers; dK is scaled at the end.
 template <int HS, int MT, int NW, int BQ>
@@ -355,8 +365,9 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     float *sD = sL + 2 * BQ;                                    // [2][BQ]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
-    const int k0 = blockIdx.y * BKV;
+    const int nkb = ceil_div(T, BKV), bh = blockIdx.x / nkb, b = bh / NH, h = bh % NH;
+    const int k0 = (blockIdx.x % nkb) * BKV;
+    const uint32_t aK = (uint32_t)__cvta_generic_to_shared(sK), aV = aK + BKV * HS * 2, aQ = aV + BKV * HS * 2, adO = aQ + 2 * BQ * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
     const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
@@ -398,14 +409,14 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         }
         const int qs = qt * BQ;
         if (qs + BQ - 1 < wk0) continue;   // every query of this tile is left of this warp's keys
-        const bf16 *cQ = sQ + stage * BQ * HS, *cdO = sdO + stage * BQ * HS;
+        const uint32_t cQ = aQ + stage * BQ * HS * 2, cdO = adO + stage * BQ * HS * 2;
         const float *cL = sL + stage * BQ, *cD = sD + stage * BQ;
 
         float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
         attn_zero<MT, BQ / 8>(s);
         attn_zero<MT, BQ / 8>(dp);
-        attn_warp_mma_abt<HS, MT, BQ>(s, sK, warp * WR, cQ);
-        attn_warp_mma_abt<HS, MT, BQ>(dp, sV, warp * WR, cdO);
+        attn_warp_mma_abt<HS, MT, BQ>(s, aK, warp * WR, cQ);
+        attn_warp_mma_abt<HS, MT, BQ>(dp, aV, warp * WR, cdO);
         const bool need_mask = qs < wk0 + WR - 1 || qs + BQ > T;
 #pragma unroll
         for (int j = 0; j < BQ / 8; j++) {
@@ -433,8 +444,8 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     attn_warp_store_rows<HS, MT>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * WR);
 }
 
-// Backward dQ. Grid (B*NH, ceil(T / (16*MT*NW))), NW warps, query blocks last-first. Block y owns 16*MT*NW
-// queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K and V, two
+// Backward dQ. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, the query blocks of one head neighbours and
+// last-first. A block owns 16*MT*NW queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K and V, two
 // stages deep) up to the diagonal. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
 // dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end.
 template <int HS, int MT, int NW, int BK>
@@ -448,8 +459,9 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     bf16 *sV = sK + 2 * BK * HS;    // [2][BK, HS]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
-    const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;
+    const int nqb = ceil_div(T, BR), bh = blockIdx.x / nqb, b = bh / NH, h = bh % NH;
+    const int q0 = (nqb - 1 - blockIdx.x % nqb) * BR;
+    const uint32_t aQ = (uint32_t)__cvta_generic_to_shared(sQ), adO = aQ + BR * HS * 2, aK = adO + BR * HS * 2, aV = aK + 2 * BK * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
     const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
@@ -485,13 +497,13 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         }
         const int k0 = tile * BK;
         if (k0 > wq0 + WR - 1) continue;
-        const bf16 *cK = sK + (tile & 1) * BK * HS, *cV = sV + (tile & 1) * BK * HS;
+        const uint32_t cK = aK + (tile & 1) * BK * HS * 2, cV = aV + (tile & 1) * BK * HS * 2;
 
         float s[MT][BK / 8][4], dp[MT][BK / 8][4];
         attn_zero<MT, BK / 8>(s);
         attn_zero<MT, BK / 8>(dp);
-        attn_warp_mma_abt<HS, MT, BK>(s, sQ, warp * WR, cK);
-        attn_warp_mma_abt<HS, MT, BK>(dp, sdO, warp * WR, cV);
+        attn_warp_mma_abt<HS, MT, BK>(s, aQ, warp * WR, cK);
+        attn_warp_mma_abt<HS, MT, BK>(dp, adO, warp * WR, cV);
         const bool need_mask = k0 + BK - 1 > wq0 || k0 + BK > T;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -521,12 +533,12 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 // and the length of the streamed tiles (keys for forward and dQ, queries for dK/dV).
 template <int HS> struct AttentionConfig;
 template <> struct AttentionConfig<64> {
-    static constexpr int FWD_MT = 1, FWD_WARPS = 4, FWD_BC = 64;
-    static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 64;
-    static constexpr int DQ_MT = 1, DQ_WARPS = 4, DQ_BK = 64;
+    static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 64;
+    static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 64;
+    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32;
 };
 template <> struct AttentionConfig<128> {
-    static constexpr int FWD_MT = 1, FWD_WARPS = 4, FWD_BC = 64;
+    static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32;
     static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 32;
     static constexpr int DQ_MT = 1, DQ_WARPS = 4, DQ_BK = 64;
 };
@@ -535,7 +547,6 @@ template <> struct AttentionConfig<128> {
 static inline void attention_check_shapes(int B, int T, int NH, int HS) {
     shapeCheck(HS == 64 || HS == 128, "attention supports head sizes 64 and 128, got HS=%d", HS);
     shapeCheck(B >= 1 && T >= 1 && NH >= 1, "B=%d T=%d NH=%d must all be >= 1", B, T, NH);
-    shapeCheck((long)B * NH <= 2147483647L, "B*NH=%ld exceeds the grid's x limit", (long)B * NH);
 }
 
 // Sets the dynamic shared-memory limit of `kernel` and returns the byte count to launch with.
@@ -551,9 +562,9 @@ static inline void attention_forward_hs(bf16 *out, float *lse, const bf16 *qkv, 
     constexpr int BR = 16 * C::FWD_MT * C::FWD_WARPS;
     auto kernel = attention_forward_kernel<HS, C::FWD_MT, C::FWD_WARPS, C::FWD_BC>;
     size_t smem = attention_smem(kernel, (size_t)(BR + 4 * C::FWD_BC) * HS * sizeof(bf16));
-    dim3 grid(B * NH, ceil_div(T, BR));
-    shapeCheck(grid.y <= 65535, "T=%d needs %u query blocks, over the grid's y limit", T, grid.y);
-    kernel<<<grid, 32 * C::FWD_WARPS, smem, stream>>>(out, lse, qkv, T, NH);
+    const long blocks = (long)B * NH * ceil_div(T, BR);
+    shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
+    kernel<<<(unsigned)blocks, 32 * C::FWD_WARPS, smem, stream>>>(out, lse, qkv, T, NH);
     cudaCheckLaunch();
 }
 
@@ -582,9 +593,9 @@ static inline void attention_backward_dkdv_hs(bf16 *dqkv, const float *delta, co
     constexpr int BKV = 16 * C::DKDV_MT * C::DKDV_WARPS;
     auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 4 * C::DKDV_BQ) * HS * sizeof(bf16) + 4 * C::DKDV_BQ * sizeof(float));
-    dim3 grid(B * NH, ceil_div(T, BKV));
-    shapeCheck(grid.y <= 65535, "T=%d needs %u key blocks, over the grid's y limit", T, grid.y);
-    kernel<<<grid, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+    const long blocks = (long)B * NH * ceil_div(T, BKV);
+    shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BKV, blocks);
+    kernel<<<(unsigned)blocks, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
     cudaCheckLaunch();
 }
 
@@ -595,9 +606,9 @@ static inline void attention_backward_dq_hs(bf16 *dqkv, const float *delta, cons
     constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
     auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BR + 4 * C::DQ_BK) * HS * sizeof(bf16));
-    dim3 grid(B * NH, ceil_div(T, BR));
-    shapeCheck(grid.y <= 65535, "T=%d needs %u query blocks, over the grid's y limit", T, grid.y);
-    kernel<<<grid, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+    const long blocks = (long)B * NH * ceil_div(T, BR);
+    shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
+    kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
     cudaCheckLaunch();
 }
 

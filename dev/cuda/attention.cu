@@ -43,13 +43,13 @@ struct Variant {
 // f<MT>/<warps>/<key tile> k<MT>/<warps>/<query tile> q<MT>/<warps>/<key tile>.
 static const Variant VARIANTS[] = {
     {64, "default", attention_forward_hs<64>, attention_backward_dkdv_hs<64>, attention_backward_dq_hs<64>},
-    VARIANT(64, 2, 4, 64, 2, 4, 32, 2, 4, 64),
-    VARIANT(64, 1, 8, 64, 1, 8, 64, 2, 4, 32),
-    VARIANT(64, 1, 4, 128, 2, 2, 32, 1, 8, 64),
+    VARIANT(64, 1, 4, 64, 1, 4, 64, 1, 4, 64),
+    VARIANT(64, 2, 4, 128, 2, 4, 32, 2, 4, 64),
+    VARIANT(64, 2, 8, 64, 1, 4, 32, 1, 8, 64),
     {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
-    VARIANT(128, 2, 4, 32, 1, 8, 32, 2, 4, 32),
-    VARIANT(128, 1, 8, 64, 1, 2, 32, 1, 8, 64),
-    VARIANT(128, 2, 4, 64, 1, 4, 16, 2, 2, 32),
+    VARIANT(128, 1, 4, 64, 1, 4, 32, 1, 4, 64),
+    VARIANT(128, 2, 4, 64, 1, 8, 32, 2, 4, 32),
+    VARIANT(128, 1, 8, 64, 1, 8, 16, 1, 8, 64),
 };
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
