@@ -1,12 +1,12 @@
 /*
 Kernel harness for the quantizers (kernels/quantize_*.cuh): correctness against the CPU reference
-(kernels/quantize_reference.h) on a 1000 x 4128 tensor, then a benchmark with the L2 flushed before
+(kernels/quantize_reference.h) on a 1008 x 4128 tensor, then a benchmark with the L2 flushed before
 every run, for 8192x8192 and the GPT-2 / Llama activation shapes (8192 tokens x d, x 4d / ffn).
 
 Compile: make build/dev/quantize
 Run:     ./build/dev/quantize            all quantizers
-         ./build/dev/quantize <name>     one of: fp8cs fp8cs_v1 mus mxfp8 nvfp4_row nvfp4_row_sr
-                                         nvfp4_col_rht_sr nvfp4_2d
+         ./build/dev/quantize <name>...  of: fp8cs_v1 fp8cs mus mxfp8 nvfp4_row nvfp4_row_sr
+                                         nvfp4_col_rht_sr_v1 nvfp4_col_rht_sr nvfp4_2d
 GB/s counts the bytes every pass must move: each pass over x reads 2 bytes per element (FP8-CS and
 NVFP4 make an amax pass first), plus the bytes written (codes and scales). The copy bandwidth of
 the lent H100 is about 3.0 TB/s (read + written).
@@ -16,7 +16,13 @@ Versions:
             uncoalesced (one byte per thread at stride R)
   fp8cs     kernels/quantize_fp8_tensorwise.cuh: 32x64 tiles through shared memory, 8 elements per
             thread, hardware FP8 converts (proved equal to the codec by test_quantizers)
-  the others are the kernels of the headers.
+  nvfp4_col_rht_sr_v1  one thread per (column, 16-row block), 2-byte loads (a warp reads 64 bytes
+            per row)
+  nvfp4_col_rht_sr     kernels/quantize_nvfp4_block16.cuh: 2 columns x 4 blocks per thread, 4-byte
+            loads (128 bytes per warp and row); the RHT amax pass uses the same mapping
+  the others are the kernels of the headers. The E2M1 encoders of formats.h were rewritten as
+  threshold counts after the first measurement (the generic codec's 64-bit shifts made the NVFP4
+  kernels compute-bound); dev/RESULTS.md has both measurements.
 */
 #include <string.h>
 #include <vector>
@@ -48,6 +54,31 @@ static void fp8cs_naive(uint8_t *q_row, uint8_t *q_col, float *s_dec, const bf16
     const int block_size = 256;
     int grid = (int)ceil_div((size_t)R * C, (size_t)block_size);
     fp8_cast_transpose_naive_kernel<FP8_E4M3><<<grid, block_size, 0, stream>>>(q_row, q_col, s_dec, x, R, C, amax);
+    cudaCheckLaunch();
+}
+
+// One thread per column-wise NVFP4 block (column c, 16-row block g), flattened with c fastest:
+// 16 two-byte loads per thread (a warp reads 64 bytes of each row). Same block math as the header.
+template <bool RHT, bool STOCHASTIC>
+__global__ void nvfp4_colwise_v1_kernel(uint8_t *q, uint8_t *s, float *s_dec_out, const bf16 *x, int R, int C,
+                                        const float *amax, SrKey key) {
+    int nb = ceil_div(R, 16);
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    float s_enc = nvfp4_tensor_scale(*amax), s_dec = 1.0f / s_enc;
+    if (idx == 0) *s_dec_out = s_dec;
+    if (idx >= (size_t)nb * C) return;
+    int c = (int)(idx % C), g = (int)(idx / C);
+    float v[16];
+    int count = nvfp4_load_col16(x, R, C, 16 * g, c, v);
+    nvfp4_colwise_block<RHT, STOCHASTIC>(v, count, c, g, R, s_enc, s_dec, key, q, s);
+}
+
+static void nvfp4_colwise_rht_sr_v1(uint8_t *q, uint8_t *s, float *s_dec, const bf16 *x, int R, int C, const float *amax,
+                                    SrKey key, cudaStream_t stream) {
+    shapeCheck(R % 16 == 0, "R=%d", R);
+    const int block_size = 256;
+    int grid = (int)ceil_div((size_t)(R / 16) * C, (size_t)block_size);
+    nvfp4_colwise_v1_kernel<true, true><<<grid, block_size, 0, stream>>>(q, s, s_dec, x, R, C, amax, key);
     cudaCheckLaunch();
 }
 
@@ -87,6 +118,11 @@ static double run_quantizer(const char *name, const Buffers &b, int R, int C, cu
         nvfp4_quantize_rowwise(b.q_row, b.s_row, b.s_dec, b.x, R, C, b.amax, strcmp(name, "nvfp4_row") ? &BENCH_KEY : nullptr, s);
         return n * (4 + 0.5 + 1.0 / 16);
     }
+    if (!strcmp(name, "nvfp4_col_rht_sr_v1")) {
+        amax_colwise_rht16(b.amax, b.x, R, C, s);
+        nvfp4_colwise_rht_sr_v1(b.q_col, b.s_col, b.s_dec, b.x, R, C, b.amax, BENCH_KEY, s);
+        return n * (4 + 0.5 + 1.0 / 16);
+    }
     if (!strcmp(name, "nvfp4_col_rht_sr")) {
         amax_colwise_rht16(b.amax, b.x, R, C, s);
         nvfp4_quantize_colwise(b.q_col, b.s_col, b.s_dec, b.x, R, C, true, b.amax, &BENCH_KEY, s);
@@ -121,7 +157,7 @@ static Expected reference_outputs(const char *name, const std::vector<uint16_t> 
         float s_enc = nvfp4_tensor_scale(ref_amax_bf16(x.data(), n));
         e.q_row.resize((size_t)R * ceil_div(C, 2)); e.s_row.resize((size_t)R * ceil_div(C, 16));
         ref_quantize_nvfp4_rowwise(x.data(), R, C, s_enc, strcmp(name, "nvfp4_row") ? &BENCH_KEY : NULL, e.q_row.data(), e.s_row.data());
-    } else if (!strcmp(name, "nvfp4_col_rht_sr")) {
+    } else if (!strncmp(name, "nvfp4_col_rht_sr", 16)) {
         float s_enc = nvfp4_tensor_scale(ref_amax_colwise_rht16(x.data(), R, C));
         e.q_col.resize((size_t)C * ceil_div(R, 2)); e.s_col.resize((size_t)C * ceil_div(R, 16));
         ref_quantize_nvfp4_colwise(x.data(), R, C, 1, s_enc, &BENCH_KEY, e.q_col.data(), e.s_col.data());
@@ -145,7 +181,8 @@ static size_t count_mismatches(const uint8_t *d, const std::vector<uint8_t> &wan
 }
 
 int main(int argc, char **argv) {
-    const char *all[] = {"fp8cs_v1", "fp8cs", "mus", "mxfp8", "nvfp4_row", "nvfp4_row_sr", "nvfp4_col_rht_sr", "nvfp4_2d"};
+    const char *all[] = {"fp8cs_v1", "fp8cs", "mus", "mxfp8", "nvfp4_row", "nvfp4_row_sr", "nvfp4_col_rht_sr_v1",
+                         "nvfp4_col_rht_sr", "nvfp4_2d"};
     int num_names = (int)(sizeof(all) / sizeof(all[0]));
     const char **names = all;
     if (argc > 1) { names = (const char **)&argv[1]; num_names = argc - 1; }
@@ -184,7 +221,7 @@ int main(int argc, char **argv) {
     cudaCheck(cudaMemcpy(b.x, x.data(), max_n * 2, cudaMemcpyHostToDevice));
 
     // correctness on 1000 x 4128 (first rows of x)
-    const int check_R = 1000, check_C = 4128;
+    const int check_R = 1008, check_C = 4128;
     std::vector<uint16_t> xc(x.begin(), x.begin() + (size_t)check_R * check_C);
     int failures = 0;
     for (int i = 0; i < num_names; i++) {
