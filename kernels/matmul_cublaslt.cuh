@@ -85,7 +85,7 @@ static inline const char *matmul_type_name(cudaDataType_t t) {
 // Checks that cuBLASLt on Hopper can run this problem. Returns 0, or -1 with the reason in err.
 // Rules: operands both BF16, or both FP8 and not both E5M2; output BF16 or FP32; FP8 needs
 // K % 16 == 0 and N % 16 == 0 (16-byte leading dimensions of operands and output), both scale
-// pointers, and 16-byte aligned operand pointers; fast_accum is for FP8 only; no epilogue yet.
+// pointers, 16-byte aligned operand and scale pointers; fast_accum is for FP8 only; no epilogue yet.
 static inline int matmul_cublaslt_validate(const MatmulArgs *g, char *err, size_t err_size) {
     if (g->M <= 0 || g->N <= 0 || g->K <= 0)
         return set_error(err, err_size, "matmul: M=%d N=%d K=%d must be positive", g->M, g->N, g->K);
@@ -112,6 +112,8 @@ static inline int matmul_cublaslt_validate(const MatmulArgs *g, char *err, size_
     if (((uintptr_t)g->A | (uintptr_t)g->B | (uintptr_t)g->C) % 16 != 0)
         return set_error(err, err_size, "matmul: fp8 needs 16-byte aligned A, B, C pointers");
     if (g->a_scale_dec == NULL || g->b_scale_dec == NULL) return set_error(err, err_size, "matmul: fp8 needs both s_dec scale pointers");
+    if (((uintptr_t)g->a_scale_dec | (uintptr_t)g->b_scale_dec) % 16 != 0)
+        return set_error(err, err_size, "matmul: fp8 needs 16-byte aligned scale pointers (cuBLASLt refuses others at run time)");
     return 0;
 }
 
@@ -133,6 +135,12 @@ static inline void matmul_context_free(MatmulContext *ctx) {
     cudaCheck(cudaFree(ctx->workspace));
     cublasCheck(cublasLtDestroy(ctx->handle));
     memset(ctx, 0, sizeof(*ctx));
+}
+
+// Sets the FP8 decode scales on the descriptor (cuBLASLt's A is our B, and vice versa).
+static inline void matmul_set_scale_pointers(cublasLtMatmulDesc_t desc, const MatmulArgs *g) {
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g->b_scale_dec, sizeof(g->b_scale_dec)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->a_scale_dec, sizeof(g->a_scale_dec)));
 }
 
 // Returns the cached plan for this problem (shape, types, accumulation, pointer alignments), building
@@ -164,6 +172,9 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
     if (matmul_type_is_fp8(g->a_type)) {
         int8_t fast = (int8_t)(g->fast_accum != 0);
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+        // The scale pointers must be set before the heuristic runs: it may otherwise pick a kernel
+        // that cannot apply scales (cublasLtMatmul then returns NOT_SUPPORTED).
+        matmul_set_scale_pointers(p->desc, g);
     }
     // cuBLASLt's A = our B (K x N column-major, ld K), its B = our A (K x M, ld K), C = [N x M] ld N.
     cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_a, g->b_type, g->K, g->N, g->K));
@@ -205,13 +216,14 @@ static inline int matmul_cublaslt_try(MatmulContext *ctx, const MatmulArgs *g, c
     if (matmul_cublaslt_validate(g, err, err_size) != 0) return -1;
     MatmulPlan *p = matmul_plan_get(ctx, g, err, err_size);
     if (p == NULL) return -1;
-    if (matmul_type_is_fp8(g->a_type)) {
-        // The scale pointers change from call to call: set them on the cached descriptor (host-only).
-        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g->b_scale_dec, sizeof(g->b_scale_dec)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->a_scale_dec, sizeof(g->a_scale_dec)));
-    }
-    cublasCheck(cublasLtMatmul(ctx->handle, p->desc, &g->alpha, g->B, p->layout_a, g->A, p->layout_b, &g->beta,
-                               g->C, p->layout_c, g->C, p->layout_c, &p->algo, ctx->workspace, ctx->workspace_bytes, stream));
+    // The scale pointers change from call to call: set them on the cached descriptor (host-only).
+    if (matmul_type_is_fp8(g->a_type)) matmul_set_scale_pointers(p->desc, g);
+    cublasStatus_t status = cublasLtMatmul(ctx->handle, p->desc, &g->alpha, g->B, p->layout_a, g->A, p->layout_b, &g->beta,
+                                           g->C, p->layout_c, g->C, p->layout_c, &p->algo, ctx->workspace, ctx->workspace_bytes, stream);
+    if (status != CUBLAS_STATUS_SUCCESS)
+        return set_error(err, err_size, "matmul: cublasLtMatmul failed for M=%d N=%d K=%d %s x %s -> %s: %s", g->M, g->N, g->K,
+                         matmul_type_name(g->a_type), matmul_type_name(g->b_type), matmul_type_name(g->c_type),
+                         cublasGetStatusString(status));
     return 0;
 }
 

@@ -9,11 +9,13 @@
 // simply never enter the pipeline.
 //
 // Structure: 3 warpgroups. Warpgroup 0 is the producer (one thread issues the tensor copies (TMA) of
-// the A and B tiles of each pass into a ring of I8G_STAGES shared-memory stages, 128-byte swizzle);
-// warpgroups 1 and 2 each compute 64 rows x 128 columns with wgmma m64n128k32, wait, release the stage,
-// and promote into FP32 registers. Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse.
-// Shape rules (checked by the launcher): M >= 1, N >= 1 and N % 16 == 0, K % 16 == 0; partial tiles are
-// zero-filled by the tensor copies and masked at the store.
+// the A and B tiles of each step into a ring of I8G_STAGES shared-memory stages, 128-byte swizzle);
+// warpgroups 1 and 2 each compute 64 rows x 128 columns with wgmma m64n128k32 into an int32
+// accumulator, wait, release the stage and convert + scale it into the FP32 accumulator. Scales are
+// loaded one step ahead, the block's flags once into shared memory, so no step waits on a global load.
+// Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse.
+// Shape rules (checked by the launcher): M >= 1, N >= 1 and N % 16 == 0, K % 16 == 0, K <= 131072;
+// partial tiles are zero-filled by the tensor copies and masked at the store.
 #ifndef KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
 #define KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
 
@@ -29,7 +31,8 @@
 #define I8G_GROUP_M 8
 #define I8G_THREADS 384
 #define I8G_TILE_BYTES (I8G_BM * I8G_BK)
-#define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 1024)
+#define I8G_MAX_K_TILES 1024  // K <= 131072: the block's fallback flags live in shared memory
+#define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 2 * I8G_MAX_K_TILES + 1024)
 static_assert(I8G_BM == INT8FB_TILE_SIZE && I8G_BN == INT8FB_TILE_SIZE && I8G_BK == INT8FB_TILE_SIZE,
               "one block tile = one quantizer tile of A and of B, so fallback flags are uniform per K-step");
 static_assert(I8G_BK == 128, "a K-tile row is 128 bytes: one 128-byte swizzle atom, 4 wgmma k32 steps");
@@ -104,12 +107,54 @@ __device__ __forceinline__ void i8g_wgmma_m64n128k32(int32_t (&d)[64], uint64_t 
 
 // ---- kernel
 
-// Which operand parts a pipeline pass multiplies: q1a.q1b, q2a.q1b (A falls back), q1a.q2b (B falls back).
+// Which operand parts a pipeline step multiplies: pass 0 q1a.q1b, pass 1 q2a.q1b (A's tile falls back),
+// pass 2 q1a.q2b (B's tile falls back). A step is one (K-tile, pass) that runs.
 #define I8G_PASSES 3
 
-// Whether pass p of K-tile kt runs, given the two tiles' flags.
-__device__ __forceinline__ bool i8g_pass_runs(int pass, uint8_t flag_a, uint8_t flag_b) {
-    return pass == 0 || (pass == 1 && flag_a) || (pass == 2 && flag_b);
+// Advances (kt, pass) to the next step that runs, given the per-K-tile flags of the block's A and B
+// tiles (shared memory). Returns false past the last K-tile.
+__device__ __forceinline__ bool i8g_next_step(int &kt, int &pass, const uint8_t *flags_a, const uint8_t *flags_b, int k_tiles) {
+    while (true) {
+        if (++pass == I8G_PASSES) { pass = 0; kt++; }
+        if (kt >= k_tiles) return false;
+        if (pass == 0 || (pass == 1 && flags_a[kt]) || (pass == 2 && flags_b[kt])) return true;
+    }
+}
+
+// A consumer's view of one step: its stage in the ring and the raw scales of its two rows and of B.
+struct I8gStep {
+    int kt, pass, stage;
+    float sa_lo, sa_hi, sb;
+};
+
+// Loads the scales of step st for rows row_lo and row_lo + 8 (issued early; used one step later).
+__device__ __forceinline__ void i8g_load_scales(I8gStep &st, const float *scale_a, const float *scale_b, size_t rows_pad,
+                                                int row_lo, int nt, int k_tiles) {
+    st.sa_lo = scale_a[(size_t)st.kt * rows_pad + row_lo];
+    st.sa_hi = scale_a[(size_t)st.kt * rows_pad + row_lo + 8];
+    st.sb = scale_b[(size_t)nt * k_tiles + st.kt];
+}
+
+// Issues the 4 wgmma (K = 128) of one stage into d: 64 rows of A at a_tile, 128 rows of B at b_tile.
+__device__ __forceinline__ void i8g_issue_stage(int32_t (&d)[64], const uint8_t *a_tile, const uint8_t *b_tile) {
+    const uint64_t desc_a = i8g_smem_desc(a_tile), desc_b = i8g_smem_desc(b_tile);
+    i8g_wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < I8G_BK / 32; k++) {
+        // +32 bytes along the swizzled row = +2 in the descriptor's 16-byte address units.
+        i8g_wgmma_m64n128k32(d, desc_a + 2 * k, desc_b + 2 * k, k > 0);
+    }
+    i8g_wgmma_commit();
+}
+
+// acc += d * scale of the step (pass 1: A's residual scale s1/127, pass 2: B's), per row.
+__device__ __forceinline__ void i8g_promote(float (&acc)[64], const int32_t (&d)[64], const I8gStep &st) {
+    float sa_lo = st.sa_lo, sa_hi = st.sa_hi, sb = st.sb;
+    if (st.pass == 1) { sa_lo = int8fb_residual_scale(sa_lo); sa_hi = int8fb_residual_scale(sa_hi); }
+    if (st.pass == 2) sb = int8fb_residual_scale(sb);
+    const float s_lo = sa_lo * sb, s_hi = sa_hi * sb;
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = fmaf((float)d[i], (i / 2) % 2 ? s_hi : s_lo, acc[i]);
 }
 
 // One block per 128 x 128 output tile; see the header comment. scale_a: [K_tiles][M_pad] (ROW_CHUNK),
@@ -126,6 +171,8 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
     uint8_t *tiles_b = smem + I8G_STAGES * I8G_TILE_BYTES;
     uint64_t *full = (uint64_t *)(smem + 2 * I8G_STAGES * I8G_TILE_BYTES);
     uint64_t *empty = full + I8G_STAGES;
+    uint8_t *tile_flags_a = (uint8_t *)(empty + I8G_STAGES);
+    uint8_t *tile_flags_b = tile_flags_a + I8G_MAX_K_TILES;
 
     const int m_tiles = int8fb_row_tiles(M), n_tiles = int8fb_row_tiles(N), k_tiles = int8fb_k_tiles(K);
     // Grouped raster: I8G_GROUP_M tile rows walk the tile columns together.
@@ -134,9 +181,12 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
     const int first_mt = group * I8G_GROUP_M;
     const int group_rows = min(m_tiles - first_mt, I8G_GROUP_M);
     const int mt = first_mt + in_group % group_rows, nt = in_group / group_rows;
-    const uint8_t *tile_flags_a = flags_a + (size_t)mt * k_tiles;
-    const uint8_t *tile_flags_b = flags_b + (size_t)nt * k_tiles;
 
+    // The block's fallback flags go to shared memory once, so no step waits on a global load for them.
+    for (int kt = threadIdx.x; kt < k_tiles; kt += I8G_THREADS) {
+        tile_flags_a[kt] = flags_a[(size_t)mt * k_tiles + kt];
+        tile_flags_b[kt] = flags_b[(size_t)nt * k_tiles + kt];
+    }
     if (threadIdx.x == 0) {
         for (int s = 0; s < I8G_STAGES; s++) {
             i8g_mbar_init(&full[s], 1);
@@ -148,24 +198,24 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
 
     const int warpgroup = threadIdx.x / 128;
     if (warpgroup == 0) {
+        // Producer: one thread issues the tensor copies.
         if (threadIdx.x != 0) return;
         int stage = 0;
         uint32_t phase = 0;
-        for (int kt = 0; kt < k_tiles; kt++) {
-            uint8_t fa = tile_flags_a[kt], fb = tile_flags_b[kt];
-            for (int pass = 0; pass < I8G_PASSES; pass++) {
-                if (!i8g_pass_runs(pass, fa, fb)) continue;
-                i8g_mbar_wait(&empty[stage], phase ^ 1);
-                i8g_mbar_arrive_expect_tx(&full[stage], 2 * I8G_TILE_BYTES);
-                i8g_tma_load_2d(tiles_a + stage * I8G_TILE_BYTES, pass == 1 ? &map_a2 : &map_a1, &full[stage], kt * I8G_BK, mt * I8G_BM);
-                i8g_tma_load_2d(tiles_b + stage * I8G_TILE_BYTES, pass == 2 ? &map_b2 : &map_b1, &full[stage], kt * I8G_BK, nt * I8G_BN);
-                if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
-            }
-        }
+        int kt = 0, pass = 0;
+        do {
+            i8g_mbar_wait(&empty[stage], phase ^ 1);
+            i8g_mbar_arrive_expect_tx(&full[stage], 2 * I8G_TILE_BYTES);
+            i8g_tma_load_2d(tiles_a + stage * I8G_TILE_BYTES, pass == 1 ? &map_a2 : &map_a1, &full[stage], kt * I8G_BK, mt * I8G_BM);
+            i8g_tma_load_2d(tiles_b + stage * I8G_TILE_BYTES, pass == 2 ? &map_b2 : &map_b1, &full[stage], kt * I8G_BK, nt * I8G_BN);
+            if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
+        } while (i8g_next_step(kt, pass, tile_flags_a, tile_flags_b, k_tiles));
         return;
     }
 
-    // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128).
+    // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128). While a
+    // step's wgmma run, the scales of the next step are loaded; the two warpgroups drift apart so that
+    // one converts and scales its int32 sums while the other's wgmma occupy the tensor cores.
     const int consumer = warpgroup - 1;
     const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
     const int row_lo = mt * I8G_BM + consumer * 64 + warp_in_group * 16 + lane / 4;  // and row_lo + 8
@@ -174,36 +224,25 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
 #pragma unroll
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;
     int32_t part[64];
-    int stage = 0;
+    I8gStep cur;
+    cur.kt = 0; cur.pass = 0; cur.stage = 0;
     uint32_t phase = 0;
-    for (int kt = 0; kt < k_tiles; kt++) {
-        uint8_t fa = tile_flags_a[kt], fb = tile_flags_b[kt];
-        const float sa_lo = scale_a[(size_t)kt * rows_pad + row_lo], sa_hi = scale_a[(size_t)kt * rows_pad + row_lo + 8];
-        const float sb = scale_b[(size_t)nt * k_tiles + kt];
-        for (int pass = 0; pass < I8G_PASSES; pass++) {
-            if (!i8g_pass_runs(pass, fa, fb)) continue;
-            i8g_mbar_wait(&full[stage], phase);
-            const uint64_t desc_a = i8g_smem_desc(tiles_a + stage * I8G_TILE_BYTES + consumer * 64 * I8G_BK);
-            const uint64_t desc_b = i8g_smem_desc(tiles_b + stage * I8G_TILE_BYTES);
-            i8g_wgmma_fence();
-#pragma unroll
-            for (int k = 0; k < I8G_BK / 32; k++) {
-                // +32 bytes along the swizzled row = +2 in the descriptor's 16-byte address units.
-                i8g_wgmma_m64n128k32(part, desc_a + 2 * k, desc_b + 2 * k, k > 0);
-            }
-            i8g_wgmma_commit();
-            i8g_wgmma_wait_all();
-            i8g_fence_registers(part);
-            if (threadIdx.x % 128 == 0) i8g_mbar_arrive(&empty[stage]);
-            if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
-            float sa_eff_lo = pass == 1 ? int8fb_residual_scale(sa_lo) : sa_lo;
-            float sa_eff_hi = pass == 1 ? int8fb_residual_scale(sa_hi) : sa_hi;
-            float sb_eff = pass == 2 ? int8fb_residual_scale(sb) : sb;
-            const float s_lo = sa_eff_lo * sb_eff, s_hi = sa_eff_hi * sb_eff;
-#pragma unroll
-            for (int i = 0; i < 64; i++) acc[i] = fmaf((float)part[i], (i / 2) % 2 ? s_hi : s_lo, acc[i]);
-        }
-    }
+    i8g_load_scales(cur, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles);
+    bool has_next;
+    do {
+        i8g_mbar_wait(&full[cur.stage], phase);
+        i8g_issue_stage(part, tiles_a + cur.stage * I8G_TILE_BYTES + consumer * 64 * I8G_BK, tiles_b + cur.stage * I8G_TILE_BYTES);
+        I8gStep next = cur;
+        has_next = i8g_next_step(next.kt, next.pass, tile_flags_a, tile_flags_b, k_tiles);
+        next.stage = cur.stage + 1 == I8G_STAGES ? 0 : cur.stage + 1;
+        if (has_next) i8g_load_scales(next, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles);
+        i8g_wgmma_wait_all();
+        i8g_fence_registers(part);
+        if (threadIdx.x % 128 == 0) i8g_mbar_arrive(&empty[cur.stage]);
+        i8g_promote(acc, part, cur);
+        if (next.stage == 0) phase ^= 1;
+        cur = next;
+    } while (has_next);
 
     // Store: register pair (i, i+1) holds columns (c, c+1) of one row.
     const int col0 = nt * I8G_BN + 2 * (lane % 4);
@@ -261,6 +300,7 @@ static inline void int8fb_gemm(const Int8fbOperand *a, const Int8fbOperand *b, O
                "A must have row-chunk scales and B tile scales (got %d, %d)", (int)a->granularity, (int)b->granularity);
     shapeCheck(b->cols == K, "K mismatch: A has %d columns, B %d", K, b->cols);
     shapeCheck(M >= 1 && N >= 1 && N % 16 == 0 && K % 16 == 0, "M=%d N=%d K=%d: need N %% 16 == 0 and K %% 16 == 0", M, N, K);
+    shapeCheck(int8fb_k_tiles(K) <= I8G_MAX_K_TILES, "K=%d: at most %d K-tiles", K, I8G_MAX_K_TILES);
     shapeCheck(((uintptr_t)a->q1 | (uintptr_t)b->q1 | (uintptr_t)a->q2 | (uintptr_t)b->q2 | (uintptr_t)out) % 16 == 0,
                "q1, q2 and out must be 16-byte aligned");
     CUtensorMap map_a1 = int8fb_tensor_map(a->q1, M, K), map_b1 = int8fb_tensor_map(b->q1, N, K);

@@ -166,9 +166,9 @@ static void check_fp8_gemm(int M, int N, int K, Fp8Format fa, Fp8Format fb, int 
     random_bf16(b, b_bits, nb, 0.05f);  // a gradient-like small scale: the scales must carry it
     uint8_t *qa = (uint8_t *)malloc_check(na), *qb = (uint8_t *)malloc_check(nb);
     double *deq_a = (double *)malloc_check(na * sizeof(double)), *deq_b = (double *)malloc_check(nb * sizeof(double));
-    float s_dec[2];
+    float s_dec[5] = {0};  // A's s_dec at [0], B's at [4]: scale pointers must be 16-byte aligned
     s_dec[0] = fp8cs_quantize_host(a, na, fa, qa, deq_a);
-    s_dec[1] = fp8cs_quantize_host(b, nb, fb, qb, deq_b);
+    s_dec[4] = fp8cs_quantize_host(b, nb, fb, qb, deq_b);
     double *ref = (double *)malloc_check(nc * sizeof(double)), *exact = (double *)malloc_check(nc * sizeof(double));
     matmul_ref(ref, deq_a, deq_b, M, N, K);
     double *ad = to_double(a, na), *bd = to_double(b, nb);
@@ -183,9 +183,11 @@ static void check_fp8_gemm(int M, int N, int K, Fp8Format fa, Fp8Format fb, int 
     g.a_type = fa == FP8_E4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
     g.b_type = fb == FP8_E4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
     g.c_type = c_type;
-    g.a_scale_dec = (const float *)s_dev; g.b_scale_dec = (const float *)s_dev + 1;
+    g.a_scale_dec = (const float *)s_dev; g.b_scale_dec = (const float *)s_dev + 4;
     g.M = M; g.N = N; g.K = K; g.alpha = 1.0f; g.beta = 0.0f; g.fast_accum = fast_accum;
-    matmul_cublaslt(&g_ctx, &g, 0);
+    char err[256] = "";
+    int rc = matmul_cublaslt_try(&g_ctx, &g, 0, err, sizeof(err));
+    CHECK(rc == 0, "%s", err);
     cudaCheck(cudaDeviceSynchronize());
     float *out = (float *)malloc_check(nc * sizeof(float));
     download_output(out, c_dev, c_type, nc);
@@ -229,7 +231,9 @@ static void test_cublaslt_errors() {
     CHECK(matmul_cublaslt_validate(&g, err, sizeof(err)) != 0 && strstr(err, "mixed") != NULL, "fp8 x bf16: '%s'", err);
     g.b_type = CUDA_R_8F_E4M3; g.b_scale_dec = NULL;
     CHECK(matmul_cublaslt_validate(&g, err, sizeof(err)) != 0 && strstr(err, "scale") != NULL, "missing scale: '%s'", err);
-    g.b_scale_dec = dummy;
+    g.b_scale_dec = dummy + 1;
+    CHECK(matmul_cublaslt_validate(&g, err, sizeof(err)) != 0 && strstr(err, "aligned scale") != NULL, "misaligned scale: '%s'", err);
+    g.b_scale_dec = dummy + 4;
     CHECK(matmul_cublaslt_validate(&g, err, sizeof(err)) == 0, "valid fp8 problem refused: '%s'", err);
 }
 
