@@ -172,32 +172,18 @@ static inline FMT_HD float fp8_to_float(Fp8Format f, uint8_t c) {
 #define FP4_E2M1_MAX 6.0f
 #define FP4_E2M1_MAX_CODE 0x7u
 
-// The E2M1 encoders are written out for the 8-point grid (they run once per element in the NVFP4
-// quantizers, where the generic codec's 64-bit shifts dominated the time); test_formats checks
-// them against fmt_minifloat_encode_abs(a, 1, 1, 7, ...) and against a nearest-value search.
-// They work on the magnitude's fp32 bits a: non-negative floats order like their bits, and NaN
-// NaN encodes to 7 (+6, the sign dropped, as the CUDA converts).
-
-// RNE: the number of midpoints between neighbouring grid values below a; ">" at the midpoints
-// whose lower neighbour has the even code (0.25, 1.25, 2.5, 5), ">=" at the others (0.75, 1.75, 3.5).
+// The E2M1 RNE encoder is written out for the 8-point grid (it runs once per element in the NVFP4
+// quantizers, where the generic codec's 64-bit shifts dominated the time): the number of midpoints
+// between neighbouring grid values below |x|, compared on the fp32 bits (non-negative floats order
+// like their bits), with ">" at the midpoints whose lower neighbour has the even code (0.25, 1.25,
+// 2.5, 5) and ">=" at the others (0.75, 1.75, 3.5). test_formats checks it against the generic codec
+// fmt_minifloat_encode_abs(a, 1, 1, 7, 0, 0) and a nearest-value search. (A written-out SR encoder
+// was slower than the generic one on the GPU: dev/RESULTS.md.) NaN encodes to 7 (+6, the sign
+// dropped, as the CUDA converts).
 static inline FMT_HD uint32_t fp4_e2m1_rne_abs_(uint32_t a) {
     return (uint32_t)(a > 0x3E800000u) + (uint32_t)(a >= 0x3F400000u) + (uint32_t)(a > 0x3FA00000u) +
            (uint32_t)(a >= 0x3FE00000u) + (uint32_t)(a > 0x40200000u) + (uint32_t)(a >= 0x40600000u) +
            (uint32_t)(a > 0x40A00000u);
-}
-
-// SR: lo = the largest grid value <= a (its code counts the grid values 0.5 .. 6 that are <= a);
-// up iff rnd < floor(2^32 (a - lo) / step), where a - lo is exact (Sterbenz) and the step is a
-// power of two, so the product is exact and its truncation is the generic codec's 32-bit fraction.
-static inline FMT_HD uint32_t fp4_e2m1_sr_abs_(uint32_t a, uint32_t rnd) {
-    uint32_t lo = (uint32_t)(a >= 0x3F000000u) + (uint32_t)(a >= 0x3F800000u) + (uint32_t)(a >= 0x3FC00000u) +
-                  (uint32_t)(a >= 0x40000000u) + (uint32_t)(a >= 0x40400000u) + (uint32_t)(a >= 0x40800000u) +
-                  (uint32_t)(a >= 0x40C00000u);
-    if (lo == FP4_E2M1_MAX_CODE) return lo;
-    float lo_value = fmt_minifloat_decode_abs(lo, 1, 1);
-    float inv_step_2p32 = lo < 4u ? 8589934592.0f : lo < 6u ? 4294967296.0f : 2147483648.0f; // 2^32 / step
-    uint32_t frac32 = (uint32_t)((fmt_bits_to_float(a) - lo_value) * inv_step_2p32);
-    return lo + (uint32_t)(rnd < frac32);
 }
 
 static inline FMT_HD uint8_t fp4_e2m1_from_float_rne(float x) {
@@ -208,7 +194,7 @@ static inline FMT_HD uint8_t fp4_e2m1_from_float_rne(float x) {
 static inline FMT_HD uint8_t fp4_e2m1_from_float_sr(float x, uint32_t rnd) {
     uint32_t u = fmt_float_to_bits(x);
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint8_t)FP4_E2M1_MAX_CODE;
-    return (uint8_t)(((u >> 28) & 0x8u) | fp4_e2m1_sr_abs_(u & 0x7FFFFFFFu, rnd));
+    return (uint8_t)(((u >> 28) & 0x8u) | fmt_minifloat_encode_abs(u & 0x7FFFFFFFu, 1, 1, FP4_E2M1_MAX_CODE, 1, rnd));
 }
 
 static inline FMT_HD float fp4_e2m1_to_float(uint8_t nibble) {

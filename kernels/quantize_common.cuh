@@ -73,43 +73,53 @@ static inline void amax_bf16(float *amax, const bf16 *x, size_t n, cudaStream_t 
 }
 
 // ----------------------------------------------------------------------------
-// 32 x 64 tiles staged through shared memory, for the quantizers that write a row-wise copy and a
+// 64 x 64 tiles staged through shared memory, for the quantizers that write a row-wise copy and a
 // transposed (column-wise) copy from one read of x. A block of QTILE_THREADS threads owns the tile
-// at rows [r0, r0 + 32), columns [c0, c0 + 64) of x [R, C]; elements outside x read as 0.
-//   row phase:    thread t holds row t / 8, columns 8 * (t % 8) .. + 8 (4 threads = 32 columns);
-//   column phase: thread t holds column t / 4, rows 8 * (t % 4) .. + 8 (4 threads = 32 rows).
-// The shared tile is float [32][65]: the odd pitch makes the column phase conflict-free.
-#define QTILE_ROWS 32
+// at rows [r0, r0 + 64), columns [c0, c0 + 64) of x [R, C]; elements outside x read as 0. The tile
+// is two halves of 32 rows, h = 0, 1:
+//   row phase:    thread t holds row 32h + t / 8, columns 8 * (t % 8) .. + 8 (4 threads = 32 columns);
+//   column phase: thread t holds column t / 4, rows 32h + 8 * (t % 4) .. + 8 (4 threads = 32 rows).
+// Both halves' loads are issued before either is used (two 16-byte loads in flight per thread).
+// The shared tile is float [64][65]: the odd pitch makes the column phase conflict-free.
+#define QTILE_ROWS 64
+#define QTILE_HALF_ROWS 32
 #define QTILE_COLS 64
 #define QTILE_PITCH (QTILE_COLS + 1)
 #define QTILE_THREADS 256
 
-// Row phase: loads the thread's 8 values into v and into the shared tile; returns how many of them
-// lie inside x (0 when the row is past R).
-__device__ __forceinline__ int qtile_load_row8(const bf16 *x, int R, int C, int r0, int c0, float v[8],
-                                               float (*tile)[QTILE_PITCH]) {
-    int tr = threadIdx.x / 8, tc = 8 * (threadIdx.x % 8);
-    int r = r0 + tr, c = c0 + tc;
-    int count = r < R ? min(8, max(0, C - c)) : 0;
-    const uint16_t *src = reinterpret_cast<const uint16_t *>(x) + (size_t)r * C + c;
-    if (count == 8 && (C % 8) == 0) {
-        uint4 w = *reinterpret_cast<const uint4 *>(src);
-        uint32_t words[4] = {w.x, w.y, w.z, w.w};
-        for (int k = 0; k < 4; k++) {
-            v[2 * k] = __uint_as_float(words[k] << 16);
-            v[2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
-        }
-    } else {
-        for (int k = 0; k < 8; k++) v[k] = k < count ? bf16_bits_to_float(src[k]) : 0.0f;
+// Row phase: loads the thread's 2 x 8 values into v[h] and into the shared tile; count[h] = how
+// many of v[h] lie inside x (0 when the row is past R).
+__device__ __forceinline__ void qtile_load_rows(const bf16 *x, int R, int C, int r0, int c0, float v[2][8], int count[2],
+                                                float (*tile)[QTILE_PITCH]) {
+    int tr = threadIdx.x / 8, tc = 8 * (threadIdx.x % 8), c = c0 + tc;
+    const uint16_t *src[2];
+    uint4 w[2];
+    bool vector[2];
+    for (int h = 0; h < 2; h++) {
+        int r = r0 + QTILE_HALF_ROWS * h + tr;
+        count[h] = r < R ? min(8, max(0, C - c)) : 0;
+        src[h] = reinterpret_cast<const uint16_t *>(x) + (size_t)r * C + c;
+        vector[h] = count[h] == 8 && (C % 8) == 0;
+        if (vector[h]) w[h] = *reinterpret_cast<const uint4 *>(src[h]);
     }
-    for (int k = 0; k < 8; k++) tile[tr][tc + k] = v[k];
-    return count;
+    for (int h = 0; h < 2; h++) {
+        if (vector[h]) {
+            uint32_t words[4] = {w[h].x, w[h].y, w[h].z, w[h].w};
+            for (int k = 0; k < 4; k++) {
+                v[h][2 * k] = __uint_as_float(words[k] << 16);
+                v[h][2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
+            }
+        } else {
+            for (int k = 0; k < 8; k++) v[h][k] = k < count[h] ? bf16_bits_to_float(src[h][k]) : 0.0f;
+        }
+        for (int k = 0; k < 8; k++) tile[QTILE_HALF_ROWS * h + tr][tc + k] = v[h][k];
+    }
 }
 
-// Column phase (after a __syncthreads): reads the thread's 8 values of its tile column into v;
-// returns how many lie inside x.
-__device__ __forceinline__ int qtile_read_col8(int R, int C, int r0, int c0, float v[8], float (*tile)[QTILE_PITCH]) {
-    int tc = threadIdx.x / 4, tr = 8 * (threadIdx.x % 4);
+// Column phase of half h (after a __syncthreads): reads the thread's 8 values of its tile column
+// into v; returns how many lie inside x.
+__device__ __forceinline__ int qtile_read_col8(int R, int C, int r0, int c0, int h, float v[8], float (*tile)[QTILE_PITCH]) {
+    int tc = threadIdx.x / 4, tr = QTILE_HALF_ROWS * h + 8 * (threadIdx.x % 4);
     for (int k = 0; k < 8; k++) v[k] = tile[tr + k][tc];
     return c0 + tc < C ? min(8, max(0, R - (r0 + tr))) : 0;
 }

@@ -18,7 +18,7 @@
 
 #include "kernels/quantize_common.cuh"
 
-// One 32 x 64 tile per block of QTILE_THREADS threads: reads x once, writes the row-wise codes
+// One 64 x 64 tile per block of QTILE_THREADS threads: reads x once, writes the row-wise codes
 // directly and the transposed codes through the shared tile. s_enc comes from *amax when amax is
 // not NULL, else from static_scale; block (0, 0) writes s_dec. Either output may be NULL.
 template <Fp8Format F>
@@ -30,17 +30,22 @@ __global__ void __launch_bounds__(QTILE_THREADS) fp8_cast_transpose_kernel(uint8
     float s_enc = amax ? fmt_tensor_scale_from_amax(fp8_max(F), *amax) : static_scale;
     if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *s_dec = 1.0f / s_enc;
 
-    float v[8];
-    int count = qtile_load_row8(x, R, C, r0, c0, v, tile);
+    float v[2][8];
+    int count[2];
+    qtile_load_rows(x, R, C, r0, c0, v, count, tile);
     if (q_row) {
-        int r = r0 + threadIdx.x / 8, c = c0 + 8 * (threadIdx.x % 8);
-        store_bytes8(q_row + (size_t)r * C + c, fp8x8_from_float8_rne<F>(v, s_enc), count, (C % 8) == 0);
+        for (int h = 0; h < 2; h++) {
+            int r = r0 + QTILE_HALF_ROWS * h + threadIdx.x / 8, c = c0 + 8 * (threadIdx.x % 8);
+            store_bytes8(q_row + (size_t)r * C + c, fp8x8_from_float8_rne<F>(v[h], s_enc), count[h], (C % 8) == 0);
+        }
     }
     if (q_col == nullptr) return;
     __syncthreads();
-    count = qtile_read_col8(R, C, r0, c0, v, tile);
-    int c = c0 + threadIdx.x / 4, r = r0 + 8 * (threadIdx.x % 4);
-    store_bytes8(q_col + (size_t)c * R + r, fp8x8_from_float8_rne<F>(v, s_enc), count, (R % 8) == 0);
+    for (int h = 0; h < 2; h++) {
+        int n = qtile_read_col8(R, C, r0, c0, h, v[h], tile);
+        int c = c0 + threadIdx.x / 4, r = r0 + QTILE_HALF_ROWS * h + 8 * (threadIdx.x % 4);
+        store_bytes8(q_col + (size_t)c * R + r, fp8x8_from_float8_rne<F>(v[h], s_enc), n, (R % 8) == 0);
+    }
 }
 
 static inline void fp8_cast_transpose_launch(uint8_t *q_row, uint8_t *q_col, float *s_dec, const bf16 *x, int R, int C,
@@ -49,7 +54,7 @@ static inline void fp8_cast_transpose_launch(uint8_t *q_row, uint8_t *q_col, flo
     shapeCheck(((uintptr_t)x & 15) == 0 && ((uintptr_t)q_row & 7) == 0 && ((uintptr_t)q_col & 7) == 0,
                "x must be 16-byte and q_row/q_col 8-byte aligned");
     shapeCheck(q_row != nullptr || q_col != nullptr, "no output requested");
-    shapeCheck(ceil_div(R, QTILE_ROWS) <= 65535, "R=%d has too many 32-row tiles for the grid", R);
+    shapeCheck(ceil_div(R, QTILE_ROWS) <= 65535, "R=%d has too many 64-row tiles for the grid", R);
     dim3 grid(ceil_div(C, QTILE_COLS), ceil_div(R, QTILE_ROWS));
     if (fmt == FP8_E4M3) {
         fp8_cast_transpose_kernel<FP8_E4M3><<<grid, QTILE_THREADS, 0, stream>>>(q_row, q_col, s_dec, x, R, C, amax, static_scale);

@@ -28,27 +28,32 @@ __device__ __forceinline__ uint2 mxfp8_encode_8_of_32(const float v[8], uint8_t 
     return fp8x8_from_float8_rne<FP8_E4M3>(v, e8m0_inverse(scale));
 }
 
-// One 32 x 64 tile per block of QTILE_THREADS threads: 2 row-wise blocks per tile row and one
-// column-wise block per tile column. Either output pair may be NULL.
+// One 64 x 64 tile per block of QTILE_THREADS threads: 2 row-wise blocks per tile row and two
+// column-wise blocks (one per 32-row half) per tile column. Either output pair may be NULL.
 __global__ void __launch_bounds__(QTILE_THREADS) mxfp8_quantize_kernel(uint8_t *q_row, uint8_t *s_row, uint8_t *q_col,
                                                                    uint8_t *s_col, const bf16 *x, int R, int C) {
     __shared__ float tile[QTILE_ROWS][QTILE_PITCH];
     int r0 = blockIdx.y * QTILE_ROWS, c0 = blockIdx.x * QTILE_COLS;
-    float v[8];
-    int count = qtile_load_row8(x, R, C, r0, c0, v, tile);
+    float v[2][8];
+    int count[2];
+    qtile_load_rows(x, R, C, r0, c0, v, count, tile);
     if (q_row) {
-        int r = r0 + threadIdx.x / 8, c = c0 + 8 * (threadIdx.x % 8);
-        bool first_of_block = (threadIdx.x % 4) == 0 && count > 0;
-        uint2 codes = mxfp8_encode_8_of_32(v, s_row + (size_t)r * ceil_div(C, 32) + c / 32, first_of_block);
-        store_bytes8(q_row + (size_t)r * C + c, codes, count, (C % 8) == 0);
+        for (int h = 0; h < 2; h++) {
+            int r = r0 + QTILE_HALF_ROWS * h + threadIdx.x / 8, c = c0 + 8 * (threadIdx.x % 8);
+            bool first_of_block = (threadIdx.x % 4) == 0 && count[h] > 0;
+            uint2 codes = mxfp8_encode_8_of_32(v[h], s_row + (size_t)r * ceil_div(C, 32) + c / 32, first_of_block);
+            store_bytes8(q_row + (size_t)r * C + c, codes, count[h], (C % 8) == 0);
+        }
     }
     if (q_col == nullptr) return;
     __syncthreads();
-    count = qtile_read_col8(R, C, r0, c0, v, tile);
-    int c = c0 + threadIdx.x / 4, r = r0 + 8 * (threadIdx.x % 4);
-    bool first_of_block = (threadIdx.x % 4) == 0 && count > 0;
-    uint2 codes = mxfp8_encode_8_of_32(v, s_col + (size_t)c * ceil_div(R, 32) + r / 32, first_of_block);
-    store_bytes8(q_col + (size_t)c * R + r, codes, count, (R % 8) == 0);
+    for (int h = 0; h < 2; h++) {
+        int n = qtile_read_col8(R, C, r0, c0, h, v[h], tile);
+        int c = c0 + threadIdx.x / 4, r = r0 + QTILE_HALF_ROWS * h + 8 * (threadIdx.x % 4);
+        bool first_of_block = (threadIdx.x % 4) == 0 && n > 0;
+        uint2 codes = mxfp8_encode_8_of_32(v[h], s_col + (size_t)c * ceil_div(R, 32) + r / 32, first_of_block);
+        store_bytes8(q_col + (size_t)c * R + r, codes, n, (R % 8) == 0);
+    }
 }
 
 // Row-wise (q_row, s_row) and/or column-wise (q_col, s_col) MXFP8 copies of x [R, C].
@@ -60,7 +65,7 @@ static inline void mxfp8_quantize(uint8_t *q_row, uint8_t *s_row, uint8_t *q_col
     shapeCheck(q_row != nullptr || q_col != nullptr, "no output requested");
     shapeCheck(((uintptr_t)x & 15) == 0 && ((uintptr_t)q_row & 7) == 0 && ((uintptr_t)q_col & 7) == 0,
                "x must be 16-byte and q_row/q_col 8-byte aligned");
-    shapeCheck(ceil_div(R, QTILE_ROWS) <= 65535, "R=%d has too many 32-row tiles for the grid", R);
+    shapeCheck(ceil_div(R, QTILE_ROWS) <= 65535, "R=%d has too many 64-row tiles for the grid", R);
     dim3 grid(ceil_div(C, QTILE_COLS), ceil_div(R, QTILE_ROWS));
     mxfp8_quantize_kernel<<<grid, QTILE_THREADS, 0, stream>>>(q_row, s_row, q_col, s_col, x, R, C);
     cudaCheckLaunch();

@@ -84,30 +84,6 @@ __global__ void nvfp4_quantize_rowwise_kernel(uint8_t *q, uint8_t *s, float *s_d
     s[idx] = sb;
 }
 
-// Column-wise work of one thread: 2 adjacent columns x NVFP4_COL_GROUPS blocks of 16 rows, so a
-// warp loads 128 contiguous bytes per row (4-byte loads) and a thread writes 4 consecutive 8-byte
-// pieces of each output line.
-#define NVFP4_COL_GROUPS 4
-
-// Loads rows [r0, r0 + 16) of columns c (even) and c + 1 into v[0], v[1] (zero past R or C); one
-// 4-byte load per row when C is even (then the pair is aligned and inside the row).
-__device__ __forceinline__ void nvfp4_load_col16x2(const bf16 *x, int R, int C, int r0, int c, float v[2][16]) {
-    const uint16_t *src = reinterpret_cast<const uint16_t *>(x) + (size_t)r0 * C + c;
-    for (int k = 0; k < 16; k++) {
-        const uint16_t *p = src + (size_t)k * C;
-        if (r0 + k >= R) {
-            v[0][k] = v[1][k] = 0.0f;
-        } else if ((C % 2) == 0) {
-            uint32_t w = *reinterpret_cast<const uint32_t *>(p);
-            v[0][k] = __uint_as_float(w << 16);
-            v[1][k] = __uint_as_float(w & 0xFFFF0000u);
-        } else {
-            v[0][k] = bf16_bits_to_float(p[0]);
-            v[1][k] = c + 1 < C ? bf16_bits_to_float(p[1]) : 0.0f;
-        }
-    }
-}
-
 // Quantizes column-wise block g of column c (values v, `count` of them inside R): optional RHT,
 // block scale, encode (SR bits of block c * nb + g), store into q [C, ceil(R/2)], s [C, nb].
 template <bool RHT, bool STOCHASTIC>
@@ -124,41 +100,34 @@ __device__ __forceinline__ void nvfp4_colwise_block(float v[16], int count, int 
     s[block] = sb;
 }
 
-// Column-wise 1x16 along R, optional RHT: thread = (column pair, NVFP4_COL_GROUPS row blocks),
-// flattened with the column pair fastest (a warp reads 64 consecutive columns of a row).
+// Column-wise 1x16 along R, optional RHT: one thread per block (column c, block g), flattened
+// over ceil(R/16) * C with c fastest (a warp reads 64 contiguous bytes of each row). Measured faster
+// than 2 columns x 4 blocks per thread with 4-byte loads (dev/cuda/quantize.cu, version 2), which
+// needs twice the registers.
 template <bool RHT, bool STOCHASTIC>
 __global__ void nvfp4_quantize_colwise_kernel(uint8_t *q, uint8_t *s, float *s_dec_out, const bf16 *x, int R, int C,
                                               const float *amax, SrKey key) {
-    int nb = ceil_div(R, 16), npairs = ceil_div(C, 2);
+    int nb = ceil_div(R, 16);
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     float s_enc = nvfp4_tensor_scale(*amax), s_dec = 1.0f / s_enc;
     if (idx == 0) *s_dec_out = s_dec;
-    if (idx >= (size_t)npairs * ceil_div(nb, NVFP4_COL_GROUPS)) return;
-    int c = 2 * (int)(idx % npairs), g0 = NVFP4_COL_GROUPS * (int)(idx / npairs);
-    for (int g = g0; g < g0 + NVFP4_COL_GROUPS && g < nb; g++) {
-        float v[2][16];
-        nvfp4_load_col16x2(x, R, C, 16 * g, c, v);
-        int count = min(16, R - 16 * g);
-        nvfp4_colwise_block<RHT, STOCHASTIC>(v[0], count, c, g, R, s_enc, s_dec, key, q, s);
-        if (c + 1 < C) nvfp4_colwise_block<RHT, STOCHASTIC>(v[1], count, c + 1, g, R, s_enc, s_dec, key, q, s);
-    }
+    if (idx >= (size_t)nb * C) return;
+    int c = (int)(idx % C), g = (int)(idx / C);
+    float v[16];
+    int count = nvfp4_load_col16(x, R, C, 16 * g, c, v);
+    nvfp4_colwise_block<RHT, STOCHASTIC>(v, count, c, g, R, s_enc, s_dec, key, q, s);
 }
 
 // amax of the RHT'd column-wise blocks into *amax_bits (0 before the launch), R % 16 == 0; same
 // thread mapping as nvfp4_quantize_colwise_kernel, block-wide reduction, one atomicMax per block.
 __global__ void amax_colwise_rht16_kernel(unsigned int *amax_bits, const bf16 *x, int R, int C) {
-    int nb = R / 16, npairs = ceil_div(C, 2);
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     uint32_t m = 0;
-    if (idx < (size_t)npairs * ceil_div(nb, NVFP4_COL_GROUPS)) {
-        int c = 2 * (int)(idx % npairs), g0 = NVFP4_COL_GROUPS * (int)(idx / npairs);
-        for (int g = g0; g < g0 + NVFP4_COL_GROUPS && g < nb; g++) {
-            float v[2][16];
-            nvfp4_load_col16x2(x, R, C, 16 * g, c, v);
-            rht16_apply(v[0], RHT16_SIGN_MASK);
-            rht16_apply(v[1], RHT16_SIGN_MASK); // a column past C holds zeros and stays zero
-            m = max(m, max(nvfp4_amax16(v[0]), nvfp4_amax16(v[1])));
-        }
+    if (idx < (size_t)(R / 16) * C) {
+        float v[16];
+        nvfp4_load_col16(x, R, C, 16 * (int)(idx / C), (int)(idx % C), v);
+        rht16_apply(v, RHT16_SIGN_MASK);
+        m = nvfp4_amax16(v);
     }
     for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
     __shared__ uint32_t warp_max[32];
@@ -239,7 +208,7 @@ static inline void nvfp4_quantize_colwise(uint8_t *q, uint8_t *s, float *s_dec, 
     shapeCheck(!rht || R % 16 == 0, "the RHT copy needs R %% 16 == 0 (R=%d)", R);
     shapeCheck(((uintptr_t)q & 7) == 0, "q must be 8-byte aligned");
     const int block_size = 256;
-    size_t threads = (size_t)ceil_div(ceil_div(R, 16), NVFP4_COL_GROUPS) * ceil_div(C, 2);
+    size_t threads = (size_t)ceil_div(R, 16) * C;
     int grid = (int)ceil_div(threads, (size_t)block_size);
     SrKey key = sr ? *sr : SrKey{0, 0, 0};
     if (rht && sr) nvfp4_quantize_colwise_kernel<true, true><<<grid, block_size, 0, stream>>>(q, s, s_dec, x, R, C, amax, key);
@@ -253,7 +222,7 @@ static inline void nvfp4_quantize_colwise(uint8_t *q, uint8_t *s, float *s_dec, 
 static inline void amax_colwise_rht16(float *amax, const bf16 *x, int R, int C, cudaStream_t stream) {
     shapeCheck(R >= 16 && R % 16 == 0 && C >= 1, "R=%d must be a positive multiple of 16, C=%d", R, C);
     const int block_size = 256;
-    int grid = (int)ceil_div((size_t)ceil_div(R / 16, NVFP4_COL_GROUPS) * ceil_div(C, 2), (size_t)block_size);
+    int grid = (int)ceil_div((size_t)(R / 16) * C, (size_t)block_size);
     cudaCheck(cudaMemsetAsync(amax, 0, sizeof(float), stream));
     amax_colwise_rht16_kernel<<<grid, block_size, 0, stream>>>(reinterpret_cast<unsigned int *>(amax), x, R, C);
     cudaCheckLaunch();

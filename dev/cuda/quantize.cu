@@ -6,7 +6,7 @@ every run, for 8192x8192 and the GPT-2 / Llama activation shapes (8192 tokens x 
 Compile: make build/dev/quantize
 Run:     ./build/dev/quantize            all quantizers
          ./build/dev/quantize <name>...  of: fp8cs_v1 fp8cs mus mxfp8 nvfp4_row nvfp4_row_sr
-                                         nvfp4_col_rht_sr_v1 nvfp4_col_rht_sr nvfp4_2d
+                                         nvfp4_col_rht_sr nvfp4_col_rht_sr_v2 nvfp4_2d
 GB/s counts the bytes every pass must move: each pass over x reads 2 bytes per element (FP8-CS and
 NVFP4 make an amax pass first), plus the bytes written (codes and scales). The copy bandwidth of
 the lent H100 is about 3.0 TB/s (read + written).
@@ -16,13 +16,15 @@ Versions:
             uncoalesced (one byte per thread at stride R)
   fp8cs     kernels/quantize_fp8_tensorwise.cuh: 32x64 tiles through shared memory, 8 elements per
             thread, hardware FP8 converts (proved equal to the codec by test_quantizers)
-  nvfp4_col_rht_sr_v1  one thread per (column, 16-row block), 2-byte loads (a warp reads 64 bytes
-            per row)
-  nvfp4_col_rht_sr     kernels/quantize_nvfp4_block16.cuh: 2 columns x 4 blocks per thread, 4-byte
-            loads (128 bytes per warp and row); the RHT amax pass uses the same mapping
-  the others are the kernels of the headers. The E2M1 encoders of formats.h were rewritten as
-  threshold counts after the first measurement (the generic codec's 64-bit shifts made the NVFP4
-  kernels compute-bound); dev/RESULTS.md has both measurements.
+  nvfp4_col_rht_sr     kernels/quantize_nvfp4_block16.cuh (version 1): one thread per (column,
+            16-row block), 2-byte loads (a warp reads 64 bytes per row); RHT amax pass likewise
+  nvfp4_col_rht_sr_v2  2 columns x 4 blocks per thread, 4-byte loads (128 bytes per warp and row),
+            RHT amax pass with the same mapping: slower (106 registers, half the occupancy)
+  the others are the kernels of the headers. History (dev/RESULTS.md has the numbers): the E2M1
+  RNE encoder of formats.h was rewritten as a threshold count after the first measurement (the
+  generic codec's 64-bit shifts made the NVFP4 kernels compute-bound); a threshold-count SR encoder
+  was slower than the generic one (float->int converts) and was dropped; the FP8/MXFP8 tiles went
+  from 32 x 64 to 64 x 64 (two loads in flight per thread).
 */
 #include <string.h>
 #include <vector>
@@ -57,28 +59,88 @@ static void fp8cs_naive(uint8_t *q_row, uint8_t *q_col, float *s_dec, const bf16
     cudaCheckLaunch();
 }
 
-// One thread per column-wise NVFP4 block (column c, 16-row block g), flattened with c fastest:
-// 16 two-byte loads per thread (a warp reads 64 bytes of each row). Same block math as the header.
+// Version 2 work of one thread: 2 adjacent columns x NVFP4_COL_GROUPS blocks of 16 rows, so a warp
+// loads 128 contiguous bytes per row (4-byte loads) and a thread writes 4 consecutive 8-byte pieces
+// of each output line. Slower than version 1 (kernels/quantize_nvfp4_block16.cuh): twice the
+// registers (106 with RHT + SR), so half the occupancy.
+#define NVFP4_COL_GROUPS 4
+
+// Loads rows [r0, r0 + 16) of columns c (even) and c + 1 into v[0], v[1] (zero past R or C); one
+// 4-byte load per row when C is even (then the pair is aligned and inside the row).
+__device__ __forceinline__ void nvfp4_load_col16x2(const bf16 *x, int R, int C, int r0, int c, float v[2][16]) {
+    const uint16_t *src = reinterpret_cast<const uint16_t *>(x) + (size_t)r0 * C + c;
+    for (int k = 0; k < 16; k++) {
+        const uint16_t *p = src + (size_t)k * C;
+        if (r0 + k >= R) {
+            v[0][k] = v[1][k] = 0.0f;
+        } else if ((C % 2) == 0) {
+            uint32_t w = *reinterpret_cast<const uint32_t *>(p);
+            v[0][k] = __uint_as_float(w << 16);
+            v[1][k] = __uint_as_float(w & 0xFFFF0000u);
+        } else {
+            v[0][k] = bf16_bits_to_float(p[0]);
+            v[1][k] = c + 1 < C ? bf16_bits_to_float(p[1]) : 0.0f;
+        }
+    }
+}
+
+// Version 2 of the column-wise NVFP4 quantizer: thread = (column pair, NVFP4_COL_GROUPS row blocks),
+// flattened with the column pair fastest (a warp reads 64 consecutive columns, 128 bytes, of a row).
 template <bool RHT, bool STOCHASTIC>
-__global__ void nvfp4_colwise_v1_kernel(uint8_t *q, uint8_t *s, float *s_dec_out, const bf16 *x, int R, int C,
-                                        const float *amax, SrKey key) {
-    int nb = ceil_div(R, 16);
+__global__ void nvfp4_colwise_v2_kernel(uint8_t *q, uint8_t *s, float *s_dec_out, const bf16 *x, int R, int C,
+                                              const float *amax, SrKey key) {
+    int nb = ceil_div(R, 16), npairs = ceil_div(C, 2);
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     float s_enc = nvfp4_tensor_scale(*amax), s_dec = 1.0f / s_enc;
     if (idx == 0) *s_dec_out = s_dec;
-    if (idx >= (size_t)nb * C) return;
-    int c = (int)(idx % C), g = (int)(idx / C);
-    float v[16];
-    int count = nvfp4_load_col16(x, R, C, 16 * g, c, v);
-    nvfp4_colwise_block<RHT, STOCHASTIC>(v, count, c, g, R, s_enc, s_dec, key, q, s);
+    if (idx >= (size_t)npairs * ceil_div(nb, NVFP4_COL_GROUPS)) return;
+    int c = 2 * (int)(idx % npairs), g0 = NVFP4_COL_GROUPS * (int)(idx / npairs);
+    for (int g = g0; g < g0 + NVFP4_COL_GROUPS && g < nb; g++) {
+        float v[2][16];
+        nvfp4_load_col16x2(x, R, C, 16 * g, c, v);
+        int count = min(16, R - 16 * g);
+        nvfp4_colwise_block<RHT, STOCHASTIC>(v[0], count, c, g, R, s_enc, s_dec, key, q, s);
+        if (c + 1 < C) nvfp4_colwise_block<RHT, STOCHASTIC>(v[1], count, c + 1, g, R, s_enc, s_dec, key, q, s);
+    }
 }
 
-static void nvfp4_colwise_rht_sr_v1(uint8_t *q, uint8_t *s, float *s_dec, const bf16 *x, int R, int C, const float *amax,
-                                    SrKey key, cudaStream_t stream) {
+// amax of the RHT'd column-wise blocks into *amax_bits (0 before the launch), R % 16 == 0; same
+// thread mapping as nvfp4_colwise_v2_kernel, block-wide reduction, one atomicMax per block.
+__global__ void amax_colwise_rht16_v2_kernel(unsigned int *amax_bits, const bf16 *x, int R, int C) {
+    int nb = R / 16, npairs = ceil_div(C, 2);
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    uint32_t m = 0;
+    if (idx < (size_t)npairs * ceil_div(nb, NVFP4_COL_GROUPS)) {
+        int c = 2 * (int)(idx % npairs), g0 = NVFP4_COL_GROUPS * (int)(idx / npairs);
+        for (int g = g0; g < g0 + NVFP4_COL_GROUPS && g < nb; g++) {
+            float v[2][16];
+            nvfp4_load_col16x2(x, R, C, 16 * g, c, v);
+            rht16_apply(v[0], RHT16_SIGN_MASK);
+            rht16_apply(v[1], RHT16_SIGN_MASK); // a column past C holds zeros and stays zero
+            m = max(m, max(nvfp4_amax16(v[0]), nvfp4_amax16(v[1])));
+        }
+    }
+    for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
+    __shared__ uint32_t warp_max[32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) warp_max[warp] = m;
+    __syncthreads();
+    if (warp == 0) {
+        m = lane < (int)(blockDim.x / 32) ? warp_max[lane] : 0u;
+        for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
+        if (lane == 0) atomicMax(amax_bits, m);
+    }
+}
+
+static void nvfp4_colwise_rht_sr_v2(uint8_t *q, uint8_t *s, float *s_dec, float *amax, const bf16 *x, int R, int C, SrKey key,
+                                    cudaStream_t stream) {
     shapeCheck(R % 16 == 0, "R=%d", R);
     const int block_size = 256;
-    int grid = (int)ceil_div((size_t)(R / 16) * C, (size_t)block_size);
-    nvfp4_colwise_v1_kernel<true, true><<<grid, block_size, 0, stream>>>(q, s, s_dec, x, R, C, amax, key);
+    int grid = (int)ceil_div((size_t)ceil_div(R / 16, NVFP4_COL_GROUPS) * ceil_div(C, 2), (size_t)block_size);
+    cudaCheck(cudaMemsetAsync(amax, 0, sizeof(float), stream));
+    amax_colwise_rht16_v2_kernel<<<grid, block_size, 0, stream>>>(reinterpret_cast<unsigned int *>(amax), x, R, C);
+    cudaCheckLaunch();
+    nvfp4_colwise_v2_kernel<true, true><<<grid, block_size, 0, stream>>>(q, s, s_dec, x, R, C, amax, key);
     cudaCheckLaunch();
 }
 
@@ -118,9 +180,8 @@ static double run_quantizer(const char *name, const Buffers &b, int R, int C, cu
         nvfp4_quantize_rowwise(b.q_row, b.s_row, b.s_dec, b.x, R, C, b.amax, strcmp(name, "nvfp4_row") ? &BENCH_KEY : nullptr, s);
         return n * (4 + 0.5 + 1.0 / 16);
     }
-    if (!strcmp(name, "nvfp4_col_rht_sr_v1")) {
-        amax_colwise_rht16(b.amax, b.x, R, C, s);
-        nvfp4_colwise_rht_sr_v1(b.q_col, b.s_col, b.s_dec, b.x, R, C, b.amax, BENCH_KEY, s);
+    if (!strcmp(name, "nvfp4_col_rht_sr_v2")) {
+        nvfp4_colwise_rht_sr_v2(b.q_col, b.s_col, b.s_dec, b.amax, b.x, R, C, BENCH_KEY, s);
         return n * (4 + 0.5 + 1.0 / 16);
     }
     if (!strcmp(name, "nvfp4_col_rht_sr")) {
@@ -181,8 +242,8 @@ static size_t count_mismatches(const uint8_t *d, const std::vector<uint8_t> &wan
 }
 
 int main(int argc, char **argv) {
-    const char *all[] = {"fp8cs_v1", "fp8cs", "mus", "mxfp8", "nvfp4_row", "nvfp4_row_sr", "nvfp4_col_rht_sr_v1",
-                         "nvfp4_col_rht_sr", "nvfp4_2d"};
+    const char *all[] = {"fp8cs_v1", "fp8cs", "mus", "mxfp8", "nvfp4_row", "nvfp4_row_sr", "nvfp4_col_rht_sr",
+                         "nvfp4_col_rht_sr_v2", "nvfp4_2d"};
     int num_names = (int)(sizeof(all) / sizeof(all[0]));
     const char **names = all;
     if (argc > 1) { names = (const char **)&argv[1]; num_names = argc - 1; }
