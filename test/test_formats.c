@@ -401,7 +401,15 @@ static void test_philox_known_answers(void) {
         Philox4x32 r = philox4x32_10(c, key[t][0], key[t][1]);
         for (int i = 0; i < 4; i++) CHECK(r.v[i] == want[t][i], "KAT %d word %d: %08x want %08x", t, i, r.v[i], want[t][i]);
     }
-    // the SR counter layout: distinct (step, tensor, stream, group) give distinct words
+    // the SR counter layout: counter {group, stream, step, tensor}, key = the 64-bit seed (lo, hi)
+    SrKey k = {0x0123456789ABCDEFull, 11, 22};
+    Philox4x32 c = {{33, 1, 11, 22}};
+    Philox4x32 want_sr = philox4x32_10(c, 0x89ABCDEFu, 0x01234567u), got_sr = sr_random4(k, 1, 33);
+    for (int i = 0; i < 4; i++) CHECK(got_sr.v[i] == want_sr.v[i], "sr_random4 word %d: counter/key layout", i);
+    uint32_t block_words[16];
+    sr_random16(k, 1, 8, block_words); // block 8 = groups 32..35: group 33 is words 4..7
+    for (int i = 0; i < 4; i++) CHECK(block_words[4 + i] == want_sr.v[i], "sr_random16 word %d", 4 + i);
+    // distinct (step, tensor, stream, group) give distinct words
     SrKey a = {7, 1, 2}, b = {7, 2, 2};
     CHECK(sr_random4(a, 0, 5).v[0] != sr_random4(b, 0, 5).v[0] && sr_random4(a, 0, 5).v[0] != sr_random4(a, 1, 5).v[0] &&
               sr_random4(a, 0, 5).v[0] != sr_random4(a, 0, 6).v[0], "SR streams must differ");
