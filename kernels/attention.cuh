@@ -543,7 +543,7 @@ template <> struct AttentionConfig<64> {
 template <> struct AttentionConfig<128> {
     static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32;
     static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 32;
-    static constexpr int DQ_MT = 1, DQ_WARPS = 4, DQ_BK = 64;
+    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32;
 };
 
 // Checks the shapes shared by forward and backward.

@@ -48,7 +48,7 @@ static const Variant VARIANTS[] = {
     VARIANT(64, 1, 8, 64, 2, 4, 32, 1, 8, 64),
     {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
     VARIANT(128, 1, 4, 64, 1, 4, 32, 1, 4, 64),
-    VARIANT(128, 2, 4, 64, 1, 8, 32, 2, 4, 32),
+    VARIANT(128, 2, 4, 64, 1, 8, 32, 1, 8, 64),
 };
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
