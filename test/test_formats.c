@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "kernels/formats.h"
 #include "kernels/quantize_reference.h"
 #include "test/testing.h"
@@ -516,6 +517,38 @@ static void test_reference_edge_blocks(void) {
     CHECK((sn[3] & 0x7F) == 0x7F && (sn[4] & 0x7F) != 0x7F, "NVFP4 NaN block scale");
 }
 
+// Layout: every column-wise copy equals the row-wise copy of the transposed input (FP8 tensorwise,
+// MXFP8, NVFP4 RNE), on a shape that is a multiple of no block size.
+static void test_reference_colwise_is_rowwise_of_transpose(void) {
+    enum { R = 45, C = 70 };
+    uint16_t x[R * C], xt[C * R];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) xt[c * R + r] = x[r * C + c] = bf16_bits_from_float_rne(random_float(-8, 4));
+    static uint8_t q_col[R * C], q_t[R * C], s_col[C * 2], s_t[C * 2];
+    ref_quantize_fp8_tensorwise(x, R, C, FP8_E5M2, 3.0f, NULL, q_col);
+    ref_quantize_fp8_tensorwise(xt, C, R, FP8_E5M2, 3.0f, q_t, NULL);
+    CHECK(memcmp(q_col, q_t, sizeof(q_col)) == 0, "FP8 transposed copy");
+    ref_quantize_mxfp8(x, R, C, NULL, NULL, q_col, s_col);
+    ref_quantize_mxfp8(xt, C, R, q_t, s_t, NULL, NULL);
+    CHECK(memcmp(q_col, q_t, (size_t)C * R) == 0 && memcmp(s_col, s_t, (size_t)C * 2) == 0, "MXFP8 column-wise copy");
+    static uint8_t n_col[C * 23], n_t[C * 23], ns_col[C * 3], ns_t[C * 3];
+    float s_enc = nvfp4_tensor_scale(ref_amax_bf16(x, R * C));
+    ref_quantize_nvfp4_colwise(x, R, C, 0, s_enc, NULL, n_col, ns_col);
+    ref_quantize_nvfp4_rowwise(xt, C, R, s_enc, NULL, n_t, ns_t);
+    CHECK(memcmp(n_col, n_t, sizeof(n_col)) == 0 && memcmp(ns_col, ns_t, sizeof(ns_col)) == 0, "NVFP4 column-wise copy");
+    // the row-wise copy's element (r, c) decodes near x within the format's precision
+    int bad = 0;
+    ref_quantize_mxfp8(x, R, C, q_t, s_t, NULL, NULL);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            double v = bf16_bits_to_float(x[r * C + c]);
+            double deq = (double)fp8_e4m3_to_float(q_t[r * C + c]) * e8m0_to_float(s_t[r * 3 + c / 32]);
+            // E4M3 keeps 3 mantissa bits: error <= 2^-4 |v|, or <= the subnormal step 2^-9 * scale
+            if (fabs(deq - v) > fmax(fabs(v) / 16, ldexp(e8m0_to_float(s_t[r * 3 + c / 32]), -10)) + 1e-30) bad++;
+        }
+    CHECK(bad == 0, "%d MXFP8 elements decode too far from x", bad);
+}
+
 int main(void) {
     RUN_TEST(test_every_code_decodes_and_reencodes);
     RUN_TEST(test_rounding_at_every_boundary);
@@ -532,5 +565,6 @@ int main(void) {
     RUN_TEST(test_hadamard16);
     RUN_TEST(test_nvfp4_reference_stochastic);
     RUN_TEST(test_reference_edge_blocks);
+    RUN_TEST(test_reference_colwise_is_rowwise_of_transpose);
     return testing_finish();
 }
