@@ -1,6 +1,7 @@
 /*
 Kernel harness for causal flash attention (kernels/attention.cuh): checks forward and backward against the
-CPU reference at a small size, then times them at the benchmark shapes for several tile configurations (VARIANTS), timing each kernel and the sums.
+CPU reference at a small size, then times them at the benchmark shapes for several tile configurations
+(VARIANTS): each kernel, forward, backward, their sum, and the backward with dK/dV and dQ on two streams.
 
 Compile and run:
   make build/dev/attention && ./build/dev/attention          # every variant
@@ -53,11 +54,25 @@ static const Variant VARIANTS[] = {
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
 // Which part of the computation a run performs.
-enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD };
+// PART_BACKWARD_2S is the backward with dK/dV and dQ on two streams (they are independent once delta is
+// done): it measures what overlapping them would save, for callers that have a second stream.
+enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD, PART_BACKWARD_2S };
+static cudaStream_t side_stream;
+static cudaEvent_t fork_event, join_event;
 
 static void run(const Variant &v, Part part, bf16 *dqkv, float *delta, bf16 *out, float *lse, const bf16 *dout, const bf16 *qkv, int B, int T,
                 int NH) {
     if (part == PART_FORWARD) v.fwd(out, lse, qkv, B, T, NH, 0);
+    if (part == PART_BACKWARD_2S) {
+        if (v.HS == 64) attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, 0);
+        else attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, 0);
+        cudaCheck(cudaEventRecord(fork_event, 0));
+        cudaCheck(cudaStreamWaitEvent(side_stream, fork_event, 0));
+        v.dkdv(dqkv, delta, dout, qkv, lse, B, T, NH, 0);
+        v.dq(dqkv, delta, dout, qkv, lse, B, T, NH, side_stream);
+        cudaCheck(cudaEventRecord(join_event, side_stream));
+        cudaCheck(cudaStreamWaitEvent(0, join_event, 0));
+    }
     if (part == PART_DELTA || part == PART_BACKWARD) {
         if (v.HS == 64) attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, 0);
         else attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, 0);
@@ -177,8 +192,11 @@ int main(int argc, char **argv) {
     cudaCheck(cudaMalloc(&flush, flush_bytes));
     const int shapes[][4] = {{8, 1024, 12, 64}, {2, 4096, 12, 64}, {8, 1024, 16, 128}, {2, 4096, 16, 128}};   // B, T, NH, HS
     const int reps = 20;
-    printf("%-3s %-26s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
-           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s");
+    cudaCheck(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
+    cudaCheck(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
+    cudaCheck(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
+    printf("%-3s %-26s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
+           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd 2s");
     for (int s = 0; s < 4; s++) {
         const int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], HS = shapes[s][3];
         Buffers d = alloc_random(B, T, NH, HS, NULL, NULL);
@@ -191,13 +209,17 @@ int main(int argc, char **argv) {
             float kv = time_ms(v, PART_DKDV, d, B, T, NH, flush, flush_bytes, reps);
             float q = time_ms(v, PART_DQ, d, B, T, NH, flush, flush_bytes, reps);
             float b = time_ms(v, PART_BACKWARD, d, B, T, NH, flush, flush_bytes, reps);
+            float b2 = time_ms(v, PART_BACKWARD_2S, d, B, T, NH, flush, flush_bytes, reps);
             char shape[64];
             snprintf(shape, sizeof(shape), "%d,%d,%d,%d", B, T, NH, HS);
-            printf("%-3d %-26s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl, kv, q, b,
-                   bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9);
+            printf("%-3d %-26s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl, kv,
+                   q, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, b2);
         }
         free_buffers(d);
     }
     cudaCheck(cudaFree(flush));
+    cudaCheck(cudaStreamDestroy(side_stream));
+    cudaCheck(cudaEventDestroy(fork_event));
+    cudaCheck(cudaEventDestroy(join_event));
     return failures ? 1 : 0;
 }
