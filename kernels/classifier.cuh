@@ -19,10 +19,14 @@
 #include <math.h>
 #include "kernels/layer_common.cuh"
 
-#define CLASSIFIER_BLOCK 1024
+#define CLASSIFIER_BLOCK 1024  // threads per block at most (two blocks fit on an SM at <= 32 registers)
+#define CLASSIFIER_LOG2E 1.4426950408889634f
 
 // See the header comment. Thread t owns the 8-column groups t, t+blockDim.x, ... of its row.
-__global__ void __launch_bounds__(CLASSIFIER_BLOCK)
+// Exponentials are exp2f((x - max) * log2(e)): the kernel is bound by instruction issue more than by
+// memory, and exp2f is a few instructions where expf is about ten. x - max is exact (both are BF16
+// values), so the row maximum's term is exactly 1.
+__global__ void __launch_bounds__(CLASSIFIER_BLOCK, 2)
     classifier_kernel(bf16 *logits, float *losses, const int *targets, float dloss, int V, int Vp) {
     __shared__ float scratch[WARP_SIZE];
     const int row = blockIdx.x;
@@ -38,16 +42,16 @@ __global__ void __launch_bounds__(CLASSIFIER_BLOCK)
             if (c + e < V) chunk_max = fmaxf(chunk_max, __bfloat162float(v.v[e]));
         }
         const float new_m = fmaxf(m, chunk_max);
-        s *= expf(m - new_m);  // m = -inf only while s = 0: exp(-inf) = 0 keeps s at 0
+        s *= exp2f((m - new_m) * CLASSIFIER_LOG2E);  // m = -inf only while s = 0: exp2(-inf) = 0 keeps s at 0
 #pragma unroll
         for (int e = 0; e < 8; e++) {
-            if (c + e < V) s += expf(__bfloat162float(v.v[e]) - new_m);
+            if (c + e < V) s += exp2f((__bfloat162float(v.v[e]) - new_m) * CLASSIFIER_LOG2E);
         }
         m = new_m;
     }
     const float row_max = block_max(m, scratch);
-    const float row_sum = block_sum(m == -INFINITY ? 0.0f : s * expf(m - row_max), scratch);
-    const float inv_sum = 1.0f / row_sum;
+    const float row_sum = block_sum(m == -INFINITY ? 0.0f : s * exp2f((m - row_max) * CLASSIFIER_LOG2E), scratch);
+    const float grad_scale = dloss / row_sum;
     const int target = targets[row];
     const bool target_ok = (target >= 0 && target < V);
     if (threadIdx.x == 0) {
@@ -55,15 +59,15 @@ __global__ void __launch_bounds__(CLASSIFIER_BLOCK)
     }
     // the target logit must be read before any thread overwrites it
     __syncthreads();
-    // pass 2: gradient, in place; padded columns get zero
+    // pass 2: gradient dloss * (p - onehot), in place; padded columns get zero
     for (int c = threadIdx.x * 8; c < Vp; c += blockDim.x * 8) {
         const Bf16x8 v = load_bf16x8_streaming(x, c, Vp, vec);
         Bf16x8 g;
 #pragma unroll
         for (int e = 0; e < 8; e++) {
             const int col = c + e;
-            const float p = expf(__bfloat162float(v.v[e]) - row_max) * inv_sum;
-            const float grad = (col < V) ? dloss * (p - (col == target ? 1.0f : 0.0f)) : 0.0f;
+            const float p_scaled = exp2f((__bfloat162float(v.v[e]) - row_max) * CLASSIFIER_LOG2E) * grad_scale;
+            const float grad = (col < V) ? p_scaled - (col == target ? dloss : 0.0f) : 0.0f;
             g.v[e] = __float2bfloat16(grad);
         }
         store_bf16x8(x, c, Vp, vec, g);
@@ -71,11 +75,16 @@ __global__ void __launch_bounds__(CLASSIFIER_BLOCK)
 }
 
 // logits [N, Vp] BF16 in, dlogits out (in place); losses [N] FP32; targets [N] in [0, V).
+// The block size is the fewest warps that cover a row in as many steps as CLASSIFIER_BLOCK threads
+// would (Vp = 50304: 928 threads, 7 steps), so that no step runs mostly idle.
 static inline void fused_classifier(bf16 *logits, float *losses, const int *targets, float dloss, int N, int V, int Vp,
                                     cudaStream_t stream) {
     shapeCheck(N > 0 && V > 0 && V <= Vp, "N=%d V=%d Vp=%d", N, V, Vp);
     shapeCheck(Vp % 8 != 0 || (uintptr_t)logits % 16 == 0, "with Vp %% 8 == 0 logits must be 16-byte aligned");
-    classifier_kernel<<<N, CLASSIFIER_BLOCK, 0, stream>>>(logits, losses, targets, dloss, V, Vp);
+    const int groups = ceil_div(Vp, 8);
+    const int steps = ceil_div(groups, CLASSIFIER_BLOCK);
+    const int block = ceil_div(ceil_div(groups, steps), WARP_SIZE) * WARP_SIZE;
+    classifier_kernel<<<N, block, 0, stream>>>(logits, losses, targets, dloss, V, Vp);
     cudaCheckLaunch();
 }
 

@@ -13,7 +13,7 @@
 // Determinism: row statistics use fixed butterfly reductions. The backward's weight/bias sums
 // never use atomics: each warp accumulates its rows into its own shared-memory slab, each block
 // sums its slabs in warp order into one partial row of `scratch`, and a second kernel sums the
-// partials in block order. The row -> block assignment depends only on N.
+// partials in a fixed order (contiguous slices in order, then the slice sums in order). The row -> block assignment depends only on N.
 #ifndef KERNELS_LAYERNORM_CUH
 #define KERNELS_LAYERNORM_CUH
 
@@ -76,6 +76,7 @@ __global__ void __launch_bounds__(LAYERNORM_WARPS *WARP_SIZE)
     for (int k = 0; k < CHUNKS; k++) {
         const int c = (k * WARP_SIZE + lane) * 8;
         if (c >= C) continue;
+        // weight and bias are shared by all rows, so these loads hit L1 after the first row
         const Bf16x8 w = load_bf16x8(weight, c, C, vec), b = load_bf16x8(bias, c, C, vec);
         Bf16x8 o;
 #pragma unroll
@@ -111,28 +112,28 @@ __global__ void __launch_bounds__(LAYERNORM_WARPS *WARP_SIZE)
         dbias_acc[j * WARP_SIZE + lane] = 0.0f;
         dweight_acc[j * WARP_SIZE + lane] = 0.0f;
     }
-    Bf16x8 w[CHUNKS];
-#pragma unroll
-    for (int k = 0; k < CHUNKS; k++) w[k] = load_bf16x8(weight, (k * WARP_SIZE + lane) * 8, C, vec);
-
     const int row_begin = blockIdx.x * rows_per_block;
     const int row_end = min(row_begin + rows_per_block, N);
     for (int row = row_begin + warp; row < row_end; row += LAYERNORM_WARPS) {
         const size_t offset = (size_t)row * C;
-        Bf16x8 d[CHUNKS], x[CHUNKS];
+        // dinp is loaded with dout and x so that a row costs one memory round trip; the weight is
+        // re-read per row from L1 (all rows share it) to keep registers for the row
+        Bf16x8 d[CHUNKS], x[CHUNKS], di[CHUNKS];
 #pragma unroll
         for (int k = 0; k < CHUNKS; k++) {
             d[k] = load_bf16x8(dout + offset, (k * WARP_SIZE + lane) * 8, C, vec);
             x[k] = load_bf16x8(inp + offset, (k * WARP_SIZE + lane) * 8, C, vec);
+            di[k] = load_bf16x8(dinp + offset, (k * WARP_SIZE + lane) * 8, C, vec);
         }
         const float m = mean[row], s = rstd[row];
         // out-of-range elements have dout = weight = 0, so g and g*xhat vanish there
         float sum_g = 0.0f, sum_gx = 0.0f;
 #pragma unroll
         for (int k = 0; k < CHUNKS; k++) {
+            const Bf16x8 w = load_bf16x8(weight, (k * WARP_SIZE + lane) * 8, C, vec);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
-                const float g = __bfloat162float(d[k].v[e]) * __bfloat162float(w[k].v[e]);
+                const float g = __bfloat162float(d[k].v[e]) * __bfloat162float(w.v[e]);
                 const float xhat = (__bfloat162float(x[k].v[e]) - m) * s;
                 sum_g += g;
                 sum_gx += g * xhat;
@@ -143,18 +144,18 @@ __global__ void __launch_bounds__(LAYERNORM_WARPS *WARP_SIZE)
         for (int k = 0; k < CHUNKS; k++) {
             const int c = (k * WARP_SIZE + lane) * 8;
             if (c >= C) continue;
-            Bf16x8 di = load_bf16x8(dinp + offset, c, C, vec);
+            const Bf16x8 w = load_bf16x8(weight, c, C, vec);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 const float dv = __bfloat162float(d[k].v[e]);
                 const float xhat = (__bfloat162float(x[k].v[e]) - m) * s;
-                const float g = dv * __bfloat162float(w[k].v[e]);
+                const float g = dv * __bfloat162float(w.v[e]);
                 const float dx = s * (g - mean_g - xhat * mean_gx);
-                di.v[e] = __float2bfloat16(__bfloat162float(di.v[e]) + dx);
+                di[k].v[e] = __float2bfloat16(__bfloat162float(di[k].v[e]) + dx);
                 dbias_acc[(k * 8 + e) * WARP_SIZE + lane] += dv;
                 dweight_acc[(k * 8 + e) * WARP_SIZE + lane] += dv * xhat;
             }
-            store_bf16x8(dinp + offset, c, C, vec, di);
+            store_bf16x8(dinp + offset, c, C, vec, di[k]);
         }
     }
     __syncthreads();
@@ -170,16 +171,30 @@ __global__ void __launch_bounds__(LAYERNORM_WARPS *WARP_SIZE)
     }
 }
 
-// One thread per column c of [dbias | dweight]: sums partials[0..num_blocks) in block order and adds
-// the total to dbias[c] or dweight[c].
+// Column sums of the partials: block (32 x LAYERNORM_REDUCE_SLICES threads) handles 32 columns of
+// [dbias | dweight]; thread row y sums the partial rows of slice y (contiguous, in order), then
+// thread row 0 adds the slice sums in slice order and adds the total to dbias[c] or dweight[c].
+#define LAYERNORM_REDUCE_SLICES 16
 template <typename GradT>
-__global__ void layernorm_param_grad_kernel(GradT *dweight, GradT *dbias, const float *partials, int num_blocks, int C) {
-    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= 2 * C) return;
+__global__ void __launch_bounds__(WARP_SIZE *LAYERNORM_REDUCE_SLICES)
+    layernorm_param_grad_kernel(GradT *dweight, GradT *dbias, const float *partials, int num_blocks, int C) {
+    __shared__ float slice_sums[LAYERNORM_REDUCE_SLICES][WARP_SIZE];
+    const int col = blockIdx.x * WARP_SIZE + threadIdx.x, slice = threadIdx.y;
+    const int per_slice = ceil_div(num_blocks, LAYERNORM_REDUCE_SLICES);
+    const int begin = slice * per_slice, end = min(begin + per_slice, num_blocks);
     float acc = 0.0f;
-    for (int b = 0; b < num_blocks; b++) acc += partials[(size_t)b * 2 * C + idx];
-    GradT *dst = idx < C ? &dbias[idx] : &dweight[idx - C];
-    grad_from_float(dst, grad_to_float(*dst) + acc);
+    if (col < 2 * C) {
+#pragma unroll 8
+        for (int b = begin; b < end; b++) acc += partials[(size_t)b * 2 * C + col];
+    }
+    slice_sums[slice][threadIdx.x] = acc;
+    __syncthreads();
+    if (slice != 0 || col >= 2 * C) return;
+    float total = 0.0f;
+#pragma unroll
+    for (int y = 0; y < LAYERNORM_REDUCE_SLICES; y++) total += slice_sums[y][threadIdx.x];
+    GradT *dst = col < C ? &dbias[col] : &dweight[col - C];
+    grad_from_float(dst, grad_to_float(*dst) + total);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -274,8 +289,8 @@ static inline void layernorm_backward(bf16 *dinp, GradT *dweight, GradT *dbias, 
 #undef LAYERNORM_BWD_CASE
     }
     cudaCheckLaunch();
-    const int reduce_block = 256;
-    layernorm_param_grad_kernel<<<ceil_div(2 * C, reduce_block), reduce_block, 0, stream>>>(dweight, dbias, scratch, grid, C);
+    const dim3 reduce_block(WARP_SIZE, LAYERNORM_REDUCE_SLICES);
+    layernorm_param_grad_kernel<<<ceil_div(2 * C, WARP_SIZE), reduce_block, 0, stream>>>(dweight, dbias, scratch, grid, C);
     cudaCheckLaunch();
 }
 

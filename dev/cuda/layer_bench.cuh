@@ -1,5 +1,5 @@
-// Timing helpers shared by the layer-kernel harnesses (dev/cuda/layernorm.cu, classifier.cu, adamw.cu):
-// random device fills, an L2 flush, and the median of CUDA-event timings.
+// Timing helpers shared by the layer-kernel harnesses (dev/cuda/layernorm.cu, classifier.cu, adamw.cu,
+// encoder.cu): random device fills, an L2 flush, and the median of CUDA-event timings.
 #ifndef DEV_CUDA_LAYER_BENCH_CUH
 #define DEV_CUDA_LAYER_BENCH_CUH
 
@@ -41,13 +41,34 @@ static T *bench_alloc_random(size_t n, uint64_t seed, float offset, float scale)
     return x;
 }
 
-// Median in microseconds of `reps` timings of run(), each after writing BENCH_FLUSH_BYTES so that the
+// Reads the flush buffer through L2 (and writes *sink only if an impossible sum appears, so the
+// loads are kept). Reading rather than writing leaves clean lines in L2: a memset flush would leave
+// them dirty, and the timed kernel would then pay for their write-back.
+__global__ void bench_flush_kernel(const int4 *buf, size_t n, int *sink) {
+    int acc = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const int4 v = __ldcg(buf + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x7fffffff) *sink = acc;
+}
+
+// Median in microseconds of `reps` timings of run(), each after reading BENCH_FLUSH_BYTES so that the
 // kernel's inputs come from device memory rather than the L2 cache. `setup` (may be empty) runs
 // before each flush, untimed, to restore inputs that run() modifies.
+// How the L2 is emptied before a timed run: by reading a large buffer (clean lines, the default), or
+// by a memset (dirty lines, whose write-back the timed kernel then pays; for comparison only).
+enum BenchFlush { BENCH_FLUSH_READ, BENCH_FLUSH_MEMSET };
+
 template <typename Setup, typename Run>
-static float bench_median_us(int reps, Setup setup, Run run) {
-    static void *flush = NULL;
-    if (flush == NULL) cudaCheck(cudaMalloc(&flush, BENCH_FLUSH_BYTES));
+static float bench_median_us(int reps, Setup setup, Run run, BenchFlush mode = BENCH_FLUSH_READ) {
+    static int4 *flush = NULL;
+    static int *sink = NULL;
+    if (flush == NULL) {
+        cudaCheck(cudaMalloc(&flush, BENCH_FLUSH_BYTES));
+        cudaCheck(cudaMemset(flush, 0, BENCH_FLUSH_BYTES));
+        cudaCheck(cudaMalloc(&sink, sizeof(int)));
+    }
     cudaEvent_t start, stop;
     cudaCheck(cudaEventCreate(&start));
     cudaCheck(cudaEventCreate(&stop));
@@ -56,7 +77,12 @@ static float bench_median_us(int reps, Setup setup, Run run) {
     std::vector<float> times;
     for (int r = 0; r < reps; r++) {
         setup();
-        cudaCheck(cudaMemsetAsync(flush, r & 0xFF, BENCH_FLUSH_BYTES, 0));
+        if (mode == BENCH_FLUSH_READ) {
+            bench_flush_kernel<<<1024, 256>>>(flush, BENCH_FLUSH_BYTES / sizeof(int4), sink);
+            cudaCheckLaunch();
+        } else {
+            cudaCheck(cudaMemsetAsync(flush, 0, BENCH_FLUSH_BYTES, 0));
+        }
         cudaCheck(cudaEventRecord(start, 0));
         run();
         cudaCheck(cudaEventRecord(stop, 0));

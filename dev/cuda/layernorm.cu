@@ -8,8 +8,10 @@ Compile and run:
 
 Bytes counted (the fewest possible, each tensor once): forward reads x and writes out (2 bytes each per
 element) plus mean/rstd; fused forward reads residual and branch, writes residual_out and out; backward
-reads dout, x and dinp and writes dinp (dinp accumulates), plus dweight/dbias. Timing: median of 50 runs,
-each after an L2 flush (dev/cuda/layer_bench.cuh).
+reads dout, x and dinp and writes dinp (dinp accumulates), plus dweight/dbias; its second kernel (the
+column sums of the per-block partials) is also timed alone. Timing: median of 50 runs, each after an
+L2 flush (dev/cuda/layer_bench.cuh); the forward is also timed after a memset flush, to show what the
+write-back of a dirty L2 costs a kernel of this size.
 */
 #include <math.h>
 #include "dev/cuda/layer_bench.cuh"
@@ -53,6 +55,9 @@ int main(void) {
         snprintf(name, sizeof(name), "layernorm_forward C=%d", C);
         bench_report(name, us, 4.0 * act + 8.0 * N);
         check_finite("out", out, act);
+        us = bench_median_us(reps, [] {}, [&] { layernorm_forward(out, mean, rstd, x, w, b, N, C, 0); }, BENCH_FLUSH_MEMSET);
+        snprintf(name, sizeof(name), "  same, after a memset (dirty L2) flush");
+        bench_report(name, us, 4.0 * act + 8.0 * N);
 
         us = bench_median_us(reps, [] {}, [&] {
             fused_residual_layernorm_forward(residual, out, mean, rstd, x, branch, w, b, N, C, 0);
@@ -68,6 +73,15 @@ int main(void) {
         snprintf(name, sizeof(name), "layernorm_backward C=%d", C);
         bench_report(name, us, 8.0 * act + 8.0 * N);
         check_finite("dinp", dinp, act);
+        int rows_per_block;
+        const int partial_rows = layernorm_backward_blocks_(N, &rows_per_block);
+        us = bench_median_us(reps, [] {}, [&] {
+            layernorm_param_grad_kernel<float><<<ceil_div(2 * C, WARP_SIZE), dim3(WARP_SIZE, LAYERNORM_REDUCE_SLICES)>>>(
+                dw, db, scratch, partial_rows, C);
+            cudaCheckLaunch();
+        });
+        snprintf(name, sizeof(name), "  of which layernorm_param_grad_kernel");
+        bench_report(name, us, 4.0 * 2 * C * partial_rows);
 
         cudaCheck(cudaFree(x)); cudaCheck(cudaFree(branch)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dinp));
         cudaCheck(cudaFree(w)); cudaCheck(cudaFree(b)); cudaCheck(cudaFree(out)); cudaCheck(cudaFree(residual));
