@@ -20,7 +20,7 @@
 //
 // Shape rules (asserted by the launchers): M, N >= 1 (any value: rows past M or N read as zero
 // and are not stored), K >= 1 and K % kBlock == 0 (K tiles past K read as zero), operand and scale
-// pointers aligned to the chunk load width (16 bytes MXFP8, 8 bytes NVFP4), C 4-byte aligned.
+// pointers aligned to the chunk load width (16 bytes MXFP8, 8 bytes NVFP4), C aligned to 2 elements.
 #ifndef KERNELS_SM90_DEQUANT_GEMM_CUH
 #define KERNELS_SM90_DEQUANT_GEMM_CUH
 
@@ -51,9 +51,9 @@ static_assert(DQ_CHUNKS_PER_THREAD * DQ_THREADS == (DQ_BM + DQ_BN) * DQ_CHUNKS_P
 #endif
 
 // wgmma shared-memory descriptor of a K-major tile with the 128-byte swizzle: rows of 128 bytes,
-// 8-row (1024-byte) swizzle atoms stacked along M/N (stride byte offset 1024), start 1024-aligned.
-__device__ __forceinline__ uint64_t dq_smem_desc(const void *smem_ptr) {
-    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_ptr);
+// 8-row (1024-byte) swizzle atoms stacked along M/N (stride byte offset 1024). `addr`: the tile's
+// shared-memory address (state space offset), 1024-aligned.
+__device__ __forceinline__ uint64_t dq_smem_desc(uint32_t addr) {
     uint64_t desc = (uint64_t)((addr & 0x3FFFF) >> 4);
     desc |= (uint64_t)1 << 16;              // leading byte offset (unused with swizzled K-major)
     desc |= (uint64_t)(1024 >> 4) << 32;    // stride byte offset between 8-row atoms
@@ -112,6 +112,11 @@ __device__ __forceinline__ void dq_wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 #endif
 }
+// 16-byte store to a shared-memory address (state space offset).
+__device__ __forceinline__ void dq_st_shared_v4(uint32_t addr, uint4 v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+}
+
 // Makes this thread's ordinary shared-memory stores visible to the async proxy (wgmma operand reads).
 __device__ __forceinline__ void dq_fence_proxy_async() {
 #ifdef DQ_SM90_ENABLED
@@ -187,15 +192,16 @@ __device__ __forceinline__ void dq_load_tile(DqChunkRegs<Fmt> &regs, const DqChu
     }
 }
 
-// Decodes the chunks held in regs into shared-memory stage `stage` (16-bit values, swizzled).
+// Decodes the chunks held in regs into the shared-memory stage at address `stage` (16-bit values,
+// swizzled).
 template <class Fmt>
-__device__ __forceinline__ void dq_store_tile(const DqChunkRegs<Fmt> &regs, const DqChunkMap &map, uint8_t *stage) {
+__device__ __forceinline__ void dq_store_tile(const DqChunkRegs<Fmt> &regs, const DqChunkMap &map, uint32_t stage) {
 #pragma unroll
     for (int i = 0; i < DQ_CHUNKS_PER_THREAD; i++) {
         uint4 lo, hi;
         Fmt::decode(regs.raw[i], regs.scale[i], lo, hi);
-        *reinterpret_cast<uint4 *>(stage + i * 64 * 128 + map.smem_lo) = lo;
-        *reinterpret_cast<uint4 *>(stage + i * 64 * 128 + map.smem_hi) = hi;
+        dq_st_shared_v4(stage + i * 64 * 128 + map.smem_lo, lo);
+        dq_st_shared_v4(stage + i * 64 * 128 + map.smem_hi, hi);
     }
 }
 
@@ -203,8 +209,8 @@ __device__ __forceinline__ void dq_store_tile(const DqChunkRegs<Fmt> &regs, cons
 // `next` with tile kt+3, then retire the MMAs of tile kt-1 and synchronize the CTA.
 template <class Fmt>
 __device__ __forceinline__ void dq_mainloop_step(float (&acc)[128], DqChunkRegs<Fmt> &next, const DqChunkMap &map,
-                                                 uint8_t *smem, int kt, int num_k_tiles, int K, int warpgroup) {
-    uint8_t *stage = smem + (kt % DQ_STAGES) * DQ_STAGE_BYTES;
+                                                 uint32_t smem, int kt, int num_k_tiles, int K, int warpgroup) {
+    uint32_t stage = smem + (kt % DQ_STAGES) * DQ_STAGE_BYTES;
     uint64_t desc_a = dq_smem_desc(stage + warpgroup * (DQ_BM / 2) * DQ_BK * 2);
     uint64_t desc_b = dq_smem_desc(stage + DQ_A_TILE_BYTES);
     dq_fence_acc(acc);
@@ -237,7 +243,8 @@ __global__ void __launch_bounds__(DQ_THREADS, 1)
                              const float *alpha_b) {
 #ifdef DQ_SM90_ENABLED
     extern __shared__ uint8_t dq_smem_raw[];
-    uint8_t *smem = reinterpret_cast<uint8_t *>(((uintptr_t)dq_smem_raw + 1023) & ~(uintptr_t)1023);
+    // Shared-memory address of the stages, rounded up to the 1024-byte swizzle atom.
+    const uint32_t smem = ((uint32_t)__cvta_generic_to_shared(dq_smem_raw) + 1023u) & ~1023u;
     const int tid = threadIdx.x, warpgroup = tid / 128;
     const int m0 = blockIdx.y * DQ_BM, n0 = blockIdx.x * DQ_BN;
     const int num_k_tiles = ceil_div(K, DQ_BK);
@@ -322,7 +329,7 @@ static inline void sm90_dequant_gemm(OutT *C, const uint8_t *A, const uint8_t *a
     shapeCheck(K % Fmt::kBlock == 0, "%s needs K %% %d == 0, got K=%d", Fmt::kName, Fmt::kBlock, K);
     shapeCheck((uintptr_t)A % Fmt::kLoadBytes == 0 && (uintptr_t)B % Fmt::kLoadBytes == 0,
                "%s operands must be %d-byte aligned", Fmt::kName, Fmt::kLoadBytes);
-    shapeCheck((uintptr_t)C % 4 == 0, "C must be 4-byte aligned");
+    shapeCheck((uintptr_t)C % (2 * sizeof(OutT)) == 0, "C must be aligned to 2 elements (%d bytes)", (int)(2 * sizeof(OutT)));
     shapeCheck(A != NULL && B != NULL && a_scales != NULL && b_scales != NULL && C != NULL, "NULL pointer");
     dq_require_sm90(Fmt::kName);
     static bool smem_attribute_set = false;  // one per template instance

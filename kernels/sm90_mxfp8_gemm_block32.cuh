@@ -15,11 +15,18 @@
 // smallest codes have bits below 2^-133, BF16's smallest subnormal, and round. Real MXFP8 tensors
 // (scales 2^ceil(log2(amax/448))) sit far inside these bounds.
 //
-// Decode of 2 elements (one BF16x2 word): the E4M3 magnitude bits e.mmm shifted into BF16 bits
-// 4..10 form the BF16 number E4M3 * 2^-120 (exponent fields align, and the E4M3 subnormals land on
-// BF16 subnormals), with the sign moved to bit 15; one BF16x2 multiply by 2^(x - 7) then gives
-// E4M3 * 2^(x - 127) exactly. 2^(x - 7) is a BF16 normal for x <= 134; larger scales take a second
-// multiply by 2^(x - 134).
+// Decode of 2 elements (one BF16x2 word, 4 instructions): prmt places the two E4M3 bytes in the high
+// bytes of the two halves and the sign of the low one in between, so one arithmetic shift right by
+// 4 puts each sign at bit 15 / 31 and each magnitude e.mmm at BF16 bits 4..10 / 20..26, and a mask
+// keeps those: that is the BF16 number E4M3 * 2^-120 (exponent fields align, and the E4M3
+// subnormals land on BF16 subnormals). One BF16x2 multiply by 2^(x - 7) then gives E4M3 * 2^(x-127)
+// exactly. 2^(x - 7) is a BF16 normal for x <= 134; larger scales take a second multiply by
+// 2^(x - 134), and the NaN scale 0xFF makes the whole chunk NaN.
+//
+// E4M3 NaN codes (S.1111.111) are NOT decoded as NaN (checking every byte would cost a third of
+// the decode): such a code reads as +-480 * 2^(x-127). The MXFP8 quantizer writes NaN codes only in
+// blocks whose scale it sets to NaN (0xFF), and those decode as NaN; a producer that writes NaN
+// codes under a finite scale must not feed this kernel.
 #ifndef KERNELS_SM90_MXFP8_GEMM_BLOCK32_CUH
 #define KERNELS_SM90_MXFP8_GEMM_BLOCK32_CUH
 
@@ -38,11 +45,20 @@ __device__ __forceinline__ uint32_t dq_mul_bf16x2(uint32_t a, uint32_t b) {
     return d;
 }
 
-// Two E4M3 bytes -> BF16x2 bits of E4M3 * 2^-120 (low byte of the pair -> low half). `selector`
-// picks the pair out of the word w: byte i of w lands in the high byte of a half.
-__device__ __forceinline__ uint32_t dq_e4m3x2_to_bf16x2_bits(uint32_t w, uint32_t selector) {
-    uint32_t p = __byte_perm(w, 0u, selector);               // [0, w.lo, 0, w.hi] as bytes 0..3
-    return (p & 0x80008000u) | ((p >> 4) & 0x07F007F0u);  // sign stays, magnitude to bits 4..10
+// prmt.b32 in its default mode: a selector nibble with bit 3 set replicates the sign of its byte.
+__device__ __forceinline__ uint32_t dq_prmt(uint32_t a, uint32_t b, uint32_t selector) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(selector));
+    return d;
+}
+
+// Two E4M3 bytes of w -> BF16x2 bits of E4M3 * 2^-120 (byte kFirst -> low half, kFirst+1 -> high).
+// The prmt selector builds [0, w.kFirst, sign(w.kFirst) x 8, w.(kFirst+1)] (bytes 0..3).
+template <uint32_t kFirst>
+__device__ __forceinline__ uint32_t dq_e4m3x2_to_bf16x2_bits(uint32_t w) {
+    const uint32_t selector = ((kFirst + 1u) << 12) | ((8u + kFirst) << 8) | (kFirst << 4) | 4u;
+    int32_t p = (int32_t)dq_prmt(w, 0u, selector);
+    return (uint32_t)(p >> 4) & 0x87F087F0u;
 }
 
 // Format policy of sm90_dequant_gemm for MXFP8: a chunk is 16 E4M3 bytes (one uint4) in one
@@ -62,19 +78,16 @@ struct Mxfp8Block32Format {
 
     // 16 E4M3 codes and their E8M0 scale x -> 16 BF16 values E4M3 * 2^(x-127), elements 0..7 in lo.
     static __device__ __forceinline__ void decode(Raw raw, uint32_t x, uint4 &lo, uint4 &hi) {
-        uint32_t f1 = x > 134u ? (254u << 7) : ((x + 120u) << 7);  // BF16 2^(min(x,134) - 7)
-        if (x == 0xFFu) f1 = 0x7FC0u;                              // NaN scale: NaN block
-        f1 |= f1 << 16;
+        const uint32_t f1 = ((min(x, 134u) + 120u) << 7) * 0x10001u;  // BF16x2 2^(min(x,134) - 7)
         uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
         uint32_t out[8];
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            out[2 * i] = dq_mul_bf16x2(dq_e4m3x2_to_bf16x2_bits(words[i], 0x1404u), f1);
-            out[2 * i + 1] = dq_mul_bf16x2(dq_e4m3x2_to_bf16x2_bits(words[i], 0x3424u), f1);
+            out[2 * i] = dq_mul_bf16x2(dq_e4m3x2_to_bf16x2_bits<0u>(words[i]), f1);
+            out[2 * i + 1] = dq_mul_bf16x2(dq_e4m3x2_to_bf16x2_bits<2u>(words[i]), f1);
         }
-        if (x > 134u && x != 0xFFu) {
-            uint32_t f2 = (x - 7u) << 7;  // BF16 2^(x - 134)
-            f2 |= f2 << 16;
+        if (x > 134u) {  // rare: scale above 2^7, or NaN
+            const uint32_t f2 = x == 0xFFu ? 0x7FC07FC0u : ((x - 7u) << 7) * 0x10001u;  // BF16x2 2^(x - 134)
 #pragma unroll
             for (int i = 0; i < 8; i++) out[i] = dq_mul_bf16x2(out[i], f2);
         }

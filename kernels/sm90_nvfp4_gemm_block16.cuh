@@ -18,14 +18,18 @@
 // and alpha carries 2^14 back, so nothing rounds before the FP32 accumulation. FP16 rather than BF16
 // because the decode below is cheaper in FP16's bit layout; the MMA rate is the same.
 //
-// Decode of 2 elements (one FP16x2 word): a nibble's magnitude bits e.em shifted into FP16 bits
-// 9..11, with the sign at bit 15, form the FP16 number E2M1 * 2^-14 (E2M1's subnormal 0.5 lands on an
-// FP16 subnormal); one FP16x2 multiply by UE4M3 * 2^7 (<= 57344, a normal FP16) gives
+// Decode of 2 elements (one FP16x2 word, 4 instructions): prmt gathers the byte holding elements
+// 2j (low nibble) and 2j+1 (high nibble) twice, once shifted left by 4, so that element 2j's nibble
+// sits at bits 12..15 with its sign replicated above it and element 2j+1's nibble at bits 28..31;
+// an arithmetic shift right by 3 and a mask leave each sign at bit 15 / 31 and each magnitude e.em
+// at FP16 bits 9..11 / 25..27: the FP16 number E2M1 * 2^-14 (E2M1's subnormal 0.5 lands on an FP16
+// subnormal). One FP16x2 multiply by UE4M3 * 2^7 (<= 57344, a normal FP16) then gives
 // E2M1 * UE4M3 * 2^-7 exactly.
 #ifndef KERNELS_SM90_NVFP4_GEMM_BLOCK16_CUH
 #define KERNELS_SM90_NVFP4_GEMM_BLOCK16_CUH
 
 #include "kernels/sm90_dequant_gemm.cuh"
+#include "kernels/sm90_mxfp8_gemm_block32.cuh"  // dq_prmt
 
 #define NVFP4_BLOCK 16
 
@@ -64,20 +68,18 @@ struct Nvfp4Block16Format {
 
     // 16 E2M1 nibbles and their UE4M3 scale -> 16 FP16 values E2M1 * UE4M3 * 2^-7, elements 0..7 in lo.
     static __device__ __forceinline__ void decode(Raw raw, uint32_t sb, uint4 &lo, uint4 &hi) {
-        uint32_t factor = dq_ue4m3_times128_f16x2(sb);
-        uint32_t words[2] = {raw.x, raw.y};
+        const uint32_t factor = dq_ue4m3_times128_f16x2(sb);
+        const uint32_t words[2] = {raw.x, raw.y};
         uint32_t out[8];
 #pragma unroll
         for (int w = 0; w < 2; w++) {
-            uint32_t x = words[w];
-            // Byte j of L / H: the FP16 high byte (sign << 7 | magnitude << 1) of element 2j / 2j+1.
-            uint32_t L = ((x & 0x07070707u) << 1) | ((x << 4) & 0x80808080u);
-            uint32_t H = ((x >> 3) & 0x0E0E0E0Eu) | (x & 0x80808080u);
+            const uint32_t shifted = words[w] << 4;  // byte j: element 2j's nibble in the high half
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                uint32_t selector = ((4u + j) << 12) | ((uint32_t)j << 8) | ((uint32_t)j << 4) | (uint32_t)j;
-                uint32_t bits = __byte_perm(L, H, selector) & 0xFF00FF00u;  // [0, L_j, 0, H_j]
-                out[4 * w + j] = dq_mul_f16x2(bits, factor);
+            for (uint32_t j = 0; j < 4; j++) {
+                // Bytes of p: [any, shifted.j, sign(shifted.j) x 8, words[w].j].
+                const uint32_t selector = ((4u + j) << 12) | ((8u + j) << 8) | (j << 4) | j;
+                int32_t p = (int32_t)dq_prmt(shifted, words[w], selector);
+                out[4 * w + j] = dq_mul_f16x2((uint32_t)(p >> 3) & 0x8E008E00u, factor);
             }
         }
         lo = make_uint4(out[0], out[1], out[2], out[3]);
