@@ -108,6 +108,16 @@ __device__ __forceinline__ uint32_t attn_lane_offset(int row, int chunk) {
     return (uint32_t)(row * HS + ((chunk ^ (row & 7)) << 3)) * (uint32_t)sizeof(bf16);
 }
 
+// Shared-space address of the block's dynamic shared memory (`smem`, the first tile). The XOR steps of
+// attn_lane_offset act on tile addresses, so every tile must start on a multiple of 2*HS <= 256 bytes:
+// tiles sit at multiples of 16 rows from the base, and the base is declared 256-byte aligned; a base that
+// is not traps here rather than letting the kernels read the wrong chunks.
+__device__ __forceinline__ uint32_t attn_smem_address(const bf16 *smem) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
+    if (addr % 256 != 0) __trap();
+    return addr;
+}
+
 // Warp-level acc[16*MT x N] += A[16*MT x HS] * B[N x HS]^T, both read from swizzled tiles at shared
 // addresses `a` and `b`: A is rows [a_row0, a_row0 + 16*MT) (MT m-tiles of 16 rows that share each B
 // fragment), B rows [0, N). acc[mt][j] is the C fragment of m-tile mt, columns 8j..8j+7.
@@ -214,7 +224,7 @@ __device__ __forceinline__ void attn_zero(float x[M][N][4]) {
 template <int HS, int MT, int NW, int BC>
 __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
-    extern __shared__ __align__(128) bf16 attn_smem[];
+    extern __shared__ __align__(256) bf16 attn_smem[];
     bf16 *sQ = attn_smem;           // [BR, HS]
     bf16 *sK = sQ + BR * HS;        // [2][BC, HS]
     bf16 *sV = sK + 2 * BC * HS;    // [2][BC, HS]
@@ -222,7 +232,7 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int nbh = (int)(gridDim.x / ceil_div(T, BR)), bh = blockIdx.x % nbh, b = bh / NH, h = bh % NH;
     const int q0 = (ceil_div(T, BR) - 1 - (int)(blockIdx.x / nbh)) * BR;
-    const uint32_t aQ = (uint32_t)__cvta_generic_to_shared(sQ), aK = aQ + BR * HS * 2, aV = aK + 2 * BC * HS * 2;
+    const uint32_t aQ = attn_smem_address(sQ), aK = aQ + BR * HS * 2, aV = aK + 2 * BC * HS * 2;
     const long row_stride = 3L * NH * HS;
     const bf16 *gQ = qkv + (long)b * T * row_stride + (long)h * HS;
     const bf16 *gK = gQ + (long)NH * HS;
@@ -359,7 +369,7 @@ template <int HS, int MT, int NW, int BQ>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                           const float *delta, int T, int NH) {
     constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
-    extern __shared__ __align__(128) bf16 attn_smem[];
+    extern __shared__ __align__(256) bf16 attn_smem[];
     bf16 *sK = attn_smem;               // [BKV, HS]
     bf16 *sV = sK + BKV * HS;           // [BKV, HS]
     bf16 *sQ = sV + BKV * HS;           // [2][BQ, HS]
@@ -370,7 +380,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int nbh = (int)(gridDim.x / ceil_div(T, BKV)), bh = blockIdx.x % nbh, b = bh / NH, h = bh % NH;
     const int k0 = (int)(blockIdx.x / nbh) * BKV;
-    const uint32_t aK = (uint32_t)__cvta_generic_to_shared(sK), aV = aK + BKV * HS * 2, aQ = aV + BKV * HS * 2, adO = aQ + 2 * BQ * HS * 2;
+    const uint32_t aK = attn_smem_address(sK), aV = aK + BKV * HS * 2, aQ = aV + BKV * HS * 2, adO = aQ + 2 * BQ * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
     const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
@@ -455,7 +465,7 @@ template <int HS, int MT, int NW, int BK>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                         const float *delta, int T, int NH) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
-    extern __shared__ __align__(128) bf16 attn_smem[];
+    extern __shared__ __align__(256) bf16 attn_smem[];
     bf16 *sQ = attn_smem;           // [BR, HS]
     bf16 *sdO = sQ + BR * HS;       // [BR, HS]
     bf16 *sK = sdO + BR * HS;       // [2][BK, HS]
@@ -464,7 +474,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int nbh = (int)(gridDim.x / ceil_div(T, BR)), bh = blockIdx.x % nbh, b = bh / NH, h = bh % NH;
     const int q0 = (ceil_div(T, BR) - 1 - (int)(blockIdx.x / nbh)) * BR;
-    const uint32_t aQ = (uint32_t)__cvta_generic_to_shared(sQ), adO = aQ + BR * HS * 2, aK = adO + BR * HS * 2, aV = aK + 2 * BK * HS * 2;
+    const uint32_t aQ = attn_smem_address(sQ), adO = aQ + BR * HS * 2, aK = adO + BR * HS * 2, aV = aK + 2 * BK * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
     const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
