@@ -32,7 +32,9 @@
 #define I8G_THREADS 384
 #define I8G_TILE_BYTES (I8G_BM * I8G_BK)
 #define I8G_MAX_K_TILES 1024  // K <= 131072: the block's fallback flags live in shared memory
-#define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 2 * I8G_MAX_K_TILES + 1024)
+#define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 4 * I8G_MAX_K_TILES + 1024)
+#define I8G_DEFAULT_CM 2  // default cluster: 2 x 2 tiles sharing A and B through multicast
+#define I8G_DEFAULT_CN 2
 static_assert(I8G_BM == INT8FB_TILE_SIZE && I8G_BN == INT8FB_TILE_SIZE && I8G_BK == INT8FB_TILE_SIZE,
               "one block tile = one quantizer tile of A and of B, so fallback flags are uniform per K-step");
 static_assert(I8G_BK == 128, "a K-tile row is 128 bytes: one 128-byte swizzle atom, 4 wgmma k32 steps");
@@ -64,6 +66,46 @@ __device__ __forceinline__ void i8g_mbar_wait(uint64_t *bar, uint32_t parity) {
         "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
         "@!done bra I8G_WAIT_%=;\n"
         "}\n" ::"r"(i8g_smem_addr(bar)), "r"(parity) : "memory");
+}
+
+// As i8g_mbar_wait, with acquire at cluster scope: the arrivals came from other blocks of the cluster.
+__device__ __forceinline__ void i8g_mbar_wait_cluster(uint64_t *bar, uint32_t parity) {
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "I8G_WAITC_%=:\n"
+        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra I8G_WAITC_%=;\n"
+        "}\n" ::"r"(i8g_smem_addr(bar)), "r"(parity) : "memory");
+}
+
+// Arrives (release, cluster scope) on the barrier at the same shared-memory offset in block `rank` of
+// the cluster.
+__device__ __forceinline__ void i8g_mbar_arrive_cluster(uint64_t *bar, uint32_t rank) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(i8g_smem_addr(bar)), "r"(rank));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
+}
+
+__device__ __forceinline__ uint32_t i8g_cluster_rank() {
+    uint32_t rank;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+    return rank;
+}
+
+// All threads of all blocks of the cluster meet here (release/acquire at cluster scope).
+__device__ __forceinline__ void i8g_cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
+}
+
+// 2D tensor copy of the box at (c0, c1) into shared memory at the same offset in every block of
+// `mask` (cluster ranks), completing on the barrier at the same offset in each.
+__device__ __forceinline__ void i8g_tma_load_2d_multicast(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1,
+                                                          uint16_t mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+        " [%0], [%1, {%3, %4}], [%2], %5;"
+        ::"r"(i8g_smem_addr(dst)), "l"((uint64_t)map), "r"(i8g_smem_addr(bar)), "r"(c0), "r"(c1), "h"(mask) : "memory");
 }
 
 // 2D tensor copy of the box at (c0 = column, c1 = row) into shared memory, completing on `bar`.
@@ -111,13 +153,13 @@ __device__ __forceinline__ void i8g_wgmma_m64n128k32(int32_t (&d)[64], uint64_t 
 // pass 2 q1a.q2b (B's tile falls back). A step is one (K-tile, pass) that runs.
 #define I8G_PASSES 3
 
-// Advances (kt, pass) to the next step that runs, given the per-K-tile flags of the block's A and B
-// tiles (shared memory). Returns false past the last K-tile.
-__device__ __forceinline__ bool i8g_next_step(int &kt, int &pass, const uint8_t *flags_a, const uint8_t *flags_b, int k_tiles) {
+// Advances (kt, pass) to the next step that runs, given per-K-tile flags saying whether pass 1 / pass 2
+// runs (shared memory). Returns false past the last K-tile.
+__device__ __forceinline__ bool i8g_next_step(int &kt, int &pass, const uint8_t *runs_a, const uint8_t *runs_b, int k_tiles) {
     while (true) {
         if (++pass == I8G_PASSES) { pass = 0; kt++; }
         if (kt >= k_tiles) return false;
-        if (pass == 0 || (pass == 1 && flags_a[kt]) || (pass == 2 && flags_b[kt])) return true;
+        if (pass == 0 || (pass == 1 && runs_a[kt]) || (pass == 2 && runs_b[kt])) return true;
     }
 }
 
@@ -128,11 +170,12 @@ struct I8gStep {
 };
 
 // Loads the scales of step st for rows row_lo and row_lo + 8 (issued early; used one step later).
+// A block whose tile lies past the matrix (cluster padding) uses 0.
 __device__ __forceinline__ void i8g_load_scales(I8gStep &st, const float *scale_a, const float *scale_b, size_t rows_pad,
-                                                int row_lo, int nt, int k_tiles) {
-    st.sa_lo = scale_a[(size_t)st.kt * rows_pad + row_lo];
-    st.sa_hi = scale_a[(size_t)st.kt * rows_pad + row_lo + 8];
-    st.sb = scale_b[(size_t)nt * k_tiles + st.kt];
+                                                int row_lo, int nt, int k_tiles, bool tile_inside) {
+    st.sa_lo = tile_inside ? scale_a[(size_t)st.kt * rows_pad + row_lo] : 0.0f;
+    st.sa_hi = tile_inside ? scale_a[(size_t)st.kt * rows_pad + row_lo + 8] : 0.0f;
+    st.sb = tile_inside ? scale_b[(size_t)nt * k_tiles + st.kt] : 0.0f;
 }
 
 // Issues the 4 wgmma (K = 128) of one stage into d: 64 rows of A at a_tile, 128 rows of B at b_tile.
@@ -157,113 +200,161 @@ __device__ __forceinline__ void i8g_promote(float (&acc)[64], const int32_t (&d)
     for (int i = 0; i < 64; i++) acc[i] = fmaf((float)d[i], (i / 2) % 2 ? s_hi : s_lo, acc[i]);
 }
 
-// One block per 128 x 128 output tile; see the header comment. scale_a: [K_tiles][M_pad] (ROW_CHUNK),
-// scale_b: [N_tiles][K_tiles] (PER_TILE), flags [tile rows][K_tiles]; out row-major [M, N].
-template <typename OutT>
+// One block per 128 x 128 output tile; see the header comment. Blocks form clusters of CM x CN tiles
+// (CM tile rows x CN tile columns): each block loads 1/CN of its A tile and 1/CM of its B tile and
+// multicasts them to the blocks of the cluster that share the tile, so L2 -> SM traffic per block is
+// (1/CN + 1/CM) / 2 of a lone block's. The blocks of a cluster share one step sequence (a fallback pass
+// runs when any of the cluster's tiles needs it; a block whose own tile does not weights it 0), and a
+// stage is refilled only after every consumer of the cluster released it.
+// scale_a: [K_tiles][M_pad] (ROW_CHUNK), scale_b: [N_tiles][K_tiles] (PER_TILE), flags
+// [tile rows][K_tiles]; out row-major [M, N].
+template <typename OutT, int CM, int CN>
 __global__ void __launch_bounds__(I8G_THREADS, 1)
 int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_constant__ CUtensorMap map_a2,
                    const __grid_constant__ CUtensorMap map_b1, const __grid_constant__ CUtensorMap map_b2,
                    const float *scale_a, const uint8_t *flags_a, const float *scale_b, const uint8_t *flags_b,
                    OutT *out, int M, int N, int K) {
+    constexpr int CS = CM * CN;
+    static_assert((CM == 1 || CM == 2) && (CN == 1 || CN == 2), "clusters of 1 or 2 tiles per dimension");
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint8_t *tiles_a = smem;
     uint8_t *tiles_b = smem + I8G_STAGES * I8G_TILE_BYTES;
     uint64_t *full = (uint64_t *)(smem + 2 * I8G_STAGES * I8G_TILE_BYTES);
     uint64_t *empty = full + I8G_STAGES;
-    uint8_t *tile_flags_a = (uint8_t *)(empty + I8G_STAGES);
-    uint8_t *tile_flags_b = tile_flags_a + I8G_MAX_K_TILES;
+    uint8_t *runs_a = (uint8_t *)(empty + I8G_STAGES);  // pass 1 runs (any A tile of the cluster falls back)
+    uint8_t *runs_b = runs_a + I8G_MAX_K_TILES;         // pass 2 runs
+    uint8_t *own_a = runs_b + I8G_MAX_K_TILES;          // this block's A tile falls back
+    uint8_t *own_b = own_a + I8G_MAX_K_TILES;
 
     const int m_tiles = int8fb_row_tiles(M), n_tiles = int8fb_row_tiles(N), k_tiles = int8fb_k_tiles(K);
-    // Grouped raster: I8G_GROUP_M tile rows walk the tile columns together.
-    const int tiles_per_group = I8G_GROUP_M * n_tiles;
-    const int group = blockIdx.x / tiles_per_group, in_group = blockIdx.x % tiles_per_group;
-    const int first_mt = group * I8G_GROUP_M;
-    const int group_rows = min(m_tiles - first_mt, I8G_GROUP_M);
-    const int mt = first_mt + in_group % group_rows, nt = in_group / group_rows;
+    const int rank = CS == 1 ? 0 : (int)i8g_cluster_rank();
+    const int dm = rank / CN, dn = rank % CN;
+    // Grouped raster over cluster tiles: I8G_GROUP_M tile rows walk the tile columns together.
+    const int cm_tiles = (m_tiles + CM - 1) / CM, cn_tiles = (n_tiles + CN - 1) / CN;
+    const int group_m = I8G_GROUP_M / CM;
+    const int cluster = blockIdx.x / CS;
+    const int tiles_per_group = group_m * cn_tiles;
+    const int group = cluster / tiles_per_group, in_group = cluster % tiles_per_group;
+    const int first_cm = group * group_m;
+    const int group_rows = min(cm_tiles - first_cm, group_m);
+    const int cmt = first_cm + in_group % group_rows, cnt = in_group / group_rows;
+    const int mt = cmt * CM + dm, nt = cnt * CN + dn;
+    const bool tile_inside = mt < m_tiles && nt < n_tiles;
 
-    // The block's fallback flags go to shared memory once, so no step waits on a global load for them.
+    // Flags to shared memory once, so no step waits on a global load for them.
     for (int kt = threadIdx.x; kt < k_tiles; kt += I8G_THREADS) {
-        tile_flags_a[kt] = flags_a[(size_t)mt * k_tiles + kt];
-        tile_flags_b[kt] = flags_b[(size_t)nt * k_tiles + kt];
+        uint8_t any_a = 0, any_b = 0;
+        for (int i = 0; i < CM; i++)
+            if (cmt * CM + i < m_tiles) any_a |= flags_a[(size_t)(cmt * CM + i) * k_tiles + kt];
+        for (int j = 0; j < CN; j++)
+            if (cnt * CN + j < n_tiles) any_b |= flags_b[(size_t)(cnt * CN + j) * k_tiles + kt];
+        runs_a[kt] = any_a;
+        runs_b[kt] = any_b;
+        own_a[kt] = mt < m_tiles ? flags_a[(size_t)mt * k_tiles + kt] : 0;
+        own_b[kt] = nt < n_tiles ? flags_b[(size_t)nt * k_tiles + kt] : 0;
     }
     if (threadIdx.x == 0) {
         for (int s = 0; s < I8G_STAGES; s++) {
             i8g_mbar_init(&full[s], 1);
-            i8g_mbar_init(&empty[s], 2);
+            i8g_mbar_init(&empty[s], 2 * CS);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
+    if constexpr (CS > 1) i8g_cluster_sync();  // every block's barriers exist before any copy lands
 
     const int warpgroup = threadIdx.x / 128;
     if (warpgroup == 0) {
-        // Producer: one thread issues the tensor copies.
-        if (threadIdx.x != 0) return;
-        int stage = 0;
+        // Producer: one thread issues the tensor copies of this block's share of each stage.
+        if (threadIdx.x == 0) {
+            constexpr int a_rows = I8G_BM / CN, b_rows = I8G_BN / CM;
+            uint16_t mask_a = (uint16_t)(((1 << CN) - 1) << (dm * CN));  // blocks sharing this A tile
+            uint16_t mask_b = 0;                                          // blocks sharing this B tile
+            for (int i = 0; i < CM; i++) mask_b |= (uint16_t)(1 << (i * CN + dn));
+            int stage = 0;
+            uint32_t phase = 0;
+            int kt = 0, pass = 0;
+            do {
+                if constexpr (CS > 1) i8g_mbar_wait_cluster(&empty[stage], phase ^ 1);
+                else i8g_mbar_wait(&empty[stage], phase ^ 1);
+                i8g_mbar_arrive_expect_tx(&full[stage], 2 * I8G_TILE_BYTES);
+                uint8_t *dst_a = tiles_a + stage * I8G_TILE_BYTES + dn * a_rows * I8G_BK;
+                uint8_t *dst_b = tiles_b + stage * I8G_TILE_BYTES + dm * b_rows * I8G_BK;
+                const CUtensorMap *src_a = pass == 1 ? &map_a2 : &map_a1, *src_b = pass == 2 ? &map_b2 : &map_b1;
+                if constexpr (CN > 1) i8g_tma_load_2d_multicast(dst_a, src_a, &full[stage], kt * I8G_BK, mt * I8G_BM + dn * a_rows, mask_a);
+                else i8g_tma_load_2d(dst_a, src_a, &full[stage], kt * I8G_BK, mt * I8G_BM);
+                if constexpr (CM > 1) i8g_tma_load_2d_multicast(dst_b, src_b, &full[stage], kt * I8G_BK, nt * I8G_BN + dm * b_rows, mask_b);
+                else i8g_tma_load_2d(dst_b, src_b, &full[stage], kt * I8G_BK, nt * I8G_BN);
+                if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
+            } while (i8g_next_step(kt, pass, runs_a, runs_b, k_tiles));
+        }
+    } else {
+        // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128). While
+        // a step's wgmma run, the scales of the next step are loaded; the two warpgroups drift apart so
+        // that one converts and scales its int32 sums while the other's wgmma occupy the tensor cores.
+        const int consumer = warpgroup - 1;
+        const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
+        const int row_lo = mt * I8G_BM + consumer * 64 + warp_in_group * 16 + lane / 4;  // and row_lo + 8
+        const size_t rows_pad = (size_t)m_tiles * I8G_BM;
+        float acc[64];
+#pragma unroll
+        for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+        int32_t part[64];
+        I8gStep cur;
+        cur.kt = 0; cur.pass = 0; cur.stage = 0;
         uint32_t phase = 0;
-        int kt = 0, pass = 0;
+        i8g_load_scales(cur, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside);
+        bool has_next;
         do {
-            i8g_mbar_wait(&empty[stage], phase ^ 1);
-            i8g_mbar_arrive_expect_tx(&full[stage], 2 * I8G_TILE_BYTES);
-            i8g_tma_load_2d(tiles_a + stage * I8G_TILE_BYTES, pass == 1 ? &map_a2 : &map_a1, &full[stage], kt * I8G_BK, mt * I8G_BM);
-            i8g_tma_load_2d(tiles_b + stage * I8G_TILE_BYTES, pass == 2 ? &map_b2 : &map_b1, &full[stage], kt * I8G_BK, nt * I8G_BN);
-            if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
-        } while (i8g_next_step(kt, pass, tile_flags_a, tile_flags_b, k_tiles));
-        return;
-    }
+            i8g_mbar_wait(&full[cur.stage], phase);
+            i8g_issue_stage(part, tiles_a + cur.stage * I8G_TILE_BYTES + consumer * 64 * I8G_BK, tiles_b + cur.stage * I8G_TILE_BYTES);
+            I8gStep next = cur;
+            has_next = i8g_next_step(next.kt, next.pass, runs_a, runs_b, k_tiles);
+            next.stage = cur.stage + 1 == I8G_STAGES ? 0 : cur.stage + 1;
+            if (has_next) {
+                i8g_load_scales(next, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside);
+                // A fallback pass that only another block of the cluster needs: computed (keeping the
+                // wgmma path free of branches) but weighted 0.
+                if ((next.pass == 1 && !own_a[next.kt]) || (next.pass == 2 && !own_b[next.kt])) next.sb = 0.0f;
+            }
+            i8g_wgmma_wait_all();
+            i8g_fence_registers(part);
+            if (threadIdx.x % 128 == 0) {
+                if constexpr (CS > 1) {
+                    for (int r = 0; r < CS; r++) i8g_mbar_arrive_cluster(&empty[cur.stage], (uint32_t)r);
+                } else {
+                    i8g_mbar_arrive(&empty[cur.stage]);
+                }
+            }
+            i8g_promote(acc, part, cur);
+            if (next.stage == 0) phase ^= 1;
+            cur = next;
+        } while (has_next);
 
-    // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128). While a
-    // step's wgmma run, the scales of the next step are loaded; the two warpgroups drift apart so that
-    // one converts and scales its int32 sums while the other's wgmma occupy the tensor cores.
-    const int consumer = warpgroup - 1;
-    const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
-    const int row_lo = mt * I8G_BM + consumer * 64 + warp_in_group * 16 + lane / 4;  // and row_lo + 8
-    const size_t rows_pad = (size_t)m_tiles * I8G_BM;
-    float acc[64];
+        // Store: register pair (i, i+1) holds columns (c, c+1) of one row.
+        const int col0 = nt * I8G_BN + 2 * (lane % 4);
 #pragma unroll
-    for (int i = 0; i < 64; i++) acc[i] = 0.0f;
-    int32_t part[64];
-    I8gStep cur;
-    cur.kt = 0; cur.pass = 0; cur.stage = 0;
-    uint32_t phase = 0;
-    i8g_load_scales(cur, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles);
-    bool has_next;
-    do {
-        i8g_mbar_wait(&full[cur.stage], phase);
-        i8g_issue_stage(part, tiles_a + cur.stage * I8G_TILE_BYTES + consumer * 64 * I8G_BK, tiles_b + cur.stage * I8G_TILE_BYTES);
-        I8gStep next = cur;
-        has_next = i8g_next_step(next.kt, next.pass, tile_flags_a, tile_flags_b, k_tiles);
-        next.stage = cur.stage + 1 == I8G_STAGES ? 0 : cur.stage + 1;
-        if (has_next) i8g_load_scales(next, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles);
-        i8g_wgmma_wait_all();
-        i8g_fence_registers(part);
-        if (threadIdx.x % 128 == 0) i8g_mbar_arrive(&empty[cur.stage]);
-        i8g_promote(acc, part, cur);
-        if (next.stage == 0) phase ^= 1;
-        cur = next;
-    } while (has_next);
-
-    // Store: register pair (i, i+1) holds columns (c, c+1) of one row.
-    const int col0 = nt * I8G_BN + 2 * (lane % 4);
-#pragma unroll
-    for (int i = 0; i < 64; i += 2) {
-        const int row = row_lo + 8 * ((i / 2) % 2), col = col0 + 8 * (i / 4);
-        if (row >= M || col >= N) continue;
-        OutT *dst = out + (size_t)row * N + col;
-        if constexpr (sizeof(OutT) == 4) {
-            *reinterpret_cast<float2 *>(dst) = make_float2(acc[i], acc[i + 1]);
-        } else {
-            *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(acc[i], acc[i + 1]);
+        for (int i = 0; i < 64; i += 2) {
+            const int row = row_lo + 8 * ((i / 2) % 2), col = col0 + 8 * (i / 4);
+            if (row >= M || col >= N) continue;
+            OutT *dst = out + (size_t)row * N + col;
+            if constexpr (sizeof(OutT) == 4) {
+                *reinterpret_cast<float2 *>(dst) = make_float2(acc[i], acc[i + 1]);
+            } else {
+                *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(acc[i], acc[i + 1]);
+            }
         }
     }
+    // No block leaves while a peer may still copy into its shared memory or arrive on its barriers.
+    if constexpr (CS > 1) i8g_cluster_sync();
 }
 
 // ---- host side
 
-// Tensor map of an int8 [rows, cols] row-major matrix, read in 128 x 128 boxes with 128-byte swizzle;
-// boxes past the edges are zero-filled.
-static inline CUtensorMap int8fb_tensor_map(const int8_t *data, int rows, int cols) {
+// Tensor map of an int8 [rows, cols] row-major matrix, read in boxes of box_rows x 128 columns with
+// 128-byte swizzle; boxes past the edges are zero-filled.
+static inline CUtensorMap int8fb_tensor_map(const int8_t *data, int rows, int cols, int box_rows) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
     if (encode == NULL) {
         cudaDriverEntryPointQueryResult found;
@@ -276,7 +367,7 @@ static inline CUtensorMap int8fb_tensor_map(const int8_t *data, int rows, int co
     CUtensorMap map;
     cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
     cuuint64_t strides[1] = {(cuuint64_t)cols};
-    cuuint32_t box[2] = {I8G_BK, I8G_BM};
+    cuuint32_t box[2] = {I8G_BK, (cuuint32_t)box_rows};
     cuuint32_t elem_strides[2] = {1, 1};
     CUresult res = encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)data, dims, strides, box, elem_strides,
                           CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
@@ -290,10 +381,11 @@ static inline CUtensorMap int8fb_tensor_map(const int8_t *data, int rows, int co
 
 // out[M,N] (device, row-major, float or bf16) = dequant(a)[M,K] . dequant(b)[N,K]^T, where a (ROW_CHUNK)
 // and b (PER_TILE) are quantized operands on the device with M = a->rows, N = b->rows, K = a->cols =
-// b->cols. An operand whose q2 is NULL must have no fallback tile (weights). Rules: N % 16 == 0,
-// K % 16 == 0, 16-byte aligned q1/q2 and out.
-template <typename OutT>
-static inline void int8fb_gemm(const Int8fbOperand *a, const Int8fbOperand *b, OutT *out, cudaStream_t stream) {
+// b->cols, run with clusters of CM x CN tiles (int8fb_gemm picks the measured best). An operand whose q2
+// is NULL must have no fallback tile (weights). Rules: N % 16 == 0, K % 16 == 0, K <= 131072, 16-byte
+// aligned q1/q2 and out.
+template <typename OutT, int CM, int CN>
+static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOperand *b, OutT *out, cudaStream_t stream) {
     static_assert(sizeof(OutT) == 4 || sizeof(OutT) == 2, "output is float or bf16");
     const int M = a->rows, N = b->rows, K = a->cols;
     shapeCheck(a->granularity == INT8FB_ROW_CHUNK && b->granularity == INT8FB_PER_TILE,
@@ -303,19 +395,36 @@ static inline void int8fb_gemm(const Int8fbOperand *a, const Int8fbOperand *b, O
     shapeCheck(int8fb_k_tiles(K) <= I8G_MAX_K_TILES, "K=%d: at most %d K-tiles", K, I8G_MAX_K_TILES);
     shapeCheck(((uintptr_t)a->q1 | (uintptr_t)b->q1 | (uintptr_t)a->q2 | (uintptr_t)b->q2 | (uintptr_t)out) % 16 == 0,
                "q1, q2 and out must be 16-byte aligned");
-    CUtensorMap map_a1 = int8fb_tensor_map(a->q1, M, K), map_b1 = int8fb_tensor_map(b->q1, N, K);
+    CUtensorMap map_a1 = int8fb_tensor_map(a->q1, M, K, I8G_BM / CN), map_b1 = int8fb_tensor_map(b->q1, N, K, I8G_BN / CM);
     // A NULL q2 is never read (no tile of that operand falls back): its map points at q1.
-    CUtensorMap map_a2 = a->q2 != NULL ? int8fb_tensor_map(a->q2, M, K) : map_a1;
-    CUtensorMap map_b2 = b->q2 != NULL ? int8fb_tensor_map(b->q2, N, K) : map_b1;
+    CUtensorMap map_a2 = a->q2 != NULL ? int8fb_tensor_map(a->q2, M, K, I8G_BM / CN) : map_a1;
+    CUtensorMap map_b2 = b->q2 != NULL ? int8fb_tensor_map(b->q2, N, K, I8G_BN / CM) : map_b1;
     static bool smem_set = false;
     if (!smem_set) {
-        cudaCheck(cudaFuncSetAttribute(int8fb_gemm_kernel<OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, I8G_SMEM_BYTES));
+        cudaCheck(cudaFuncSetAttribute(int8fb_gemm_kernel<OutT, CM, CN>, cudaFuncAttributeMaxDynamicSharedMemorySize, I8G_SMEM_BYTES));
         smem_set = true;
     }
-    const int num_tiles = int8fb_row_tiles(M) * int8fb_row_tiles(N);
-    int8fb_gemm_kernel<OutT><<<num_tiles, I8G_THREADS, I8G_SMEM_BYTES, stream>>>(
-        map_a1, map_a2, map_b1, map_b2, a->scale, a->fallback, b->scale, b->fallback, out, M, N, K);
-    cudaCheckLaunch();
+    const int clusters = ceil_div(int8fb_row_tiles(M), CM) * ceil_div(int8fb_row_tiles(N), CN);
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(clusters * CM * CN);
+    config.blockDim = dim3(I8G_THREADS);
+    config.dynamicSmemBytes = I8G_SMEM_BYTES;
+    config.stream = stream;
+    cudaLaunchAttribute attr = {};
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = CM * CN;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    config.attrs = &attr;
+    config.numAttrs = CM * CN > 1 ? 1 : 0;
+    cudaCheck(cudaLaunchKernelEx(&config, int8fb_gemm_kernel<OutT, CM, CN>, map_a1, map_a2, map_b1, map_b2, (const float *)a->scale,
+                                 (const uint8_t *)a->fallback, (const float *)b->scale, (const uint8_t *)b->fallback, out, M, N, K));
+}
+
+// out = dequant(a) . dequant(b)^T with the default cluster shape (see int8fb_gemm_clustered).
+template <typename OutT>
+static inline void int8fb_gemm(const Int8fbOperand *a, const Int8fbOperand *b, OutT *out, cudaStream_t stream) {
+    int8fb_gemm_clustered<OutT, I8G_DEFAULT_CM, I8G_DEFAULT_CN>(a, b, out, stream);
 }
 
 #endif // KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH

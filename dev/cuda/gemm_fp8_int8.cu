@@ -1,7 +1,8 @@
 // Benchmark of the quantized GEMMs against cuBLASLt BF16 in the same run:
 //   BF16 (cuBLASLt), FP8-CS E4M3 x E4M3 (cuBLASLt, fast accumulation) excluding / including the
-//   quantization, int8fb with no fallback excluding / including the quantization, int8fb with ~5% of
-//   A's tiles falling back (excluding the quantization).
+//   quantization, int8fb with no fallback with lone blocks ("i8 1x1") and with the kernel's clusters
+//   (excluding / including the quantization), int8fb with ~5% of A's tiles falling back (excluding the
+//   quantization).
 // "Including the quantization" quantizes BOTH operands from BF16 inside the timed region (FP8-CS:
 // amax_bf16 + fp8cs_quantize of kernels/quantize_fp8_tensorwise.cuh, row-wise copy only; int8fb:
 // quantize_int8fb with row-chunk scales for A and tile scales for B), an upper bound for a trainer that
@@ -9,7 +10,7 @@
 // Method: random N(0,1) BF16 data (never zeros), L2 flushed (a 256 MiB memset) before every timed
 // repetition, CUDA events around the timed work only, median of the repetitions. Sanity column: the
 // relative difference of each quantized output from the BF16 output on the first rows.
-//   ./build/dev/gemm_fp8_int8 [reps]
+//   ./build/dev/gemm_fp8_int8 [reps] [1x1|2x2]   (cluster shape of the int8fb columns, default 2x2)
 #include <algorithm>
 #include <math.h>
 #include <stdio.h>
@@ -98,10 +99,20 @@ struct Shape {
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 20;
     if (reps < 1) { fprintf(stderr, "error: reps must be >= 1, got '%s'\n", argv[1]); return 1; }
+    const char *cluster_name = argc > 2 ? argv[2] : "2x2";
+    if (strcmp(cluster_name, "1x1") != 0 && strcmp(cluster_name, "2x2") != 0) {
+        fprintf(stderr, "error: cluster shape must be 1x1 or 2x2, got '%s'\n", cluster_name);
+        return 1;
+    }
+    const bool clustered = strcmp(cluster_name, "2x2") == 0;
+    auto int8_gemm = [&](const Int8fbOperand *qa, const Int8fbOperand *qb, bf16 *c) {
+        if (clustered) int8fb_gemm_clustered<bf16, 2, 2>(qa, qb, c, 0);
+        else int8fb_gemm_clustered<bf16, 1, 1>(qa, qb, c, 0);
+    };
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
-    printf("device: %s, %d SMs, L2 %d MiB; median of %d reps, L2 flushed, BF16 output\n", prop.name,
-           prop.multiProcessorCount, prop.l2CacheSize >> 20, reps);
+    printf("device: %s, %d SMs, L2 %d MiB; median of %d reps, L2 flushed, BF16 output; int8fb clusters %s\n", prop.name,
+           prop.multiProcessorCount, prop.l2CacheSize >> 20, reps, cluster_name);
     const int T = 8192;  // tokens per micro-batch
     const Shape shapes[] = {
         {"square 4096", 4096, 4096, 4096},
@@ -150,10 +161,10 @@ int main(int argc, char **argv) {
     MatmulContext ctx;
     matmul_context_init(&ctx);
 
-    printf("%-19s %5s %5s %5s | %7s | %7s %7s | %7s %7s %7s %5s | %5s %5s %5s %5s %5s | %8s %8s\n", "shape", "M", "N", "K",
-           "bf16", "fp8", "fp8+q", "i8", "i8+q", "i8fb5%", "fb%", "fp8", "fp8+q", "i8", "i8+q", "i8fb", "dfp8", "di8");
-    printf("%-19s %5s %5s %5s | %7s | %7s %7s | %7s %7s %7s %5s | %5s %5s %5s %5s %5s | %8s %8s\n", "", "", "", "", "TFLOP/s",
-           "TFLOP/s", "TFLOP/s", "TOP/s", "TOP/s", "TOP/s", "", "xbf16", "xbf16", "xbf16", "xbf16", "xbf16", "vs bf16", "vs bf16");
+    printf("%-19s %5s %5s %5s | %7s | %7s %7s | %7s %7s %7s %7s %5s | %5s %5s %5s %5s %5s | %8s %8s\n", "shape", "M", "N", "K",
+           "bf16", "fp8", "fp8+q", "i8 1x1", "i8", "i8+q", "i8fb5%", "fb%", "fp8", "fp8+q", "i8", "i8+q", "i8fb", "dfp8", "di8");
+    printf("%-19s %5s %5s %5s | %7s | %7s %7s | %7s %7s %7s %7s %5s | %5s %5s %5s %5s %5s | %8s %8s\n", "", "", "", "", "TFLOP/s",
+           "TFLOP/s", "TFLOP/s", "TOP/s", "TOP/s", "TOP/s", "TOP/s", "", "xbf16", "xbf16", "xbf16", "xbf16", "xbf16", "vs bf16", "vs bf16");
     for (const Shape &s : shapes) {
         const int M = s.M, N = s.N, K = s.K;
         const double flop = 2.0 * M * N * K;
@@ -205,21 +216,22 @@ int main(int argc, char **argv) {
         quantize_int8fb(b, INT8FB_NO_FALLBACK, &qb, num_fallback, 0);
         quantize_int8fb(a, INT8FB_DEFAULT_THETA, &qa, num_fallback, 0);
         cudaCheck(cudaMemcpy(&fb0, num_fallback, sizeof(int), cudaMemcpyDeviceToHost));
-        float ms_i8 = time_median(t, reps, [&] { int8fb_gemm(&qa, &qb, c_q, 0); });
+        float ms_i8_lone = time_median(t, reps, [&] { int8fb_gemm_clustered<bf16, 1, 1>(&qa, &qb, c_q, 0); });
+        float ms_i8 = time_median(t, reps, [&] { int8_gemm(&qa, &qb, c_q); });
         double d_i8 = rel_diff_rows(c_q, c_bf16, std::min(M, 256), N);
-        float ms_i8_q = time_median(t, reps, [&] { int8_quantize(a); int8fb_gemm(&qa, &qb, c_q, 0); });
+        float ms_i8_q = time_median(t, reps, [&] { int8_quantize(a); int8_gemm(&qa, &qb, c_q); });
         int fb5 = 0;
         quantize_int8fb(a_outl, INT8FB_DEFAULT_THETA, &qa, num_fallback, 0);
         cudaCheck(cudaMemcpy(&fb5, num_fallback, sizeof(int), cudaMemcpyDeviceToHost));
-        float ms_i8_fb = time_median(t, reps, [&] { int8fb_gemm(&qa, &qb, c_q, 0); });
+        float ms_i8_fb = time_median(t, reps, [&] { int8_gemm(&qa, &qb, c_q); });
         const int tiles = int8fb_row_tiles(M) * int8fb_k_tiles(K);
         if (fb0 != 0) printf("warning: %d tiles of the Gaussian operand fell back\n", fb0);
         int8fb_operand_free_device(&qa);
         int8fb_operand_free_device(&qb);
 
         auto rate = [&](float ms) { return flop / (ms * 1e-3) / 1e12; };
-        printf("%-19s %5d %5d %5d | %7.0f | %7.0f %7.0f | %7.0f %7.0f %7.0f %5.1f | %5.2f %5.2f %5.2f %5.2f %5.2f | %8.1e %8.1e\n",
-               s.name, M, N, K, rate(ms_bf16), rate(ms_fp8), rate(ms_fp8_q), rate(ms_i8), rate(ms_i8_q), rate(ms_i8_fb),
+        printf("%-19s %5d %5d %5d | %7.0f | %7.0f %7.0f | %7.0f %7.0f %7.0f %7.0f %5.1f | %5.2f %5.2f %5.2f %5.2f %5.2f | %8.1e %8.1e\n",
+               s.name, M, N, K, rate(ms_bf16), rate(ms_fp8), rate(ms_fp8_q), rate(ms_i8_lone), rate(ms_i8), rate(ms_i8_q), rate(ms_i8_fb),
                100.0 * fb5 / tiles, ms_bf16 / ms_fp8, ms_bf16 / ms_fp8_q, ms_bf16 / ms_i8, ms_bf16 / ms_i8_q, ms_bf16 / ms_i8_fb,
                d_fp8, d_i8);
         fflush(stdout);
