@@ -236,6 +236,34 @@ int main(int argc, char **argv) {
                d_fp8, d_i8);
         fflush(stdout);
     }
+    // Cluster shapes of the int8fb kernel (no fallback) and the quantizer alone, on two large shapes.
+    printf("\nint8fb cluster shapes (TOP/s, no fallback) and quantizer time (A row-chunk + B tile, BF16 in):\n");
+    printf("%-19s %7s %7s %7s %7s | %9s %9s\n", "shape", "1x1", "1x2", "2x1", "2x2", "quant us", "quant GB/s");
+    const Shape sweep[] = {{"square 8192", 8192, 8192, 8192}, {"llama1b down", T, 2048, 8192}, {"d12 fc", T, 4 * 768, 768}};
+    for (const Shape &s : sweep) {
+        const int M = s.M, N = s.N, K = s.K;
+        fill_normal(a, (size_t)M * K, 4321u + M);
+        fill_normal(b, (size_t)N * K, 8765u + N);
+        Int8fbOperand qa = int8fb_operand_alloc_device(M, K, INT8FB_ROW_CHUNK, 1);
+        Int8fbOperand qb = int8fb_operand_alloc_device(N, K, INT8FB_PER_TILE, 0);
+        auto quantize = [&] {
+            quantize_int8fb(a, INT8FB_DEFAULT_THETA, &qa, num_fallback, 0);
+            quantize_int8fb(b, INT8FB_NO_FALLBACK, &qb, num_fallback, 0);
+        };
+        float ms_q = time_median(t, reps, quantize);
+        float ms[4];
+        ms[0] = time_median(t, reps, [&] { int8fb_gemm_clustered<bf16, 1, 1>(&qa, &qb, c_q, 0); });
+        ms[1] = time_median(t, reps, [&] { int8fb_gemm_clustered<bf16, 1, 2>(&qa, &qb, c_q, 0); });
+        ms[2] = time_median(t, reps, [&] { int8fb_gemm_clustered<bf16, 2, 1>(&qa, &qb, c_q, 0); });
+        ms[3] = time_median(t, reps, [&] { int8fb_gemm_clustered<bf16, 2, 2>(&qa, &qb, c_q, 0); });
+        const double flop = 2.0 * M * N * K;
+        // Bytes: BF16 in, int8 q1 out, scales and flags (q2 is written only for fallback tiles: none here).
+        const double bytes = 3.0 * ((double)M * K + (double)N * K);
+        printf("%-19s %7.0f %7.0f %7.0f %7.0f | %9.1f %9.0f\n", s.name, flop / (ms[0] * 1e9), flop / (ms[1] * 1e9),
+               flop / (ms[2] * 1e9), flop / (ms[3] * 1e9), ms_q * 1e3, bytes / (ms_q * 1e6));
+        int8fb_operand_free_device(&qa);
+        int8fb_operand_free_device(&qb);
+    }
     matmul_context_free(&ctx);
     cudaCheck(cudaFree(a)); cudaCheck(cudaFree(a_outl)); cudaCheck(cudaFree(b));
     cudaCheck(cudaFree(c_bf16)); cudaCheck(cudaFree(c_q)); cudaCheck(cudaFree(qa8)); cudaCheck(cudaFree(qb8));
