@@ -543,7 +543,9 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 // Launchers
 
 // Tile configuration per head size, per kernel: MT m-tiles of 16 rows per warp, NW warps per block,
-// and the length of the streamed tiles (keys for forward and dQ, queries for dK/dV).
+// and the length of the streamed tiles (keys for forward and dQ, queries for dK/dV). Chosen from the
+// variants timed by dev/cuda/attention.cu on an H100 (dev/RESULTS.md); dK/dV keeps MT = 1 because its
+// two HS-wide accumulators fill the registers (MT = 2 spills).
 template <int HS> struct AttentionConfig;
 template <> struct AttentionConfig<64> {
     static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 64;
