@@ -7,14 +7,17 @@
 // Tolerances, with u = 2^-8 the unit roundoff of bf16:
 //  - out: the kernel rounds P to bf16 before P*V (relative error <= u per term, so |error| <= u*max|V|)
 //    and rounds out to bf16 (<= u*|out|), so |error| <= 2u * max(max|out|, max|V|); we allow relative
-//    L2 error < 2.5u and, with a factor 2 of margin, max |error| <= 4u * max(max|ref|, max|V|).
+//    L2 error < 2.5u and max |error| <= 2u * max(max|ref|, max|V|). (Measured on an H100: relative L2
+//    1.7e-3..2.0e-3, max |error| about 0.5u * max|V|.)
 //  - lse: fp32 throughout (scores from exact bf16 products summed in fp32, ~HS * 2^-24 relative);
 //    we allow |error| <= 1e-4 * (1 + |ref|).
 //  - dQ, dK, dV: P and dS are rounded to bf16 before their products (<= u per term), delta comes from
 //    the bf16 out (<= u*|out|), and the results are rounded to bf16; the terms of each sum have mixed
 //    signs, so we bound the error against the largest entry: relative L2 error < 2.5u and
-//    max |error| <= 8u * max|ref| + 1e-4 per tensor. The 1e-4 covers the fp32 rounding of dP - delta
-//    (~HS * 2^-24 * |dout||V|, both O(1) here) where the reference cancels to ~0 (at T = 1, dS = 0).
+//    max |error| <= 4u * max|ref| + 1e-4 per tensor (measured: relative L2 2.5e-3..3.9e-3, max
+//    |error| up to 1.8u * max|ref| in dK of the sharp-softmax cases). The 1e-4 covers the fp32 rounding
+//    of dP - delta (~HS * 2^-24 * |dout||V|, both O(1) here) where the reference cancels to ~0 (at T = 1,
+//    dS = 0).
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -141,7 +144,7 @@ static void test_attention_case(void) {
     ErrorStats eo = compare(to_float(h_out), r_out);
     double max_v = 0;
     for (float v : qkv_slot(f_qkv.data(), B, T, NH, HS, 2)) max_v = fmax(max_v, fabs(v));
-    double out_bound = 4 * BF16_U * fmax(eo.max_ref, max_v);
+    double out_bound = 2 * BF16_U * fmax(eo.max_ref, max_v);
     printf("  out: rel_l2 %.2e  max_abs %.2e (bound %.2e)\n", eo.rel_l2, eo.max_abs, out_bound);
     CHECK(eo.nonfinite == 0, "%ld non-finite (unwritten?) outputs", eo.nonfinite);
     CHECK(eo.rel_l2 < 2.5 * BF16_U, "out relative L2 error %.3e", eo.rel_l2);
@@ -161,7 +164,7 @@ static void test_attention_case(void) {
     const char *names[3] = {"dq", "dk", "dv"};
     for (int slot = 0; slot < 3; slot++) {
         ErrorStats e = compare(qkv_slot(g_dqkv.data(), B, T, NH, HS, slot), qkv_slot(r_dqkv.data(), B, T, NH, HS, slot));
-        double bound = 8 * BF16_U * e.max_ref + 1e-4;
+        double bound = 4 * BF16_U * e.max_ref + 1e-4;
         printf("  %s: rel_l2 %.2e  max_abs %.2e (bound %.2e)\n", names[slot], e.rel_l2, e.max_abs, bound);
         CHECK(e.nonfinite == 0, "%s: %ld non-finite (unwritten?) values", names[slot], e.nonfinite);
         CHECK(e.rel_l2 < 2.5 * BF16_U, "%s relative L2 error %.3e", names[slot], e.rel_l2);
