@@ -13,7 +13,8 @@
 // warpgroups 1 and 2 each compute 64 rows x 128 columns with wgmma m64n128k32 into an int32
 // accumulator, wait, release the stage and convert + scale it into the FP32 accumulator. Scales are
 // loaded one step ahead, the block's flags once into shared memory, so no step waits on a global load.
-// Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse.
+// Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse. Optionally (template CM x CN),
+// blocks form clusters that share A and B tiles through TMA multicast (see int8fb_gemm_kernel).
 // Shape rules (checked by the launcher): M >= 1, N >= 1 and N % 16 == 0, K % 16 == 0, K <= 131072;
 // partial tiles are zero-filled by the tensor copies and masked at the store.
 #ifndef KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
@@ -33,8 +34,11 @@
 #define I8G_TILE_BYTES (I8G_BM * I8G_BK)
 #define I8G_MAX_K_TILES 1024  // K <= 131072: the block's fallback flags live in shared memory
 #define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 4 * I8G_MAX_K_TILES + 1024)
-#define I8G_DEFAULT_CM 2  // default cluster: 2 x 2 tiles sharing A and B through multicast
-#define I8G_DEFAULT_CN 2
+// Default cluster shape: lone blocks. Measured on an H100 (dev/RESULTS.md, 8192^3): 1x1 600 TOP/s,
+// 1x2 285, 2x1 308, 2x2 174 -- the multicast clusters are correct but slower, most likely because every
+// stage waits for release-ordered remote arrivals from all consumers of the cluster.
+#define I8G_DEFAULT_CM 1
+#define I8G_DEFAULT_CN 1
 static_assert(I8G_BM == INT8FB_TILE_SIZE && I8G_BN == INT8FB_TILE_SIZE && I8G_BK == INT8FB_TILE_SIZE,
               "one block tile = one quantizer tile of A and of B, so fallback flags are uniform per K-step");
 static_assert(I8G_BK == 128, "a K-tile row is 128 bytes: one 128-byte swizzle atom, 4 wgmma k32 steps");

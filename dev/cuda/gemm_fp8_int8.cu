@@ -1,8 +1,8 @@
 // Benchmark of the quantized GEMMs against cuBLASLt BF16 in the same run:
 //   BF16 (cuBLASLt), FP8-CS E4M3 x E4M3 (cuBLASLt, fast accumulation) excluding / including the
-//   quantization, int8fb with no fallback with lone blocks ("i8 1x1") and with the kernel's clusters
-//   (excluding / including the quantization), int8fb with ~5% of A's tiles falling back (excluding the
-//   quantization).
+//   quantization, int8fb with no fallback with lone blocks ("i8 1x1") and with the chosen cluster
+//   shape (excluding / including the quantization), int8fb with ~5% of A's tiles falling back
+//   (excluding the quantization); then a sweep of the cluster shapes and the int8fb quantizer's time.
 // "Including the quantization" quantizes BOTH operands from BF16 inside the timed region (FP8-CS:
 // amax_bf16 + fp8cs_quantize of kernels/quantize_fp8_tensorwise.cuh, row-wise copy only; int8fb:
 // quantize_int8fb with row-chunk scales for A and tile scales for B), an upper bound for a trainer that
@@ -10,7 +10,7 @@
 // Method: random N(0,1) BF16 data (never zeros), L2 flushed (a 256 MiB memset) before every timed
 // repetition, CUDA events around the timed work only, median of the repetitions. Sanity column: the
 // relative difference of each quantized output from the BF16 output on the first rows.
-//   ./build/dev/gemm_fp8_int8 [reps] [1x1|2x2]   (cluster shape of the int8fb columns, default 2x2)
+//   ./build/dev/gemm_fp8_int8 [reps] [1x1|2x2]   (cluster shape of the int8fb columns, default 1x1)
 #include <algorithm>
 #include <math.h>
 #include <stdio.h>
@@ -99,7 +99,7 @@ struct Shape {
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 20;
     if (reps < 1) { fprintf(stderr, "error: reps must be >= 1, got '%s'\n", argv[1]); return 1; }
-    const char *cluster_name = argc > 2 ? argv[2] : "2x2";
+    const char *cluster_name = argc > 2 ? argv[2] : "1x1";
     if (strcmp(cluster_name, "1x1") != 0 && strcmp(cluster_name, "2x2") != 0) {
         fprintf(stderr, "error: cluster shape must be 1x1 or 2x2, got '%s'\n", cluster_name);
         return 1;

@@ -357,7 +357,8 @@ static void check_int8fb_gemm(int M, int N, int K, double outlier_fraction, floa
     // dropped q2a.q2b term adds ~(0.007)^2. BF16 output: 2^-9 rounding per element.
     double tol = (bf16_out ? 4e-3 : 1e-5) + (fa > 0 && fb > 0 ? 2e-4 : 0.0);
     size_t tiles_a = (size_t)int8fb_row_tiles(M) * int8fb_k_tiles(K);
-    // Both kernel shapes: clusters of 2 x 2 tiles with multicast (the default) and lone blocks.
+    // Both kernel shapes: clusters of 2 x 2 tiles sharing A and B through multicast, and lone blocks
+    // (the default).
     for (int variant = 0; variant < 2; variant++) {
         cudaCheck(cudaMemset(c_dev, 0xFF, c_bytes));  // NaN poison: every element must be written
         if (variant == 0) {
