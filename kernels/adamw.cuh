@@ -32,7 +32,6 @@ typedef struct {
 typedef struct {
     AdamWChunk *chunks;
     int num_chunks;
-    size_t num_elements;  // shard size
 } AdamWPlan;
 
 // Hyperparameters of one step; build with adamw_step_params.
@@ -152,7 +151,6 @@ static inline void adamw_plan_build(AdamWPlan *plan, const size_t *tensor_sizes,
     cudaCheck(cudaMemcpy(plan->chunks, host, (size_t)count * sizeof(AdamWChunk), cudaMemcpyHostToDevice));
     free(host);
     plan->num_chunks = count;
-    plan->num_elements = shard_size;
 }
 
 static inline void adamw_plan_free(AdamWPlan *plan) {
