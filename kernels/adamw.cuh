@@ -45,6 +45,7 @@ typedef struct {
 // ----------------------------------------------------------------------------------------------
 // kernel
 
+// The update of the header comment on 4 elements held in registers (master, m, v in place).
 __device__ __forceinline__ void adamw_update4_(float mw[4], float mm[4], float vv[4], const float g[4],
                                                float decay, const AdamWStepParams &hp) {
 #pragma unroll
