@@ -63,7 +63,7 @@ PY_TESTS := $(wildcard test/test_*.py)
 GPU_TEST_BINS := $(patsubst test/gpu/%.cu,build/gpu/%,$(wildcard test/gpu/test_*.cu))
 DEV_CUDA_BINS := $(patsubst dev/cuda/%.cu,build/dev/%,$(wildcard dev/cuda/*.cu))
 # Sources with Blackwell (sm_100a) paths are also compiled and linked for sm_100a.
-SM100_SRCS := train_gpt.cu
+SM100_SRCS := train_gpt.cu test/gpu/test_gemm_mx_nvfp4.cu dev/cuda/gemm_mx_nvfp4.cu
 SM100_BINS := $(addprefix build/sm100a/,$(basename $(notdir $(SM100_SRCS))))
 CUDA_TARGETS := $(TRAINERS) $(GPU_TEST_BINS) $(DEV_CUDA_BINS) $(SM100_BINS)
 
