@@ -27,6 +27,21 @@ __device__ __forceinline__ uint2 fp8x8_from_float8_rne(const float v[8], float s
     return make_uint2(w[0], w[1]);
 }
 
+// Merges each thread's value m into *dst with one atomicMax per block: a warp-shuffle maximum,
+// then the first warp reduces the per-warp maxima from shared memory. All threads must call it.
+__device__ __forceinline__ void block_atomic_max_u32(unsigned int *dst, uint32_t m) {
+    for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
+    __shared__ uint32_t warp_max[32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) warp_max[warp] = m;
+    __syncthreads();
+    if (warp == 0) {
+        m = lane < (int)(blockDim.x / 32) ? warp_max[lane] : 0u;
+        for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
+        if (lane == 0) atomicMax(dst, m);
+    }
+}
+
 // amax of n BF16 values as fp32 bits in *amax_bits (which must hold 0 before the launch): each
 // thread reduces 8-element chunks (grid-stride), the block reduces through warp shuffles and shared
 // memory, and one atomicMax per block merges. |bf16| bits order like the values and a NaN (bits
@@ -45,16 +60,7 @@ __global__ void amax_bf16_kernel(unsigned int *amax_bits, const bf16 *x, size_t 
         }
     }
     for (size_t i = n8 * 8 + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) m = max(m, (uint32_t)(xs[i] & 0x7FFFu));
-    for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
-    __shared__ uint32_t warp_max[32];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) warp_max[warp] = m;
-    __syncthreads();
-    if (warp == 0) {
-        m = lane < (int)(blockDim.x / 32) ? warp_max[lane] : 0u;
-        for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
-        if (lane == 0) atomicMax(amax_bits, m << 16);
-    }
+    block_atomic_max_u32(amax_bits, m << 16);
 }
 
 // *amax = max |x| over the n BF16 values of x (device pointers; amax is overwritten).

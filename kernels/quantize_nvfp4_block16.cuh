@@ -129,16 +129,7 @@ __global__ void amax_colwise_rht16_kernel(unsigned int *amax_bits, const bf16 *x
         rht16_apply(v, RHT16_SIGN_MASK);
         m = nvfp4_amax16(v);
     }
-    for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
-    __shared__ uint32_t warp_max[32];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) warp_max[warp] = m;
-    __syncthreads();
-    if (warp == 0) {
-        m = lane < (int)(blockDim.x / 32) ? warp_max[lane] : 0u;
-        for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
-        if (lane == 0) atomicMax(amax_bits, m);
-    }
+    block_atomic_max_u32(amax_bits, m);
 }
 
 // 2-D 16x16 tiles (weights, RNE): 16 threads per tile; thread i of a tile loads row i of the tile

@@ -120,16 +120,7 @@ __global__ void amax_colwise_rht16_v2_kernel(unsigned int *amax_bits, const bf16
             m = max(m, max(nvfp4_amax16(v[0]), nvfp4_amax16(v[1])));
         }
     }
-    for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
-    __shared__ uint32_t warp_max[32];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) warp_max[warp] = m;
-    __syncthreads();
-    if (warp == 0) {
-        m = lane < (int)(blockDim.x / 32) ? warp_max[lane] : 0u;
-        for (int offset = 16; offset > 0; offset >>= 1) m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
-        if (lane == 0) atomicMax(amax_bits, m);
-    }
+    block_atomic_max_u32(amax_bits, m);
 }
 
 static void nvfp4_colwise_rht_sr_v2(uint8_t *q, uint8_t *s, float *s_dec, float *amax, const bf16 *x, int R, int C, SrKey key,
