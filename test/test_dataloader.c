@@ -12,22 +12,12 @@
 
 #include "dataloader/dataloader.h"
 #include "test/testing.h"
+#include "test/testing_files.h"
 
 #define ERR_SIZE 512
 
 static char tmp_dir[256];
-static uint64_t rng_state;
-
-static uint64_t rand_u64(void) {  // xorshift64*
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
 // A uniform integer in lo..hi (inclusive).
-static int rand_int(int lo, int hi) { return lo + (int)(rand_u64() % (uint64_t)(hi - lo + 1)); }
-
 // Writes a shard file with the given header fields followed by n tokens.
 static void write_shard(const char *path, int magic, int version, int header_count, const uint16_t *tokens, size_t n) {
     int32_t header[SHARD_HEADER_INTS] = {0};
@@ -42,7 +32,7 @@ static void write_shard(const char *path, int magic, int version, int header_cou
 
 static uint16_t *random_tokens(size_t n, int vocab) {
     uint16_t *t = (uint16_t *)malloc_check(n * sizeof(uint16_t));
-    for (size_t i = 0; i < n; i++) t[i] = (uint16_t)rand_int(0, vocab - 1);
+    for (size_t i = 0; i < n; i++) t[i] = (uint16_t)testing_rand_int(0, vocab - 1);
     return t;
 }
 
@@ -70,7 +60,7 @@ static void make_dataset(Dataset *ds, const char *name, int num_shards, size_t m
     for (int s = num_shards - 1; s >= 0; s--) {  // written in reverse: the loader must sort by name
         char path[300];
         snprintf(path, sizeof(path), "%s/%s-%d_%03d.bin", tmp_dir, name, serial, s);
-        ds->sizes[s] = min_tokens + (size_t)(rand_u64() % (max_tokens - min_tokens + 1));
+        ds->sizes[s] = min_tokens + (size_t)(testing_rand_u64() % (max_tokens - min_tokens + 1));
         ds->tokens[s] = random_tokens(ds->sizes[s], vocab);
         write_shard(path, SHARD_MAGIC, SHARD_VERSION, (int)ds->sizes[s], ds->tokens[s], ds->sizes[s]);
     }
@@ -239,9 +229,9 @@ static void test_bad_token_in_later_shard(void) {
 // Single rank, no shuffle: batch k is window k of the shards in name order, windows at multiples of B*T.
 static void test_batches_match_files(void) {
     for (int trial = 0; trial < 5; trial++) {
-        int B = rand_int(1, 4), T = rand_int(1, 16), V = rand_int(2, 65536);
+        int B = testing_rand_int(1, 4), T = testing_rand_int(1, 16), V = testing_rand_int(2, 65536);
         Dataset ds;
-        make_dataset(&ds, "match", rand_int(1, 5), (size_t)B * T + 1, (size_t)B * T * 6 + 10, V);
+        make_dataset(&ds, "match", testing_rand_int(1, 5), (size_t)B * T + 1, (size_t)B * T * 6 + 10, V);
         size_t W = dataset_windows(&ds, B, T), n = (size_t)B * T;
         DataLoader dl;
         if (open_loader(&dl, ds.pattern, B, T, 0, 1, V, 0, 0) != 0) { free_dataset(&ds); continue; }
@@ -279,10 +269,10 @@ static void test_batches_match_files(void) {
 static void test_rank_sharding(void) {
     const int V = 65536;
     for (int shuffle = 0; shuffle <= 1; shuffle++) {
-        int B = rand_int(1, 3), T = rand_int(2, 12);
+        int B = testing_rand_int(1, 3), T = testing_rand_int(2, 12);
         Dataset ds;
-        make_dataset(&ds, shuffle ? "ranks_shuf" : "ranks_seq", rand_int(2, 5), (size_t)B * T + 1, (size_t)B * T * 9, V);
-        uint64_t seed = shuffle ? rand_u64() | 1 : 0;
+        make_dataset(&ds, shuffle ? "ranks_shuf" : "ranks_seq", testing_rand_int(2, 5), (size_t)B * T + 1, (size_t)B * T * 9, V);
+        uint64_t seed = shuffle ? testing_rand_u64() | 1 : 0;
         size_t W = dataset_windows(&ds, B, T), n2 = 2 * (size_t)B * T;
         DataLoader ref;
         if (open_loader(&ref, ds.pattern, B, T, 0, 1, V, shuffle, seed) != 0) { free_dataset(&ds); continue; }
@@ -391,7 +381,7 @@ static void test_permutation_uniform(void) {
     for (size_t n = 2; n <= 5; n++) {
         int counts[5][5] = {{0}};
         for (int d = 0; d < draws; d++) {
-            dataloader_permutation(order, n, 1, rand_u64());
+            dataloader_permutation(order, n, 1, testing_rand_u64());
             for (size_t place = 0; place < n; place++) counts[place][order[place]]++;
         }
         double p = 1.0 / (double)n, expect = draws * p, tol = 5.0 * sqrt(draws * p * (1.0 - p));
@@ -410,10 +400,10 @@ static void test_resume(void) {
     const int V = 50257;
     for (int trial = 0; trial < 6; trial++) {
         int shuffle = trial % 2, R = (trial / 2) % 3 + 1;
-        int B = rand_int(1, 3), T = rand_int(2, 10), rank = rand_int(0, R - 1);
-        uint64_t seed = shuffle ? rand_u64() | 1 : 0;
+        int B = testing_rand_int(1, 3), T = testing_rand_int(2, 10), rank = testing_rand_int(0, R - 1);
+        uint64_t seed = shuffle ? testing_rand_u64() | 1 : 0;
         Dataset ds;
-        make_dataset(&ds, "resume", rand_int(2, 4), (size_t)B * T * R + 1, (size_t)B * T * 8 * R, V);
+        make_dataset(&ds, "resume", testing_rand_int(2, 4), (size_t)B * T * R + 1, (size_t)B * T * 8 * R, V);
         size_t n2 = 2 * (size_t)B * T;
         DataLoader dl;
         if (open_loader(&dl, ds.pattern, B, T, rank, R, V, shuffle, seed) != 0) { free_dataset(&ds); continue; }
@@ -423,7 +413,7 @@ static void test_resume(void) {
         CHECK(read_batches(&dl, total, ref, err) == total, "reference read failed: %s", err);
         int *again = (int *)malloc_check(total * n2 * sizeof(int));
         for (int probe = 0; probe < 4; probe++) {
-            size_t k = (size_t)rand_int(0, (int)(3 * per_epoch) - 2);
+            size_t k = (size_t)testing_rand_int(0, (int)(3 * per_epoch) - 2);
             DataLoaderPosition pos;
             dataloader_reset(&dl);
             CHECK(read_batches(&dl, k, again, err) == k, "read failed: %s", err);
@@ -512,20 +502,9 @@ static void test_real_shards(void) {
     dataloader_free(&dl);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 int main(void) {
-    const char *env_seed = getenv("TEST_SEED");
-    uint64_t seed = env_seed ? strtoull(env_seed, NULL, 10) : (uint64_t)time(NULL);
-    rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
-    printf("test_dataloader: TEST_SEED=%llu\n", (unsigned long long)seed);
-    mkdir("build", 0755);
-    mkdir("build/tmp", 0755);
-    snprintf(tmp_dir, sizeof(tmp_dir), "build/tmp/test_dataloader_XXXXXX");
-    if (mkdtemp(tmp_dir) == NULL) fatal("cannot create a temporary directory under build/tmp");
+    testing_seed("test_dataloader");
+    testing_tmpdir_create(tmp_dir, sizeof(tmp_dir), "test_dataloader");
 
     RUN_TEST(test_bad_arguments);
     RUN_TEST(test_bad_files);
@@ -539,6 +518,6 @@ int main(void) {
     if (access("build/data/tinyshakespeare/tiny_shakespeare_val.bin", R_OK) == 0) RUN_TEST(test_real_shards);
     else SKIP_TEST(test_real_shards, "build/data/tinyshakespeare absent (make test-data)");
 
-    nftw(tmp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testing_tmpdir_remove(tmp_dir);
     return testing_finish();
 }

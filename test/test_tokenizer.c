@@ -10,23 +10,13 @@
 
 #include "dataloader/tokenizer.h"
 #include "test/testing.h"
+#include "test/testing_files.h"
 
 #define ERR_SIZE 512
 #define DATA_DIR "build/data/tinyshakespeare"
 #define SHAKESPEARE_TEXT "../shared/data/tinyshakespeare/input.txt"
 
 static char tmp_dir[256];
-static uint64_t rng_state;
-
-static uint64_t rand_u64(void) {  // xorshift64*
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
-
-static int rand_int(int lo, int hi) { return lo + (int)(rand_u64() % (uint64_t)(hi - lo + 1)); }
-
 // A tokenizer file's parts, so tests can write valid and broken variants.
 typedef struct {
     uint32_t header[TOKENIZER_HEADER_WORDS];
@@ -41,15 +31,15 @@ static void make_tokenizer_file(TokenizerFile *tf, uint32_t vocab) {
     tf->header[0] = TOKENIZER_MAGIC;
     tf->header[1] = TOKENIZER_VERSION;
     tf->header[2] = vocab;
-    tf->header[3] = (uint32_t)rand_int(0, (int)vocab - 1);
+    tf->header[3] = (uint32_t)testing_rand_int(0, (int)vocab - 1);
     tf->body = (unsigned char *)malloc_check((size_t)vocab * 256);
     tf->start = (size_t *)malloc_check(vocab * sizeof(size_t));
     tf->body_size = 0;
     for (uint32_t id = 0; id < vocab; id++) {
-        int len = rand_u64() % 8 == 0 ? 255 : rand_int(1, 12);
+        int len = testing_rand_u64() % 8 == 0 ? 255 : testing_rand_int(1, 12);
         tf->start[id] = tf->body_size;
         tf->body[tf->body_size++] = (unsigned char)len;
-        for (int i = 0; i < len; i++) tf->body[tf->body_size++] = (unsigned char)rand_int(0, 255);
+        for (int i = 0; i < len; i++) tf->body[tf->body_size++] = (unsigned char)testing_rand_int(0, 255);
     }
 }
 
@@ -67,7 +57,7 @@ static void free_tokenizer_file(TokenizerFile *tf) {
 
 static void test_random_vocab_roundtrip(void) {
     for (int trial = 0; trial < 5; trial++) {
-        uint32_t vocab = (uint32_t)rand_int(1, 3000);
+        uint32_t vocab = (uint32_t)testing_rand_int(1, 3000);
         TokenizerFile tf;
         make_tokenizer_file(&tf, vocab);
         char path[300], err[ERR_SIZE];
@@ -119,7 +109,7 @@ static void test_bad_files(void) {
     CHECK(tokenizer_init(&t, tmp_dir, err, sizeof(err)) != 0 && strstr(err, tmp_dir) != NULL && strstr(err, "cannot read") != NULL,
           "directory: %s", err);
 
-    uint32_t vocab = (uint32_t)rand_int(2, 500);
+    uint32_t vocab = (uint32_t)testing_rand_int(2, 500);
     TokenizerFile tf;
     make_tokenizer_file(&tf, vocab);
     char expect[128];
@@ -148,7 +138,7 @@ static void test_bad_files(void) {
     // cut inside the last token: between its length byte and its end
     uint32_t last = vocab - 1;
     snprintf(expect, sizeof(expect), "the file ends inside token %u of %u", last, vocab);
-    expect_error("truncated", &tf, tf.start[last] + 1 + (size_t)rand_int(0, tf.body[tf.start[last]] - 1), expect);
+    expect_error("truncated", &tf, tf.start[last] + 1 + (size_t)testing_rand_int(0, tf.body[tf.start[last]] - 1), expect);
     // no bytes for a whole token
     snprintf(expect, sizeof(expect), "the file ends inside token %u of %u", last, vocab);
     expect_error("missing_token", &tf, tf.start[last], expect);
@@ -166,7 +156,7 @@ static void test_bad_files(void) {
     tf.header[2] = vocab;
     tf.header[3] = eot;
     // a zero-length token
-    uint32_t id = (uint32_t)rand_int(0, (int)last);
+    uint32_t id = (uint32_t)testing_rand_int(0, (int)last);
     tf.body[tf.start[id]] = 0;
     snprintf(expect, sizeof(expect), "token %u has length 0", id);
     expect_error("empty_token", &tf, tf.body_size, expect);
@@ -265,20 +255,9 @@ static void test_decode_tinyshakespeare(void) {
     tokenizer_free(&t);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 int main(void) {
-    const char *env_seed = getenv("TEST_SEED");
-    uint64_t seed = env_seed ? strtoull(env_seed, NULL, 10) : (uint64_t)time(NULL);
-    rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
-    printf("test_tokenizer: TEST_SEED=%llu\n", (unsigned long long)seed);
-    mkdir("build", 0755);
-    mkdir("build/tmp", 0755);
-    snprintf(tmp_dir, sizeof(tmp_dir), "build/tmp/test_tokenizer_XXXXXX");
-    if (mkdtemp(tmp_dir) == NULL) fatal("cannot create a temporary directory under build/tmp");
+    testing_seed("test_tokenizer");
+    testing_tmpdir_create(tmp_dir, sizeof(tmp_dir), "test_tokenizer");
 
     RUN_TEST(test_random_vocab_roundtrip);
     RUN_TEST(test_bad_files);
@@ -290,6 +269,6 @@ int main(void) {
     else
         RUN_TEST(test_decode_tinyshakespeare);
 
-    nftw(tmp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testing_tmpdir_remove(tmp_dir);
     return testing_finish();
 }
