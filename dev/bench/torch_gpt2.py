@@ -176,6 +176,10 @@ class GPT(nn.Module):
         x = F.embedding(inputs, self.wte) + self.wpe[:T]
         for block in self.blocks:
             x = block(x)
+        return self.head_loss(x, targets)
+
+    def head_loss(self, x, targets):
+        """Final LayerNorm, tied classifier and the mean cross-entropy over the first V logits. x [B, T, C]."""
         logits = self.lnf(x) @ self.wte.t()  # [B, T, Vp]
         V = self.cfg.vocab_size
         return F.cross_entropy(logits[..., :V].reshape(-1, V), targets.reshape(-1))
@@ -273,7 +277,12 @@ class ShardLoader:
         windows = [(n - 1) // (B * T) for n in (self._count(p) for p in self.paths)]
         if sum(windows) == 0:
             raise ValueError(f"--data: the shards matching '{pattern}' hold no window of B*T+1 = {B * T + 1} tokens")
-        self.shard, self.window, self.tokens = -1, 0, None
+        self.shard = -1
+        self._next_shard()  # the first shard is read (and checked) now, the others when reached
+
+    def _next_shard(self):
+        self.shard = (self.shard + 1) % len(self.paths)
+        self.tokens, self.window = read_shard(self.paths[self.shard], self.vocab_size), 0
 
     @staticmethod
     def _count(path):
@@ -286,9 +295,8 @@ class ShardLoader:
     def next_batch(self):
         """(inputs, targets), each a [B, T] int64 CPU tensor."""
         BT = self.B * self.T
-        while self.tokens is None or (self.window + 1) * BT + 1 > len(self.tokens):
-            self.shard = (self.shard + 1) % len(self.paths)
-            self.tokens, self.window = read_shard(self.paths[self.shard], self.vocab_size), 0
+        while (self.window + 1) * BT + 1 > len(self.tokens):
+            self._next_shard()
         w = torch.from_numpy(self.tokens[self.window * BT:(self.window + 1) * BT + 1])
         self.window += 1
         return w[:-1].view(self.B, self.T), w[1:].view(self.B, self.T)
@@ -362,17 +370,13 @@ def build_model(args):
     return cfg, model.to(args.device), source
 
 
-def main(argv):
-    args = parse_args(argv)
-    try:
-        cfg, model, source = build_model(args)
-        if args.data == "random":
-            loader = RandomTokens(args.batch, args.seq_len, cfg.vocab_size, args.seed)
-        else:
-            loader = ShardLoader(args.data, args.batch, args.seq_len, cfg.vocab_size)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+def train(args):
+    """Runs the steps and prints one line per step and the summary."""
+    cfg, model, source = build_model(args)
+    if args.data == "random":
+        loader = RandomTokens(args.batch, args.seq_len, cfg.vocab_size, args.seed)
+    else:
+        loader = ShardLoader(args.data, args.batch, args.seq_len, cfg.vocab_size)
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -381,9 +385,10 @@ def main(argv):
     if args.compile == "full":
         step_model = torch.compile(model)
     else:
-        if args.compile == "blocks":
+        if args.compile == "blocks":  # regional compilation: one graph for every block, one for the head
             for block in model.blocks:
                 block.compile()
+            model.head_loss = torch.compile(model.head_loss)
         step_model = model
     accum = args.total_batch // (args.batch * args.seq_len)
     autocast_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
@@ -432,6 +437,15 @@ def main(argv):
         print(f"summary: {len(timed)} steps after {args.timing_skip} skipped: {mean * 1e3:.1f} ms/step, "
               f"{args.total_batch / mean:.0f} tok/s, MFU {100 * flops_step / mean / PEAK_FLOPS:.1f}%, "
               f"peak memory {peak_mem:.1f} GiB")
+
+
+def main(argv):
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (ValueError, OSError) as e:  # bad model file, shard or flag combination: the message names it
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
