@@ -2,7 +2,7 @@
 //   out[M,N] = A[M,K] . B[N,K]^T on the dequantized operands, FP32 accumulation, BF16 or FP32 output.
 // A: ROW_CHUNK scales (activations / gradients), B: PER_TILE scales (weights; Wgrad's second operand).
 // Per 128-wide K-tile kt the block runs wgmma s8 x s8 -> s32 over q1a . q1b and converts the exact int32
-// partial sums (|sum| <= 128 * 127^2 < 2^24) to FP32 with sa1[row] * sb1; if A's tile (kt) falls back
+// partial sums (|sum| <= 128 * 127^2 < 2^22) to FP32 with sa1[row] * sb1; if A's tile (kt) falls back
 // it adds a pass q2a . q1b with sa2 = sa1/127, if B's tile falls back a pass q1a . q2b with sb2 = sb1/127
 // (the q2a . q2b term, 127^-2 of the product, is dropped). Block tile 128 x 128 = one A tile row and one
 // B tile row, so each pass's flag is uniform per block and K-step: with no fallback, the extra passes
@@ -10,10 +10,12 @@
 //
 // Structure: 3 warpgroups. Warpgroup 0 is the producer (one thread issues the tensor copies (TMA) of
 // the A and B tiles of each step into a ring of I8G_STAGES shared-memory stages, 128-byte swizzle);
-// warpgroups 1 and 2 each compute 64 rows x 128 columns with wgmma m64n128k32 into an int32
-// accumulator, wait, release the stage and convert + scale it into the FP32 accumulator. Scales are
-// loaded one step ahead, the block's flags once into shared memory, so no step waits on a global load.
-// Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse. Optionally (template CM x CN),
+// warpgroups 1 and 2 each compute 64 rows x 128 columns with wgmma m64n128k32 into two int32
+// accumulators used in turn: while the wgmma of one step run, the previous step's sums are converted
+// (exactly, by integer and float adds instead of the 4x slower I2F unit), scaled and added into the
+// FP32 accumulator. setmaxnreg moves registers from the producer to the consumers (232 each). Scales
+// are loaded one step ahead, the block's flags once into shared memory, so no step waits on a global
+// load. // Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse. Optionally (template CM x CN),
 // blocks form clusters that share A and B tiles through TMA multicast (see int8fb_gemm_kernel).
 // Shape rules (checked by the launcher): M >= 1, N >= 1 and N % 16 == 0, K % 16 == 0, K <= 131072;
 // partial tiles are zero-filled by the tensor copies and masked at the store.
@@ -32,6 +34,10 @@
 #define I8G_GROUP_M 8
 #define I8G_THREADS 384
 #define I8G_TILE_BYTES (I8G_BM * I8G_BK)
+// Registers per thread after setmaxnreg: consumers hold two int32 accumulators and the FP32 one (192),
+// the producer thread only loop state. 128 * (2 * 232 + 40) <= 65536.
+#define I8G_CONSUMER_REGS 232
+#define I8G_PRODUCER_REGS 40
 #define I8G_MAX_K_TILES 1024  // K <= 131072: the block's fallback flags live in shared memory
 #define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 4 * I8G_MAX_K_TILES + 1024)
 // Default cluster shape: lone blocks. Measured on an H100 (dev/RESULTS.md, 8192^3): 1x1 600 TOP/s,
@@ -72,23 +78,13 @@ __device__ __forceinline__ void i8g_mbar_wait(uint64_t *bar, uint32_t parity) {
         "}\n" ::"r"(i8g_smem_addr(bar)), "r"(parity) : "memory");
 }
 
-// As i8g_mbar_wait, with acquire at cluster scope: the arrivals came from other blocks of the cluster.
-__device__ __forceinline__ void i8g_mbar_wait_cluster(uint64_t *bar, uint32_t parity) {
-    asm volatile(
-        "{\n"
-        ".reg .pred done;\n"
-        "I8G_WAITC_%=:\n"
-        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra I8G_WAITC_%=;\n"
-        "}\n" ::"r"(i8g_smem_addr(bar)), "r"(parity) : "memory");
-}
-
-// Arrives (release, cluster scope) on the barrier at the same shared-memory offset in block `rank` of
-// the cluster.
+// Arrives on the barrier at the same shared-memory offset in block `rank` of the cluster. CTA-scope
+// (default) semantics suffice: the arrival only says that this block's wgmma finished reading the stage
+// (wgmma.wait_group came first), so nothing the arriving thread wrote must become visible to the peer.
 __device__ __forceinline__ void i8g_mbar_arrive_cluster(uint64_t *bar, uint32_t rank) {
     uint32_t remote;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(i8g_smem_addr(bar)), "r"(rank));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
 }
 
 __device__ __forceinline__ uint32_t i8g_cluster_rank() {
@@ -128,7 +124,9 @@ __device__ __forceinline__ uint64_t i8g_smem_desc(const void *tile) {
 
 __device__ __forceinline__ void i8g_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void i8g_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void i8g_wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+// Waits until at most N committed wgmma groups of this warpgroup are still running.
+template <int N>
+__device__ __forceinline__ void i8g_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
 
 // Pins the accumulator registers at this point, so no read of them moves above the preceding wait.
 __device__ __forceinline__ void i8g_fence_registers(int32_t (&d)[64]) {
@@ -167,19 +165,29 @@ __device__ __forceinline__ bool i8g_next_step(int &kt, int &pass, const uint8_t 
     }
 }
 
-// A consumer's view of one step: its stage in the ring and the raw scales of its two rows and of B.
+// A consumer's view of one step: its place in the schedule and the ring (stage, parity of the stage's
+// full barrier) and the raw scales of its two rows and of B.
 struct I8gStep {
     int kt, pass, stage;
+    uint32_t phase;
     float sa_lo, sa_hi, sb;
 };
 
-// Loads the scales of step st for rows row_lo and row_lo + 8 (issued early; used one step later).
-// A block whose tile lies past the matrix (cluster padding) uses 0.
-__device__ __forceinline__ void i8g_load_scales(I8gStep &st, const float *scale_a, const float *scale_b, size_t rows_pad,
-                                                int row_lo, int nt, int k_tiles, bool tile_inside) {
+// Moves st to the next step that runs (see i8g_next_step), with its ring stage and barrier parity, and
+// issues the loads of its scales for rows row_lo and row_lo + 8; they are first used a step later (in
+// i8g_promote), so no step waits on them. A block whose tile lies past the matrix (cluster padding) uses
+// 0, and so does a fallback pass that only another block of the cluster needs (computed, keeping the
+// wgmma path free of branches, but weighted 0). Returns false past the last step.
+__device__ __forceinline__ bool i8g_advance(I8gStep &st, const uint8_t *runs_a, const uint8_t *runs_b, const uint8_t *own_a,
+                                            const uint8_t *own_b, const float *scale_a, const float *scale_b, size_t rows_pad,
+                                            int row_lo, int nt, int k_tiles, bool tile_inside) {
+    if (!i8g_next_step(st.kt, st.pass, runs_a, runs_b, k_tiles)) return false;
+    if (++st.stage == I8G_STAGES) { st.stage = 0; st.phase ^= 1; }
+    const bool counted = tile_inside && !(st.pass == 1 && !own_a[st.kt]) && !(st.pass == 2 && !own_b[st.kt]);
     st.sa_lo = tile_inside ? scale_a[(size_t)st.kt * rows_pad + row_lo] : 0.0f;
     st.sa_hi = tile_inside ? scale_a[(size_t)st.kt * rows_pad + row_lo + 8] : 0.0f;
-    st.sb = tile_inside ? scale_b[(size_t)nt * k_tiles + st.kt] : 0.0f;
+    st.sb = counted ? scale_b[(size_t)nt * k_tiles + st.kt] : 0.0f;
+    return true;
 }
 
 // Issues the 4 wgmma (K = 128) of one stage into d: 64 rows of A at a_tile, 128 rows of B at b_tile.
@@ -194,14 +202,40 @@ __device__ __forceinline__ void i8g_issue_stage(int32_t (&d)[64], const uint8_t 
     i8g_wgmma_commit();
 }
 
-// acc += d * scale of the step (pass 1: A's residual scale s1/127, pass 2: B's), per row.
+// int32 -> float without the conversion unit (I2F/I2FP run at 16 per clock per SM, a quarter of what
+// this loop needs): for |d| < 2^22 the float whose bits are d + bits(1.5 * 2^23) is exactly
+// 1.5 * 2^23 + d, and one exact FADD recovers d (an integer add at 64 and a float add at 128 per clock).
+#define I8G_MAGIC_BITS 0x4B400000
+#define I8G_MAGIC 12582912.0f
+static_assert(I8G_BK * 127 * 127 < (1 << 22), "the int32 partial sums of a K-tile stay under 2^22 in magnitude");
+
+// acc += d * scale of the step (pass 1: A's residual scale s1/127, pass 2: B's), per row; d converted
+// exactly, so the result equals fmaf((float)d, scale, acc).
 __device__ __forceinline__ void i8g_promote(float (&acc)[64], const int32_t (&d)[64], const I8gStep &st) {
     float sa_lo = st.sa_lo, sa_hi = st.sa_hi, sb = st.sb;
     if (st.pass == 1) { sa_lo = int8fb_residual_scale(sa_lo); sa_hi = int8fb_residual_scale(sa_hi); }
     if (st.pass == 2) sb = int8fb_residual_scale(sb);
     const float s_lo = sa_lo * sb, s_hi = sa_hi * sb;
 #pragma unroll
-    for (int i = 0; i < 64; i++) acc[i] = fmaf((float)d[i], (i / 2) % 2 ? s_hi : s_lo, acc[i]);
+    for (int i = 0; i < 64; i++) {
+        const float exact = __int_as_float(d[i] + I8G_MAGIC_BITS) - I8G_MAGIC;
+        acc[i] = fmaf(exact, (i / 2) % 2 ? s_hi : s_lo, acc[i]);
+    }
+}
+
+// After the wgmma of step st into d completed: releases st's stage to the producer(s) (one arrival per
+// consumer warpgroup on every block of the cluster) and adds d's scaled sums to acc.
+template <int CS>
+__device__ __forceinline__ void i8g_retire(float (&acc)[64], int32_t (&d)[64], const I8gStep &st, uint64_t *empty) {
+    i8g_fence_registers(d);
+    if (threadIdx.x % 128 == 0) {
+        if constexpr (CS > 1) {
+            for (int r = 0; r < CS; r++) i8g_mbar_arrive_cluster(&empty[st.stage], (uint32_t)r);
+        } else {
+            i8g_mbar_arrive(&empty[st.stage]);
+        }
+    }
+    i8g_promote(acc, d, st);
 }
 
 // One block per 128 x 128 output tile; see the header comment. Blocks form clusters of CM x CN tiles
@@ -271,6 +305,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
     const int warpgroup = threadIdx.x / 128;
     if (warpgroup == 0) {
         // Producer: one thread issues the tensor copies of this block's share of each stage.
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(I8G_PRODUCER_REGS));
         if (threadIdx.x == 0) {
             constexpr int a_rows = I8G_BM / CN, b_rows = I8G_BN / CM;
             uint16_t mask_a = (uint16_t)(((1 << CN) - 1) << (dm * CN));  // blocks sharing this A tile
@@ -280,8 +315,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             uint32_t phase = 0;
             int kt = 0, pass = 0;
             do {
-                if constexpr (CS > 1) i8g_mbar_wait_cluster(&empty[stage], phase ^ 1);
-                else i8g_mbar_wait(&empty[stage], phase ^ 1);
+                i8g_mbar_wait(&empty[stage], phase ^ 1);
                 i8g_mbar_arrive_expect_tx(&full[stage], 2 * I8G_TILE_BYTES);
                 uint8_t *dst_a = tiles_a + stage * I8G_TILE_BYTES + dn * a_rows * I8G_BK;
                 uint8_t *dst_b = tiles_b + stage * I8G_TILE_BYTES + dm * b_rows * I8G_BK;
@@ -294,47 +328,48 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             } while (i8g_next_step(kt, pass, runs_a, runs_b, k_tiles));
         }
     } else {
-        // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128). While
-        // a step's wgmma run, the scales of the next step are loaded; the two warpgroups drift apart so
-        // that one converts and scales its int32 sums while the other's wgmma occupy the tensor cores.
+        // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128). Two
+        // int32 accumulators take turns: the wgmma of step i+1 run while step i's sums are converted,
+        // scaled and added (wgmma.wait_group 1), so the tensor cores are never idle behind a conversion.
+        // The loop is unrolled by two so that each accumulator is a fixed set of registers.
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(I8G_CONSUMER_REGS));
         const int consumer = warpgroup - 1;
         const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
         const int row_lo = mt * I8G_BM + consumer * 64 + warp_in_group * 16 + lane / 4;  // and row_lo + 8
         const size_t rows_pad = (size_t)m_tiles * I8G_BM;
+        const uint8_t *a_rows = tiles_a + consumer * 64 * I8G_BK;
         float acc[64];
 #pragma unroll
         for (int i = 0; i < 64; i++) acc[i] = 0.0f;
-        int32_t part[64];
-        I8gStep cur;
-        cur.kt = 0; cur.pass = 0; cur.stage = 0;
-        uint32_t phase = 0;
-        i8g_load_scales(cur, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside);
-        bool has_next;
-        do {
-            i8g_mbar_wait(&full[cur.stage], phase);
-            i8g_issue_stage(part, tiles_a + cur.stage * I8G_TILE_BYTES + consumer * 64 * I8G_BK, tiles_b + cur.stage * I8G_TILE_BYTES);
-            I8gStep next = cur;
-            has_next = i8g_next_step(next.kt, next.pass, runs_a, runs_b, k_tiles);
-            next.stage = cur.stage + 1 == I8G_STAGES ? 0 : cur.stage + 1;
-            if (has_next) {
-                i8g_load_scales(next, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside);
-                // A fallback pass that only another block of the cluster needs: computed (keeping the
-                // wgmma path free of branches) but weighted 0.
-                if ((next.pass == 1 && !own_a[next.kt]) || (next.pass == 2 && !own_b[next.kt])) next.sb = 0.0f;
+        int32_t part0[64], part1[64];
+        // The step before the first: advancing it gives (kt 0, pass 0) in stage 0 with parity 0.
+        I8gStep st0, st1;
+        st0.kt = 0; st0.pass = -1; st0.stage = -1; st0.phase = 0;
+        i8g_advance(st0, runs_a, runs_b, own_a, own_b, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside);
+        i8g_mbar_wait(&full[st0.stage], st0.phase);
+        i8g_issue_stage(part0, a_rows + st0.stage * I8G_TILE_BYTES, tiles_b + st0.stage * I8G_TILE_BYTES);
+        while (true) {
+            st1 = st0;
+            if (!i8g_advance(st1, runs_a, runs_b, own_a, own_b, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside)) {
+                i8g_wgmma_wait<0>();
+                i8g_retire<CS>(acc, part0, st0, empty);
+                break;
             }
-            i8g_wgmma_wait_all();
-            i8g_fence_registers(part);
-            if (threadIdx.x % 128 == 0) {
-                if constexpr (CS > 1) {
-                    for (int r = 0; r < CS; r++) i8g_mbar_arrive_cluster(&empty[cur.stage], (uint32_t)r);
-                } else {
-                    i8g_mbar_arrive(&empty[cur.stage]);
-                }
+            i8g_mbar_wait(&full[st1.stage], st1.phase);
+            i8g_issue_stage(part1, a_rows + st1.stage * I8G_TILE_BYTES, tiles_b + st1.stage * I8G_TILE_BYTES);
+            i8g_wgmma_wait<1>();
+            i8g_retire<CS>(acc, part0, st0, empty);
+            st0 = st1;
+            if (!i8g_advance(st0, runs_a, runs_b, own_a, own_b, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside)) {
+                i8g_wgmma_wait<0>();
+                i8g_retire<CS>(acc, part1, st1, empty);
+                break;
             }
-            i8g_promote(acc, part, cur);
-            if (next.stage == 0) phase ^= 1;
-            cur = next;
-        } while (has_next);
+            i8g_mbar_wait(&full[st0.stage], st0.phase);
+            i8g_issue_stage(part0, a_rows + st0.stage * I8G_TILE_BYTES, tiles_b + st0.stage * I8G_TILE_BYTES);
+            i8g_wgmma_wait<1>();
+            i8g_retire<CS>(acc, part1, st1, empty);
+        }
 
         // Store: register pair (i, i+1) holds columns (c, c+1) of one row.
         const int col0 = nt * I8G_BN + 2 * (lane % 4);

@@ -11,6 +11,8 @@
 // repetition, CUDA events around the timed work only, median of the repetitions. Sanity column: the
 // relative difference of each quantized output from the BF16 output on the first rows.
 //   ./build/dev/gemm_fp8_int8 [reps] [1x1|2x2]   (cluster shape of the int8fb columns, default 1x1)
+//   ./build/dev/gemm_fp8_int8 ceiling            (tensor-core ceiling of the int8fb instruction mix)
+//   ./build/dev/gemm_fp8_int8 one M N K          (3 int8fb GEMMs, for a profiler)
 #include <algorithm>
 #include <math.h>
 #include <stdio.h>
@@ -49,6 +51,85 @@ __global__ void inject_outliers_kernel(bf16 *x, int rows, int cols, float fracti
 static void fill_normal(bf16 *x, size_t n, uint32_t seed) {
     fill_normal_bf16_kernel<<<1024, 256>>>(x, n, seed);
     cudaCheckLaunch();
+}
+
+// Tensor-core ceiling of the int8fb consumers' instruction mix, without tensor copies: each block's two
+// warpgroups run `steps` steps of 4 wgmma s8 m64n128k32 (K = 128) on fixed shared-memory tiles filled
+// with hashed bytes, through the kernel's two int32 accumulators in turn; with CONVERT each finished
+// step is also converted, scaled and added into FP32 (i8g_promote). One FP32 sum per thread goes to sink.
+template <bool CONVERT>
+__global__ void __launch_bounds__(384, 1) igmma_ceiling_kernel(int steps, float *sink) {
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *tiles = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    for (int i = threadIdx.x; i < 2 * I8G_TILE_BYTES / 4; i += blockDim.x) ((uint32_t *)tiles)[i] = (uint32_t)i * 0x9E3779B1u;
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    const int warpgroup = threadIdx.x / 128;
+    if (warpgroup == 0) {  // the GEMM's producer warpgroup has no work here
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(I8G_PRODUCER_REGS));
+        return;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(I8G_CONSUMER_REGS));
+    const uint8_t *a = tiles + (warpgroup - 1) * 64 * I8G_BK, *b = tiles + I8G_TILE_BYTES;
+    float acc[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+    int32_t part0[64], part1[64];
+    I8gStep st;
+    st.kt = 0; st.pass = 0; st.stage = 0; st.phase = 0; st.sa_lo = 1e-3f; st.sa_hi = 2e-3f; st.sb = 0.5f;
+    // The same loop shape as int8fb_gemm_kernel's consumers (ptxas keeps the wgmma asynchronous).
+    int s = 0;
+    i8g_issue_stage(part0, a, b);
+    while (true) {
+        if (++s == steps) {
+            i8g_wgmma_wait<0>();
+            i8g_fence_registers(part0);
+            if (CONVERT) i8g_promote(acc, part0, st);
+            break;
+        }
+        i8g_issue_stage(part1, a, b);
+        i8g_wgmma_wait<1>();
+        i8g_fence_registers(part0);
+        if (CONVERT) i8g_promote(acc, part0, st);
+        if (++s == steps) {
+            i8g_wgmma_wait<0>();
+            i8g_fence_registers(part1);
+            if (CONVERT) i8g_promote(acc, part1, st);
+            break;
+        }
+        i8g_issue_stage(part0, a, b);
+        i8g_wgmma_wait<1>();
+        i8g_fence_registers(part1);
+        if (CONVERT) i8g_promote(acc, part1, st);
+    }
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 64; i++) sum += acc[i] + (float)(part0[i] ^ part1[i]);
+    sink[blockIdx.x * blockDim.x + threadIdx.x] = sum;
+}
+
+// TOP/s of igmma_ceiling_kernel<CONVERT> on one block per SM, `steps` K-steps of 128 x 128 x 128 each.
+template <bool CONVERT>
+static double igmma_ceiling(int sms, int steps, float *sink) {
+    const int smem = 2 * I8G_TILE_BYTES + 1024;
+    cudaCheck(cudaFuncSetAttribute(igmma_ceiling_kernel<CONVERT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    cudaEvent_t start, stop;
+    cudaCheck(cudaEventCreate(&start));
+    cudaCheck(cudaEventCreate(&stop));
+    float best = 1e30f;
+    for (int r = 0; r < 6; r++) {  // the first run loads the module; best of the rest
+        cudaCheck(cudaEventRecord(start, 0));
+        igmma_ceiling_kernel<CONVERT><<<sms, 384, smem>>>(steps, sink);
+        cudaCheckLaunch();
+        cudaCheck(cudaEventRecord(stop, 0));
+        cudaCheck(cudaEventSynchronize(stop));
+        float ms;
+        cudaCheck(cudaEventElapsedTime(&ms, start, stop));
+        if (r > 0) best = std::min(best, ms);
+    }
+    cudaCheck(cudaEventDestroy(start));
+    cudaCheck(cudaEventDestroy(stop));
+    return 2.0 * 128 * 128 * 128 * (double)steps * sms / (best * 1e-3) / 1e12;
 }
 
 struct Timer {
@@ -96,7 +177,53 @@ struct Shape {
     int M, N, K;
 };
 
+// Tensor-core ceilings (see igmma_ceiling_kernel) at 2048 steps per block, one block per SM.
+static int run_ceiling() {
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    float *sink;
+    cudaCheck(cudaMalloc(&sink, (size_t)prop.multiProcessorCount * 384 * sizeof(float)));
+    const int steps = 2048;
+    printf("wgmma s8 m64n128k32 ceiling, 2 warpgroups x %d steps of K = 128 per SM: %.0f TOP/s; with the int32 -> FP32 "
+           "promotion of every step: %.0f TOP/s\n",
+           steps, igmma_ceiling<false>(prop.multiProcessorCount, steps, sink), igmma_ceiling<true>(prop.multiProcessorCount, steps, sink));
+    cudaCheck(cudaFree(sink));
+    return 0;
+}
+
+// Runs the int8fb GEMM (lone blocks, no fallback, BF16 out) 3 times on random M x N x K operands: a
+// short program for a profiler.
+static int run_one(int M, int N, int K) {
+    bf16 *a, *b, *c;
+    cudaCheck(cudaMalloc(&a, (size_t)M * K * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&b, (size_t)N * K * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&c, (size_t)M * N * sizeof(bf16)));
+    int *num_fallback;
+    cudaCheck(cudaMalloc(&num_fallback, sizeof(int)));
+    fill_normal(a, (size_t)M * K, 11u);
+    fill_normal(b, (size_t)N * K, 12u);
+    Int8fbOperand qa = int8fb_operand_alloc_device(M, K, INT8FB_ROW_CHUNK, 1);
+    Int8fbOperand qb = int8fb_operand_alloc_device(N, K, INT8FB_PER_TILE, 0);
+    quantize_int8fb(a, INT8FB_DEFAULT_THETA, &qa, num_fallback, 0);
+    quantize_int8fb(b, INT8FB_NO_FALLBACK, &qb, num_fallback, 0);
+    for (int r = 0; r < 3; r++) int8fb_gemm_clustered<bf16, 1, 1>(&qa, &qb, c, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    printf("ran int8fb %d x %d x %d three times\n", M, N, K);
+    int8fb_operand_free_device(&qa);
+    int8fb_operand_free_device(&qb);
+    cudaCheck(cudaFree(a)); cudaCheck(cudaFree(b)); cudaCheck(cudaFree(c)); cudaCheck(cudaFree(num_fallback));
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "ceiling") == 0) return run_ceiling();
+    if (argc > 1 && strcmp(argv[1], "one") == 0) {
+        if (argc != 5 || atoi(argv[2]) < 1 || atoi(argv[3]) < 16 || atoi(argv[4]) < 16) {
+            fprintf(stderr, "error: usage: gemm_fp8_int8 one M N K (N, K multiples of 16)\n");
+            return 1;
+        }
+        return run_one(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+    }
     int reps = argc > 1 ? atoi(argv[1]) : 20;
     if (reps < 1) { fprintf(stderr, "error: reps must be >= 1, got '%s'\n", argv[1]); return 1; }
     const char *cluster_name = argc > 2 ? argv[2] : "1x1";
