@@ -8,9 +8,14 @@
 // problem (shape, types, accumulation mode), so repeated calls on one shape pay for the heuristic once.
 // Epilogues (bias, GELU) are a field of MatmulArgs; only MATMUL_EPILOGUE_NONE exists so far.
 //
+// BF16 operands may also be stored the other way round (the backward GEMMs of a linear layer):
+// a_transposed says A is stored as [K,M] row-major (M contiguous), b_transposed that B is stored as
+// [K,N] row-major (N contiguous); the product is the same C = A . B^T. FP8 takes only the TN layout.
+//
 // Mapping to cuBLASLt's column-major view: row-major C[M,N] is column-major C^T[N,M], and
-// C^T = B . A^T, so cuBLASLt's "A" is our B (op T, K x N, ld K) and its "B" is our A (op N, K x M,
-// ld K). Hence our A's scale goes to CUBLASLT_MATMUL_DESC_B_SCALE_POINTER and vice versa.
+// C^T = B . A^T, so cuBLASLt's "A" is our B (op T, K x N, ld K; or op N, N x K, ld N when
+// b_transposed) and its "B" is our A (op N, K x M, ld K; or op T, M x K, ld M when a_transposed).
+// Hence our A's scale goes to CUBLASLT_MATMUL_DESC_B_SCALE_POINTER and vice versa.
 #ifndef KERNELS_MATMUL_CUBLASLT_CUH
 #define KERNELS_MATMUL_CUBLASLT_CUH
 
@@ -41,6 +46,8 @@ typedef struct {
     int M, N, K;
     float alpha, beta;
     int fast_accum;            // FP8 only: 1 = fast accumulation (TE: Fprop), 0 = split (Dgrad, Wgrad)
+    int a_transposed;          // BF16 only: A stored as [K,M] row-major (see the header comment)
+    int b_transposed;          // BF16 only: B stored as [K,N] row-major
     MatmulEpilogue epilogue;
 } MatmulArgs;
 
@@ -49,6 +56,7 @@ typedef struct {
     int M, N, K;
     cudaDataType_t a_type, b_type, c_type;
     int fast_accum;
+    int a_transposed, b_transposed;
     int align_a, align_b, align_c;  // bytes (power of two, at most 256) the chosen algorithm may assume
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t layout_a, layout_b, layout_c;  // in cuBLASLt's naming (a = our B)
@@ -102,6 +110,8 @@ static inline int matmul_cublaslt_validate(const MatmulArgs *g, char *err, size_
         if (g->fast_accum) return set_error(err, err_size, "matmul: fast_accum applies to fp8 operands only");
         return 0;
     }
+    if (g->a_transposed || g->b_transposed)
+        return set_error(err, err_size, "matmul: fp8 operands must be K-major (a_transposed = b_transposed = 0)");
     if (!a8 || !b8)
         return set_error(err, err_size, "matmul: mixed operand types %s x %s, want both fp8 or both bf16",
                          matmul_type_name(g->a_type), matmul_type_name(g->b_type));
@@ -152,7 +162,8 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
     for (int i = 0; i < ctx->num_plans; i++) {
         MatmulPlan *p = &ctx->plans[i];
         if (p->M == g->M && p->N == g->N && p->K == g->K && p->a_type == g->a_type && p->b_type == g->b_type &&
-            p->c_type == g->c_type && p->fast_accum == g->fast_accum && p->align_a == align_a &&
+            p->c_type == g->c_type && p->fast_accum == g->fast_accum && p->a_transposed == g->a_transposed &&
+            p->b_transposed == g->b_transposed && p->align_a == align_a &&
             p->align_b == align_b && p->align_c == align_c) return p;
     }
     if (ctx->num_plans == MATMUL_PLAN_CACHE_SIZE) {
@@ -163,12 +174,14 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
     memset(p, 0, sizeof(*p));
     p->M = g->M; p->N = g->N; p->K = g->K;
     p->a_type = g->a_type; p->b_type = g->b_type; p->c_type = g->c_type; p->fast_accum = g->fast_accum;
+    p->a_transposed = g->a_transposed; p->b_transposed = g->b_transposed;
     p->align_a = align_a; p->align_b = align_b; p->align_c = align_c;
 
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
-    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)));
-    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)));
+    cublasOperation_t op_a = g->b_transposed ? CUBLAS_OP_N : CUBLAS_OP_T;
+    cublasOperation_t op_b = g->a_transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
     if (matmul_type_is_fp8(g->a_type)) {
         int8_t fast = (int8_t)(g->fast_accum != 0);
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
@@ -176,9 +189,12 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
         // that cannot apply scales (cublasLtMatmul then returns NOT_SUPPORTED).
         matmul_set_scale_pointers(p->desc, g);
     }
-    // cuBLASLt's A = our B (K x N column-major, ld K), its B = our A (K x M, ld K), C = [N x M] ld N.
-    cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_a, g->b_type, g->K, g->N, g->K));
-    cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_b, g->a_type, g->K, g->M, g->K));
+    // cuBLASLt's A = our B (K x N column-major, ld K; N x K, ld N when b_transposed), its B = our A
+    // (K x M, ld K; M x K, ld M when a_transposed), C = [N x M] ld N.
+    if (g->b_transposed) cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_a, g->b_type, g->N, g->K, g->N));
+    else cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_a, g->b_type, g->K, g->N, g->K));
+    if (g->a_transposed) cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_b, g->a_type, g->M, g->K, g->M));
+    else cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_b, g->a_type, g->K, g->M, g->K));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->layout_c, g->c_type, g->N, g->M, g->N));
 
     cublasLtMatmulPreference_t pref;

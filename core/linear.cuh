@@ -1,0 +1,168 @@
+// Linear layers: THE dispatch point of every linear layer's three GEMMs, keyed by the run-time
+// precision (core/precision.h), plus the bias kernels.
+//   Fprop: out[N,OC]  = inp[N,IC] . weight[OC,IC]^T (+ bias[OC])          BF16 out
+//   Dgrad: dinp[N,IC] = dout[N,OC] . weight[OC,IC]                         BF16 out, overwritten
+//   Wgrad: dweight[OC,IC] += dout[N,OC]^T . inp[N,IC],  dbias[OC] += sum_n dout[n,:]   FP32, accumulated
+// N = B*T tokens, row-major everywhere. Only PRECISION_BF16 is built (cuBLASLt BF16 GEMMs with FP32
+// accumulation); the other modes are rejected at flag parsing and fail here by name.
+//
+// Bias: forward adds it in a separate elementwise pass; backward sums dout's columns in two
+// deterministic stages (fixed row chunks into FP32 partials, then the partials in chunk order).
+#ifndef CORE_LINEAR_CUH
+#define CORE_LINEAR_CUH
+
+#include "core/precision.h"
+#include "kernels/layer_common.cuh"
+#include "kernels/matmul_cublaslt.cuh"
+
+#define BIAS_GRAD_ROWS 8             // warps (row lanes) per block of the column sum
+#define BIAS_GRAD_MAX_CHUNKS 128     // row chunks (partial rows) at most
+
+typedef enum { LINEAR_FPROP = 0, LINEAR_DGRAD, LINEAR_WGRAD } LinearGemm;
+
+typedef struct {
+    Precision precision;
+    MatmulContext *matmul;
+    float *bias_partials;  // [BIAS_GRAD_MAX_CHUNKS, max OC] FP32 scratch of the bias gradient
+    int max_out_channels;  // columns bias_partials was sized for
+} LinearContext;
+
+// ----------------------------------------------------------------------------------------------
+// kernels
+
+// out[n, o..o+8) += bias[o..o+8), one thread per 8 columns of a row. out [N,OC], bias [OC], OC % 8 == 0.
+__global__ void bias_add_kernel(bf16 *out, const bf16 *bias, long long N, int OC) {
+    const int groups = OC / 8;
+    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= N * groups) return;
+    const int o = (int)(idx % groups) * 8;
+    bf16 *row = out + (idx / groups) * OC;
+    Bf16x8 x = load_bf16x8(row, o, OC, true);
+    const Bf16x8 b = load_bf16x8(bias, o, OC, true);
+#pragma unroll
+    for (int e = 0; e < 8; e++) x.v[e] = __float2bfloat16(__bfloat162float(x.v[e]) + __bfloat162float(b.v[e]));
+    store_bf16x8(row, o, OC, true, x);
+}
+
+// partials[chunk, o] = sum over the rows of row chunk `blockIdx.y` of dout[row, o]. Thread (x, y) of
+// a block owns 8 columns and the rows y, y + BIAS_GRAD_ROWS, ... of the chunk; the BIAS_GRAD_ROWS
+// lanes are then added in y order.
+__global__ void __launch_bounds__(WARP_SIZE *BIAS_GRAD_ROWS)
+bias_grad_partials_kernel(float *partials, const bf16 *dout, int N, int OC, int rows_per_chunk) {
+    __shared__ float lanes[BIAS_GRAD_ROWS][WARP_SIZE * 8];
+    const int o = (blockIdx.x * WARP_SIZE + threadIdx.x) * 8;
+    const int row_begin = blockIdx.y * rows_per_chunk;
+    const int row_end = min(N, row_begin + rows_per_chunk);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (o < OC) {
+        for (int r = row_begin + threadIdx.y; r < row_end; r += BIAS_GRAD_ROWS) {
+            const Bf16x8 d = load_bf16x8(dout + (size_t)r * OC, o, OC, true);
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < 8; e++) lanes[threadIdx.y][threadIdx.x * 8 + e] = acc[e];
+    __syncthreads();
+    if (threadIdx.y != 0 || o >= OC) return;
+    for (int e = 0; e < 8; e++) {
+        float sum = 0.0f;
+        for (int y = 0; y < BIAS_GRAD_ROWS; y++) sum += lanes[y][threadIdx.x * 8 + e];
+        partials[(size_t)blockIdx.y * OC + o + e] = sum;
+    }
+}
+
+// dbias[o] += sum over the chunks, in order, of partials[chunk, o]. One thread per column.
+__global__ void bias_grad_finish_kernel(float *dbias, const float *partials, int chunks, int OC) {
+    const int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) return;
+    float sum = 0.0f;
+    for (int c = 0; c < chunks; c++) sum += partials[(size_t)c * OC + o];
+    dbias[o] += sum;
+}
+
+// ----------------------------------------------------------------------------------------------
+// launchers
+
+// out [N,OC] += bias [OC] (broadcast over rows).
+static inline void bias_add(bf16 *out, const bf16 *bias, int N, int OC, cudaStream_t stream) {
+    shapeCheck(N > 0 && OC > 0 && OC % 8 == 0, "bias add needs OC %% 8 == 0, got N=%d OC=%d", N, OC);
+    shapeCheck((uintptr_t)out % 16 == 0 && (uintptr_t)bias % 16 == 0, "bias add operands must be 16-byte aligned");
+    const int block = 256;
+    const long long threads = (long long)N * (OC / 8);
+    bias_add_kernel<<<(unsigned)ceil_div<long long>(threads, block), block, 0, stream>>>(out, bias, N, OC);
+    cudaCheckLaunch();
+}
+
+// dbias [OC] (FP32) += column sums of dout [N,OC]. partials: BIAS_GRAD_MAX_CHUNKS * OC floats.
+// The row chunks depend only on N, so the result is bit-reproducible.
+static inline void bias_grad(float *dbias, float *partials, const bf16 *dout, int N, int OC, cudaStream_t stream) {
+    shapeCheck(N > 0 && OC > 0 && OC % 8 == 0, "bias gradient needs OC %% 8 == 0, got N=%d OC=%d", N, OC);
+    shapeCheck((uintptr_t)dout % 16 == 0, "dout must be 16-byte aligned");
+    const int rows_per_chunk = ceil_div(N, BIAS_GRAD_MAX_CHUNKS) < 64 ? 64 : ceil_div(N, BIAS_GRAD_MAX_CHUNKS);
+    const int chunks = ceil_div(N, rows_per_chunk);
+    const dim3 grid(ceil_div(OC, WARP_SIZE * 8), chunks), block(WARP_SIZE, BIAS_GRAD_ROWS);
+    bias_grad_partials_kernel<<<grid, block, 0, stream>>>(partials, dout, N, OC, rows_per_chunk);
+    cudaCheckLaunch();
+    bias_grad_finish_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, partials, chunks, OC);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------------------------
+// the dispatch point
+
+// Runs one of a linear layer's GEMMs in the context's precision. Operands as in the header comment:
+// Fprop (out, inp, weight), Dgrad (dinp, dout, weight), Wgrad (dweight, dout, inp).
+static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void *out, const bf16 *x, const bf16 *y,
+                               int N, int IC, int OC, cudaStream_t stream) {
+    switch (ctx->precision) {
+    case PRECISION_BF16: {
+        MatmulArgs g;
+        memset(&g, 0, sizeof(g));
+        g.a_type = CUDA_R_16BF;
+        g.b_type = CUDA_R_16BF;
+        g.alpha = 1.0f;
+        g.C = out;
+        g.A = x;
+        g.B = y;
+        if (which == LINEAR_FPROP) {         // out[N,OC] = inp[N,IC] . weight[OC,IC]^T
+            g.M = N; g.N = OC; g.K = IC;
+            g.c_type = CUDA_R_16BF;
+        } else if (which == LINEAR_DGRAD) {  // dinp[N,IC] = dout[N,OC] . weight[OC,IC]: weight is [K,N]
+            g.M = N; g.N = IC; g.K = OC;
+            g.c_type = CUDA_R_16BF;
+            g.b_transposed = 1;
+        } else {                             // dweight[OC,IC] += dout[N,OC]^T . inp[N,IC]: both [K, .]
+            g.M = OC; g.N = IC; g.K = N;
+            g.c_type = CUDA_R_32F;
+            g.beta = 1.0f;
+            g.a_transposed = 1;
+            g.b_transposed = 1;
+        }
+        matmul_cublaslt(ctx->matmul, &g, stream);
+        break;
+    }
+    default: fatal("linear layer: precision '%s' has no GEMM path built", PRECISION_NAMES[ctx->precision]);
+    }
+}
+
+// Fprop: out [N,OC] = inp [N,IC] . weight [OC,IC]^T + bias [OC] (bias may be NULL).
+static inline void linear_forward(const LinearContext *ctx, bf16 *out, const bf16 *inp, const bf16 *weight, const bf16 *bias,
+                                  int N, int IC, int OC, cudaStream_t stream) {
+    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, N, IC, OC, stream);
+    if (bias != NULL) bias_add(out, bias, N, OC, stream);
+}
+
+// Dgrad into dinp [N,IC] (overwritten; skipped when dinp is NULL), Wgrad into dweight [OC,IC] and
+// dbias [OC] (FP32, accumulated; dbias may be NULL). dout [N,OC], inp [N,IC], weight [OC,IC].
+static inline void linear_backward(const LinearContext *ctx, bf16 *dinp, float *dweight, float *dbias, const bf16 *dout,
+                                   const bf16 *inp, const bf16 *weight, int N, int IC, int OC, cudaStream_t stream) {
+    if (dinp != NULL) linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, N, IC, OC, stream);
+    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, N, IC, OC, stream);
+    if (dbias != NULL) {
+        shapeCheck(OC <= ctx->max_out_channels, "bias gradient of %d channels, scratch sized for %d", OC, ctx->max_out_channels);
+        bias_grad(dbias, ctx->bias_partials, dout, N, OC, stream);
+    }
+}
+
+#endif // CORE_LINEAR_CUH

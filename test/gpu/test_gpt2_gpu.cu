@@ -1,0 +1,273 @@
+// GPU test of the whole GPT-2 model (gpt2.cuh) against the FP32 CPU reference (test/reference/gpt2_cpu.h):
+// a small model (L=4, C=256, 4 heads of 64, V=509 padded to 512, T=64, B=4) with the same initial
+// weights on both sides.
+//
+// Tolerances. The GPU keeps weights and activations in BF16 (unit roundoff u = 2^-8) and accumulates
+// in FP32; the CPU reference is FP32 throughout and gets the BF16-rounded weights. Each BF16 rounding
+// adds a relative error of at most u, about u/sqrt(3) ~ 2.3e-3 RMS, and a forward/backward pass
+// stacks a few dozen of them (per layer: LN, qkv, attention, proj, residual, LN, fc, GELU, fcproj,
+// residual; and the same in backward), partly cancelling, so:
+//   mean loss:          |gpu - cpu| <= 4u * |cpu|   (a mean over 256 tokens: the per-token errors average out)
+//   logits:             relative L2 error <= 4u = 1.6e-2
+//   every gradient:     relative L2 error <= 12u = 4.7e-2 per parameter tensor (backward stacks the
+//                       forward's errors and its own; the LN gains/biases sum small differences)
+//   20 training steps:  |loss_gpu - loss_cpu| <= 8u * loss_cpu at every step (the CPU trains FP32
+//                       weights; the GPU's BF16 weights differ by <= u relative, AdamW normalizes the
+//                       update so gradient errors change each step's size by about the same fraction).
+// Exactness checks need no tolerance: two GPU runs give bit-identical losses and master weights, and
+// a run saved after k steps and resumed gives the same bits as the uninterrupted run.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "gpt2.cuh"
+#include "test/reference/gpt2_cpu.h"
+#include "test/testing.h"
+#include "test/testing_files.h"
+
+#define BF16_U (1.0f / 256.0f)
+#define TEST_B 4
+#define TEST_T 64
+#define TRAIN_STEPS 20
+#define GRAD_ACCUM 2
+
+static GPT2Config test_config(void) {
+    GPT2Config c;
+    c.max_seq_len = 128;
+    c.vocab_size = 509;
+    c.padded_vocab_size = 512;
+    c.num_layers = 4;
+    c.num_heads = 4;
+    c.channels = 256;
+    return c;
+}
+
+static const GPT2Optimizer TEST_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
+static const float TEST_LR = 1e-3f;
+
+// Relative L2 error ||a - b|| / ||b|| in double (0 when both are zero, inf when only b is).
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (den == 0.0) return num == 0.0 ? 0.0 : INFINITY;
+    return sqrt(num / den);
+}
+
+static float bf16_round(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+// Random tokens in [0, V) for `batches` micro-batches of inputs and targets (B*T each).
+static void random_tokens(int *inputs, int *targets, int batches, int V, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < batches * TEST_B * TEST_T; i++) {
+        inputs[i] = (int)rng_below(&rng, (uint64_t)V);
+        targets[i] = (int)rng_below(&rng, (uint64_t)V);
+    }
+}
+
+static void build_gpu(GPT2 *m, const GPT2Config *cfg, const float *params) {
+    char err[1024];
+    if (gpt2_build(m, cfg, TEST_B * TEST_T, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
+    gpt2_set_params(m, params);
+}
+
+// One optimizer step on the GPU over GRAD_ACCUM micro-batches; returns the mean loss.
+static float gpu_step(GPT2 *m, const int *inputs, const int *targets, int step) {
+    const int BT = TEST_B * TEST_T;
+    gpt2_zero_grad(m);
+    double loss = 0.0;
+    for (int k = 0; k < GRAD_ACCUM; k++) {
+        loss += gpt2_forward(m, inputs + k * BT, targets + k * BT, TEST_B, TEST_T, 1.0f / (BT * GRAD_ACCUM));
+        gpt2_backward(m);
+    }
+    gpt2_update(m, &TEST_OPT, TEST_LR, step);
+    return (float)(loss / GRAD_ACCUM);
+}
+
+static float *init_params(const GPT2Config *cfg, size_t *n) {
+    GPT2ParamLayout layout;
+    gpt2_param_layout(cfg, &layout);
+    *n = layout.num_parameters;
+    float *p = (float *)malloc_check(*n * sizeof(float));
+    gpt2_init_params(cfg, p, 1234);
+    return p;
+}
+
+// Loss, logits and every parameter gradient of one forward/backward against the CPU.
+static void test_forward_backward_matches_cpu(void) {
+    GPT2Config cfg = test_config();
+    size_t n;
+    float *params = init_params(&cfg, &n);
+    const int BT = TEST_B * TEST_T, Vp = cfg.padded_vocab_size;
+    int *inputs = (int *)malloc_check(BT * sizeof(int)), *targets = (int *)malloc_check(BT * sizeof(int));
+    random_tokens(inputs, targets, 1, cfg.vocab_size, 77);
+
+    GPT2 gpu;
+    build_gpu(&gpu, &cfg, params);
+    GPT2Cpu cpu;
+    gpt2_cpu_build(&cpu, &cfg, TEST_B, TEST_T);
+    for (size_t i = 0; i < n; i++) cpu.params[i] = bf16_round(params[i]);
+
+    // logits (forward without targets)
+    gpt2_forward(&gpu, inputs, NULL, TEST_B, TEST_T, 0.0f);
+    bf16 *logits_bf16 = (bf16 *)malloc_check((size_t)BT * Vp * sizeof(bf16));
+    cudaCheck(cudaMemcpy(logits_bf16, gpu.reg.tensors[gpu.logits].data, (size_t)BT * Vp * sizeof(bf16), cudaMemcpyDeviceToHost));
+    float *logits = (float *)malloc_check((size_t)BT * Vp * sizeof(float));
+    for (size_t i = 0; i < (size_t)BT * Vp; i++) logits[i] = __bfloat162float(logits_bf16[i]);
+    float cpu_loss = gpt2_cpu_forward(&cpu, inputs, targets);
+    double logits_err = rel_l2(logits, cpu.act[ACT_LOGITS], (size_t)BT * Vp);
+    printf("  logits relative L2 error %.3e (bound %.3e)\n", logits_err, 4 * BF16_U);
+    CHECK(logits_err <= 4 * BF16_U, "logits relative L2 error %.3e", logits_err);
+
+    // loss and gradients
+    gpt2_zero_grad(&gpu);
+    float gpu_loss = gpt2_forward(&gpu, inputs, targets, TEST_B, TEST_T, 1.0f / BT);
+    gpt2_backward(&gpu);
+    gpt2_cpu_zero_grad(&cpu);
+    gpt2_cpu_backward(&cpu, 1);
+    printf("  loss gpu %.6f cpu %.6f (|diff| %.2e, bound %.2e)\n", gpu_loss, cpu_loss, fabsf(gpu_loss - cpu_loss), 4 * BF16_U * cpu_loss);
+    CHECK(fabsf(gpu_loss - cpu_loss) <= 4 * BF16_U * cpu_loss, "loss gpu %f cpu %f", gpu_loss, cpu_loss);
+    float *grads = (float *)malloc_check(n * sizeof(float));
+    cudaCheck(cudaDeviceSynchronize());
+    cudaCheck(cudaMemcpy(grads, gpu.grads, n * sizeof(float), cudaMemcpyDeviceToHost));
+    double worst = 0.0;
+    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
+        const GPT2ParamTensor *t = &cpu.layout.tensors[i];
+        double e = rel_l2(grads + t->offset, cpu.grads + t->offset, t->size);
+        printf("  grad %-9s relative L2 error %.3e\n", t->name, e);
+        CHECK(e <= 12 * BF16_U, "gradient of %s: relative L2 error %.3e > %.3e", t->name, e, 12 * BF16_U);
+        if (e > worst) worst = e;
+    }
+    printf("  worst gradient relative L2 error %.3e (bound %.3e)\n", worst, 12 * BF16_U);
+    gpt2_cpu_free(&cpu);
+    gpt2_free(&gpu);
+    free(params); free(inputs); free(targets); free(logits_bf16); free(logits); free(grads);
+}
+
+// 20 AdamW steps (2 micro-batches each) on the GPU and the CPU from the same weights.
+static void test_training_tracks_cpu(void) {
+    GPT2Config cfg = test_config();
+    size_t n;
+    float *params = init_params(&cfg, &n);
+    const int BT = TEST_B * TEST_T;
+    // four fixed batches, two per step: the loss must fall as the model memorizes them
+    int *inputs = (int *)malloc_check(4 * BT * sizeof(int)), *targets = (int *)malloc_check(4 * BT * sizeof(int));
+    random_tokens(inputs, targets, 4, cfg.vocab_size, 99);
+    GPT2 gpu;
+    build_gpu(&gpu, &cfg, params);
+    GPT2Cpu cpu;
+    gpt2_cpu_build(&cpu, &cfg, TEST_B, TEST_T);
+    memcpy(cpu.params, params, n * sizeof(float));
+    AdamWConfig opt = {TEST_OPT.beta1, TEST_OPT.beta2, TEST_OPT.eps, TEST_OPT.weight_decay, TEST_OPT.grad_clip};
+    double worst = 0.0;
+    float first = 0.0f, last = 0.0f;
+    for (int s = 0; s < TRAIN_STEPS; s++) {
+        const int off = (s % 2) * GRAD_ACCUM * BT;
+        float gl = gpu_step(&gpu, inputs + off, targets + off, s + 1);
+        gpt2_cpu_zero_grad(&cpu);
+        double cl = 0.0;
+        for (int k = 0; k < GRAD_ACCUM; k++) {
+            cl += gpt2_cpu_forward(&cpu, inputs + off + k * BT, targets + off + k * BT);
+            gpt2_cpu_backward(&cpu, GRAD_ACCUM);
+        }
+        cl /= GRAD_ACCUM;
+        gpt2_cpu_update(&cpu, &opt, TEST_LR, s + 1);
+        double rel = fabs(gl - cl) / cl;
+        if (rel > worst) worst = rel;
+        if (s == 0) first = gl;
+        last = gl;
+        CHECK(isfinite(gl) && rel <= 8 * BF16_U, "step %d: loss gpu %f cpu %f (relative %.2e)", s, gl, cl, rel);
+    }
+    printf("  %d steps: gpu loss %.4f -> %.4f, worst relative difference to the cpu %.3e (bound %.3e)\n", TRAIN_STEPS, first, last,
+           worst, 8 * BF16_U);
+    CHECK(last < 0.8f * first, "the loss did not fall: %f -> %f", first, last);
+    gpt2_cpu_free(&cpu);
+    gpt2_free(&gpu);
+    free(params); free(inputs); free(targets);
+}
+
+// Runs `steps` GPU steps from `gpu`'s current state, step numbers first_step.., batches alternating.
+static void run_steps(GPT2 *gpu, const int *inputs, const int *targets, int first_step, int steps, float *losses) {
+    const int BT = TEST_B * TEST_T;
+    for (int s = first_step; s < first_step + steps; s++) {
+        const int off = (s % 2) * GRAD_ACCUM * BT;
+        losses[s] = gpu_step(gpu, inputs + off, targets + off, s + 1);
+    }
+}
+
+// Two runs from the same weights give the same bits; a run saved after 4 steps and resumed in a
+// fresh model gives the same bits as the uninterrupted one.
+static void test_deterministic_and_resume(void) {
+    GPT2Config cfg = test_config();
+    size_t n;
+    float *params = init_params(&cfg, &n);
+    const int BT = TEST_B * TEST_T, steps = 8, saved_at = 4;
+    int *inputs = (int *)malloc_check(4 * BT * sizeof(int)), *targets = (int *)malloc_check(4 * BT * sizeof(int));
+    random_tokens(inputs, targets, 4, cfg.vocab_size, 5);
+    float losses[3][8];
+    float *master[3];
+    for (int run = 0; run < 2; run++) {
+        GPT2 gpu;
+        build_gpu(&gpu, &cfg, params);
+        run_steps(&gpu, inputs, targets, 0, steps, losses[run]);
+        master[run] = (float *)malloc_check(n * sizeof(float));
+        gpt2_get_master(&gpu, master[run]);
+        gpt2_free(&gpu);
+    }
+    CHECK(memcmp(losses[0], losses[1], sizeof(losses[0])) == 0, "two runs gave different losses");
+    CHECK(memcmp(master[0], master[1], n * sizeof(float)) == 0, "two runs gave different master weights");
+
+    char dir[256], model_path[512], state_path[512], err[1024];
+    testing_tmpdir_create(dir, sizeof(dir), "test_gpt2_gpu");
+    snprintf(model_path, sizeof(model_path), "%s/model.bin", dir);
+    snprintf(state_path, sizeof(state_path), "%s/state.bin", dir);
+    TrainRunConfig run_cfg = {TEST_B, TEST_T, (uint64_t)GRAD_ACCUM * BT, 1, 0};
+    {
+        GPT2 gpu;
+        build_gpu(&gpu, &cfg, params);
+        run_steps(&gpu, inputs, targets, 0, saved_at, losses[2]);
+        TrainState st;
+        memset(&st, 0, sizeof(st));
+        st.step = saved_at;
+        st.run = run_cfg;
+        CHECK(gpt2_checkpoint_write(&gpu, model_path, state_path, &st, err, sizeof(err)) == 0, "checkpoint write: %s", err);
+        gpt2_free(&gpu);
+    }
+    {
+        GPT2 gpu;
+        build_gpu(&gpu, &cfg, params);  // different weights in the model until the load overwrites them
+        TrainState st;
+        memset(&st, 0, sizeof(st));
+        int rc = gpt2_checkpoint_load(&gpu, model_path, state_path, &run_cfg, &st, err, sizeof(err));
+        CHECK(rc == 0, "checkpoint load: %s", err);
+        CHECK(st.step == (uint64_t)saved_at, "resumed at step %llu", (unsigned long long)st.step);
+        run_steps(&gpu, inputs, targets, saved_at, steps - saved_at, losses[2]);
+        master[2] = (float *)malloc_check(n * sizeof(float));
+        gpt2_get_master(&gpu, master[2]);
+        gpt2_free(&gpu);
+    }
+    CHECK(memcmp(losses[0], losses[2], sizeof(losses[0])) == 0, "resumed run's losses differ from the uninterrupted run");
+    CHECK(memcmp(master[0], master[2], n * sizeof(float)) == 0, "resumed run's master weights differ");
+    printf("  losses of %d steps (run 1): %.5f .. %.5f; run 2 and the resumed run bit-identical\n", steps, losses[0][0], losses[0][steps - 1]);
+    testing_tmpdir_remove(dir);
+    for (int i = 0; i < 3; i++) free(master[i]);
+    free(params); free(inputs); free(targets);
+}
+
+int main(void) {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+        SKIP_TEST(test_gpt2_gpu, "no CUDA device");
+        return testing_finish();
+    }
+    RUN_TEST(test_forward_backward_matches_cpu);
+    RUN_TEST(test_training_tracks_cpu);
+    RUN_TEST(test_deterministic_and_resume);
+    return testing_finish();
+}
