@@ -1,18 +1,37 @@
-// GPT-2 trainer. Run with -h for the flags (core/train_config.h); start several processes with
-// mpirun, e.g. `mpirun -np 8 ./train_gpt -e d12 -b 16 -t 1024 -d 524288 --tp 2`.
+// GPT-2 trainer. Run with -h for the flags (core/train_config.h); one GPU:
+//   ./train_gpt -e d12 -b 64 -t 1024 -d 524288 -o out
+// Several processes (mpirun) are laid out as tp x pp x dp by the flags, but only the one-process
+// path (one GPU, BF16) is built so far; with more processes the program says so and exits 2.
 //
-// Built so far: the host path. It parses and checks the flags, prints the configuration, lays the
-// ranks out as tp x pp x dp, builds a fresh model (-e d12|d24|d36|d48, initialized from --seed) or
-// loads a model file, opens the training and validation shards for this rank's data-parallel slice,
-// and prints the parameter count and how many tokens, micro-batches and steps the run has. The GPU
-// training path is not built yet: the program then says so and exits with status 2.
-// Exit status: 0 after -h, 1 on any error (with a message), 2 when the host path has finished.
+// What a run does: builds a fresh model (-e d12|d24|d36|d48, initialized from --seed) or loads a
+// model file, plans the device memory (tensor registry: report printed, the run refused before
+// allocating when it does not fit), then trains: each step accumulates gradients over d/(B*T)
+// micro-batches, clips the global norm, and takes an AdamW step with the learning-rate schedule.
+// Every step prints step, loss, lr, grad norm, ms, tokens/s and MFU. MFU = FLOPs per token * tokens/s
+// / 989 TFLOP/s (H100 SXM dense BF16 peak), with FLOPs per token = 6 * parameters + 6 * L * T * C
+// (gpt2_flops_per_token in gpt2.cuh: forward + backward of every weight, plus causal attention).
+// Validation loss every -v steps over -m batches; a text sample of -g tokens every -s steps (sampled
+// from the softmax with the host RNG, starting from <|endoftext|>, forward-only at the sample length).
+//
+// Output directory (-o): log.txt (format in core/logger.h) and, every -n steps and at the last step,
+// a checkpoint of two files named by the number of steps completed, S (8 digits):
+//   model_S.bin   llm.c model file, version 3 (fp32 master weights)
+//   state_S.bin   training-state file (AdamW moments, step, RNG, data position; core/checkpoint.h)
+// Both are written atomically, the model file first, so a state file implies its model file is
+// complete. -y 1 resumes from the latest checkpoint: the largest S for which both files exist. The
+// resumed run continues bit-exactly (same losses as an uninterrupted run) when the flags are the same.
+//
+// Exit status: 0 after -h or a finished run, 1 on any error (with a message), 2 when the run needs a
+// path that is not built yet (several processes).
+#include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #ifdef USE_MPI
 #include <mpi.h>
 #endif
@@ -20,13 +39,21 @@
 #include "core/checkpoint.h"
 #include "core/flags.h"
 #include "core/gpt2_model.h"
+#include "core/logger.h"
+#include "core/lr_schedule.h"
+#include "core/rng.h"
 #include "core/train_config.h"
 #include "core/utils.h"
 #include "dataloader/dataloader.h"
 #include "dataloader/tokenizer.h"
+#include "gpt2.cuh"
 
-// Exit status when the host path has run to its end (the GPU training path is not built yet).
+// Exit status when the run needs a path that is not built yet (several processes).
 #define EXIT_NOT_BUILT 2
+// Dense BF16 peak of an H100 SXM, the denominator of the MFU.
+#define PEAK_BF16_FLOPS 989e12
+// GPT-2's <|endoftext|> token, the start of every sample.
+#define GPT2_EOT 50256
 
 static const char USAGE[] =
     "usage: train_gpt [flags]      (several processes: mpirun -np N ./train_gpt [flags])\n"
@@ -132,6 +159,91 @@ static void fail_flag(int rank, int world, const char *flag, const char *message
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Checkpoints (naming and discovery; the file formats are in core/checkpoint.h)
+
+static void checkpoint_paths(const char *dir, long long step, char *model_path, char *state_path, size_t size) {
+    if ((size_t)snprintf(model_path, size, "%s/model_%08lld.bin", dir, step) >= size ||
+        (size_t)snprintf(state_path, size, "%s/state_%08lld.bin", dir, step) >= size) {
+        fatal("-o/--output-dir '%s': path too long", dir);
+    }
+}
+
+// The largest S such that dir holds both model_S.bin and state_S.bin, or -1 when there is none.
+// Returns 0, or -1 with a message when the directory cannot be read.
+static int checkpoint_find_latest(const char *dir, long long *latest, char *err, size_t err_size) {
+    *latest = -1;
+    DIR *d = opendir(dir);
+    if (d == NULL) return set_error(err, err_size, "-y/--resume: cannot read the output directory '%s': %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long long step;
+        char tail[8];
+        if (sscanf(e->d_name, "state_%lld%7s", &step, tail) != 2 || strcmp(tail, ".bin") != 0 || step <= *latest) continue;
+        char model_path[4096], state_path[4096];
+        checkpoint_paths(dir, step, model_path, state_path, sizeof(model_path));
+        struct stat st;
+        if (stat(model_path, &st) == 0) *latest = step;
+    }
+    closedir(d);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Evaluation and samples
+
+// Mean loss over `batches` validation micro-batches from the start of the validation data.
+static float validation_loss(GPT2 *model, DataLoader *val, size_t batches, int B, int T, int rank, int world) {
+    char err[1024];
+    dataloader_reset(val);
+    double sum = 0.0;
+    for (size_t i = 0; i < batches; i++) {
+        if (dataloader_next_batch(val, err, sizeof(err)) != 0) fail_flag(rank, world, "-j/--val-data", err);
+        sum += gpt2_forward(model, val->inputs, val->targets, B, T, 1.0f / ((float)B * T));
+    }
+    return (float)(sum / (double)batches);
+}
+
+// Generates gen_tokens tokens after <|endoftext|>, each drawn from the softmax of the model's next-
+// token logits with the host RNG (forward-only at the sample length), and prints them (decoded
+// when a tokenizer is given, else as ids).
+static void print_sample(GPT2 *model, int gen_tokens, Rng *rng, const Tokenizer *tokenizer) {
+    const int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    int *tokens = (int *)malloc_check((size_t)gen_tokens * sizeof(int));
+    bf16 *row = (bf16 *)malloc_check((size_t)Vp * sizeof(bf16));
+    float *probs = (float *)malloc_check((size_t)V * sizeof(float));
+    // Every forward runs the whole sample length (one GEMM shape, so one cuBLASLt plan per linear);
+    // the causal mask keeps the not-yet-generated positions (<|endoftext|>) from affecting row t-1.
+    for (int t = 0; t < gen_tokens; t++) tokens[t] = GPT2_EOT < V ? GPT2_EOT : V - 1;
+    printf("sample: ");
+    for (int t = 1; t < gen_tokens; t++) {
+        gpt2_forward(model, tokens, NULL, 1, gen_tokens, 0.0f);
+        const bf16 *logits = (const bf16 *)model->reg.tensors[model->logits].data + (size_t)(t - 1) * Vp;
+        cudaCheck(cudaMemcpy(row, logits, (size_t)Vp * sizeof(bf16), cudaMemcpyDeviceToHost));
+        float max = -INFINITY;
+        for (int v = 0; v < V; v++) max = fmaxf(max, __bfloat162float(row[v]));
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) {
+            probs[v] = expf(__bfloat162float(row[v]) - max);
+            sum += probs[v];
+        }
+        double u = (double)rng_uniform(rng) * sum, acc = 0.0;
+        int next = V - 1;
+        for (int v = 0; v < V; v++) {
+            acc += probs[v];
+            if (u < acc) { next = v; break; }
+        }
+        tokens[t] = next;
+        if (tokenizer != NULL) tokenizer_print_token(stdout, tokenizer, (uint32_t)next);
+        else printf("%d ", next);
+    }
+    printf("\n");
+    fflush(stdout);
+    free(tokens);
+    free(row);
+    free(probs);
+}
+
+// ---------------------------------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
     char err[1024];
@@ -189,8 +301,9 @@ int main(int argc, char **argv) {
     }
     int64_t num_steps = cfg.max_steps == -1 ? (int64_t)steps_per_epoch : cfg.max_steps;
     size_t val_batches = 0;
+    DataLoader val_loader;
+    memset(&val_loader, 0, sizeof(val_loader));
     if (cfg.val_pattern[0] != '\0') {
-        DataLoader val_loader;
         if (dataloader_init(&val_loader, cfg.val_pattern, cfg.batch_size, cfg.seq_len, coords.dp_rank, layout->dp,
                             model.vocab_size, 0, 0, err, sizeof(err)) != 0) {
             fail_flag(rank, world, "-j/--val-data", err);
@@ -201,7 +314,6 @@ int main(int argc, char **argv) {
             fail(rank, world, err);
         }
         val_batches = cfg.val_max_batches == -1 || (size_t)cfg.val_max_batches > available ? available : (size_t)cfg.val_max_batches;
-        dataloader_free(&val_loader);
     }
     // samples: decoded with the tokenizer, which must match the model's vocabulary
     Tokenizer tokenizer;
@@ -233,12 +345,107 @@ int main(int argc, char **argv) {
         if (cfg.sample_every == 0) printf("samples: none (-s 0)\n");
         else if (use_tokenizer) printf("samples: %d tokens every %d steps, decoded with %s\n", cfg.gen_tokens, cfg.sample_every, cfg.tokenizer_path);
         else printf("samples: %d tokens every %d steps, printed as token ids (--tokenizer \"\")\n", cfg.gen_tokens, cfg.sample_every);
-        printf("GPU training path not implemented yet%s: the host path ends here (exit status %d)\n",
-               cfg.resume ? " (nor resuming from a checkpoint, -y 1)" : "", EXIT_NOT_BUILT);
     }
-    if (use_tokenizer) tokenizer_free(&tokenizer);
-    dataloader_free(&train_loader);
+    if (world > 1) {
+        if (rank == 0) printf("the multi-process GPU path (tp x pp x dp) is not built yet: exiting with status %d\n", EXIT_NOT_BUILT);
+        processes_finish();
+        return EXIT_NOT_BUILT;
+    }
+
+    // device model: memory plan first (refused before allocating when it does not fit)
+    LRSchedule schedule = {cfg.learning_rate, cfg.warmup_steps, (int)num_steps, cfg.final_lr_frac};
+    if (lr_schedule_validate(&schedule, err, sizeof(err)) != 0) fail(rank, world, err);
+    const int tokens_per_micro_batch = cfg.batch_size * cfg.seq_len;
+    const int max_tokens = cfg.sample_every > 0 && cfg.gen_tokens > tokens_per_micro_batch ? cfg.gen_tokens : tokens_per_micro_batch;
+    GPT2 gpt;
+    if (gpt2_build(&gpt, &model, max_tokens, (Precision)cfg.precision, stdout, err, sizeof(err)) != 0) fail(rank, world, err);
+    gpt2_set_params(&gpt, params);
     free(params);
+    params = NULL;
+    GPT2Optimizer opt = {cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip};
+    Rng sample_rng;
+    rng_seed(&sample_rng, (uint64_t)cfg.seed);
+    TrainRunConfig run_cfg = {(uint64_t)cfg.batch_size, (uint64_t)cfg.seq_len, (uint64_t)setup.total_batch_tokens,
+                              (uint64_t)world, (uint64_t)rank};
+    int64_t start_step = 0;
+    char model_path[4096], state_path[4096];
+    if (cfg.resume) {
+        long long latest;
+        if (checkpoint_find_latest(cfg.output_dir, &latest, err, sizeof(err)) != 0) fail(rank, world, err);
+        if (latest < 0) {
+            snprintf(err, sizeof(err), "-y/--resume 1: no checkpoint (model_S.bin with state_S.bin) in '%s'", cfg.output_dir);
+            fail(rank, world, err);
+        }
+        checkpoint_paths(cfg.output_dir, latest, model_path, state_path, sizeof(model_path));
+        TrainState st;
+        memset(&st, 0, sizeof(st));
+        if (gpt2_checkpoint_load(&gpt, model_path, state_path, &run_cfg, &st, err, sizeof(err)) != 0) fail_flag(rank, world, "-y/--resume", err);
+        if (dataloader_set_position(&train_loader, &st.data, err, sizeof(err)) != 0) fail_flag(rank, world, "-y/--resume", err);
+        sample_rng.state = st.rng_state;
+        start_step = (int64_t)st.step;
+        printf("resumed from %s (step %lld)\n", state_path, (long long)start_step);
+    }
+    Logger logger;
+    if (logger_open(&logger, cfg.output_dir, cfg.resume, err, sizeof(err)) != 0) fail(rank, world, err);
+
+    // training loop
+    const double flops_per_token = gpt2_flops_per_token(&gpt, cfg.seq_len);
+    const float dloss = 1.0f / ((float)tokens_per_micro_batch * (float)setup.grad_accum_steps);
+    for (int64_t step = start_step; step < num_steps; step++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        gpt2_zero_grad(&gpt);
+        double loss_sum = 0.0;
+        for (int micro = 0; micro < setup.grad_accum_steps; micro++) {
+            if (dataloader_next_batch(&train_loader, err, sizeof(err)) != 0) fail_flag(rank, world, "-i/--train-data", err);
+            loss_sum += gpt2_forward(&gpt, train_loader.inputs, train_loader.targets, cfg.batch_size, cfg.seq_len, dloss);
+            gpt2_backward(&gpt);
+        }
+        const float loss = (float)(loss_sum / setup.grad_accum_steps);
+        if (!isfinite(loss)) {
+            snprintf(err, sizeof(err), "step %lld: the training loss is %f: stopping (lower the learning rate -l, or check the data)",
+                     (long long)step + 1, loss);
+            fail(rank, world, err);
+        }
+        const float lr = lr_schedule_at(&schedule, (int)step);
+        const float norm = gpt2_update(&gpt, &opt, lr, (int)step + 1);
+        cudaCheck(cudaStreamSynchronize(gpt.stream));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        const double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        const double tokens_per_s = (double)setup.total_batch_tokens / (ms / 1e3);
+        const double mfu = flops_per_token * tokens_per_s / PEAK_BF16_FLOPS;
+        if ((step + 1) % cfg.log_every == 0 || step + 1 == num_steps) {
+            printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", (long long)step + 1,
+                   (long long)num_steps, loss, lr, norm, ms, tokens_per_s, 100.0 * mfu);
+            fflush(stdout);
+        }
+        logger_step(&logger, step + 1, loss, lr, norm, ms, tokens_per_s, mfu);
+        const int last = step + 1 == num_steps;
+        if (val_batches > 0 && cfg.val_every > 0 && ((step + 1) % cfg.val_every == 0 || last)) {
+            const float val = validation_loss(&gpt, &val_loader, val_batches, cfg.batch_size, cfg.seq_len, rank, world);
+            printf("val loss %.6f (step %lld, %zu batches)\n", val, (long long)step + 1, val_batches);
+            logger_val(&logger, step + 1, val);
+        }
+        if (cfg.sample_every > 0 && ((step + 1) % cfg.sample_every == 0 || last)) {
+            print_sample(&gpt, cfg.gen_tokens, &sample_rng, use_tokenizer ? &tokenizer : NULL);
+        }
+        if (cfg.checkpoint_every > 0 && ((step + 1) % cfg.checkpoint_every == 0 || last)) {
+            checkpoint_paths(cfg.output_dir, (long long)step + 1, model_path, state_path, sizeof(model_path));
+            TrainState st;
+            memset(&st, 0, sizeof(st));
+            st.step = (uint64_t)step + 1;
+            st.rng_state = sample_rng.state;
+            dataloader_get_position(&train_loader, &st.data);
+            st.run = run_cfg;
+            if (gpt2_checkpoint_write(&gpt, model_path, state_path, &st, err, sizeof(err)) != 0) fail(rank, world, err);
+            printf("checkpoint: %s, %s\n", model_path, state_path);
+        }
+    }
+    logger_close(&logger);
+    gpt2_free(&gpt);
+    if (use_tokenizer) tokenizer_free(&tokenizer);
+    if (cfg.val_pattern[0] != '\0') dataloader_free(&val_loader);
+    dataloader_free(&train_loader);
     processes_finish();
-    return EXIT_NOT_BUILT;
+    return 0;
 }
