@@ -11,16 +11,16 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpt2_single_gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
-timeout 120 build/gpu/test_gpt2_gpu 2>&1 | tee "$OUT/test_gpt2_gpu.log"
+timeout 90 build/gpu/test_gpt2_gpu 2>&1 | tee "$OUT/test_gpt2_gpu.log"
 common=(-e d12 -b 4 -t 256 -v 10 -m 4 -s 10 -g 32 -n 10 -l 6e-4)
-timeout 120 ./train_gpt "${common[@]}" -x 20 -o "$OUT/straight" > "$OUT/straight.log" 2>&1; echo "straight rc=$?"
-timeout 120 ./train_gpt "${common[@]}" -x 10 -o "$OUT/resumed" > "$OUT/resumed_a.log" 2>&1; echo "first half rc=$?"
-timeout 120 ./train_gpt "${common[@]}" -x 20 -o "$OUT/resumed" -y 1 > "$OUT/resumed_b.log" 2>&1; echo "resume rc=$?"
+timeout 60 ./train_gpt "${common[@]}" -x 20 -o "$OUT/straight" > "$OUT/straight.log" 2>&1; echo "straight rc=$?"
+timeout 60 ./train_gpt "${common[@]}" -x 10 -o "$OUT/resumed" > "$OUT/resumed_a.log" 2>&1; echo "first half rc=$?"
+timeout 60 ./train_gpt "${common[@]}" -x 20 -o "$OUT/resumed" -y 1 > "$OUT/resumed_b.log" 2>&1; echo "resume rc=$?"
 tail -25 "$OUT/straight.log"
 grep -v '^#' "$OUT/straight/log.txt" | awk '$1 != "val" {print $1, $2}' > "$OUT/straight_losses.txt"
 grep -v '^#' "$OUT/resumed/log.txt" | awk '$1 != "val" {print $1, $2}' > "$OUT/resumed_losses.txt"
 if cmp -s "$OUT/straight_losses.txt" "$OUT/resumed_losses.txt"; then echo "RESUME: step losses identical"; else echo "RESUME: DIFFERENT"; diff "$OUT/straight_losses.txt" "$OUT/resumed_losses.txt" | head; fi
-timeout 150 ./train_gpt -e d12 -b 64 -t 1024 -x 30 -v 0 -s 0 -l 6e-4 > "$OUT/d12_b64.log" 2>&1; echo "d12 rc=$?"
+timeout 90 ./train_gpt -e d12 -b 64 -t 1024 -x 30 -v 0 -s 0 -l 6e-4 > "$OUT/d12_b64.log" 2>&1; echo "d12 rc=$?"
 grep -E "device memory|^  |step +(1|2|10|20|29|30)/" "$OUT/d12_b64.log" | tail -12
-timeout 150 ./train_gpt -e d24 -b 32 -t 1024 -x 15 -v 0 -s 0 -l 3e-4 > "$OUT/d24_b32.log" 2>&1; echo "d24 rc=$?"
+timeout 60 ./train_gpt -e d24 -b 32 -t 1024 -x 15 -v 0 -s 0 -l 3e-4 > "$OUT/d24_b32.log" 2>&1; echo "d24 rc=$?"
 grep -E "step +(1|2|10|14|15)/|error" "$OUT/d24_b32.log" | tail -6
