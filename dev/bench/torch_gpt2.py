@@ -249,17 +249,23 @@ def flops_per_token(cfg, T):
     return 6 * cfg.num_parameters() + 6 * cfg.num_layers * T * cfg.channels
 
 
-def read_shard(path, vocab_size):
-    """Tokens of one shard as an int64 numpy array, header, length and ids checked. Raises ValueError."""
+def shard_token_count(path):
+    """Token count N of a shard, its header and exact length checked. Raises ValueError naming the file."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        header = np.frombuffer(f.read(SHARD_HEADER_INTS * 4), dtype="<i4")
-        if header.size != SHARD_HEADER_INTS or header[0] != SHARD_MAGIC or header[1] != SHARD_VERSION:
-            raise ValueError(f"'{path}' is not a token shard (expected header [{SHARD_MAGIC}, {SHARD_VERSION}, N, ...])")
-        n = int(header[2])
-        if size != SHARD_HEADER_INTS * 4 + 2 * n:
-            raise ValueError(f"'{path}': header says {n} tokens, so {SHARD_HEADER_INTS * 4 + 2 * n} bytes, but the file is {size}")
-        tokens = np.frombuffer(f.read(2 * n), dtype="<u2").astype(np.int64)
+        header = np.fromfile(f, dtype="<i4", count=SHARD_HEADER_INTS)
+    if header.size != SHARD_HEADER_INTS or header[0] != SHARD_MAGIC or header[1] != SHARD_VERSION:
+        raise ValueError(f"'{path}' is not a token shard (expected header [{SHARD_MAGIC}, {SHARD_VERSION}, N, ...])")
+    n = int(header[2])
+    if size != SHARD_HEADER_INTS * 4 + 2 * n:
+        raise ValueError(f"'{path}': header says {n} tokens, so {SHARD_HEADER_INTS * 4 + 2 * n} bytes, but the file is {size}")
+    return n
+
+
+def read_shard(path, vocab_size):
+    """Tokens of one shard as an int64 numpy array, every id checked against vocab_size. Raises ValueError."""
+    n = shard_token_count(path)
+    tokens = np.fromfile(path, dtype="<u2", count=n, offset=SHARD_HEADER_INTS * 4).astype(np.int64)
     if n > 0 and tokens.max() >= vocab_size:
         bad = int(np.argmax(tokens >= vocab_size))
         raise ValueError(f"'{path}': token {int(tokens[bad])} at index {bad} is not below the vocabulary size {vocab_size}")
@@ -274,7 +280,7 @@ class ShardLoader:
         if not self.paths:
             raise ValueError(f"--data: no file matches '{pattern}'")
         self.B, self.T, self.vocab_size = B, T, vocab_size
-        windows = [(n - 1) // (B * T) for n in (self._count(p) for p in self.paths)]
+        windows = [(shard_token_count(p) - 1) // (B * T) for p in self.paths]
         if sum(windows) == 0:
             raise ValueError(f"--data: the shards matching '{pattern}' hold no window of B*T+1 = {B * T + 1} tokens")
         self.shard = -1
@@ -283,14 +289,6 @@ class ShardLoader:
     def _next_shard(self):
         self.shard = (self.shard + 1) % len(self.paths)
         self.tokens, self.window = read_shard(self.paths[self.shard], self.vocab_size), 0
-
-    @staticmethod
-    def _count(path):
-        with open(path, "rb") as f:
-            header = np.frombuffer(f.read(SHARD_HEADER_INTS * 4), dtype="<i4")
-        if header.size != SHARD_HEADER_INTS or header[0] != SHARD_MAGIC:
-            raise ValueError(f"'{path}' is not a token shard")
-        return int(header[2])
 
     def next_batch(self):
         """(inputs, targets), each a [B, T] int64 CPU tensor."""
@@ -360,6 +358,8 @@ def build_model(args):
         model = GPT(cfg)
         model.init_gpt2(args.seed)
         source = f"GPT-2 init, seed {args.seed}"
+    elif not os.path.isfile(args.model):
+        raise ValueError(f"--model '{args.model}' is neither a preset ({', '.join(PRESETS)}) nor a model file")
     else:
         cfg, version, tensors = read_model_file(args.model)
         model = GPT(cfg)
