@@ -10,7 +10,9 @@ so they get no probability and wte's padded rows get no gradient, as in the C co
 Training: fp32 parameters, bf16 autocast (--dtype bf16; the matmuls run in bf16, LayerNorm, softmax and
 the loss in fp32), gradient accumulation up to --total-batch tokens per step, global-norm clipping, fused
 AdamW (weight decay on the 2-D weights only: wte, wpe and the four linear weights, like is_matrix), the
-learning-rate schedule of core/lr_schedule.h, torch.compile. The C trainer keeps bf16 parameters with fp32
+learning-rate schedule of core/lr_schedule.h. torch.compile: by default (--compile blocks) each block and
+the head are compiled (one graph serves every block, so compilation takes ~14 s instead of 25-55 s); on the
+H100 this ran as fast as compiling the whole model (--compile full; dev/RESULTS.md). The C trainer keeps bf16 parameters with fp32
 master weights; here autocast casts fp32 parameters per matmul, the usual PyTorch recipe.
 
 Initial weights: --model d12|d24|d36|d48 draws GPT-2's init in PyTorch (same distributions as
@@ -329,7 +331,7 @@ def parse_args(argv):
     p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--grad-clip", type=float, default=1.0, help="global-norm clip (0 = off)")
     p.add_argument("--seed", type=int, default=1337, help="init (for a preset) and random tokens")
-    p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="autocast dtype of the matmuls")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16", help="autocast dtype of the matmuls (fp32: TF32 matmuls)")
     p.add_argument("--compile", choices=["blocks", "full", "none"], default="blocks",
                    help="torch.compile each block and the head (blocks, compiles one block once), the whole model, or nothing")
     p.add_argument("--timing-skip", type=int, default=5, help="first steps left out of the summary (compilation)")
@@ -380,8 +382,8 @@ def train(args):
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    fused = device.type == "cuda"
-    optimizer = configure_optimizer(model, args.lr, args.weight_decay, args.beta1, args.beta2, args.eps, fused)
+    on_gpu = device.type == "cuda"
+    optimizer = configure_optimizer(model, args.lr, args.weight_decay, args.beta1, args.beta2, args.eps, fused=on_gpu)
     if args.compile == "full":
         step_model = torch.compile(model)
     else:
@@ -393,14 +395,14 @@ def train(args):
     accum = args.total_batch // (args.batch * args.seq_len)
     autocast_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     flops_step = flops_per_token(cfg, args.seq_len) * args.total_batch
-    print(f"torch {torch.__version__} on {torch.cuda.get_device_name(device) if fused else args.device}")
+    print(f"torch {torch.__version__} on {torch.cuda.get_device_name(device) if on_gpu else args.device}")
     print(f"model {cfg.describe()}, {cfg.num_parameters()} parameters, from {source}")
     print(f"B={args.batch} T={args.seq_len} accumulation {accum} -> {args.total_batch} tokens/step, data {args.data}, "
-          f"autocast {args.dtype}, compile {args.compile}, fused AdamW {fused}")
+          f"autocast {args.dtype}, compile {args.compile}, fused AdamW {on_gpu}")
     print(f"FLOPs/token 6*N + 6*L*T*C = {flops_per_token(cfg, args.seq_len):.4e}; MFU against {PEAK_FLOPS:.3e} FLOP/s")
     losses, times = [], []
     for step in range(args.steps):
-        if device.type == "cuda":
+        if on_gpu:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -419,7 +421,7 @@ def train(args):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step_loss = loss_sum.item() / accum
-        if device.type == "cuda":
+        if on_gpu:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         losses.append(step_loss)
@@ -433,7 +435,7 @@ def train(args):
     timed = times[args.timing_skip:]
     if timed:
         mean = sum(timed) / len(timed)
-        peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if fused else 0.0
+        peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if on_gpu else 0.0
         print(f"summary: {len(timed)} steps after {args.timing_skip} skipped: {mean * 1e3:.1f} ms/step, "
               f"{args.total_batch / mean:.0f} tok/s, MFU {100 * flops_step / mean / PEAK_FLOPS:.1f}%, "
               f"peak memory {peak_mem:.1f} GiB")
