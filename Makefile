@@ -109,8 +109,10 @@ test:
 	@bash test/run_tests.sh $(foreach t,$(CUDA_TARGETS) $(CPU_TEST_BINS) test-data,-c $(t)) \
 	  $(foreach t,$(CPU_TEST_BINS),-t $(t)) $(foreach t,$(PY_TESTS),-t "$(PYTHON) $(t)")
 
+# GPU tests, plus the float64 PyTorch check of the CPU reference (PyTorch is on GPU machines, not in CI).
 test-gpu:
-	@bash test/run_tests.sh $(foreach t,$(GPU_TEST_BINS) test-data,-c $(t)) $(foreach t,$(GPU_TEST_BINS),-t $(t))
+	@bash test/run_tests.sh $(foreach t,$(GPU_TEST_BINS) test-data,-c $(t)) $(foreach t,$(GPU_TEST_BINS),-t $(t)) \
+	  -t "$(PYTHON) dev/torch_reference_check.py"
 
 bench: $(DEV_CUDA_BINS)
 	@set -e; for b in $(DEV_CUDA_BINS); do echo "== $$b"; $$b; done
