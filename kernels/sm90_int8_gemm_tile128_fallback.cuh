@@ -8,15 +8,17 @@
 // B tile row, so each pass's flag is uniform per block and K-step: with no fallback, the extra passes
 // simply never enter the pipeline.
 //
-// Structure: 3 warpgroups. Warpgroup 0 is the producer (one thread issues the tensor copies (TMA) of
-// the A and B tiles of each step into a ring of I8G_STAGES shared-memory stages, 128-byte swizzle);
-// warpgroups 1 and 2 each compute 64 rows x 128 columns with wgmma m64n128k32 into two int32
-// accumulators used in turn: while the wgmma of one step run, the previous step's sums are converted
-// (exactly, by integer and float adds instead of the 4x slower I2F unit), scaled and added into the
-// FP32 accumulator. setmaxnreg moves registers from the producer to the consumers (232 each). Scales
-// are loaded one step ahead, the block's flags once into shared memory, so no step waits on a global
-// load. // Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse. Optionally (template CM x CN),
-// blocks form clusters that share A and B tiles through TMA multicast (see int8fb_gemm_kernel).
+// Structure: persistent blocks of 3 warpgroups, one or more 128 x 128 tiles each. Warpgroup 0: one
+// thread issues the tensor copies (TMA) of the A and B tiles of each step into a ring of I8G_STAGES
+// shared-memory stages (128-byte swizzle) plus a 512-byte bulk copy of the step's 128 A row scales;
+// warp 1 writes each tile's step list, fallback flags and B scales one tile ahead. Warpgroups 1 and 2
+// each compute 64 rows x 128 columns with wgmma m64n128k32 into two int32 accumulators used in turn:
+// while the wgmma of one step run, the previous step's sums are converted (exactly, by an integer and a
+// float add instead of the 16-per-clock I2F unit), scaled and added into the FP32 accumulator.
+// setmaxnreg moves registers from the producer warpgroup to the consumers. No consumer instruction
+// waits on a global load. Tiles are visited in groups of I8G_GROUP_M tile rows for L2 reuse.
+// Optionally (template CM x CN), blocks form clusters that share A and B tiles through TMA multicast
+// (see int8fb_gemm_kernel).
 // Shape rules (checked by the launcher): M >= 1, N >= 1 and N % 16 == 0, K % 16 == 0, K <= 131072;
 // partial tiles are zero-filled by the tensor copies and masked at the store.
 #ifndef KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
@@ -35,21 +37,19 @@
 #define I8G_THREADS 384
 #define I8G_TILE_BYTES (I8G_BM * I8G_BK)
 // Registers per thread after setmaxnreg: consumers hold two int32 accumulators and the FP32 one (192),
-// the producer thread only loop state. 128 * (2 * 232 + 40) <= 65536.
-#define I8G_CONSUMER_REGS 232
-#define I8G_PRODUCER_REGS 40
+// the producer warps (copies, tile lists) little. 128 * (2 * 224 + 56) <= 65536.
+#define I8G_CONSUMER_REGS 224
+#define I8G_PRODUCER_REGS 56
 #define I8G_MAX_K_TILES 1024  // K <= 131072: the block's fallback flags live in shared memory
-#define I8G_SMEM_BYTES (2 * I8G_STAGES * I8G_TILE_BYTES + 2 * I8G_STAGES * 8 + 4 * I8G_MAX_K_TILES + 1024)
-// Default cluster shape: lone blocks. Measured on an H100 (dev/RESULTS.md, 8192^3): 1x1 600 TOP/s,
-// 1x2 285, 2x1 308, 2x2 174 -- the multicast clusters are correct but slower, most likely because every
-// stage waits for release-ordered remote arrivals from all consumers of the cluster.
+// Default cluster shape: lone blocks. Measured on an H100 (dev/RESULTS.md, 8192^3, this persistent
+// kernel): 1x1 745 TOP/s, 1x2 719, 2x1 700, 2x2 359 -- multicast halves L2 reads but the kernel is bound
+// by the consumers' instruction issue, not by L2, and 2x2 clusters run in lockstep over 4 SMs.
 #define I8G_DEFAULT_CM 1
 #define I8G_DEFAULT_CN 1
 static_assert(I8G_BM == INT8FB_TILE_SIZE && I8G_BN == INT8FB_TILE_SIZE && I8G_BK == INT8FB_TILE_SIZE,
               "one block tile = one quantizer tile of A and of B, so fallback flags are uniform per K-step");
 static_assert(I8G_BK == 128, "a K-tile row is 128 bytes: one 128-byte swizzle atom, 4 wgmma k32 steps");
 static_assert(I8G_BM == 2 * 64 && I8G_THREADS == 3 * 128, "two consumer warpgroups of m64 rows plus one producer");
-static_assert(I8G_SMEM_BYTES <= 227 * 1024, "stages must fit in shared memory");
 
 // ---- PTX wrappers (sm_90a)
 
@@ -151,75 +151,172 @@ __device__ __forceinline__ void i8g_wgmma_m64n128k32(int32_t (&d)[64], uint64_t 
 
 // ---- kernel
 
-// Which operand parts a pipeline step multiplies: pass 0 q1a.q1b, pass 1 q2a.q1b (A's tile falls back),
-// pass 2 q1a.q2b (B's tile falls back). A step is one (K-tile, pass) that runs.
-#define I8G_PASSES 3
+// A step is one (K-tile kt, pass) that runs: pass 0 multiplies q1a.q1b, pass 1 q2a.q1b (A's tile falls
+// back), pass 2 q1a.q2b (B's tile falls back). A tile's steps are listed in shared memory, packed as
+// kt * 4 + pass, in the order (kt, pass) ascending, together with the block's own fallback flags and
+// B's tile scales of that tile (an I8gList); two lists alternate, so the next tile's is written while
+// the current one is in use.
+#define I8G_MAX_STEPS (3 * I8G_MAX_K_TILES)
+#define I8G_LIST_BYTES (4 * I8G_MAX_K_TILES + 2 * I8G_MAX_STEPS + 2 * I8G_MAX_K_TILES + 16)
 
-// Advances (kt, pass) to the next step that runs, given per-K-tile flags saying whether pass 1 / pass 2
-// runs (shared memory). Returns false past the last K-tile.
-__device__ __forceinline__ bool i8g_next_step(int &kt, int &pass, const uint8_t *runs_a, const uint8_t *runs_b, int k_tiles) {
-    while (true) {
-        if (++pass == I8G_PASSES) { pass = 0; kt++; }
-        if (kt >= k_tiles) return false;
-        if (pass == 0 || (pass == 1 && runs_a[kt]) || (pass == 2 && runs_b[kt])) return true;
-    }
-}
+// Shared-memory layout of a block (offsets from the 1024-byte aligned base).
+#define I8G_OFF_TILES_B (I8G_STAGES * I8G_TILE_BYTES)
+#define I8G_OFF_RING (2 * I8G_STAGES * I8G_TILE_BYTES)             // float [stages][128]: A's row scales of each stage
+#define I8G_OFF_FULL (I8G_OFF_RING + I8G_STAGES * I8G_BM * 4)       // uint64 [stages]
+#define I8G_OFF_EMPTY (I8G_OFF_FULL + I8G_STAGES * 8)               // uint64 [stages]
+#define I8G_OFF_LIST_FULL (I8G_OFF_EMPTY + I8G_STAGES * 8)          // uint64 [2]: list written
+#define I8G_OFF_LIST_EMPTY (I8G_OFF_LIST_FULL + 2 * 8)              // uint64 [2]: list no longer read
+#define I8G_OFF_LISTS (I8G_OFF_LIST_EMPTY + 2 * 8)                  // I8gList storage [2]
+#define I8G_SMEM_BYTES (I8G_OFF_LISTS + 2 * I8G_LIST_BYTES + 1024)
+static_assert(I8G_SMEM_BYTES <= 227 * 1024, "stages must fit in shared memory");
+static_assert(I8G_OFF_RING % 16 == 0 && I8G_OFF_FULL % 8 == 0 && I8G_LIST_BYTES % 16 == 0, "bulk-copy and barrier alignment");
 
-// A consumer's view of one step: its place in the schedule and the ring (stage, parity of the stage's
-// full barrier) and the raw scales of its two rows and of B.
-struct I8gStep {
-    int kt, pass, stage;
-    uint32_t phase;
-    float sa_lo, sa_hi, sb;
+// One tile's schedule in shared memory (see I8G_MAX_STEPS).
+struct I8gList {
+    float *sb;         // [K-tiles] B's tile scale (0 for a tile past the matrix)
+    uint16_t *steps;   // [steps]
+    uint8_t *own_a;    // [K-tiles] this block's A tile falls back
+    uint8_t *own_b;    // [K-tiles] this block's B tile falls back
+    int *n_steps;
 };
 
-// Moves st to the next step that runs (see i8g_next_step), with its ring stage and barrier parity, and
-// issues the loads of its scales for rows row_lo and row_lo + 8; they are first used a step later (in
-// i8g_promote), so no step waits on them. A block whose tile lies past the matrix (cluster padding) uses
-// 0, and so does a fallback pass that only another block of the cluster needs (computed, keeping the
-// wgmma path free of branches, but weighted 0). Returns false past the last step.
-__device__ __forceinline__ bool i8g_advance(I8gStep &st, const uint8_t *runs_a, const uint8_t *runs_b, const uint8_t *own_a,
-                                            const uint8_t *own_b, const float *scale_a, const float *scale_b, size_t rows_pad,
-                                            int row_lo, int nt, int k_tiles, bool tile_inside) {
-    if (!i8g_next_step(st.kt, st.pass, runs_a, runs_b, k_tiles)) return false;
-    if (++st.stage == I8G_STAGES) { st.stage = 0; st.phase ^= 1; }
-    const bool counted = tile_inside && !(st.pass == 1 && !own_a[st.kt]) && !(st.pass == 2 && !own_b[st.kt]);
-    st.sa_lo = tile_inside ? scale_a[(size_t)st.kt * rows_pad + row_lo] : 0.0f;
-    st.sa_hi = tile_inside ? scale_a[(size_t)st.kt * rows_pad + row_lo + 8] : 0.0f;
-    st.sb = counted ? scale_b[(size_t)nt * k_tiles + st.kt] : 0.0f;
+__device__ __forceinline__ I8gList i8g_list(uint8_t *smem, int buffer) {
+    uint8_t *base = smem + I8G_OFF_LISTS + buffer * I8G_LIST_BYTES;
+    I8gList list;
+    list.sb = (float *)base;
+    list.steps = (uint16_t *)(base + 4 * I8G_MAX_K_TILES);
+    list.own_a = base + 4 * I8G_MAX_K_TILES + 2 * I8G_MAX_STEPS;
+    list.own_b = list.own_a + I8G_MAX_K_TILES;
+    list.n_steps = (int *)(list.own_b + I8G_MAX_K_TILES);
+    return list;
+}
+
+// Where the j-th tile of a block lies. Cluster tiles (CM x CN tiles each) are visited in a grouped
+// raster (I8G_GROUP_M tile rows walk the tile columns together, for L2 reuse); cluster c of the grid
+// takes cluster tiles c, c + clusters, c + 2 * clusters, ... Returns false past the last one.
+struct I8gTile {
+    int cmt, cnt;  // cluster tile row and column
+    int mt, nt;    // this block's tile row and column
+    bool inside;   // the block's tile lies inside the matrix (not cluster padding)
+};
+
+template <int CM, int CN>
+__device__ __forceinline__ bool i8g_tile(I8gTile &t, int j, int m_tiles, int n_tiles, int dm, int dn) {
+    const int cm_tiles = (m_tiles + CM - 1) / CM, cn_tiles = (n_tiles + CN - 1) / CN;
+    const int clusters = gridDim.x / (CM * CN);
+    const int ct = blockIdx.x / (CM * CN) + j * clusters;
+    if (ct >= cm_tiles * cn_tiles) return false;
+    const int group_m = I8G_GROUP_M / CM;
+    const int tiles_per_group = group_m * cn_tiles;
+    const int group = ct / tiles_per_group, in_group = ct % tiles_per_group;
+    const int first_cm = group * group_m;
+    const int group_rows = min(cm_tiles - first_cm, group_m);
+    t.cmt = first_cm + in_group % group_rows;
+    t.cnt = in_group / group_rows;
+    t.mt = t.cmt * CM + dm;
+    t.nt = t.cnt * CN + dn;
+    t.inside = t.mt < m_tiles && t.nt < n_tiles;
     return true;
 }
 
+// 1D bulk copy of `bytes` (multiple of 16, both addresses 16-byte aligned) from global to shared memory,
+// completing on `bar`.
+__device__ __forceinline__ void i8g_bulk_load(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(i8g_smem_addr(dst)), "l"(src), "r"(bytes), "r"(i8g_smem_addr(bar)) : "memory");
+}
+
+// One warp lists a tile's steps (see I8G_MAX_STEPS): pass 1 of K-tile kt runs when any A tile of the
+// cluster's tile rows [first_mt, first_mt + rows_a) falls back at kt, pass 2 when any B tile of its tile
+// columns does. 32 K-tiles at a time, placed by a prefix sum over the lanes. Returns the number of steps
+// (in every lane).
+__device__ __forceinline__ int i8g_list_steps(uint16_t *steps, const uint8_t *flags_a, const uint8_t *flags_b, int first_mt,
+                                              int rows_a, int first_nt, int rows_b, int k_tiles) {
+    const int lane = threadIdx.x % 32;
+    int base = 0;
+    for (int kt0 = 0; kt0 < k_tiles; kt0 += 32) {
+        const int kt = kt0 + lane;
+        int runs_a = 0, runs_b = 0, count = 0;
+        if (kt < k_tiles) {
+            for (int i = 0; i < rows_a; i++) runs_a |= flags_a[(size_t)(first_mt + i) * k_tiles + kt];
+            for (int j = 0; j < rows_b; j++) runs_b |= flags_b[(size_t)(first_nt + j) * k_tiles + kt];
+            count = 1 + (runs_a != 0) + (runs_b != 0);
+        }
+        int inclusive = count;
+#pragma unroll
+        for (int d = 1; d < 32; d *= 2) {
+            const int v = __shfl_up_sync(0xFFFFFFFFu, inclusive, d);
+            if (lane >= d) inclusive += v;
+        }
+        int at = base + inclusive - count;
+        if (kt < k_tiles) {
+            steps[at++] = (uint16_t)(kt * 4);
+            if (runs_a) steps[at++] = (uint16_t)(kt * 4 + 1);
+            if (runs_b) steps[at] = (uint16_t)(kt * 4 + 2);
+        }
+        base += __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+    }
+    return base;
+}
+
+// A consumer's view of one step: its ring stage and the scales of its two rows (A's row scale times B's
+// tile scale, each replaced by its residual scale s1/127 in the pass that multiplies that operand's q2).
+struct I8gStep {
+    int stage;
+    float s_lo, s_hi;
+};
+
+// Step i of a tile's list for a consumer, the g-th step of the block (its ring stage and parity): waits
+// until the stage is full (tiles and A's row scales landed), then computes the scales of rows local_row
+// and local_row + 8 of the block tile. They are formed here, before the stage can be released, so no
+// read of the ring is outstanding once it is. A block whose tile lies past the matrix (cluster padding)
+// uses 0, and so does a fallback pass that only another block of the cluster needs (computed, keeping
+// the wgmma path free of branches, but weighted 0).
+__device__ __forceinline__ void i8g_begin_step(I8gStep &st, int i, uint32_t g, const I8gList &list, uint64_t *full,
+                                               const float *ring, int local_row, bool tile_inside) {
+    const int packed = list.steps[i];
+    const int kt = packed >> 2, pass = packed & 3;
+    st.stage = g % I8G_STAGES;
+    i8g_mbar_wait(&full[st.stage], (g / I8G_STAGES) & 1);
+    const bool counted = tile_inside && !(pass == 1 && !list.own_a[kt]) && !(pass == 2 && !list.own_b[kt]);
+    float sa_lo = tile_inside ? ring[st.stage * I8G_BM + local_row] : 0.0f;
+    float sa_hi = tile_inside ? ring[st.stage * I8G_BM + local_row + 8] : 0.0f;
+    float sb = counted ? list.sb[kt] : 0.0f;
+    if (pass == 1) { sa_lo = int8fb_residual_scale(sa_lo); sa_hi = int8fb_residual_scale(sa_hi); }
+    if (pass == 2) sb = int8fb_residual_scale(sb);
+    st.s_lo = sa_lo * sb;
+    st.s_hi = sa_hi * sb;
+}
+
 // Issues the 4 wgmma (K = 128) of one stage into d: 64 rows of A at a_tile, 128 rows of B at b_tile.
+// The descriptors advance in their low word only (the 14-bit address field cannot carry out).
 __device__ __forceinline__ void i8g_issue_stage(int32_t (&d)[64], const uint8_t *a_tile, const uint8_t *b_tile) {
     const uint64_t desc_a = i8g_smem_desc(a_tile), desc_b = i8g_smem_desc(b_tile);
+    const uint32_t a_lo = (uint32_t)desc_a, b_lo = (uint32_t)desc_b;
+    const uint64_t a_hi = desc_a & 0xFFFFFFFF00000000ull, b_hi = desc_b & 0xFFFFFFFF00000000ull;
     i8g_wgmma_fence();
 #pragma unroll
     for (int k = 0; k < I8G_BK / 32; k++) {
         // +32 bytes along the swizzled row = +2 in the descriptor's 16-byte address units.
-        i8g_wgmma_m64n128k32(d, desc_a + 2 * k, desc_b + 2 * k, k > 0);
+        i8g_wgmma_m64n128k32(d, a_hi | (a_lo + 2 * k), b_hi | (b_lo + 2 * k), k > 0);
     }
     i8g_wgmma_commit();
 }
 
-// int32 -> float without the conversion unit (I2F/I2FP run at 16 per clock per SM, a quarter of what
-// this loop needs): for |d| < 2^22 the float whose bits are d + bits(1.5 * 2^23) is exactly
-// 1.5 * 2^23 + d, and one exact FADD recovers d (an integer add at 64 and a float add at 128 per clock).
+// int32 -> float without the conversion unit: for |d| < 2^22 the float whose bits are
+// d + bits(1.5 * 2^23) is exactly 1.5 * 2^23 + d, and one exact FADD recovers d (an integer add and a
+// float add, both on the wide pipes; I2F/I2FP go through the 16-per-clock conversion unit).
 #define I8G_MAGIC_BITS 0x4B400000
 #define I8G_MAGIC 12582912.0f
 static_assert(I8G_BK * 127 * 127 < (1 << 22), "the int32 partial sums of a K-tile stay under 2^22 in magnitude");
 
-// acc += d * scale of the step (pass 1: A's residual scale s1/127, pass 2: B's), per row; d converted
-// exactly, so the result equals fmaf((float)d, scale, acc).
+// acc += d * the step's scale of the row; d converted exactly, so the result equals
+// fmaf((float)d, scale, acc).
 __device__ __forceinline__ void i8g_promote(float (&acc)[64], const int32_t (&d)[64], const I8gStep &st) {
-    float sa_lo = st.sa_lo, sa_hi = st.sa_hi, sb = st.sb;
-    if (st.pass == 1) { sa_lo = int8fb_residual_scale(sa_lo); sa_hi = int8fb_residual_scale(sa_hi); }
-    if (st.pass == 2) sb = int8fb_residual_scale(sb);
-    const float s_lo = sa_lo * sb, s_hi = sa_hi * sb;
 #pragma unroll
     for (int i = 0; i < 64; i++) {
         const float exact = __int_as_float(d[i] + I8G_MAGIC_BITS) - I8G_MAGIC;
-        acc[i] = fmaf(exact, (i / 2) % 2 ? s_hi : s_lo, acc[i]);
+        acc[i] = fmaf(exact, (i / 2) % 2 ? st.s_hi : st.s_lo, acc[i]);
     }
 }
 
@@ -238,12 +335,17 @@ __device__ __forceinline__ void i8g_retire(float (&acc)[64], int32_t (&d)[64], c
     i8g_promote(acc, d, st);
 }
 
-// One block per 128 x 128 output tile; see the header comment. Blocks form clusters of CM x CN tiles
-// (CM tile rows x CN tile columns): each block loads 1/CN of its A tile and 1/CM of its B tile and
-// multicasts them to the blocks of the cluster that share the tile, so L2 -> SM traffic per block is
-// (1/CN + 1/CM) / 2 of a lone block's. The blocks of a cluster share one step sequence (a fallback pass
-// runs when any of the cluster's tiles needs it; a block whose own tile does not weights it 0), and a
-// stage is refilled only after every consumer of the cluster released it.
+// Persistent blocks, each computing 128 x 128 output tiles in turn (see i8g_tile and the header
+// comment). Warp 0 issues the copies, warp 1 writes each tile's list (I8gList) one tile ahead, the two
+// consumer warpgroups compute; the ring of stages runs on across tiles, so the next tile's copies
+// overlap this tile's last steps and its stores. Blocks form clusters of CM x CN tiles (CM tile rows x
+// CN tile columns): each block loads 1/CN of its A tile and 1/CM of its B tile and multicasts them to
+// the blocks of the cluster that share the tile, so L2 -> SM traffic per block is (1/CN + 1/CM) / 2 of
+// a lone block's. The blocks of a cluster share one step list per tile (a fallback pass runs when any
+// of the cluster's tiles needs it; a block whose own tile does not weights it 0), and a stage is
+// refilled only after every consumer of the cluster released it. Each block copies its own A row scales
+// (512 bytes per step) into a ring beside the tile stages, on the stage's full barrier, so no consumer
+// waits on a global load.
 // scale_a: [K_tiles][M_pad] (ROW_CHUNK), scale_b: [N_tiles][K_tiles] (PER_TILE), flags
 // [tile rows][K_tiles]; out row-major [M, N].
 template <typename OutT, int CM, int CN>
@@ -257,45 +359,26 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint8_t *tiles_a = smem;
-    uint8_t *tiles_b = smem + I8G_STAGES * I8G_TILE_BYTES;
-    uint64_t *full = (uint64_t *)(smem + 2 * I8G_STAGES * I8G_TILE_BYTES);
-    uint64_t *empty = full + I8G_STAGES;
-    uint8_t *runs_a = (uint8_t *)(empty + I8G_STAGES);  // pass 1 runs (any A tile of the cluster falls back)
-    uint8_t *runs_b = runs_a + I8G_MAX_K_TILES;         // pass 2 runs
-    uint8_t *own_a = runs_b + I8G_MAX_K_TILES;          // this block's A tile falls back
-    uint8_t *own_b = own_a + I8G_MAX_K_TILES;
+    uint8_t *tiles_b = smem + I8G_OFF_TILES_B;
+    float *ring = (float *)(smem + I8G_OFF_RING);
+    uint64_t *full = (uint64_t *)(smem + I8G_OFF_FULL);
+    uint64_t *empty = (uint64_t *)(smem + I8G_OFF_EMPTY);
+    uint64_t *list_full = (uint64_t *)(smem + I8G_OFF_LIST_FULL);
+    uint64_t *list_empty = (uint64_t *)(smem + I8G_OFF_LIST_EMPTY);
 
     const int m_tiles = int8fb_row_tiles(M), n_tiles = int8fb_row_tiles(N), k_tiles = int8fb_k_tiles(K);
     const int rank = CS == 1 ? 0 : (int)i8g_cluster_rank();
     const int dm = rank / CN, dn = rank % CN;
-    // Grouped raster over cluster tiles: I8G_GROUP_M tile rows walk the tile columns together.
-    const int cm_tiles = (m_tiles + CM - 1) / CM, cn_tiles = (n_tiles + CN - 1) / CN;
-    const int group_m = I8G_GROUP_M / CM;
-    const int cluster = blockIdx.x / CS;
-    const int tiles_per_group = group_m * cn_tiles;
-    const int group = cluster / tiles_per_group, in_group = cluster % tiles_per_group;
-    const int first_cm = group * group_m;
-    const int group_rows = min(cm_tiles - first_cm, group_m);
-    const int cmt = first_cm + in_group % group_rows, cnt = in_group / group_rows;
-    const int mt = cmt * CM + dm, nt = cnt * CN + dn;
-    const bool tile_inside = mt < m_tiles && nt < n_tiles;
+    const size_t rows_pad = (size_t)m_tiles * I8G_BM;
 
-    // Flags to shared memory once, so no step waits on a global load for them.
-    for (int kt = threadIdx.x; kt < k_tiles; kt += I8G_THREADS) {
-        uint8_t any_a = 0, any_b = 0;
-        for (int i = 0; i < CM; i++)
-            if (cmt * CM + i < m_tiles) any_a |= flags_a[(size_t)(cmt * CM + i) * k_tiles + kt];
-        for (int j = 0; j < CN; j++)
-            if (cnt * CN + j < n_tiles) any_b |= flags_b[(size_t)(cnt * CN + j) * k_tiles + kt];
-        runs_a[kt] = any_a;
-        runs_b[kt] = any_b;
-        own_a[kt] = mt < m_tiles ? flags_a[(size_t)mt * k_tiles + kt] : 0;
-        own_b[kt] = nt < n_tiles ? flags_b[(size_t)nt * k_tiles + kt] : 0;
-    }
     if (threadIdx.x == 0) {
         for (int s = 0; s < I8G_STAGES; s++) {
             i8g_mbar_init(&full[s], 1);
             i8g_mbar_init(&empty[s], 2 * CS);
+        }
+        for (int b = 0; b < 2; b++) {
+            i8g_mbar_init(&list_full[b], 32);   // every lane of the list warp
+            i8g_mbar_init(&list_empty[b], 3);   // the copy thread and one thread per consumer warpgroup
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -303,29 +386,53 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
     if constexpr (CS > 1) i8g_cluster_sync();  // every block's barriers exist before any copy lands
 
     const int warpgroup = threadIdx.x / 128;
+    I8gTile tile;
     if (warpgroup == 0) {
-        // Producer: one thread issues the tensor copies of this block's share of each stage.
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(I8G_PRODUCER_REGS));
-        if (threadIdx.x == 0) {
+        if (threadIdx.x / 32 == 1) {
+            // List warp: the step list, this block's fallback flags and B's tile scales of each tile.
+            const int lane = threadIdx.x % 32;
+            for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
+                const I8gList list = i8g_list(smem, j % 2);
+                i8g_mbar_wait(&list_empty[j % 2], ((uint32_t)(j / 2) & 1) ^ 1);
+                const int n = i8g_list_steps(list.steps, flags_a, flags_b, tile.cmt * CM, min(CM, m_tiles - tile.cmt * CM),
+                                             tile.cnt * CN, min(CN, n_tiles - tile.cnt * CN), k_tiles);
+                for (int kt = lane; kt < k_tiles; kt += 32) {
+                    list.own_a[kt] = tile.mt < m_tiles ? flags_a[(size_t)tile.mt * k_tiles + kt] : 0;
+                    list.own_b[kt] = tile.nt < n_tiles ? flags_b[(size_t)tile.nt * k_tiles + kt] : 0;
+                    list.sb[kt] = tile.nt < n_tiles ? scale_b[(size_t)tile.nt * k_tiles + kt] : 0.0f;
+                }
+                if (lane == 0) *list.n_steps = n;
+                i8g_mbar_arrive(&list_full[j % 2]);  // release: this lane's writes are visible to the waiters
+            }
+        } else if (threadIdx.x == 0) {
+            // Copy thread: this block's share of each stage's tiles and its own 128 A row scales.
             constexpr int a_rows = I8G_BM / CN, b_rows = I8G_BN / CM;
             uint16_t mask_a = (uint16_t)(((1 << CN) - 1) << (dm * CN));  // blocks sharing this A tile
             uint16_t mask_b = 0;                                          // blocks sharing this B tile
             for (int i = 0; i < CM; i++) mask_b |= (uint16_t)(1 << (i * CN + dn));
-            int stage = 0;
-            uint32_t phase = 0;
-            int kt = 0, pass = 0;
-            do {
-                i8g_mbar_wait(&empty[stage], phase ^ 1);
-                i8g_mbar_arrive_expect_tx(&full[stage], 2 * I8G_TILE_BYTES);
-                uint8_t *dst_a = tiles_a + stage * I8G_TILE_BYTES + dn * a_rows * I8G_BK;
-                uint8_t *dst_b = tiles_b + stage * I8G_TILE_BYTES + dm * b_rows * I8G_BK;
-                const CUtensorMap *src_a = pass == 1 ? &map_a2 : &map_a1, *src_b = pass == 2 ? &map_b2 : &map_b1;
-                if constexpr (CN > 1) i8g_tma_load_2d_multicast(dst_a, src_a, &full[stage], kt * I8G_BK, mt * I8G_BM + dn * a_rows, mask_a);
-                else i8g_tma_load_2d(dst_a, src_a, &full[stage], kt * I8G_BK, mt * I8G_BM);
-                if constexpr (CM > 1) i8g_tma_load_2d_multicast(dst_b, src_b, &full[stage], kt * I8G_BK, nt * I8G_BN + dm * b_rows, mask_b);
-                else i8g_tma_load_2d(dst_b, src_b, &full[stage], kt * I8G_BK, nt * I8G_BN);
-                if (++stage == I8G_STAGES) { stage = 0; phase ^= 1; }
-            } while (i8g_next_step(kt, pass, runs_a, runs_b, k_tiles));
+            uint32_t g = 0;  // the block's step count, over all its tiles
+            for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
+                const I8gList list = i8g_list(smem, j % 2);
+                i8g_mbar_wait(&list_full[j % 2], (uint32_t)(j / 2) & 1);
+                const int n = *list.n_steps;
+                const uint32_t stage_bytes = 2 * I8G_TILE_BYTES + (tile.inside ? I8G_BM * 4 : 0);
+                for (int i = 0; i < n; i++, g++) {
+                    const int kt = list.steps[i] >> 2, pass = list.steps[i] & 3, stage = g % I8G_STAGES;
+                    i8g_mbar_wait(&empty[stage], ((g / I8G_STAGES) & 1) ^ 1);
+                    i8g_mbar_arrive_expect_tx(&full[stage], stage_bytes);
+                    uint8_t *dst_a = tiles_a + stage * I8G_TILE_BYTES + dn * a_rows * I8G_BK;
+                    uint8_t *dst_b = tiles_b + stage * I8G_TILE_BYTES + dm * b_rows * I8G_BK;
+                    const CUtensorMap *src_a = pass == 1 ? &map_a2 : &map_a1, *src_b = pass == 2 ? &map_b2 : &map_b1;
+                    if constexpr (CN > 1) i8g_tma_load_2d_multicast(dst_a, src_a, &full[stage], kt * I8G_BK, tile.mt * I8G_BM + dn * a_rows, mask_a);
+                    else i8g_tma_load_2d(dst_a, src_a, &full[stage], kt * I8G_BK, tile.mt * I8G_BM);
+                    if constexpr (CM > 1) i8g_tma_load_2d_multicast(dst_b, src_b, &full[stage], kt * I8G_BK, tile.nt * I8G_BN + dm * b_rows, mask_b);
+                    else i8g_tma_load_2d(dst_b, src_b, &full[stage], kt * I8G_BK, tile.nt * I8G_BN);
+                    if (tile.inside)
+                        i8g_bulk_load(ring + stage * I8G_BM, scale_a + (size_t)kt * rows_pad + (size_t)tile.mt * I8G_BM, I8G_BM * 4, &full[stage]);
+                }
+                i8g_mbar_arrive(&list_empty[j % 2]);
+            }
         }
     } else {
         // Consumers: warpgroup 1 -> rows [0, 64) of the block tile, warpgroup 2 -> rows [64, 128). Two
@@ -335,54 +442,59 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
         asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(I8G_CONSUMER_REGS));
         const int consumer = warpgroup - 1;
         const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
-        const int row_lo = mt * I8G_BM + consumer * 64 + warp_in_group * 16 + lane / 4;  // and row_lo + 8
-        const size_t rows_pad = (size_t)m_tiles * I8G_BM;
+        const int local_row = consumer * 64 + warp_in_group * 16 + lane / 4;  // and local_row + 8
         const uint8_t *a_rows = tiles_a + consumer * 64 * I8G_BK;
-        float acc[64];
+        uint32_t g = 0;  // the block's step count, over all its tiles
+        for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
+            const I8gList list = i8g_list(smem, j % 2);
+            i8g_mbar_wait(&list_full[j % 2], (uint32_t)(j / 2) & 1);
+            const int n = *list.n_steps;
+            float acc[64];
 #pragma unroll
-        for (int i = 0; i < 64; i++) acc[i] = 0.0f;
-        int32_t part0[64], part1[64];
-        // The step before the first: advancing it gives (kt 0, pass 0) in stage 0 with parity 0.
-        I8gStep st0, st1;
-        st0.kt = 0; st0.pass = -1; st0.stage = -1; st0.phase = 0;
-        i8g_advance(st0, runs_a, runs_b, own_a, own_b, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside);
-        i8g_mbar_wait(&full[st0.stage], st0.phase);
-        i8g_issue_stage(part0, a_rows + st0.stage * I8G_TILE_BYTES, tiles_b + st0.stage * I8G_TILE_BYTES);
-        while (true) {
-            st1 = st0;
-            if (!i8g_advance(st1, runs_a, runs_b, own_a, own_b, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside)) {
-                i8g_wgmma_wait<0>();
-                i8g_retire<CS>(acc, part0, st0, empty);
-                break;
-            }
-            i8g_mbar_wait(&full[st1.stage], st1.phase);
-            i8g_issue_stage(part1, a_rows + st1.stage * I8G_TILE_BYTES, tiles_b + st1.stage * I8G_TILE_BYTES);
-            i8g_wgmma_wait<1>();
-            i8g_retire<CS>(acc, part0, st0, empty);
-            st0 = st1;
-            if (!i8g_advance(st0, runs_a, runs_b, own_a, own_b, scale_a, scale_b, rows_pad, row_lo, nt, k_tiles, tile_inside)) {
-                i8g_wgmma_wait<0>();
-                i8g_retire<CS>(acc, part1, st1, empty);
-                break;
-            }
-            i8g_mbar_wait(&full[st0.stage], st0.phase);
+            for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+            int32_t part0[64], part1[64];
+            I8gStep st0, st1;
+            i8g_begin_step(st0, 0, g++, list, full, ring, local_row, tile.inside);
             i8g_issue_stage(part0, a_rows + st0.stage * I8G_TILE_BYTES, tiles_b + st0.stage * I8G_TILE_BYTES);
-            i8g_wgmma_wait<1>();
-            i8g_retire<CS>(acc, part1, st1, empty);
-        }
-
-        // Store: register pair (i, i+1) holds columns (c, c+1) of one row.
-        const int col0 = nt * I8G_BN + 2 * (lane % 4);
-#pragma unroll
-        for (int i = 0; i < 64; i += 2) {
-            const int row = row_lo + 8 * ((i / 2) % 2), col = col0 + 8 * (i / 4);
-            if (row >= M || col >= N) continue;
-            OutT *dst = out + (size_t)row * N + col;
-            if constexpr (sizeof(OutT) == 4) {
-                *reinterpret_cast<float2 *>(dst) = make_float2(acc[i], acc[i + 1]);
-            } else {
-                *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(acc[i], acc[i + 1]);
+            int i = 1;
+            while (true) {
+                if (i == n) {
+                    i8g_wgmma_wait<0>();
+                    i8g_retire<CS>(acc, part0, st0, empty);
+                    break;
+                }
+                i8g_begin_step(st1, i++, g++, list, full, ring, local_row, tile.inside);
+                i8g_issue_stage(part1, a_rows + st1.stage * I8G_TILE_BYTES, tiles_b + st1.stage * I8G_TILE_BYTES);
+                i8g_wgmma_wait<1>();
+                i8g_retire<CS>(acc, part0, st0, empty);
+                if (i == n) {
+                    i8g_wgmma_wait<0>();
+                    i8g_retire<CS>(acc, part1, st1, empty);
+                    break;
+                }
+                i8g_begin_step(st0, i++, g++, list, full, ring, local_row, tile.inside);
+                i8g_issue_stage(part0, a_rows + st0.stage * I8G_TILE_BYTES, tiles_b + st0.stage * I8G_TILE_BYTES);
+                i8g_wgmma_wait<1>();
+                i8g_retire<CS>(acc, part1, st1, empty);
             }
+
+            // Store: register pair (i, i+1) holds columns (c, c+1) of one row.
+            const int row_lo = tile.mt * I8G_BM + local_row;
+            const int col0 = tile.nt * I8G_BN + 2 * (lane % 4);
+#pragma unroll
+            for (int i = 0; i < 64; i += 2) {
+                const int row = row_lo + 8 * ((i / 2) % 2), col = col0 + 8 * (i / 4);
+                if (row >= M || col >= N) continue;
+                OutT *dst = out + (size_t)row * N + col;
+                if constexpr (sizeof(OutT) == 4) {
+                    *reinterpret_cast<float2 *>(dst) = make_float2(acc[i], acc[i + 1]);
+                } else {
+                    *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(acc[i], acc[i + 1]);
+                }
+            }
+            // Every thread of the warpgroup is done with the list before one of them releases it.
+            asm volatile("bar.sync %0, 128;" ::"r"(1 + consumer) : "memory");
+            if (threadIdx.x % 128 == 0) i8g_mbar_arrive(&list_empty[j % 2]);
         }
     }
     // No block leaves while a peer may still copy into its shared memory or arrive on its barriers.
@@ -422,7 +534,7 @@ static inline CUtensorMap int8fb_tensor_map(const int8_t *data, int rows, int co
 // and b (PER_TILE) are quantized operands on the device with M = a->rows, N = b->rows, K = a->cols =
 // b->cols, run with clusters of CM x CN tiles (int8fb_gemm picks the measured best). An operand whose q2
 // is NULL must have no fallback tile (weights). Rules: N % 16 == 0, K % 16 == 0, K <= 131072, 16-byte
-// aligned q1/q2 and out.
+// aligned q1/q2, A's scales and out.
 template <typename OutT, int CM, int CN>
 static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOperand *b, OutT *out, cudaStream_t stream) {
     static_assert(sizeof(OutT) == 4 || sizeof(OutT) == 2, "output is float or bf16");
@@ -432,8 +544,8 @@ static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOpe
     shapeCheck(b->cols == K, "K mismatch: A has %d columns, B %d", K, b->cols);
     shapeCheck(M >= 1 && N >= 1 && N % 16 == 0 && K % 16 == 0, "M=%d N=%d K=%d: need N %% 16 == 0 and K %% 16 == 0", M, N, K);
     shapeCheck(int8fb_k_tiles(K) <= I8G_MAX_K_TILES, "K=%d: at most %d K-tiles", K, I8G_MAX_K_TILES);
-    shapeCheck(((uintptr_t)a->q1 | (uintptr_t)b->q1 | (uintptr_t)a->q2 | (uintptr_t)b->q2 | (uintptr_t)out) % 16 == 0,
-               "q1, q2 and out must be 16-byte aligned");
+    shapeCheck(((uintptr_t)a->q1 | (uintptr_t)b->q1 | (uintptr_t)a->q2 | (uintptr_t)b->q2 | (uintptr_t)a->scale | (uintptr_t)out) % 16 == 0,
+               "q1, q2, A's scales and out must be 16-byte aligned");
     CUtensorMap map_a1 = int8fb_tensor_map(a->q1, M, K, I8G_BM / CN), map_b1 = int8fb_tensor_map(b->q1, N, K, I8G_BN / CM);
     // A NULL q2 is never read (no tile of that operand falls back): its map points at q1.
     CUtensorMap map_a2 = a->q2 != NULL ? int8fb_tensor_map(a->q2, M, K, I8G_BM / CN) : map_a1;
@@ -443,7 +555,11 @@ static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOpe
         cudaCheck(cudaFuncSetAttribute(int8fb_gemm_kernel<OutT, CM, CN>, cudaFuncAttributeMaxDynamicSharedMemorySize, I8G_SMEM_BYTES));
         smem_set = true;
     }
-    const int clusters = ceil_div(int8fb_row_tiles(M), CM) * ceil_div(int8fb_row_tiles(N), CN);
+    // Persistent: at most one cluster per CS multiprocessors, each taking cluster tiles in turn.
+    static int sms = 0;
+    if (sms == 0) cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    const int cluster_tiles = ceil_div(int8fb_row_tiles(M), CM) * ceil_div(int8fb_row_tiles(N), CN);
+    const int clusters = cluster_tiles < sms / (CM * CN) ? cluster_tiles : sms / (CM * CN);
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(clusters * CM * CN);
     config.blockDim = dim3(I8G_THREADS);

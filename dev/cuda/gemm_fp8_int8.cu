@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(384, 1) igmma_ceiling_kernel(int steps, float 
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;
     int32_t part0[64], part1[64];
     I8gStep st;
-    st.kt = 0; st.pass = 0; st.stage = 0; st.phase = 0; st.sa_lo = 1e-3f; st.sa_hi = 2e-3f; st.sb = 0.5f;
+    st.stage = 0; st.s_lo = 1e-3f; st.s_hi = 2e-3f;
     // The same loop shape as int8fb_gemm_kernel's consumers (ptxas keeps the wgmma asynchronous).
     int s = 0;
     i8g_issue_stage(part0, a, b);

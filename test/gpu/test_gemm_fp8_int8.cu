@@ -393,6 +393,9 @@ static void test_int8fb_gemm_no_fallback() {
 static void test_int8fb_gemm_some_fallback() {
     check_int8fb_gemm(1024, 256, 1536, 0.05, INT8FB_DEFAULT_THETA, INT8FB_NO_FALLBACK, false);
     check_int8fb_gemm(300, 208, 400, 0.3, INT8FB_DEFAULT_THETA, INT8FB_NO_FALLBACK, true);
+    // More tiles (10 x 14) than the persistent grid has blocks (132 on an H100; 33 clusters of 2 x 2):
+    // blocks run several tiles in turn, each with its own step list, partial in M and K.
+    check_int8fb_gemm(1200, 1792, 272, 0.3, INT8FB_DEFAULT_THETA, INT8FB_NO_FALLBACK, false);
 }
 
 static void test_int8fb_gemm_all_fallback() {
