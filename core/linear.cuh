@@ -1,12 +1,12 @@
 // Linear layers: THE dispatch point of every linear layer's three GEMMs, keyed by the run-time
-// precision (core/precision.h), plus the bias kernels.
+// precision (core/precision.h), plus the bias-gradient kernels.
 //   Fprop: out[N,OC]  = inp[N,IC] . weight[OC,IC]^T (+ bias[OC])          BF16 out
 //   Dgrad: dinp[N,IC] = dout[N,OC] . weight[OC,IC]                         BF16 out, overwritten
 //   Wgrad: dweight[OC,IC] += dout[N,OC]^T . inp[N,IC],  dbias[OC] += sum_n dout[n,:]   FP32, accumulated
 // N = B*T tokens, row-major everywhere. Only PRECISION_BF16 is built (cuBLASLt BF16 GEMMs with FP32
 // accumulation); the other modes are rejected at flag parsing and fail here by name.
 //
-// Bias: forward adds it in a separate elementwise pass; backward sums dout's columns in two
+// Bias: forward adds it in the GEMM's epilogue (cuBLASLt BIAS); backward sums dout's columns in two
 // deterministic stages (fixed row chunks into FP32 partials, then the partials in chunk order).
 #ifndef CORE_LINEAR_CUH
 #define CORE_LINEAR_CUH
@@ -29,20 +29,6 @@ typedef struct {
 
 // ----------------------------------------------------------------------------------------------
 // kernels
-
-// out[n, o..o+8) += bias[o..o+8), one thread per 8 columns of a row. out [N,OC], bias [OC], OC % 8 == 0.
-__global__ void bias_add_kernel(bf16 *out, const bf16 *bias, long long N, int OC) {
-    const int groups = OC / 8;
-    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= N * groups) return;
-    const int o = (int)(idx % groups) * 8;
-    bf16 *row = out + (idx / groups) * OC;
-    Bf16x8 x = load_bf16x8(row, o, OC, true);
-    const Bf16x8 b = load_bf16x8(bias, o, OC, true);
-#pragma unroll
-    for (int e = 0; e < 8; e++) x.v[e] = __float2bfloat16(__bfloat162float(x.v[e]) + __bfloat162float(b.v[e]));
-    store_bf16x8(row, o, OC, true, x);
-}
 
 // partials[chunk, o] = sum over the rows of row chunk `blockIdx.y` of dout[row, o]. Thread (x, y) of
 // a block owns 8 columns and the rows y, y + BIAS_GRAD_ROWS, ... of the chunk; the BIAS_GRAD_ROWS
@@ -84,16 +70,6 @@ __global__ void bias_grad_finish_kernel(float *dbias, const float *partials, int
 // ----------------------------------------------------------------------------------------------
 // launchers
 
-// out [N,OC] += bias [OC] (broadcast over rows).
-static inline void bias_add(bf16 *out, const bf16 *bias, int N, int OC, cudaStream_t stream) {
-    shapeCheck(N > 0 && OC > 0 && OC % 8 == 0, "bias add needs OC %% 8 == 0, got N=%d OC=%d", N, OC);
-    shapeCheck((uintptr_t)out % 16 == 0 && (uintptr_t)bias % 16 == 0, "bias add operands must be 16-byte aligned");
-    const int block = 256;
-    const long long threads = (long long)N * (OC / 8);
-    bias_add_kernel<<<(unsigned)ceil_div<long long>(threads, block), block, 0, stream>>>(out, bias, N, OC);
-    cudaCheckLaunch();
-}
-
 // dbias [OC] (FP32) += column sums of dout [N,OC]. partials: BIAS_GRAD_MAX_CHUNKS * OC floats.
 // The row chunks depend only on N, so the result is bit-reproducible.
 static inline void bias_grad(float *dbias, float *partials, const bf16 *dout, int N, int OC, cudaStream_t stream) {
@@ -112,9 +88,10 @@ static inline void bias_grad(float *dbias, float *partials, const bf16 *dout, in
 // the dispatch point
 
 // Runs one of a linear layer's GEMMs in the context's precision. Operands as in the header comment:
-// Fprop (out, inp, weight), Dgrad (dinp, dout, weight), Wgrad (dweight, dout, inp).
+// Fprop (out, inp, weight, bias or NULL), Dgrad (dinp, dout, weight), Wgrad (dweight, dout, inp).
 static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void *out, const bf16 *x, const bf16 *y,
-                               int N, int IC, int OC, cudaStream_t stream) {
+                               const bf16 *bias, int N, int IC, int OC, cudaStream_t stream) {
+    shapeCheck(bias == NULL || which == LINEAR_FPROP, "only Fprop takes a bias");
     switch (ctx->precision) {
     case PRECISION_BF16: {
         MatmulArgs g;
@@ -128,6 +105,10 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
         if (which == LINEAR_FPROP) {         // out[N,OC] = inp[N,IC] . weight[OC,IC]^T
             g.M = N; g.N = OC; g.K = IC;
             g.c_type = CUDA_R_16BF;
+            if (bias != NULL) {
+                g.epilogue = MATMUL_EPILOGUE_BIAS;
+                g.bias = bias;
+            }
         } else if (which == LINEAR_DGRAD) {  // dinp[N,IC] = dout[N,OC] . weight[OC,IC]: weight is [K,N]
             g.M = N; g.N = IC; g.K = OC;
             g.c_type = CUDA_R_16BF;
@@ -149,16 +130,15 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
 // Fprop: out [N,OC] = inp [N,IC] . weight [OC,IC]^T + bias [OC] (bias may be NULL).
 static inline void linear_forward(const LinearContext *ctx, bf16 *out, const bf16 *inp, const bf16 *weight, const bf16 *bias,
                                   int N, int IC, int OC, cudaStream_t stream) {
-    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, N, IC, OC, stream);
-    if (bias != NULL) bias_add(out, bias, N, OC, stream);
+    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, bias, N, IC, OC, stream);
 }
 
 // Dgrad into dinp [N,IC] (overwritten; skipped when dinp is NULL), Wgrad into dweight [OC,IC] and
 // dbias [OC] (FP32, accumulated; dbias may be NULL). dout [N,OC], inp [N,IC], weight [OC,IC].
 static inline void linear_backward(const LinearContext *ctx, bf16 *dinp, float *dweight, float *dbias, const bf16 *dout,
                                    const bf16 *inp, const bf16 *weight, int N, int IC, int OC, cudaStream_t stream) {
-    if (dinp != NULL) linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, N, IC, OC, stream);
-    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, N, IC, OC, stream);
+    if (dinp != NULL) linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, N, IC, OC, stream);
+    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, N, IC, OC, stream);
     if (dbias != NULL) {
         shapeCheck(OC <= ctx->max_out_channels, "bias gradient of %d channels, scratch sized for %d", OC, ctx->max_out_channels);
         bias_grad(dbias, ctx->bias_partials, dout, N, OC, stream);

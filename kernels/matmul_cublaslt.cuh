@@ -6,7 +6,8 @@
 //
 // One context per device holds the handle, the workspace and a cache of the heuristic's choice per
 // problem (shape, types, accumulation mode), so repeated calls on one shape pay for the heuristic once.
-// Epilogues (bias, GELU) are a field of MatmulArgs; only MATMUL_EPILOGUE_NONE exists so far.
+// Epilogues are a field of MatmulArgs: MATMUL_EPILOGUE_BIAS adds a BF16 bias[N] to every row of C
+// (BF16 operands and output only).
 //
 // BF16 operands may also be stored the other way round (the backward GEMMs of a linear layer):
 // a_transposed says A is stored as [K,M] row-major (M contiguous), b_transposed that B is stored as
@@ -28,10 +29,10 @@
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 * 1024 * 1024)
 #define MATMUL_PLAN_CACHE_SIZE 128
 
-// What runs after the product. The trainer adds MATMUL_EPILOGUE_BIAS / _GELU (with a bias pointer
-// and a pre-activation output in MatmulArgs) when it needs them.
+// What runs after the product.
 typedef enum {
     MATMUL_EPILOGUE_NONE = 0,
+    MATMUL_EPILOGUE_BIAS,      // C[m, n] = product[m, n] + bias[n]; bias BF16 [N], 16-byte aligned
 } MatmulEpilogue;
 
 typedef struct {
@@ -49,6 +50,7 @@ typedef struct {
     int a_transposed;          // BF16 only: A stored as [K,M] row-major (see the header comment)
     int b_transposed;          // BF16 only: B stored as [K,N] row-major
     MatmulEpilogue epilogue;
+    const void *bias;          // MATMUL_EPILOGUE_BIAS: device pointer to bias[N] (BF16)
 } MatmulArgs;
 
 // The heuristic's result for one problem, with the descriptors it was chosen for.
@@ -57,6 +59,7 @@ typedef struct {
     cudaDataType_t a_type, b_type, c_type;
     int fast_accum;
     int a_transposed, b_transposed;
+    MatmulEpilogue epilogue;
     int align_a, align_b, align_c;  // bytes (power of two, at most 256) the chosen algorithm may assume
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t layout_a, layout_b, layout_c;  // in cuBLASLt's naming (a = our B)
@@ -93,14 +96,23 @@ static inline const char *matmul_type_name(cudaDataType_t t) {
 // Checks that cuBLASLt on Hopper can run this problem. Returns 0, or -1 with the reason in err.
 // Rules: operands both BF16, or both FP8 and not both E5M2; output BF16 or FP32; FP8 needs
 // K % 16 == 0 and N % 16 == 0 (16-byte leading dimensions of operands and output), both scale
-// pointers, 16-byte aligned operand and scale pointers; fast_accum is for FP8 only; no epilogue yet.
+// pointers, 16-byte aligned operand and scale pointers; fast_accum is for FP8 only; the bias epilogue takes
+// BF16 operands and output and a 16-byte aligned bias pointer.
 static inline int matmul_cublaslt_validate(const MatmulArgs *g, char *err, size_t err_size) {
     if (g->M <= 0 || g->N <= 0 || g->K <= 0)
         return set_error(err, err_size, "matmul: M=%d N=%d K=%d must be positive", g->M, g->N, g->K);
     if (g->A == NULL || g->B == NULL || g->C == NULL) return set_error(err, err_size, "matmul: NULL operand pointer");
     if (g->c_type != CUDA_R_16BF && g->c_type != CUDA_R_32F)
         return set_error(err, err_size, "matmul: output type %s, want bf16 or fp32", matmul_type_name(g->c_type));
-    if (g->epilogue != MATMUL_EPILOGUE_NONE) return set_error(err, err_size, "matmul: epilogue %d not implemented", (int)g->epilogue);
+    if (g->epilogue == MATMUL_EPILOGUE_BIAS) {
+        if (g->a_type != CUDA_R_16BF || g->b_type != CUDA_R_16BF || g->c_type != CUDA_R_16BF)
+            return set_error(err, err_size, "matmul: the bias epilogue takes bf16 operands and a bf16 output");
+        if (g->bias == NULL || (uintptr_t)g->bias % 16 != 0) return set_error(err, err_size, "matmul: the bias epilogue needs a 16-byte aligned bias pointer");
+    } else if (g->epilogue != MATMUL_EPILOGUE_NONE) {
+        return set_error(err, err_size, "matmul: epilogue %d not implemented", (int)g->epilogue);
+    } else if (g->bias != NULL) {
+        return set_error(err, err_size, "matmul: a bias pointer without the bias epilogue");
+    }
     int a8 = matmul_type_is_fp8(g->a_type), b8 = matmul_type_is_fp8(g->b_type);
     if (!a8 && !b8) {
         if (g->a_type != CUDA_R_16BF || g->b_type != CUDA_R_16BF)
@@ -163,7 +175,7 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
         MatmulPlan *p = &ctx->plans[i];
         if (p->M == g->M && p->N == g->N && p->K == g->K && p->a_type == g->a_type && p->b_type == g->b_type &&
             p->c_type == g->c_type && p->fast_accum == g->fast_accum && p->a_transposed == g->a_transposed &&
-            p->b_transposed == g->b_transposed && p->align_a == align_a &&
+            p->b_transposed == g->b_transposed && p->epilogue == g->epilogue && p->align_a == align_a &&
             p->align_b == align_b && p->align_c == align_c) return p;
     }
     if (ctx->num_plans == MATMUL_PLAN_CACHE_SIZE) {
@@ -175,6 +187,7 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
     p->M = g->M; p->N = g->N; p->K = g->K;
     p->a_type = g->a_type; p->b_type = g->b_type; p->c_type = g->c_type; p->fast_accum = g->fast_accum;
     p->a_transposed = g->a_transposed; p->b_transposed = g->b_transposed;
+    p->epilogue = g->epilogue;
     p->align_a = align_a; p->align_b = align_b; p->align_c = align_c;
 
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -188,6 +201,14 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
         // The scale pointers must be set before the heuristic runs: it may otherwise pick a kernel
         // that cannot apply scales (cublasLtMatmul then returns NOT_SUPPORTED).
         matmul_set_scale_pointers(p->desc, g);
+    }
+    if (g->epilogue == MATMUL_EPILOGUE_BIAS) {
+        // cuBLASLt's rows are our columns, so its per-row bias is our bias[N]
+        cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bias_type = CUDA_R_16BF;
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof(g->bias)));
     }
     // cuBLASLt's A = our B (K x N column-major, ld K; N x K, ld N when b_transposed), its B = our A
     // (K x M, ld K; M x K, ld M when a_transposed), C = [N x M] ld N.
@@ -232,8 +253,10 @@ static inline int matmul_cublaslt_try(MatmulContext *ctx, const MatmulArgs *g, c
     if (matmul_cublaslt_validate(g, err, err_size) != 0) return -1;
     MatmulPlan *p = matmul_plan_get(ctx, g, err, err_size);
     if (p == NULL) return -1;
-    // The scale pointers change from call to call: set them on the cached descriptor (host-only).
+    // The scale and bias pointers change from call to call: set them on the cached descriptor (host-only).
     if (matmul_type_is_fp8(g->a_type)) matmul_set_scale_pointers(p->desc, g);
+    if (g->epilogue == MATMUL_EPILOGUE_BIAS)
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof(g->bias)));
     cublasStatus_t status = cublasLtMatmul(ctx->handle, p->desc, &g->alpha, g->B, p->layout_a, g->A, p->layout_b, &g->beta,
                                            g->C, p->layout_c, g->C, p->layout_c, &p->algo, ctx->workspace, ctx->workspace_bytes, stream);
     if (status != CUBLAS_STATUS_SUCCESS)

@@ -3,7 +3,7 @@
 #   1. build/gpu/test_gpt2_gpu (GPU vs CPU reference, determinism, save/resume)
 #   2. train_gpt on tinyshakespeare, d12 B=4 T=256: 20 steps straight vs 10 steps + resume (-y 1) to 20;
 #      the step losses in the two log files must be identical
-#   3. timing: d12 B=64 T=1024 (30 steps) and d24 B=32 T=1024 (15 steps)
+#   3. timing: d12 B=64 T=1024 (30 steps) and d24 B=32 T=1024 (15 steps) of each binary in $TIMING_BINS
 # Needs the binaries built (make train_gpt build/gpu/test_gpt2_gpu) and build/data/tinyshakespeare.
 # Logs go to $OUT (default /tmp/gpt2_single_gpu).
 set -uo pipefail
@@ -16,11 +16,16 @@ common=(-e d12 -b 4 -t 256 -v 10 -m 4 -s 10 -g 32 -n 10 -l 6e-4)
 timeout 60 ./train_gpt "${common[@]}" -x 20 -o "$OUT/straight" > "$OUT/straight.log" 2>&1; echo "straight rc=$?"
 timeout 60 ./train_gpt "${common[@]}" -x 10 -o "$OUT/resumed" > "$OUT/resumed_a.log" 2>&1; echo "first half rc=$?"
 timeout 60 ./train_gpt "${common[@]}" -x 20 -o "$OUT/resumed" -y 1 > "$OUT/resumed_b.log" 2>&1; echo "resume rc=$?"
-tail -25 "$OUT/straight.log"
+tail -8 "$OUT/straight.log"
 grep -v '^#' "$OUT/straight/log.txt" | awk '$1 != "val" {print $1, $2}' > "$OUT/straight_losses.txt"
 grep -v '^#' "$OUT/resumed/log.txt" | awk '$1 != "val" {print $1, $2}' > "$OUT/resumed_losses.txt"
 if cmp -s "$OUT/straight_losses.txt" "$OUT/resumed_losses.txt"; then echo "RESUME: step losses identical"; else echo "RESUME: DIFFERENT"; diff "$OUT/straight_losses.txt" "$OUT/resumed_losses.txt" | head; fi
-timeout 90 ./train_gpt -e d12 -b 64 -t 1024 -x 30 -v 0 -s 0 -l 6e-4 > "$OUT/d12_b64.log" 2>&1; echo "d12 rc=$?"
-grep -E "device memory|^  |step +(1|2|10|20|29|30)/" "$OUT/d12_b64.log" | tail -12
-timeout 60 ./train_gpt -e d24 -b 32 -t 1024 -x 15 -v 0 -s 0 -l 3e-4 > "$OUT/d24_b32.log" 2>&1; echo "d24 rc=$?"
-grep -E "step +(1|2|10|14|15)/|error" "$OUT/d24_b32.log" | tail -6
+# timing of each binary in $TIMING_BINS (default ./train_gpt; others are earlier builds to compare)
+for bin in ${TIMING_BINS:-./train_gpt}; do
+    name=$(basename "$bin")
+    timeout 90 "$bin" -e d12 -b 64 -t 1024 -x 30 -v 0 -s 0 -j "" -l 6e-4 > "$OUT/d12_b64_$name.log" 2>&1; echo "$name d12 B=64 rc=$?"
+    grep -E "step +(1|2|10|20|30)/|error" "$OUT/d12_b64_$name.log"
+    timeout 60 "$bin" -e d24 -b 32 -t 1024 -x 15 -v 0 -s 0 -j "" -l 3e-4 > "$OUT/d24_b32_$name.log" 2>&1; echo "$name d24 B=32 rc=$?"
+    grep -E "step +(1|2|10|15)/|error" "$OUT/d24_b32_$name.log"
+done
+grep -h -A7 "device memory plan" "$OUT"/d12_b64_*.log | head -8
