@@ -557,7 +557,11 @@ static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOpe
     }
     // Persistent: at most one cluster per CS multiprocessors, each taking cluster tiles in turn.
     static int sms = 0;
-    if (sms == 0) cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    if (sms == 0) {
+        int device;
+        cudaCheck(cudaGetDevice(&device));
+        cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    }
     const int cluster_tiles = ceil_div(int8fb_row_tiles(M), CM) * ceil_div(int8fb_row_tiles(N), CN);
     const int clusters = cluster_tiles < sms / (CM * CN) ? cluster_tiles : sms / (CM * CN);
     cudaLaunchConfig_t config = {};
