@@ -1,12 +1,15 @@
 // Linear layers: THE dispatch point of every linear layer's three GEMMs, keyed by the run-time
 // precision (core/precision.h), plus the bias-gradient kernels.
 //   Fprop: out[N,OC]  = inp[N,IC] . weight[OC,IC]^T (+ bias[OC])          BF16 out
+//          optionally followed by GELU: pre_gelu[N,OC] = that sum, out = gelu(pre_gelu)
 //   Dgrad: dinp[N,IC] = dout[N,OC] . weight[OC,IC]                         BF16 out, overwritten
+//          optionally times gelu'(pre_gelu[N,IC]) when inp was the output of a GELU (its backward, fused)
 //   Wgrad: dweight[OC,IC] += dout[N,OC]^T . inp[N,IC],  dbias[OC] += sum_n dout[n,:]   FP32, accumulated
 // N = B*T tokens, row-major everywhere. Only PRECISION_BF16 is built (cuBLASLt BF16 GEMMs with FP32
 // accumulation); the other modes are rejected at flag parsing and fail here by name.
 //
-// Bias: forward adds it in the GEMM's epilogue (cuBLASLt BIAS); backward sums dout's columns in two
+// Bias and GELU: forward adds the bias (and applies GELU) in the GEMM's epilogue (cuBLASLt BIAS,
+// GELU_AUX_BIAS), Dgrad applies GELU's derivative in its epilogue (DGELU); the bias gradient sums dout's columns in two
 // deterministic stages (fixed row chunks into FP32 partials, then the partials in chunk order).
 #ifndef CORE_LINEAR_CUH
 #define CORE_LINEAR_CUH
@@ -88,10 +91,13 @@ static inline void bias_grad(float *dbias, float *partials, const bf16 *dout, in
 // the dispatch point
 
 // Runs one of a linear layer's GEMMs in the context's precision. Operands as in the header comment:
-// Fprop (out, inp, weight, bias or NULL), Dgrad (dinp, dout, weight), Wgrad (dweight, dout, inp).
+// Fprop (out, inp, weight, bias or NULL, pre_gelu or NULL), Dgrad (dinp, dout, weight, NULL, pre_gelu
+// or NULL), Wgrad (dweight, dout, inp).
 static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void *out, const bf16 *x, const bf16 *y,
-                               const bf16 *bias, int N, int IC, int OC, cudaStream_t stream) {
+                               const bf16 *bias, bf16 *pre_gelu, int N, int IC, int OC, cudaStream_t stream) {
     shapeCheck(bias == NULL || which == LINEAR_FPROP, "only Fprop takes a bias");
+    shapeCheck(pre_gelu == NULL || (which == LINEAR_FPROP && bias != NULL) || which == LINEAR_DGRAD,
+               "GELU fuses into Fprop (with a bias) or Dgrad");
     switch (ctx->precision) {
     case PRECISION_BF16: {
         MatmulArgs g;
@@ -106,13 +112,18 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
             g.M = N; g.N = OC; g.K = IC;
             g.c_type = CUDA_R_16BF;
             if (bias != NULL) {
-                g.epilogue = MATMUL_EPILOGUE_BIAS;
+                g.epilogue = pre_gelu != NULL ? MATMUL_EPILOGUE_GELU_BIAS : MATMUL_EPILOGUE_BIAS;
                 g.bias = bias;
+                g.aux = pre_gelu;
             }
         } else if (which == LINEAR_DGRAD) {  // dinp[N,IC] = dout[N,OC] . weight[OC,IC]: weight is [K,N]
             g.M = N; g.N = IC; g.K = OC;
             g.c_type = CUDA_R_16BF;
             g.b_transposed = 1;
+            if (pre_gelu != NULL) {
+                g.epilogue = MATMUL_EPILOGUE_DGELU;
+                g.aux = pre_gelu;
+            }
         } else {                             // dweight[OC,IC] += dout[N,OC]^T . inp[N,IC]: both [K, .]
             g.M = OC; g.N = IC; g.K = N;
             g.c_type = CUDA_R_32F;
@@ -127,18 +138,21 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
     }
 }
 
-// Fprop: out [N,OC] = inp [N,IC] . weight [OC,IC]^T + bias [OC] (bias may be NULL).
-static inline void linear_forward(const LinearContext *ctx, bf16 *out, const bf16 *inp, const bf16 *weight, const bf16 *bias,
-                                  int N, int IC, int OC, cudaStream_t stream) {
-    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, bias, N, IC, OC, stream);
+// Fprop: out [N,OC] = inp [N,IC] . weight [OC,IC]^T + bias [OC] (bias may be NULL). With pre_gelu
+// [N,OC] (needs a bias): pre_gelu = that result and out = gelu(pre_gelu).
+static inline void linear_forward(const LinearContext *ctx, bf16 *out, bf16 *pre_gelu, const bf16 *inp, const bf16 *weight,
+                                  const bf16 *bias, int N, int IC, int OC, cudaStream_t stream) {
+    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, bias, pre_gelu, N, IC, OC, stream);
 }
 
 // Dgrad into dinp [N,IC] (overwritten; skipped when dinp is NULL), Wgrad into dweight [OC,IC] and
 // dbias [OC] (FP32, accumulated; dbias may be NULL). dout [N,OC], inp [N,IC], weight [OC,IC].
+// With pre_gelu [N,IC] (inp = gelu(pre_gelu)), dinp is the gradient of pre_gelu instead.
 static inline void linear_backward(const LinearContext *ctx, bf16 *dinp, float *dweight, float *dbias, const bf16 *dout,
-                                   const bf16 *inp, const bf16 *weight, int N, int IC, int OC, cudaStream_t stream) {
-    if (dinp != NULL) linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, N, IC, OC, stream);
-    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, N, IC, OC, stream);
+                                   const bf16 *inp, const bf16 *weight, const bf16 *pre_gelu, int N, int IC, int OC,
+                                   cudaStream_t stream) {
+    if (dinp != NULL) linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, (bf16 *)pre_gelu, N, IC, OC, stream);
+    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, NULL, N, IC, OC, stream);
     if (dbias != NULL) {
         shapeCheck(OC <= ctx->max_out_channels, "bias gradient of %d channels, scratch sized for %d", OC, ctx->max_out_channels);
         bias_grad(dbias, ctx->bias_partials, dout, N, OC, stream);

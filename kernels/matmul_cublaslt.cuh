@@ -6,8 +6,9 @@
 //
 // One context per device holds the handle, the workspace and a cache of the heuristic's choice per
 // problem (shape, types, accumulation mode), so repeated calls on one shape pay for the heuristic once.
-// Epilogues are a field of MatmulArgs: MATMUL_EPILOGUE_BIAS adds a BF16 bias[N] to every row of C
-// (BF16 operands and output only).
+// Epilogues are a field of MatmulArgs (BF16 operands and output only): BIAS adds a BF16 bias[N] to
+// every row of C; GELU_BIAS also applies GELU (tanh approximation) and stores the pre-activation in
+// aux; DGELU multiplies the product by GELU'(aux) (the backward of GELU fused into a Dgrad).
 //
 // BF16 operands may also be stored the other way round (the backward GEMMs of a linear layer):
 // a_transposed says A is stored as [K,M] row-major (M contiguous), b_transposed that B is stored as
@@ -32,7 +33,9 @@
 // What runs after the product.
 typedef enum {
     MATMUL_EPILOGUE_NONE = 0,
-    MATMUL_EPILOGUE_BIAS,      // C[m, n] = product[m, n] + bias[n]; bias BF16 [N], 16-byte aligned
+    MATMUL_EPILOGUE_BIAS,       // C[m, n] = product[m, n] + bias[n]; bias BF16 [N], 16-byte aligned
+    MATMUL_EPILOGUE_GELU_BIAS,  // aux[m, n] = product[m, n] + bias[n], C[m, n] = gelu(aux[m, n])
+    MATMUL_EPILOGUE_DGELU,      // C[m, n] = product[m, n] * gelu'(aux[m, n])
 } MatmulEpilogue;
 
 typedef struct {
@@ -50,7 +53,8 @@ typedef struct {
     int a_transposed;          // BF16 only: A stored as [K,M] row-major (see the header comment)
     int b_transposed;          // BF16 only: B stored as [K,N] row-major
     MatmulEpilogue epilogue;
-    const void *bias;          // MATMUL_EPILOGUE_BIAS: device pointer to bias[N] (BF16)
+    const void *bias;          // BIAS, GELU_BIAS: device pointer to bias[N] (BF16)
+    void *aux;                 // GELU_BIAS: pre-activation output, DGELU: pre-activation input; BF16 [M,N] row-major
 } MatmulArgs;
 
 // The heuristic's result for one problem, with the descriptors it was chosen for.
@@ -96,23 +100,25 @@ static inline const char *matmul_type_name(cudaDataType_t t) {
 // Checks that cuBLASLt on Hopper can run this problem. Returns 0, or -1 with the reason in err.
 // Rules: operands both BF16, or both FP8 and not both E5M2; output BF16 or FP32; FP8 needs
 // K % 16 == 0 and N % 16 == 0 (16-byte leading dimensions of operands and output), both scale
-// pointers, 16-byte aligned operand and scale pointers; fast_accum is for FP8 only; the bias epilogue takes
-// BF16 operands and output and a 16-byte aligned bias pointer.
+// pointers, 16-byte aligned operand and scale pointers; fast_accum is for FP8 only; epilogues take BF16
+// operands and output, and exactly the bias / aux pointers they use (16-byte aligned; aux needs N % 8 == 0).
 static inline int matmul_cublaslt_validate(const MatmulArgs *g, char *err, size_t err_size) {
     if (g->M <= 0 || g->N <= 0 || g->K <= 0)
         return set_error(err, err_size, "matmul: M=%d N=%d K=%d must be positive", g->M, g->N, g->K);
     if (g->A == NULL || g->B == NULL || g->C == NULL) return set_error(err, err_size, "matmul: NULL operand pointer");
     if (g->c_type != CUDA_R_16BF && g->c_type != CUDA_R_32F)
         return set_error(err, err_size, "matmul: output type %s, want bf16 or fp32", matmul_type_name(g->c_type));
-    if (g->epilogue == MATMUL_EPILOGUE_BIAS) {
-        if (g->a_type != CUDA_R_16BF || g->b_type != CUDA_R_16BF || g->c_type != CUDA_R_16BF)
-            return set_error(err, err_size, "matmul: the bias epilogue takes bf16 operands and a bf16 output");
-        if (g->bias == NULL || (uintptr_t)g->bias % 16 != 0) return set_error(err, err_size, "matmul: the bias epilogue needs a 16-byte aligned bias pointer");
-    } else if (g->epilogue != MATMUL_EPILOGUE_NONE) {
+    if (g->epilogue < MATMUL_EPILOGUE_NONE || g->epilogue > MATMUL_EPILOGUE_DGELU)
         return set_error(err, err_size, "matmul: epilogue %d not implemented", (int)g->epilogue);
-    } else if (g->bias != NULL) {
-        return set_error(err, err_size, "matmul: a bias pointer without the bias epilogue");
-    }
+    const int wants_bias = g->epilogue == MATMUL_EPILOGUE_BIAS || g->epilogue == MATMUL_EPILOGUE_GELU_BIAS;
+    const int wants_aux = g->epilogue == MATMUL_EPILOGUE_GELU_BIAS || g->epilogue == MATMUL_EPILOGUE_DGELU;
+    if (g->epilogue != MATMUL_EPILOGUE_NONE && (g->a_type != CUDA_R_16BF || g->b_type != CUDA_R_16BF || g->c_type != CUDA_R_16BF))
+        return set_error(err, err_size, "matmul: epilogue %d takes bf16 operands and a bf16 output", (int)g->epilogue);
+    if (wants_bias != (g->bias != NULL) || (g->bias != NULL && (uintptr_t)g->bias % 16 != 0))
+        return set_error(err, err_size, "matmul: epilogue %d %s", (int)g->epilogue, wants_bias ? "needs a 16-byte aligned bias pointer" : "takes no bias pointer");
+    if (wants_aux != (g->aux != NULL) || (g->aux != NULL && ((uintptr_t)g->aux % 16 != 0 || g->N % 8 != 0)))
+        return set_error(err, err_size, "matmul: epilogue %d %s", (int)g->epilogue,
+                         wants_aux ? "needs a 16-byte aligned aux pointer and N %% 8 == 0" : "takes no aux pointer");
     int a8 = matmul_type_is_fp8(g->a_type), b8 = matmul_type_is_fp8(g->b_type);
     if (!a8 && !b8) {
         if (g->a_type != CUDA_R_16BF || g->b_type != CUDA_R_16BF)
@@ -165,6 +171,12 @@ static inline void matmul_set_scale_pointers(cublasLtMatmulDesc_t desc, const Ma
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->a_scale_dec, sizeof(g->a_scale_dec)));
 }
 
+// Sets the epilogue's bias and aux pointers on the descriptor (those the epilogue uses).
+static inline void matmul_set_epilogue_pointers(cublasLtMatmulDesc_t desc, const MatmulArgs *g) {
+    if (g->bias != NULL) cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof(g->bias)));
+    if (g->aux != NULL) cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof(g->aux)));
+}
+
 // Returns the cached plan for this problem (shape, types, accumulation, pointer alignments), building
 // it (descriptors + heuristic) on first use.
 // Returns NULL with the reason in err when the cache is full or the heuristic finds no algorithm.
@@ -202,13 +214,24 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
         // that cannot apply scales (cublasLtMatmul then returns NOT_SUPPORTED).
         matmul_set_scale_pointers(p->desc, g);
     }
-    if (g->epilogue == MATMUL_EPILOGUE_BIAS) {
-        // cuBLASLt's rows are our columns, so its per-row bias is our bias[N]
-        cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t bias_type = CUDA_R_16BF;
+    if (g->epilogue != MATMUL_EPILOGUE_NONE) {
+        // cuBLASLt's rows are our columns: its per-row bias is our bias[N], and aux (our [M,N] row-major)
+        // is its N x M column-major matrix with leading dimension N, like C
+        const cublasLtEpilogue_t epilogues[] = {CUBLASLT_EPILOGUE_DEFAULT, CUBLASLT_EPILOGUE_BIAS, CUBLASLT_EPILOGUE_GELU_AUX_BIAS,
+                                                CUBLASLT_EPILOGUE_DGELU};
+        cublasLtEpilogue_t epilogue = epilogues[g->epilogue];
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof(g->bias)));
+        if (g->bias != NULL) {
+            cudaDataType_t bias_type = CUDA_R_16BF;
+            cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+        }
+        if (g->aux != NULL) {
+            int64_t aux_ld = g->N;
+            cudaDataType_t aux_type = CUDA_R_16BF;
+            cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
+            cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &aux_type, sizeof(aux_type)));
+        }
+        matmul_set_epilogue_pointers(p->desc, g);
     }
     // cuBLASLt's A = our B (K x N column-major, ld K; N x K, ld N when b_transposed), its B = our A
     // (K x M, ld K; M x K, ld M when a_transposed), C = [N x M] ld N.
@@ -255,8 +278,7 @@ static inline int matmul_cublaslt_try(MatmulContext *ctx, const MatmulArgs *g, c
     if (p == NULL) return -1;
     // The scale and bias pointers change from call to call: set them on the cached descriptor (host-only).
     if (matmul_type_is_fp8(g->a_type)) matmul_set_scale_pointers(p->desc, g);
-    if (g->epilogue == MATMUL_EPILOGUE_BIAS)
-        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof(g->bias)));
+    if (g->epilogue != MATMUL_EPILOGUE_NONE) matmul_set_epilogue_pointers(p->desc, g);
     cublasStatus_t status = cublasLtMatmul(ctx->handle, p->desc, &g->alpha, g->B, p->layout_a, g->A, p->layout_b, &g->beta,
                                            g->C, p->layout_c, g->C, p->layout_c, &p->algo, ctx->workspace, ctx->workspace_bytes, stream);
     if (status != CUBLAS_STATUS_SUCCESS)

@@ -29,3 +29,20 @@ for bin in ${TIMING_BINS:-./train_gpt}; do
     grep -E "step +(1|2|10|15)/|error" "$OUT/d24_b32_$name.log"
 done
 grep -h -A7 "device memory plan" "$OUT"/d12_b64_*.log | head -8
+# where the time goes: kernel summary of 4 d12 B=64 steps under nsys, when the device has it
+if command -v nsys > /dev/null; then
+    timeout 120 nsys profile -o "$OUT/d12_profile" --force-overwrite true ./train_gpt -e d12 -b 64 -t 1024 -x 4 -v 0 -s 0 -j "" > /dev/null 2>&1
+    timeout 60 nsys stats --report cuda_gpu_kern_sum --format csv "$OUT/d12_profile.nsys-rep" > "$OUT/d12_kernels.csv" 2>/dev/null
+    python3 - "$OUT/d12_kernels.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 8]
+head, body = rows[0], rows[1:]
+ti, ni, ci = head.index("Total Time (ns)"), head.index("Name"), head.index("Instances")
+total = sum(float(r[ti]) for r in body)
+print("kernel time over 4 steps: %.1f ms" % (total / 1e6))
+for r in sorted(body, key=lambda r: -float(r[ti]))[:22]:
+    print("%6.1f%% %8.2f ms %5s  %s" % (100 * float(r[ti]) / total, float(r[ti]) / 1e6, r[ci], r[ni][:110]))
+PY
+else
+    echo "nsys not found: no kernel profile"
+fi
