@@ -57,7 +57,10 @@
 
 static const char USAGE[] =
     "usage: train_gpt [flags]      (several processes: mpirun -np N ./train_gpt [flags])\n"
-    "Trains GPT-2 on llm.c token shards (made by dev/data/prepare.py).";
+    "Trains GPT-2 on llm.c token shards (made by dev/data/prepare.py). Each step prints the loss, learning rate,\n"
+    "gradient norm, time, tokens/s and MFU: FLOPs/token = 6 * parameters + 6 * layers * T * channels, against\n"
+    "989 TFLOP/s (H100 SXM dense BF16). With -o: log.txt and checkpoints model_S.bin + state_S.bin (S = steps done);\n"
+    "-y 1 resumes from the largest S.";
 
 // ---------------------------------------------------------------------------------------------------
 // Processes
@@ -87,6 +90,7 @@ static void processes_finish(void) {
 
 // Prints "error: <message>" (prefixed with the rank when there are several) and exits with status 1.
 static void fail(int rank, int world, const char *message) {
+    fflush(stdout);  // what was printed so far comes before the error
     if (world > 1) fatal("[rank %d] %s", rank, message);
     fatal("%s", message);
 }
@@ -353,6 +357,12 @@ int main(int argc, char **argv) {
     }
 
     // device model: memory plan first (refused before allocating when it does not fit)
+    int devices = 0;
+    cudaError_t device_status = cudaGetDeviceCount(&devices);
+    if (device_status != cudaSuccess || devices == 0) {
+        snprintf(err, sizeof(err), "no CUDA device to train on (%s)", device_status != cudaSuccess ? cudaGetErrorString(device_status) : "0 devices");
+        fail(rank, world, err);
+    }
     LRSchedule schedule = {cfg.learning_rate, cfg.warmup_steps, (int)num_steps, cfg.final_lr_frac};
     if (lr_schedule_validate(&schedule, err, sizeof(err)) != 0) fail(rank, world, err);
     const int tokens_per_micro_batch = cfg.batch_size * cfg.seq_len;
