@@ -14,7 +14,7 @@
 // from the softmax with the host RNG, starting from <|endoftext|>, forward-only at the sample length).
 //
 // Output directory (-o): log.txt (format in core/logger.h) and, every -n steps and at the last step,
-// a checkpoint of two files named by the number of steps completed, S (8 digits):
+// a checkpoint of two files named by the number of steps completed, S (8 digits; core/train_run.h):
 //   model_S.bin   llm.c model file, version 3 (fp32 master weights)
 //   state_S.bin   training-state file (AdamW moments, step, RNG, data position; core/checkpoint.h)
 // Both are written atomically, the model file first, so a state file implies its model file is
@@ -23,7 +23,6 @@
 //
 // Exit status: 0 after -h or a finished run, 1 on any error (with a message), 2 when the run needs a
 // path that is not built yet (several processes).
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -42,6 +41,7 @@
 #include "core/logger.h"
 #include "core/lr_schedule.h"
 #include "core/rng.h"
+#include "core/train_run.h"
 #include "core/train_config.h"
 #include "core/utils.h"
 #include "dataloader/dataloader.h"
@@ -50,8 +50,6 @@
 
 // Exit status when the run needs a path that is not built yet (several processes).
 #define EXIT_NOT_BUILT 2
-// Dense BF16 peak of an H100 SXM, the denominator of the MFU.
-#define PEAK_BF16_FLOPS 989e12
 // GPT-2's <|endoftext|> token, the start of every sample.
 #define GPT2_EOT 50256
 
@@ -163,36 +161,6 @@ static void fail_flag(int rank, int world, const char *flag, const char *message
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Checkpoints (naming and discovery; the file formats are in core/checkpoint.h)
-
-static void checkpoint_paths(const char *dir, long long step, char *model_path, char *state_path, size_t size) {
-    if ((size_t)snprintf(model_path, size, "%s/model_%08lld.bin", dir, step) >= size ||
-        (size_t)snprintf(state_path, size, "%s/state_%08lld.bin", dir, step) >= size) {
-        fatal("-o/--output-dir '%s': path too long", dir);
-    }
-}
-
-// The largest S such that dir holds both model_S.bin and state_S.bin, or -1 when there is none.
-// Returns 0, or -1 with a message when the directory cannot be read.
-static int checkpoint_find_latest(const char *dir, long long *latest, char *err, size_t err_size) {
-    *latest = -1;
-    DIR *d = opendir(dir);
-    if (d == NULL) return set_error(err, err_size, "-y/--resume: cannot read the output directory '%s': %s", dir, strerror(errno));
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        long long step;
-        char tail[8];
-        if (sscanf(e->d_name, "state_%lld%7s", &step, tail) != 2 || strcmp(tail, ".bin") != 0 || step <= *latest) continue;
-        char model_path[4096], state_path[4096];
-        checkpoint_paths(dir, step, model_path, state_path, sizeof(model_path));
-        struct stat st;
-        if (stat(model_path, &st) == 0) *latest = step;
-    }
-    closedir(d);
-    return 0;
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Evaluation and samples
 
 // Mean loss over `batches` validation micro-batches from the start of the validation data.
@@ -214,7 +182,7 @@ static void print_sample(GPT2 *model, int gen_tokens, Rng *rng, const Tokenizer 
     const int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
     int *tokens = (int *)malloc_check((size_t)gen_tokens * sizeof(int));
     bf16 *row = (bf16 *)malloc_check((size_t)Vp * sizeof(bf16));
-    float *probs = (float *)malloc_check((size_t)V * sizeof(float));
+    float *logits_row = (float *)malloc_check((size_t)V * sizeof(float));
     // Every forward runs the whole sample length (one GEMM shape, so one cuBLASLt plan per linear);
     // the causal mask keeps the not-yet-generated positions (<|endoftext|>) from affecting row t-1.
     for (int t = 0; t < gen_tokens; t++) tokens[t] = GPT2_EOT < V ? GPT2_EOT : V - 1;
@@ -223,19 +191,8 @@ static void print_sample(GPT2 *model, int gen_tokens, Rng *rng, const Tokenizer 
         gpt2_forward(model, tokens, NULL, 1, gen_tokens, 0.0f);
         const bf16 *logits = (const bf16 *)model->reg.tensors[model->logits].data + (size_t)(t - 1) * Vp;
         cudaCheck(cudaMemcpy(row, logits, (size_t)Vp * sizeof(bf16), cudaMemcpyDeviceToHost));
-        float max = -INFINITY;
-        for (int v = 0; v < V; v++) max = fmaxf(max, __bfloat162float(row[v]));
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) {
-            probs[v] = expf(__bfloat162float(row[v]) - max);
-            sum += probs[v];
-        }
-        double u = (double)rng_uniform(rng) * sum, acc = 0.0;
-        int next = V - 1;
-        for (int v = 0; v < V; v++) {
-            acc += probs[v];
-            if (u < acc) { next = v; break; }
-        }
+        for (int v = 0; v < V; v++) logits_row[v] = __bfloat162float(row[v]);
+        const int next = sample_token(logits_row, V, rng_uniform(rng));
         tokens[t] = next;
         if (tokenizer != NULL) tokenizer_print_token(stdout, tokenizer, (uint32_t)next);
         else printf("%d ", next);
@@ -244,7 +201,7 @@ static void print_sample(GPT2 *model, int gen_tokens, Rng *rng, const Tokenizer 
     fflush(stdout);
     free(tokens);
     free(row);
-    free(probs);
+    free(logits_row);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -386,7 +343,7 @@ int main(int argc, char **argv) {
             snprintf(err, sizeof(err), "-y/--resume 1: no checkpoint (model_S.bin with state_S.bin) in '%s'", cfg.output_dir);
             fail(rank, world, err);
         }
-        checkpoint_paths(cfg.output_dir, latest, model_path, state_path, sizeof(model_path));
+        if (checkpoint_paths(cfg.output_dir, latest, model_path, state_path, sizeof(model_path), err, sizeof(err)) != 0) fail(rank, world, err);
         TrainState st;
         memset(&st, 0, sizeof(st));
         if (gpt2_checkpoint_load(&gpt, model_path, state_path, &run_cfg, &st, err, sizeof(err)) != 0) fail_flag(rank, world, "-y/--resume", err);
@@ -422,14 +379,13 @@ int main(int argc, char **argv) {
         cudaCheck(cudaStreamSynchronize(gpt.stream));
         clock_gettime(CLOCK_MONOTONIC, &t1);
         const double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        const double tokens_per_s = (double)setup.total_batch_tokens / (ms / 1e3);
-        const double mfu = flops_per_token * tokens_per_s / PEAK_BF16_FLOPS;
+        const StepMetrics sm = step_metrics(ms, (double)setup.total_batch_tokens, flops_per_token);
         if ((step + 1) % cfg.log_every == 0 || step + 1 == num_steps) {
             printf("step %5lld/%lld | loss %.6f | lr %.3e | norm %.4f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", (long long)step + 1,
-                   (long long)num_steps, loss, lr, norm, ms, tokens_per_s, 100.0 * mfu);
+                   (long long)num_steps, loss, lr, norm, ms, sm.tokens_per_s, 100.0 * sm.mfu);
             fflush(stdout);
         }
-        logger_step(&logger, step + 1, loss, lr, norm, ms, tokens_per_s, mfu);
+        logger_step(&logger, step + 1, loss, lr, norm, ms, sm.tokens_per_s, sm.mfu);
         const int last = step + 1 == num_steps;
         if (val_batches > 0 && cfg.val_every > 0 && ((step + 1) % cfg.val_every == 0 || last)) {
             const float val = validation_loss(&gpt, &val_loader, val_batches, cfg.batch_size, cfg.seq_len, rank, world);
@@ -440,7 +396,9 @@ int main(int argc, char **argv) {
             print_sample(&gpt, cfg.gen_tokens, &sample_rng, use_tokenizer ? &tokenizer : NULL);
         }
         if (cfg.checkpoint_every > 0 && ((step + 1) % cfg.checkpoint_every == 0 || last)) {
-            checkpoint_paths(cfg.output_dir, (long long)step + 1, model_path, state_path, sizeof(model_path));
+            if (checkpoint_paths(cfg.output_dir, (long long)step + 1, model_path, state_path, sizeof(model_path), err, sizeof(err)) != 0) {
+                fail(rank, world, err);
+            }
             TrainState st;
             memset(&st, 0, sizeof(st));
             st.step = (uint64_t)step + 1;

@@ -8,6 +8,8 @@
 // One line per validation pass:
 //   val step loss
 // Every line is flushed when written, so the file can be followed during a run.
+// A resumed run (-y 1) appends: steps after its checkpoint that an interrupted run had already
+// logged appear twice (the later lines are the resumed run's).
 // Plain C, also compiled as C++ by nvcc.
 #ifndef CORE_LOGGER_H
 #define CORE_LOGGER_H
