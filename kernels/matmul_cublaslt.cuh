@@ -4,8 +4,15 @@
 // E5M2 x E4M3 with per-tensor FP32 decode scales (s_dec, device pointers) that cuBLASLt multiplies
 // into the product. Output C is BF16 or FP32, row-major [M,N].
 //
-// One context per device holds the handle, the workspace and a cache of the heuristic's choice per
-// problem (shape, types, accumulation mode), so repeated calls on one shape pay for the heuristic once.
+// One context per device holds the handle, the workspace and a cache of the chosen algorithm per
+// problem (shape, types, accumulation mode, alignments), so repeated calls on one shape pay for the choice once.
+// The choice is made on the first call of a problem, on its real operands: the heuristic proposes up to
+// MATMUL_TUNE_CANDIDATES algorithms, each runs once and the checksum of its output (C, and aux for
+// GELU_BIAS) is compared with that of the heuristic's first proposal; only the candidates whose output is
+// bit-identical to it are timed (MATMUL_TUNE_REPEATS runs each, CUDA events), and the fastest is kept.
+// So a different timing in another run may pick another kernel, but never other bits: the output is
+// always the heuristic's first proposal's, and runs stay bit-reproducible. When beta != 0, C is saved
+// before the trials and restored after them.
 // Epilogues are a field of MatmulArgs (BF16 operands and output only): BIAS adds a BF16 bias[N] to
 // every row of C; GELU_BIAS also applies GELU (tanh approximation) and stores the pre-activation in
 // aux; DGELU multiplies the product by GELU'(aux) (the backward of GELU fused into a Dgrad).
@@ -21,6 +28,7 @@
 #ifndef KERNELS_MATMUL_CUBLASLT_CUH
 #define KERNELS_MATMUL_CUBLASLT_CUH
 
+#include <assert.h>
 #include <stdint.h>
 #include <string.h>
 #include "kernels/cuda_common.h"
@@ -29,6 +37,9 @@
 // Bytes of cuBLASLt workspace (32 MiB, what NVIDIA recommends for Hopper).
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 * 1024 * 1024)
 #define MATMUL_PLAN_CACHE_SIZE 128
+// How many of the heuristic's algorithms are tried on a problem's first call, and timed runs of each.
+#define MATMUL_TUNE_CANDIDATES 8
+#define MATMUL_TUNE_REPEATS 3
 
 // What runs after the product.
 typedef enum {
@@ -68,6 +79,9 @@ typedef struct {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t layout_a, layout_b, layout_c;  // in cuBLASLt's naming (a = our B)
     cublasLtMatmulAlgo_t algo;
+    int algo_rank;       // index of the chosen algorithm in the heuristic's list (0 = its first proposal)
+    int num_identical;   // candidates whose output was bit-identical to the first proposal's (incl. it)
+    int num_candidates;  // algorithms the heuristic proposed
 } MatmulPlan;
 
 typedef struct {
@@ -95,6 +109,36 @@ static inline const char *matmul_type_name(cudaDataType_t t) {
         case CUDA_R_8F_E5M2: return "fp8e5m2";
         default: return "unsupported type";
     }
+}
+
+// Adds an order-independent hash of n 16-bit words (any element type viewed as uint16) into *sum:
+// sum over i of mix(i, word[i]), so two buffers give the same sum when their bits agree.
+__global__ void matmul_checksum_kernel(unsigned long long *sum, const uint16_t *words, size_t n) {
+    __shared__ unsigned long long block_sum[32];
+    unsigned long long local = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned long long h = ((unsigned long long)i << 16) ^ words[i];  // splitmix64 finalizer
+        h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+        local += h ^ (h >> 31);
+    }
+    for (int offset = 16; offset > 0; offset /= 2) local += __shfl_xor_sync(0xffffffffu, local, offset);
+    if (threadIdx.x % 32 == 0) block_sum[threadIdx.x / 32] = local;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long total = 0;
+        for (int w = 0; w < (int)(blockDim.x / 32); w++) total += block_sum[w];
+        atomicAdd(sum, total);
+    }
+}
+
+// Adds the hash of `bytes` bytes (even) at `ptr` into the device counter *sum, on `stream`.
+static inline void matmul_checksum(unsigned long long *sum, const void *ptr, size_t bytes, cudaStream_t stream) {
+    assert(bytes % 2 == 0);
+    const int block_size = 512;
+    const int grid_size = 1024;
+    matmul_checksum_kernel<<<grid_size, block_size, 0, stream>>>(sum, (const uint16_t *)ptr, bytes / 2);
+    cudaCheckLaunch();
 }
 
 // Checks that cuBLASLt on Hopper can run this problem. Returns 0, or -1 with the reason in err.
@@ -177,10 +221,79 @@ static inline void matmul_set_epilogue_pointers(cublasLtMatmulDesc_t desc, const
     if (g->aux != NULL) cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof(g->aux)));
 }
 
+// Launches the plan's product with `algo` on `stream` (the descriptor's pointers already set).
+static inline cublasStatus_t matmul_launch(MatmulContext *ctx, const MatmulPlan *p, const MatmulArgs *g,
+                                           const cublasLtMatmulAlgo_t *algo, cudaStream_t stream) {
+    return cublasLtMatmul(ctx->handle, p->desc, &g->alpha, g->B, p->layout_a, g->A, p->layout_b, &g->beta, g->C,
+                          p->layout_c, g->C, p->layout_c, algo, ctx->workspace, ctx->workspace_bytes, stream);
+}
+
+// Chooses the plan's algorithm among the heuristic's `found` proposals (see the header comment): runs
+// each on g's operands, keeps those whose output hashes like proposal 0's, times them, takes the fastest.
+// C (and aux) are left as before the trials when beta != 0, and overwritten by the caller's run anyway.
+static inline void matmul_plan_tune(MatmulContext *ctx, MatmulPlan *p, const MatmulArgs *g,
+                                    const cublasLtMatmulHeuristicResult_t *proposals, int found, cudaStream_t stream) {
+    p->algo = proposals[0].algo;
+    p->algo_rank = 0;
+    p->num_identical = 1;
+    p->num_candidates = found;
+    if (found == 1) return;
+    const size_t c_bytes = (size_t)g->M * g->N * (g->c_type == CUDA_R_32F ? 4 : 2);
+    void *c_saved = NULL;
+    if (g->beta != 0.0f) {
+        cudaCheck(cudaMalloc(&c_saved, c_bytes));
+        cudaCheck(cudaMemcpyAsync(c_saved, g->C, c_bytes, cudaMemcpyDeviceToDevice, stream));
+    }
+    unsigned long long *sums_d;
+    unsigned long long sums[MATMUL_TUNE_CANDIDATES];
+    int runs[MATMUL_TUNE_CANDIDATES];
+    cudaCheck(cudaMalloc(&sums_d, found * sizeof(unsigned long long)));
+    cudaCheck(cudaMemsetAsync(sums_d, 0, found * sizeof(unsigned long long), stream));
+    for (int i = 0; i < found; i++) {
+        if (c_saved != NULL) cudaCheck(cudaMemcpyAsync(g->C, c_saved, c_bytes, cudaMemcpyDeviceToDevice, stream));
+        runs[i] = matmul_launch(ctx, p, g, &proposals[i].algo, stream) == CUBLAS_STATUS_SUCCESS;
+        if (!runs[i]) continue;
+        matmul_checksum(sums_d + i, g->C, c_bytes, stream);
+        if (g->epilogue == MATMUL_EPILOGUE_GELU_BIAS) matmul_checksum(sums_d + i, g->aux, (size_t)g->M * g->N * 2, stream);
+    }
+    cudaCheck(cudaMemcpyAsync(sums, sums_d, found * sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
+    cudaCheck(cudaStreamSynchronize(stream));
+    cudaCheck(cudaFree(sums_d));
+    if (runs[0]) {  // a first proposal that fails to run is reported by the caller's own run
+        cudaEvent_t start, stop;
+        cudaCheck(cudaEventCreate(&start));
+        cudaCheck(cudaEventCreate(&stop));
+        float best_ms = 0.0f;
+        p->num_identical = 0;
+        for (int i = 0; i < found; i++) {
+            if (!runs[i] || sums[i] != sums[0]) continue;
+            p->num_identical++;
+            cudaCheck(cudaEventRecord(start, stream));
+            for (int r = 0; r < MATMUL_TUNE_REPEATS; r++) cublasCheck(matmul_launch(ctx, p, g, &proposals[i].algo, stream));
+            cudaCheck(cudaEventRecord(stop, stream));
+            cudaCheck(cudaEventSynchronize(stop));
+            float ms;
+            cudaCheck(cudaEventElapsedTime(&ms, start, stop));
+            if (i == 0 || ms < best_ms) {
+                best_ms = ms;
+                p->algo = proposals[i].algo;
+                p->algo_rank = i;
+            }
+        }
+        cudaCheck(cudaEventDestroy(start));
+        cudaCheck(cudaEventDestroy(stop));
+    }
+    if (c_saved != NULL) {
+        cudaCheck(cudaMemcpyAsync(g->C, c_saved, c_bytes, cudaMemcpyDeviceToDevice, stream));
+        cudaCheck(cudaStreamSynchronize(stream));
+        cudaCheck(cudaFree(c_saved));
+    }
+}
+
 // Returns the cached plan for this problem (shape, types, accumulation, pointer alignments), building
-// it (descriptors + heuristic) on first use.
+// it (descriptors, heuristic, matmul_plan_tune on g's operands) on first use.
 // Returns NULL with the reason in err when the cache is full or the heuristic finds no algorithm.
-static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *g, char *err, size_t err_size) {
+static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *g, cudaStream_t stream, char *err, size_t err_size) {
     int align_a = matmul_pointer_alignment(g->A), align_b = matmul_pointer_alignment(g->B);
     int align_c = matmul_pointer_alignment(g->C);
     for (int i = 0; i < ctx->num_plans; i++) {
@@ -250,10 +363,10 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_lt_b, sizeof(align_lt_b)));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_lt_c, sizeof(align_lt_c)));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_lt_c, sizeof(align_lt_c)));
-    cublasLtMatmulHeuristicResult_t heuristic;
+    cublasLtMatmulHeuristicResult_t proposals[MATMUL_TUNE_CANDIDATES];
     int found = 0;
     cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(ctx->handle, p->desc, p->layout_a, p->layout_b, p->layout_c,
-                                                           p->layout_c, pref, 1, &heuristic, &found);
+                                                           p->layout_c, pref, MATMUL_TUNE_CANDIDATES, proposals, &found);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     if (status != CUBLAS_STATUS_SUCCESS || found == 0) {
         set_error(err, err_size, "matmul: cuBLASLt has no algorithm for M=%d N=%d K=%d %s x %s -> %s (status %d)",
@@ -265,7 +378,7 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
         cublasCheck(cublasLtMatmulDescDestroy(p->desc));
         return NULL;
     }
-    p->algo = heuristic.algo;
+    matmul_plan_tune(ctx, p, g, proposals, found, stream);
     ctx->num_plans++;
     return p;
 }
@@ -274,13 +387,12 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
 // no cuBLASLt algorithm); nothing is launched then.
 static inline int matmul_cublaslt_try(MatmulContext *ctx, const MatmulArgs *g, cudaStream_t stream, char *err, size_t err_size) {
     if (matmul_cublaslt_validate(g, err, err_size) != 0) return -1;
-    MatmulPlan *p = matmul_plan_get(ctx, g, err, err_size);
+    MatmulPlan *p = matmul_plan_get(ctx, g, stream, err, err_size);
     if (p == NULL) return -1;
     // The scale and bias pointers change from call to call: set them on the cached descriptor (host-only).
     if (matmul_type_is_fp8(g->a_type)) matmul_set_scale_pointers(p->desc, g);
     if (g->epilogue != MATMUL_EPILOGUE_NONE) matmul_set_epilogue_pointers(p->desc, g);
-    cublasStatus_t status = cublasLtMatmul(ctx->handle, p->desc, &g->alpha, g->B, p->layout_a, g->A, p->layout_b, &g->beta,
-                                           g->C, p->layout_c, g->C, p->layout_c, &p->algo, ctx->workspace, ctx->workspace_bytes, stream);
+    cublasStatus_t status = matmul_launch(ctx, p, g, &p->algo, stream);
     if (status != CUBLAS_STATUS_SUCCESS)
         return set_error(err, err_size, "matmul: cublasLtMatmul failed for M=%d N=%d K=%d %s x %s -> %s: %s", g->M, g->N, g->K,
                          matmul_type_name(g->a_type), matmul_type_name(g->b_type), matmul_type_name(g->c_type),
