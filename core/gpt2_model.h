@@ -66,6 +66,19 @@ typedef struct {
     size_t num_parameters;   // total elements over all tensors
 } GPT2ParamLayout;
 
+// A configuration from its six numbers (tests and tools build small models with it).
+static inline GPT2Config gpt2_config_make(int max_seq_len, int vocab_size, int padded_vocab_size, int num_layers,
+                                          int num_heads, int channels) {
+    GPT2Config cfg;
+    cfg.max_seq_len = max_seq_len;
+    cfg.vocab_size = vocab_size;
+    cfg.padded_vocab_size = padded_vocab_size;
+    cfg.num_layers = num_layers;
+    cfg.num_heads = num_heads;
+    cfg.channels = channels;
+    return cfg;
+}
+
 // Fills *cfg with a named preset: d12, d24, d36, d48 are GPT-2 124M, 350M, 774M, 1558M.
 // Returns 0, or -1 with a message naming the unknown preset.
 static inline int gpt2_config_preset(const char *name, GPT2Config *cfg, char *err, size_t err_size) {
@@ -73,12 +86,7 @@ static inline int gpt2_config_preset(const char *name, GPT2Config *cfg, char *er
         {"d12", 12, 12, 768}, {"d24", 24, 16, 1024}, {"d36", 36, 20, 1280}, {"d48", 48, 25, 1600}};
     for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++) {
         if (strcmp(name, presets[i].name) == 0) {
-            cfg->max_seq_len = 1024;
-            cfg->vocab_size = 50257;
-            cfg->padded_vocab_size = 50304;
-            cfg->num_layers = presets[i].layers;
-            cfg->num_heads = presets[i].heads;
-            cfg->channels = presets[i].channels;
+            *cfg = gpt2_config_make(1024, 50257, 50304, presets[i].layers, presets[i].heads, presets[i].channels);
             return 0;
         }
     }

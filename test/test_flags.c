@@ -699,13 +699,7 @@ static void test_cli_train_gpt_host_path(void) {
     mkdir("build", 0755);
     mkdir("build/test", 0755);
     mkdir(CLI_DIR, 0755);
-    GPT2Config model;
-    model.max_seq_len = 64;
-    model.vocab_size = 50257;
-    model.padded_vocab_size = 50304;
-    model.num_layers = 2;
-    model.num_heads = 2;
-    model.channels = 128;
+    GPT2Config model = gpt2_config_make(64, 50257, 50304, 2, 2, 128);
     GPT2ParamLayout layout;
     gpt2_param_layout(&model, &layout);
     float *params = (float *)malloc_check(layout.num_parameters * sizeof(float));

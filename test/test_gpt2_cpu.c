@@ -393,16 +393,7 @@ static void test_softmax_crossentropy_backward(void) {
 // Whole model
 
 // A tiny configuration with a padded vocabulary and maxT > T (so some rows get no gradient).
-static GPT2Config tiny_config(void) {
-    GPT2Config cfg;
-    cfg.max_seq_len = 8;
-    cfg.vocab_size = 37;
-    cfg.padded_vocab_size = 40;
-    cfg.num_layers = 2;
-    cfg.num_heads = 2;
-    cfg.channels = 8;
-    return cfg;
-}
+static GPT2Config tiny_config(void) { return gpt2_config_make(8, 37, 40, 2, 2, 8); }
 
 typedef struct {
     GPT2Cpu *model;

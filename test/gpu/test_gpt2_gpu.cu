@@ -35,16 +35,7 @@
 #define TRAIN_STEPS 20
 #define GRAD_ACCUM 2
 
-static GPT2Config test_config(void) {
-    GPT2Config c;
-    c.max_seq_len = 128;
-    c.vocab_size = 509;
-    c.padded_vocab_size = 512;
-    c.num_layers = 4;
-    c.num_heads = 4;
-    c.channels = 256;
-    return c;
-}
+static GPT2Config test_config(void) { return gpt2_config_make(128, 509, 512, 4, 4, 256); }
 
 static const GPT2Optimizer TEST_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
 static const float TEST_LR = 1e-3f;
