@@ -18,7 +18,8 @@
 // gradient is one BF16 buffer that every LayerNorm backward accumulates into.
 //
 // Determinism: every kernel sums in a fixed order (no floating-point atomics): cuBLASLt GEMMs (one
-// algorithm per shape from the plan cache; no atomics mode), attention backward (separate dK/dV and
+// algorithm per shape, fixed for the run by the plan cache: the fastest of the heuristic's candidates
+// whose output is bit-identical to its first suggestion, so the bits do not depend on the timing), attention backward (separate dK/dV and
 // dQ passes), LayerNorm parameter gradients (per-block partials), encoder backward (sorted tokens),
 // the bias gradients (fixed row chunks), the global norm (fixed grid). Losses are summed on the host
 // in double, in token order.
