@@ -67,15 +67,29 @@ __device__ __forceinline__ void i8g_mbar_arrive(uint64_t *bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(i8g_smem_addr(bar)) : "memory");
 }
 
-// Spins until the barrier's phase with parity `parity` has completed.
-__device__ __forceinline__ void i8g_mbar_wait(uint64_t *bar, uint32_t parity) {
+// Spins until the phase with parity `parity` of the barrier at shared address `bar` has completed.
+__device__ __forceinline__ void i8g_mbar_wait(uint32_t bar, uint32_t parity) {
     asm volatile(
         "{\n"
         ".reg .pred done;\n"
         "I8G_WAIT_%=:\n"
         "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
         "@!done bra I8G_WAIT_%=;\n"
-        "}\n" ::"r"(i8g_smem_addr(bar)), "r"(parity) : "memory");
+        "}\n" ::"r"(bar), "r"(parity) : "memory");
+}
+
+// Shared-memory loads on 32-bit shared addresses (no generic-address path through L1). Volatile, so they
+// stay after the barrier wait that makes the data valid.
+__device__ __forceinline__ float i8g_lds_f32(uint32_t addr) {
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ float2 i8g_lds_f32x2(uint32_t addr) {
+    float2 v;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
+    return v;
 }
 
 // Arrives on the barrier at the same shared-memory offset in block `rank` of the cluster. CTA-scope
@@ -117,10 +131,11 @@ __device__ __forceinline__ void i8g_tma_load_2d(void *dst, const CUtensorMap *ma
 
 // wgmma descriptor of a K-major tile in shared memory written with 128-byte swizzle: rows of 128 bytes,
 // 8-row groups 1024 bytes apart (stride byte offset), tile base 1024-byte aligned.
-__device__ __forceinline__ uint64_t i8g_smem_desc(const void *tile) {
-    uint64_t addr = i8g_smem_addr(tile);
-    return ((addr & 0x3FFFFull) >> 4) | (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
-}
+// Low word: the address in 16-byte units (14 bits: shared addresses stay under 2^18) and a leading byte
+// offset of 1 (unused with swizzle); high word, the same for every tile: stride byte offset and the swizzle
+// mode. Tiles 16 * t bytes apart have low words t apart.
+#define I8G_DESC_HI ((uint64_t)(1024 >> 4) << 32 | 1ull << 62)
+__device__ __forceinline__ uint32_t i8g_smem_desc_lo(const void *tile) { return ((i8g_smem_addr(tile) & 0x3FFFFu) >> 4) | (1u << 16); }
 
 __device__ __forceinline__ void i8g_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void i8g_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
@@ -162,14 +177,15 @@ __device__ __forceinline__ void i8g_wgmma_m64n128k32(int32_t (&d)[64], uint64_t 
 // Shared-memory layout of a block (offsets from the 1024-byte aligned base).
 #define I8G_OFF_TILES_B (I8G_STAGES * I8G_TILE_BYTES)
 #define I8G_OFF_RING (2 * I8G_STAGES * I8G_TILE_BYTES)             // float [stages][128]: A's row scales of each stage
-#define I8G_OFF_FULL (I8G_OFF_RING + I8G_STAGES * I8G_BM * 4)       // uint64 [stages]
+#define I8G_OFF_INFO (I8G_OFF_RING + I8G_STAGES * I8G_BM * 4)       // float2 [stages]: each stage's step (I8gStep)
+#define I8G_OFF_FULL (I8G_OFF_INFO + I8G_STAGES * 8)                // uint64 [stages]
 #define I8G_OFF_EMPTY (I8G_OFF_FULL + I8G_STAGES * 8)               // uint64 [stages]
 #define I8G_OFF_LIST_FULL (I8G_OFF_EMPTY + I8G_STAGES * 8)          // uint64 [2]: list written
 #define I8G_OFF_LIST_EMPTY (I8G_OFF_LIST_FULL + 2 * 8)              // uint64 [2]: list no longer read
 #define I8G_OFF_LISTS (I8G_OFF_LIST_EMPTY + 2 * 8)                  // I8gList storage [2]
 #define I8G_SMEM_BYTES (I8G_OFF_LISTS + 2 * I8G_LIST_BYTES + 1024)
 static_assert(I8G_SMEM_BYTES <= 227 * 1024, "stages must fit in shared memory");
-static_assert(I8G_OFF_RING % 16 == 0 && I8G_OFF_FULL % 8 == 0 && I8G_LIST_BYTES % 16 == 0, "bulk-copy and barrier alignment");
+static_assert(I8G_OFF_RING % 16 == 0 && I8G_OFF_INFO % 8 == 0 && I8G_OFF_FULL % 8 == 0 && I8G_LIST_BYTES % 16 == 0, "bulk-copy and barrier alignment");
 
 // One tile's schedule in shared memory (see I8G_MAX_STEPS).
 struct I8gList {
@@ -259,46 +275,66 @@ __device__ __forceinline__ int i8g_list_steps(uint16_t *steps, const uint8_t *fl
     return base;
 }
 
+// Where a consumer thread finds its state in shared memory, as 32-bit shared addresses of stage 0 (a
+// stage's barrier, ring row and step description lie 8, 512 and 8 bytes per stage further on), and the
+// low descriptor words of its stage-0 A rows and B tile (I8G_TILE_BYTES / 16 per stage further on).
+struct I8gConsumerSmem {
+    uint32_t full, ring_row, info;
+    uint32_t desc_a, desc_b;
+};
+
+// The ring position of a consumer or of the copy thread: stage, and the parity of the stage's current
+// fill. Advances by one step.
+struct I8gRingPos {
+    uint32_t stage, parity;
+};
+
+__device__ __forceinline__ void i8g_advance(I8gRingPos &pos) {
+    if (++pos.stage == I8G_STAGES) {
+        pos.stage = 0;
+        pos.parity ^= 1;
+    }
+}
+
 // A consumer's view of one step: its ring stage and the scales of its two rows (A's row scale times B's
-// tile scale, each replaced by its residual scale s1/127 in the pass that multiplies that operand's q2).
+// effective scale of the step). The copy thread writes each stage's step description into shared memory
+// (float2 at I8G_OFF_INFO + 8 * stage): x = B's tile scale, or its residual s1/127 in pass 2, or 0 when
+// the block does not count the pass (a fallback pass that only another block of the cluster needs, or
+// a block whose tile lies past the matrix); y = 1 in pass 1, where A's row scales become their residuals.
 struct I8gStep {
     int stage;
     float s_lo, s_hi;
 };
 
-// Step i of a tile's list for a consumer, the g-th step of the block (its ring stage and parity): waits
-// until the stage is full (tiles and A's row scales landed), then computes the scales of rows local_row
-// and local_row + 8 of the block tile. They are formed here, before the stage can be released, so no
-// read of the ring is outstanding once it is. A block whose tile lies past the matrix (cluster padding)
-// uses 0, and so does a fallback pass that only another block of the cluster needs (computed, keeping
-// the wgmma path free of branches, but weighted 0).
-__device__ __forceinline__ void i8g_begin_step(I8gStep &st, int i, uint32_t g, const I8gList &list, uint64_t *full,
-                                               const float *ring, int local_row, bool tile_inside) {
-    const int packed = list.steps[i];
-    const int kt = packed >> 2, pass = packed & 3;
-    st.stage = g % I8G_STAGES;
-    i8g_mbar_wait(&full[st.stage], (g / I8G_STAGES) & 1);
-    const bool counted = tile_inside && !(pass == 1 && !list.own_a[kt]) && !(pass == 2 && !list.own_b[kt]);
-    float sa_lo = tile_inside ? ring[st.stage * I8G_BM + local_row] : 0.0f;
-    float sa_hi = tile_inside ? ring[st.stage * I8G_BM + local_row + 8] : 0.0f;
-    float sb = counted ? list.sb[kt] : 0.0f;
-    if (pass == 1) { sa_lo = int8fb_residual_scale(sa_lo); sa_hi = int8fb_residual_scale(sa_hi); }
-    if (pass == 2) sb = int8fb_residual_scale(sb);
-    st.s_lo = sa_lo * sb;
-    st.s_hi = sa_hi * sb;
+// The consumer's next step at ring position pos: waits until the stage is full (tiles, A's row scales
+// and the step description landed), then forms the scales of rows local_row and local_row + 8 from the
+// ring (pass 1 rounds each A row scale to its residual first, so s = fl(fl(sa / 127) * sb) exactly as
+// before). They are formed here, before the stage can be released, so no read of the ring is
+// outstanding once it is. A block past the matrix reads whatever the ring holds and weights it 0; its
+// output is never stored.
+__device__ __forceinline__ void i8g_begin_step(I8gStep &st, const I8gRingPos &pos, const I8gConsumerSmem &sm) {
+    st.stage = (int)pos.stage;
+    i8g_mbar_wait(sm.full + 8 * pos.stage, pos.parity);
+    const float2 info = i8g_lds_f32x2(sm.info + 8 * pos.stage);
+    float sa_lo = i8g_lds_f32(sm.ring_row + pos.stage * I8G_BM * 4);
+    float sa_hi = i8g_lds_f32(sm.ring_row + pos.stage * I8G_BM * 4 + 8 * 4);
+    if (info.y != 0.0f) {
+        sa_lo = int8fb_residual_scale(sa_lo);
+        sa_hi = int8fb_residual_scale(sa_hi);
+    }
+    st.s_lo = sa_lo * info.x;
+    st.s_hi = sa_hi * info.x;
 }
 
-// Issues the 4 wgmma (K = 128) of one stage into d: 64 rows of A at a_tile, 128 rows of B at b_tile.
-// The descriptors advance in their low word only (the 14-bit address field cannot carry out).
-__device__ __forceinline__ void i8g_issue_stage(int32_t (&d)[64], const uint8_t *a_tile, const uint8_t *b_tile) {
-    const uint64_t desc_a = i8g_smem_desc(a_tile), desc_b = i8g_smem_desc(b_tile);
-    const uint32_t a_lo = (uint32_t)desc_a, b_lo = (uint32_t)desc_b;
-    const uint64_t a_hi = desc_a & 0xFFFFFFFF00000000ull, b_hi = desc_b & 0xFFFFFFFF00000000ull;
+// Issues the 4 wgmma (K = 128) of one stage into d: 64 rows of A and 128 rows of B whose descriptors'
+// low words are a_lo and b_lo (i8g_smem_desc_lo). The descriptors advance in their low word only (the
+// 14-bit address field cannot carry out).
+__device__ __forceinline__ void i8g_issue_stage(int32_t (&d)[64], uint32_t a_lo, uint32_t b_lo) {
     i8g_wgmma_fence();
 #pragma unroll
     for (int k = 0; k < I8G_BK / 32; k++) {
         // +32 bytes along the swizzled row = +2 in the descriptor's 16-byte address units.
-        i8g_wgmma_m64n128k32(d, a_hi | (a_lo + 2 * k), b_hi | (b_lo + 2 * k), k > 0);
+        i8g_wgmma_m64n128k32(d, I8G_DESC_HI | (a_lo + 2 * k), I8G_DESC_HI | (b_lo + 2 * k), k > 0);
     }
     i8g_wgmma_commit();
 }
@@ -394,7 +430,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             const int lane = threadIdx.x % 32;
             for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
                 const I8gList list = i8g_list(smem, j % 2);
-                i8g_mbar_wait(&list_empty[j % 2], ((uint32_t)(j / 2) & 1) ^ 1);
+                i8g_mbar_wait(i8g_smem_addr(&list_empty[j % 2]), ((uint32_t)(j / 2) & 1) ^ 1);
                 const int n = i8g_list_steps(list.steps, flags_a, flags_b, tile.cmt * CM, min(CM, m_tiles - tile.cmt * CM),
                                              tile.cnt * CN, min(CN, n_tiles - tile.cnt * CN), k_tiles);
                 for (int kt = lane; kt < k_tiles; kt += 32) {
@@ -406,7 +442,9 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                 i8g_mbar_arrive(&list_full[j % 2]);  // release: this lane's writes are visible to the waiters
             }
         } else if (threadIdx.x == 0) {
-            // Copy thread: this block's share of each stage's tiles and its own 128 A row scales.
+            // Copy thread: this block's share of each stage's tiles, its own 128 A row scales and the
+            // step's description (I8gStep).
+            float2 *info = (float2 *)(smem + I8G_OFF_INFO);
             constexpr int a_rows = I8G_BM / CN, b_rows = I8G_BN / CM;
             uint16_t mask_a = (uint16_t)(((1 << CN) - 1) << (dm * CN));  // blocks sharing this A tile
             uint16_t mask_b = 0;                                          // blocks sharing this B tile
@@ -414,12 +452,16 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             uint32_t g = 0;  // the block's step count, over all its tiles
             for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
                 const I8gList list = i8g_list(smem, j % 2);
-                i8g_mbar_wait(&list_full[j % 2], (uint32_t)(j / 2) & 1);
+                i8g_mbar_wait(i8g_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
                 const int n = *list.n_steps;
                 const uint32_t stage_bytes = 2 * I8G_TILE_BYTES + (tile.inside ? I8G_BM * 4 : 0);
                 for (int i = 0; i < n; i++, g++) {
                     const int kt = list.steps[i] >> 2, pass = list.steps[i] & 3, stage = g % I8G_STAGES;
-                    i8g_mbar_wait(&empty[stage], ((g / I8G_STAGES) & 1) ^ 1);
+                    i8g_mbar_wait(i8g_smem_addr(&empty[stage]), ((g / I8G_STAGES) & 1) ^ 1);
+                    const bool counted = tile.inside && !(pass == 1 && !list.own_a[kt]) && !(pass == 2 && !list.own_b[kt]);
+                    const float sb = counted ? list.sb[kt] : 0.0f;
+                    // Written before the arrival, whose release makes it visible with the stage's copies.
+                    info[stage] = make_float2(pass == 2 ? int8fb_residual_scale(sb) : sb, pass == 1 ? 1.0f : 0.0f);
                     i8g_mbar_arrive_expect_tx(&full[stage], stage_bytes);
                     uint8_t *dst_a = tiles_a + stage * I8G_TILE_BYTES + dn * a_rows * I8G_BK;
                     uint8_t *dst_b = tiles_b + stage * I8G_TILE_BYTES + dm * b_rows * I8G_BK;
@@ -443,19 +485,26 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
         const int consumer = warpgroup - 1;
         const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
         const int local_row = consumer * 64 + warp_in_group * 16 + lane / 4;  // and local_row + 8
-        const uint8_t *a_rows = tiles_a + consumer * 64 * I8G_BK;
-        uint32_t g = 0;  // the block's step count, over all its tiles
+        I8gConsumerSmem sm;
+        sm.full = i8g_smem_addr(full);
+        sm.ring_row = i8g_smem_addr(ring + local_row);
+        sm.info = i8g_smem_addr(smem + I8G_OFF_INFO);
+        sm.desc_a = i8g_smem_desc_lo(tiles_a + consumer * 64 * I8G_BK);
+        sm.desc_b = i8g_smem_desc_lo(tiles_b);
+        constexpr uint32_t desc_stride = I8G_TILE_BYTES / 16;
+        I8gRingPos pos = {0, 0};  // runs on over all the block's tiles
         for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
             const I8gList list = i8g_list(smem, j % 2);
-            i8g_mbar_wait(&list_full[j % 2], (uint32_t)(j / 2) & 1);
+            i8g_mbar_wait(i8g_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
             const int n = *list.n_steps;
             float acc[64];
 #pragma unroll
             for (int i = 0; i < 64; i++) acc[i] = 0.0f;
             int32_t part0[64], part1[64];
             I8gStep st0, st1;
-            i8g_begin_step(st0, 0, g++, list, full, ring, local_row, tile.inside);
-            i8g_issue_stage(part0, a_rows + st0.stage * I8G_TILE_BYTES, tiles_b + st0.stage * I8G_TILE_BYTES);
+            i8g_begin_step(st0, pos, sm);
+            i8g_issue_stage(part0, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
+            i8g_advance(pos);
             int i = 1;
             while (true) {
                 if (i == n) {
@@ -463,8 +512,10 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                     i8g_retire<CS>(acc, part0, st0, empty);
                     break;
                 }
-                i8g_begin_step(st1, i++, g++, list, full, ring, local_row, tile.inside);
-                i8g_issue_stage(part1, a_rows + st1.stage * I8G_TILE_BYTES, tiles_b + st1.stage * I8G_TILE_BYTES);
+                i++;
+                i8g_begin_step(st1, pos, sm);
+                i8g_issue_stage(part1, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
+                i8g_advance(pos);
                 i8g_wgmma_wait<1>();
                 i8g_retire<CS>(acc, part0, st0, empty);
                 if (i == n) {
@@ -472,8 +523,10 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                     i8g_retire<CS>(acc, part1, st1, empty);
                     break;
                 }
-                i8g_begin_step(st0, i++, g++, list, full, ring, local_row, tile.inside);
-                i8g_issue_stage(part0, a_rows + st0.stage * I8G_TILE_BYTES, tiles_b + st0.stage * I8G_TILE_BYTES);
+                i++;
+                i8g_begin_step(st0, pos, sm);
+                i8g_issue_stage(part0, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
+                i8g_advance(pos);
                 i8g_wgmma_wait<1>();
                 i8g_retire<CS>(acc, part1, st1, empty);
             }
