@@ -118,6 +118,42 @@ __device__ __forceinline__ uint32_t attn_smem_address(const bf16 *smem) {
     return addr;
 }
 
+// One 16-wide step kk of acc[16*MT x N] += A * B^T: the A fragments af (MT m-tiles, columns 16kk..16kk+15)
+// times rows [0, N) of B, read from a swizzled tile by this lane's ldmatrix offset b_off (see attn_warp_mma_abt).
+template <int HS, int MT, int N>
+__device__ __forceinline__ void attn_warp_mma_abt_step(float acc[MT][N / 8][4], const uint32_t af[MT][4], uint32_t b_off, int kk) {
+#pragma unroll
+    for (int n = 0; n < N / 16; n++) {
+        uint32_t bfr[4];
+        attn_ldmatrix_x4(bfr, (b_off ^ (kk * 32)) + n * 16 * HS * 2);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            attn_mma_bf16(acc[mt][2 * n], af[mt], bfr[0], bfr[1]);
+            attn_mma_bf16(acc[mt][2 * n + 1], af[mt], bfr[2], bfr[3]);
+        }
+    }
+}
+
+// This lane's ldmatrix offset into a swizzled B tile read by attn_warp_mma_abt_step, from the tile address b.
+template <int HS>
+__device__ __forceinline__ uint32_t attn_abt_b_offset(uint32_t b) {
+    const int lane = threadIdx.x % 32;
+    return b + attn_lane_offset<HS>((lane & 7) + (lane >> 4) * 8, (lane >> 3) & 1);
+}
+
+// Loads the A fragments of rows [a_row0, a_row0 + 16*MT) of a swizzled tile at shared address `a`, all
+// HS columns: af[mt][kk] is m-tile mt, columns 16kk..16kk+15 (for operands reused over a whole loop).
+template <int HS, int MT>
+__device__ __forceinline__ void attn_warp_load_a(uint32_t af[MT][HS / 16][4], uint32_t a, int a_row0) {
+    const int lane = threadIdx.x % 32;
+    const uint32_t a_off = a + attn_lane_offset<HS>(a_row0 + (lane & 15), lane >> 4);
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) attn_ldmatrix_x4(af[mt][kk], (a_off ^ (kk * 32)) + mt * 16 * HS * 2);
+    }
+}
+
 // Warp-level acc[16*MT x N] += A[16*MT x HS] * B[N x HS]^T, both read from swizzled tiles at shared
 // addresses `a` and `b`: A is rows [a_row0, a_row0 + 16*MT) (MT m-tiles of 16 rows that share each B
 // fragment), B rows [0, N). acc[mt][j] is the C fragment of m-tile mt, columns 8j..8j+7.
@@ -125,22 +161,29 @@ template <int HS, int MT, int N>
 __device__ __forceinline__ void attn_warp_mma_abt(float acc[MT][N / 8][4], uint32_t a, int a_row0, uint32_t b) {
     const int lane = threadIdx.x % 32;
     const uint32_t a_off = a + attn_lane_offset<HS>(a_row0 + (lane & 15), lane >> 4);
-    const uint32_t b_off = b + attn_lane_offset<HS>((lane & 7) + (lane >> 4) * 8, (lane >> 3) & 1);
+    const uint32_t b_off = attn_abt_b_offset<HS>(b);
 #pragma unroll
     for (int kk = 0; kk < HS / 16; kk++) {
         uint32_t af[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) attn_ldmatrix_x4(af[mt], (a_off ^ (kk * 32)) + mt * 16 * HS * 2);
+        attn_warp_mma_abt_step<HS, MT, N>(acc, af, b_off, kk);
+    }
+}
+
+// Same product with A given as register fragments (attn_warp_load_a's layout).
+template <int HS, int MT, int N>
+__device__ __forceinline__ void attn_warp_mma_abt_regs(float acc[MT][N / 8][4], const uint32_t af[MT][HS / 16][4], uint32_t b) {
+    const uint32_t b_off = attn_abt_b_offset<HS>(b);
 #pragma unroll
-        for (int n = 0; n < N / 16; n++) {
-            uint32_t bfr[4];
-            attn_ldmatrix_x4(bfr, (b_off ^ (kk * 32)) + n * 16 * HS * 2);
+    for (int kk = 0; kk < HS / 16; kk++) {
+        uint32_t a_step[MT][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                attn_mma_bf16(acc[mt][2 * n], af[mt], bfr[0], bfr[1]);
-                attn_mma_bf16(acc[mt][2 * n + 1], af[mt], bfr[2], bfr[3]);
-            }
+        for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) a_step[mt][i] = af[mt][kk][i];
         }
+        attn_warp_mma_abt_step<HS, MT, N>(acc, a_step, b_off, kk);
     }
 }
 
@@ -365,7 +408,11 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
 // [16*MT*NW*y, +16*MT*NW) and walks the query tiles (BQ rows of Q and dout, with their lse and delta) from the diagonal to T, two
 // stages deep. Each warp owns 16*MT keys: S^T = K Q^T, P^T = exp(S^T*scale - lse), dP^T = V dout^T,
 // dS^T = P^T (dP^T - delta), then dV += P^T dout and dK += dS^T Q, all in registers; dK is scaled at the end.
-template <int HS, int MT, int NW, int BQ>
+// The warp's K and V fragments (the A operands of S^T and dP^T) are fixed for the whole walk: the first
+// REG_AS of them (0: none, 1: K, 2: K and V) are loaded into registers once instead of from shared memory at
+// every query tile, which saves shared-memory bandwidth where the registers allow (same products in the
+// same order, so the same bits).
+template <int HS, int MT, int NW, int BQ, int REG_AS>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                           const float *delta, int T, int NH) {
     constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
@@ -404,6 +451,14 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     float dk[MT][HS / 8][4], dv[MT][HS / 8][4];
     attn_zero<MT, HS / 8>(dk);
     attn_zero<MT, HS / 8>(dv);
+    static_assert(REG_AS >= 0 && REG_AS <= 2, "REG_AS counts the A operands K, V held in registers");
+    uint32_t kf[MT][HS / 16][4], vf[MT][HS / 16][4];
+    if constexpr (REG_AS > 0) {
+        attn_cp_async_wait_all();
+        __syncthreads();
+        attn_warp_load_a<HS, MT>(kf, aK, warp * WR);
+        if constexpr (REG_AS > 1) attn_warp_load_a<HS, MT>(vf, aV, warp * WR);
+    }
 
     for (int qt = qt_first; qt < qt_end; qt++) {
         const int stage = (qt - qt_first) & 1;
@@ -428,8 +483,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
         attn_zero<MT, BQ / 8>(s);
         attn_zero<MT, BQ / 8>(dp);
-        attn_warp_mma_abt<HS, MT, BQ>(s, aK, warp * WR, cQ);
-        attn_warp_mma_abt<HS, MT, BQ>(dp, aV, warp * WR, cdO);
+        if constexpr (REG_AS > 0) attn_warp_mma_abt_regs<HS, MT, BQ>(s, kf, cQ);
+        else attn_warp_mma_abt<HS, MT, BQ>(s, aK, warp * WR, cQ);
+        if constexpr (REG_AS > 1) attn_warp_mma_abt_regs<HS, MT, BQ>(dp, vf, cdO);
+        else attn_warp_mma_abt<HS, MT, BQ>(dp, aV, warp * WR, cdO);
         const bool need_mask = qs < wk0 + WR - 1 || qs + BQ > T;
 #pragma unroll
         for (int j = 0; j < BQ / 8; j++) {
@@ -460,8 +517,9 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
 // Backward dQ. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, ordered like the forward (query blocks
 // last-first, all heads side by side). A block owns 16*MT*NW queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K and V, two
 // stages deep) up to the diagonal. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
-// dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end.
-template <int HS, int MT, int NW, int BK>
+// dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end. The first REG_AS
+// of the warp's fixed A operands Q, dout are held in registers for the whole walk, as in the dK/dV kernel.
+template <int HS, int MT, int NW, int BK, int REG_AS>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                         const float *delta, int T, int NH) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
@@ -498,6 +556,14 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     }
     float dq[MT][HS / 8][4];
     attn_zero<MT, HS / 8>(dq);
+    static_assert(REG_AS >= 0 && REG_AS <= 2, "REG_AS counts the A operands Q, dout held in registers");
+    uint32_t qf[MT][HS / 16][4], dof[MT][HS / 16][4];
+    if constexpr (REG_AS > 0) {
+        attn_cp_async_wait_all();
+        __syncthreads();
+        attn_warp_load_a<HS, MT>(qf, aQ, warp * WR);
+        if constexpr (REG_AS > 1) attn_warp_load_a<HS, MT>(dof, adO, warp * WR);
+    }
 
     for (int tile = 0; tile < ntiles; tile++) {
         attn_cp_async_wait_all();
@@ -515,8 +581,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         float s[MT][BK / 8][4], dp[MT][BK / 8][4];
         attn_zero<MT, BK / 8>(s);
         attn_zero<MT, BK / 8>(dp);
-        attn_warp_mma_abt<HS, MT, BK>(s, aQ, warp * WR, cK);
-        attn_warp_mma_abt<HS, MT, BK>(dp, adO, warp * WR, cV);
+        if constexpr (REG_AS > 0) attn_warp_mma_abt_regs<HS, MT, BK>(s, qf, cK);
+        else attn_warp_mma_abt<HS, MT, BK>(s, aQ, warp * WR, cK);
+        if constexpr (REG_AS > 1) attn_warp_mma_abt_regs<HS, MT, BK>(dp, dof, cV);
+        else attn_warp_mma_abt<HS, MT, BK>(dp, adO, warp * WR, cV);
         const bool need_mask = k0 + BK - 1 > wq0 || k0 + BK > T;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -545,17 +613,18 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 // Tile configuration per head size, per kernel: MT m-tiles of 16 rows per warp, NW warps per block,
 // and the length of the streamed tiles (keys for forward and dQ, queries for dK/dV). Chosen from the
 // variants timed by dev/cuda/attention.cu on an H100 (dev/RESULTS.md); dK/dV keeps MT = 1 because its
-// two HS-wide accumulators fill the registers (MT = 2 spills).
+// two HS-wide accumulators fill the registers (MT = 2 spills). REG_AS: how many of the backward kernels'
+// fixed A operands stay in registers, as many as fit without spilling (ptxas -v).
 template <int HS> struct AttentionConfig;
 template <> struct AttentionConfig<64> {
     static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 64;
-    static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 64;
-    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32;
+    static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 64, DKDV_REG_AS = 2;
+    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32, DQ_REG_AS = 1;
 };
 template <> struct AttentionConfig<128> {
     static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32;
-    static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 32;
-    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32;
+    static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 32, DKDV_REG_AS = 1;
+    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32, DQ_REG_AS = 0;
 };
 
 // Checks the shapes shared by forward and backward.
@@ -606,7 +675,7 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dkdv_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
                                               int B, int T, int NH, cudaStream_t stream) {
     constexpr int BKV = 16 * C::DKDV_MT * C::DKDV_WARPS;
-    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ>;
+    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_REG_AS>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 4 * C::DKDV_BQ) * HS * sizeof(bf16) + 4 * C::DKDV_BQ * sizeof(float));
     const long blocks = (long)B * NH * ceil_div(T, BKV);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BKV, blocks);
@@ -619,7 +688,7 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dq_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
                                             int B, int T, int NH, cudaStream_t stream) {
     constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
-    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK>;
+    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_REG_AS>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BR + 4 * C::DQ_BK) * HS * sizeof(bf16));
     const long blocks = (long)B * NH * ceil_div(T, BR);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);

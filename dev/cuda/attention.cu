@@ -21,11 +21,12 @@ backward recomputes S and dP a second time in its dQ pass, which this count leav
 #include "test/reference/attention_cpu.h"
 
 // Tile configurations under test: (MT, warps, tile length) for forward, dK/dV and dQ.
-template <int FM, int FW, int FBC, int KM, int KW, int KBQ, int QM, int QW, int QBK>
+template <int FM, int FW, int FBC, int KM, int KW, int KBQ, int KR, int QM, int QW, int QBK, int QR>
 struct TileConfig {
     static constexpr int FWD_MT = FM, FWD_WARPS = FW, FWD_BC = FBC;
     static constexpr int DKDV_MT = KM, DKDV_WARPS = KW, DKDV_BQ = KBQ;
-    static constexpr int DQ_MT = QM, DQ_WARPS = QW, DQ_BK = QBK;
+    static constexpr int DKDV_REG_AS = KR;
+    static constexpr int DQ_MT = QM, DQ_WARPS = QW, DQ_BK = QBK, DQ_REG_AS = QR;
 };
 typedef void (*ForwardFn)(bf16 *, float *, const bf16 *, int, int, int, cudaStream_t);
 typedef void (*BackwardStepFn)(bf16 *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
@@ -35,21 +36,24 @@ struct Variant {
     ForwardFn fwd;
     BackwardStepFn dkdv, dq;
 };
-#define VARIANT(HS, FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK)                                                            \
-    {HS, "f" #FM "/" #FW "/" #FBC " k" #KM "/" #KW "/" #KBQ " q" #QM "/" #QW "/" #QBK,                                \
-     attention_forward_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK>>,                                      \
-     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK>>,                                \
-     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, QM, QW, QBK>>}
-// Variant 0 of each head size is the library default (AttentionConfig<HS>), variant 1 the first version
-// (one 16-row m-tile per warp, 4 warps everywhere), variant 2 an alternative that measured close. Names read
-// f<MT>/<warps>/<key tile> k<MT>/<warps>/<query tile> q<MT>/<warps>/<key tile>.
+#define VARIANT(HS, FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR)                                                    \
+    {HS, "f" #FM "/" #FW "/" #FBC " k" #KM "/" #KW "/" #KBQ "/" #KR " q" #QM "/" #QW "/" #QBK "/" #QR,               \
+     attention_forward_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR>>,                              \
+     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR>>,                        \
+     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR>>}
+// Variant 0 of each head size is the library default (AttentionConfig<HS>), variant 1 the previous default
+// (every A operand of the backward's S and dP products read from shared memory at every tile), the others
+// alternatives. Names read f<MT>/<warps>/<key tile> k<MT>/<warps>/<query tile>/<A operands in registers>
+// q<MT>/<warps>/<key tile>/<A operands in registers>.
 static const Variant VARIANTS[] = {
     {64, "default", attention_forward_hs<64>, attention_backward_dkdv_hs<64>, attention_backward_dq_hs<64>},
-    VARIANT(64, 1, 4, 64, 1, 4, 64, 1, 4, 64),
-    VARIANT(64, 1, 8, 64, 2, 4, 32, 1, 8, 64),
+    VARIANT(64, 2, 4, 64, 1, 8, 64, 0, 2, 4, 32, 0),
+    VARIANT(64, 2, 4, 64, 1, 8, 64, 2, 2, 4, 32, 0),
+    VARIANT(64, 2, 4, 64, 1, 8, 64, 2, 2, 4, 32, 2),
     {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
-    VARIANT(128, 1, 4, 64, 1, 4, 32, 1, 4, 64),
-    VARIANT(128, 2, 4, 64, 1, 8, 32, 1, 8, 64),
+    VARIANT(128, 2, 4, 32, 1, 4, 32, 0, 2, 4, 32, 0),
+    VARIANT(128, 2, 4, 32, 1, 8, 32, 0, 2, 4, 32, 0),
+    VARIANT(128, 2, 4, 32, 1, 8, 32, 1, 1, 4, 32, 2),
 };
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
