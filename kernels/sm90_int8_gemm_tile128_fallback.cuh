@@ -42,8 +42,8 @@
 #define I8G_PRODUCER_REGS 56
 #define I8G_MAX_K_TILES 1024  // K <= 131072: the block's fallback flags live in shared memory
 // Default cluster shape: lone blocks. Measured on an H100 (dev/RESULTS.md, 8192^3, this persistent
-// kernel): 1x1 745 TOP/s, 1x2 719, 2x1 700, 2x2 359 -- multicast halves L2 reads but the kernel is bound
-// by the consumers' instruction issue, not by L2, and 2x2 clusters run in lockstep over 4 SMs.
+// kernel): 1x1 761-766 TOP/s, 1x2 729-734, 2x1 759-761, 2x2 394 -- multicast halves L2 reads but adds
+// cross-block waits, and 2x2 clusters run in lockstep over 4 SMs.
 #define I8G_DEFAULT_CM 1
 #define I8G_DEFAULT_CN 1
 static_assert(I8G_BM == INT8FB_TILE_SIZE && I8G_BN == INT8FB_TILE_SIZE && I8G_BK == INT8FB_TILE_SIZE,
