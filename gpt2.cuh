@@ -11,7 +11,8 @@
 //   qkv = ln1 Wqkv^T + b     (linear; qkv laid out [B,T,3,NH,HS] as the attention kernel reads it)
 //   atty, lse = causal flash attention(qkv)
 //   x2 = x + (atty Wproj^T + b),  ln2 = LN2(x2)          (fused residual + LayerNorm)
-//   fch = ln2 Wfc^T + b,  fch_gelu = GELU(fch)   (bias and GELU in the GEMM epilogue)
+//   fch = ln2 Wfc^T + b,  fch_gelu = GELU(fch)   (bias and GELU in the GEMM epilogue; GELU's backward
+//   is a pass after the fcproj Dgrad that also sums the fc bias gradient)
 //   x3 = x2 + (fch_gelu Wfcproj^T + b), then LN1 of layer l+1 (or the final LN) on x3 (fused)
 // then logits = lnf wte^T (tied, padded vocabulary) and the fused softmax + cross-entropy, which
 // leaves dloss * dlogits in the logits buffer. Backward runs the same steps in reverse; the residual
@@ -317,7 +318,7 @@ static inline void gpt2_backward(GPT2 *m) {
 
     // LM head (tied wte) and the final LayerNorm
     linear_backward(lin, dbtc, gpt2_grad(m, GPT2_WTE), NULL, GPT2_PTR(m, bf16, m->logits),
-                    stash_restore(&m->stash, &r->tensors[m->lnf], s), gpt2_param(m, GPT2_WTE), NULL, N, C, Vp, s);
+                    stash_restore(&m->stash, &r->tensors[m->lnf], s), gpt2_param(m, GPT2_WTE), NULL, NULL, N, C, Vp, s);
     layernorm_backward(dres, gpt2_grad(m, GPT2_LNFW), gpt2_grad(m, GPT2_LNFB), ln_scratch, dbtc,
                        GPT2_PTR(m, bf16, m->layer[L - 1].residual3), gpt2_param(m, GPT2_LNFW), GPT2_PTR(m, float, m->lnf_mean),
                        GPT2_PTR(m, float, m->lnf_rstd), N, C, s);
@@ -325,22 +326,23 @@ static inline void gpt2_backward(GPT2 *m) {
         const GPT2LayerActs *a = &m->layer[l];
         const bf16 *residual = l == 0 ? GPT2_PTR(m, bf16, m->encoded) : GPT2_PTR(m, bf16, m->layer[l - 1].residual3);
         const size_t lc = (size_t)l * C;
-        // dres is the gradient of x3: the fcproj branch gets it unchanged; GELU's backward is fused into Dgrad
+        // dres is the gradient of x3: the fcproj branch gets it unchanged; GELU's backward follows its Dgrad
+        // in one pass that also gives the fc bias gradient (so fc's own backward skips it)
         linear_backward(lin, dfch, gpt2_grad(m, GPT2_FCPROJW) + lc * 4 * C, gpt2_grad(m, GPT2_FCPROJB) + lc, dres,
                         stash_restore(&m->stash, &r->tensors[a->fch_gelu], s), gpt2_param(m, GPT2_FCPROJW) + lc * 4 * C,
-                        GPT2_PTR(m, bf16, a->fch), N, 4 * C, C, s);
-        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_FCW) + lc * 4 * C, gpt2_grad(m, GPT2_FCB) + 4 * lc, dfch,
-                        stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, N, C, 4 * C, s);
+                        GPT2_PTR(m, bf16, a->fch), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, s);
+        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_FCW) + lc * 4 * C, NULL, dfch,
+                        stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, NULL, N, C, 4 * C, s);
         layernorm_backward(dres, gpt2_grad(m, GPT2_LN2W) + lc, gpt2_grad(m, GPT2_LN2B) + lc, ln_scratch, dbtc,
                            GPT2_PTR(m, bf16, a->residual2), gpt2_param(m, GPT2_LN2W) + lc, GPT2_PTR(m, float, a->ln2_mean),
                            GPT2_PTR(m, float, a->ln2_rstd), N, C, s);
         // dres is now the gradient of x2: the attention branch gets it unchanged
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_ATTPROJW) + lc * C, gpt2_grad(m, GPT2_ATTPROJB) + lc, dres,
-                        stash_restore(&m->stash, &r->tensors[a->atty], s), gpt2_param(m, GPT2_ATTPROJW) + lc * C, NULL, N, C, C, s);
+                        stash_restore(&m->stash, &r->tensors[a->atty], s), gpt2_param(m, GPT2_ATTPROJW) + lc * C, NULL, NULL, N, C, C, s);
         attention_backward(dqkv, GPT2_PTR(m, float, m->attn_delta), dbtc, stash_restore(&m->stash, &r->tensors[a->qkv], s),
                            GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse), B, T, NH, HS, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_QKVW) + lc * 3 * C, gpt2_grad(m, GPT2_QKVB) + 3 * lc, dqkv,
-                        stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, N, C, 3 * C, s);
+                        stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, NULL, N, C, 3 * C, s);
         layernorm_backward(dres, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,
                            gpt2_param(m, GPT2_LN1W) + lc, GPT2_PTR(m, float, a->ln1_mean), GPT2_PTR(m, float, a->ln1_rstd), N, C, s);
     }

@@ -3,18 +3,22 @@
 //   Fprop: out[N,OC]  = inp[N,IC] . weight[OC,IC]^T (+ bias[OC])          BF16 out
 //          optionally followed by GELU: pre_gelu[N,OC] = that sum, out = gelu(pre_gelu)
 //   Dgrad: dinp[N,IC] = dout[N,OC] . weight[OC,IC]                         BF16 out, overwritten
-//          optionally times gelu'(pre_gelu[N,IC]) when inp was the output of a GELU (its backward, fused)
+//          optionally times gelu'(pre_gelu[N,IC]) when inp was the output of a GELU (its backward)
 //   Wgrad: dweight[OC,IC] += dout[N,OC]^T . inp[N,IC],  dbias[OC] += sum_n dout[n,:]   FP32, accumulated
 // N = B*T tokens, row-major everywhere. Only PRECISION_BF16 is built (cuBLASLt BF16 GEMMs with FP32
 // accumulation); the other modes are rejected at flag parsing and fail here by name.
 //
 // Bias and GELU: forward adds the bias (and applies GELU) in the GEMM's epilogue (cuBLASLt BIAS,
-// GELU_AUX_BIAS), Dgrad applies GELU's derivative in its epilogue (DGELU); the bias gradient sums dout's columns in two
-// deterministic stages (fixed row chunks into FP32 partials, then the partials in chunk order).
+// GELU_AUX_BIAS). GELU's backward is NOT cuBLASLt's DGELU epilogue: on the H100 that ran the fcproj
+// Dgrad of GPT-2 d24 at 0.99 ms against 0.44 ms for the plain GEMM (dev/RESULTS.md), so it is one pass
+// after the plain Dgrad (0.25 ms) that also sums the columns of its result, which are the bias gradient
+// of the layer that produced pre_gelu. Bias gradients sum columns in two deterministic stages (fixed
+// row chunks into FP32 partials, then the partials in chunk order).
 #ifndef CORE_LINEAR_CUH
 #define CORE_LINEAR_CUH
 
 #include "core/precision.h"
+#include "kernels/gelu.cuh"
 #include "kernels/layer_common.cuh"
 #include "kernels/matmul_cublaslt.cuh"
 
@@ -33,11 +37,14 @@ typedef struct {
 // ----------------------------------------------------------------------------------------------
 // kernels
 
-// partials[chunk, o] = sum over the rows of row chunk `blockIdx.y` of dout[row, o]. Thread (x, y) of
-// a block owns 8 columns and the rows y, y + BIAS_GRAD_ROWS, ... of the chunk; the BIAS_GRAD_ROWS
-// lanes are then added in y order.
+// partials[chunk, o] = sum over the rows of row chunk `blockIdx.y` of d[row, o], where d = dout, or with
+// GELU_BACKWARD d = bf16(dout * gelu'(pre_gelu)), which is also written back over dout (GELU's backward in
+// place; dout [N,OC] was the gradient of gelu(pre_gelu), pre_gelu [N,OC]). Thread (x, y) of a block owns 8
+// columns and the rows y, y + BIAS_GRAD_ROWS, ... of the chunk; the BIAS_GRAD_ROWS lanes are then added
+// in y order.
+template <bool GELU_BACKWARD>
 __global__ void __launch_bounds__(WARP_SIZE *BIAS_GRAD_ROWS)
-bias_grad_partials_kernel(float *partials, const bf16 *dout, int N, int OC, int rows_per_chunk) {
+bias_grad_partials_kernel(float *partials, bf16 *dout, const bf16 *pre_gelu, int N, int OC, int rows_per_chunk) {
     __shared__ float lanes[BIAS_GRAD_ROWS][WARP_SIZE * 8];
     const int o = (blockIdx.x * WARP_SIZE + threadIdx.x) * 8;
     const int row_begin = blockIdx.y * rows_per_chunk;
@@ -45,7 +52,14 @@ bias_grad_partials_kernel(float *partials, const bf16 *dout, int N, int OC, int 
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (o < OC) {
         for (int r = row_begin + threadIdx.y; r < row_end; r += BIAS_GRAD_ROWS) {
-            const Bf16x8 d = load_bf16x8(dout + (size_t)r * OC, o, OC, true);
+            Bf16x8 d = load_bf16x8(dout + (size_t)r * OC, o, OC, true);
+            if (GELU_BACKWARD) {
+                const Bf16x8 x = load_bf16x8(pre_gelu + (size_t)r * OC, o, OC, true);
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    d.v[e] = __float2bfloat16(__bfloat162float(d.v[e]) * gelu_tanh_grad(__bfloat162float(x.v[e])));
+                store_bf16x8(dout + (size_t)r * OC, o, OC, true, d);
+            }
 #pragma unroll
             for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
         }
@@ -73,16 +87,21 @@ __global__ void bias_grad_finish_kernel(float *dbias, const float *partials, int
 // ----------------------------------------------------------------------------------------------
 // launchers
 
-// dbias [OC] (FP32) += column sums of dout [N,OC]. partials: BIAS_GRAD_MAX_CHUNKS * OC floats.
+// dbias [OC] (FP32) += column sums of dout [N,OC]. With pre_gelu [N,OC] (dout is the gradient of
+// gelu(pre_gelu)), dout is first replaced in place by dout * gelu'(pre_gelu) (BF16) and that is summed;
+// dbias may then be NULL (GELU's backward alone). partials: BIAS_GRAD_MAX_CHUNKS * OC floats.
 // The row chunks depend only on N, so the result is bit-reproducible.
-static inline void bias_grad(float *dbias, float *partials, const bf16 *dout, int N, int OC, cudaStream_t stream) {
+static inline void bias_grad(float *dbias, float *partials, bf16 *dout, const bf16 *pre_gelu, int N, int OC, cudaStream_t stream) {
     shapeCheck(N > 0 && OC > 0 && OC % 8 == 0, "bias gradient needs OC %% 8 == 0, got N=%d OC=%d", N, OC);
-    shapeCheck((uintptr_t)dout % 16 == 0, "dout must be 16-byte aligned");
+    shapeCheck((uintptr_t)dout % 16 == 0 && (uintptr_t)pre_gelu % 16 == 0, "dout and pre_gelu must be 16-byte aligned");
+    shapeCheck(dbias != NULL || pre_gelu != NULL, "bias gradient: nothing to compute");
     const int rows_per_chunk = ceil_div(N, BIAS_GRAD_MAX_CHUNKS) < 64 ? 64 : ceil_div(N, BIAS_GRAD_MAX_CHUNKS);
     const int chunks = ceil_div(N, rows_per_chunk);
     const dim3 grid(ceil_div(OC, WARP_SIZE * 8), chunks), block(WARP_SIZE, BIAS_GRAD_ROWS);
-    bias_grad_partials_kernel<<<grid, block, 0, stream>>>(partials, dout, N, OC, rows_per_chunk);
+    if (pre_gelu != NULL) bias_grad_partials_kernel<true><<<grid, block, 0, stream>>>(partials, dout, pre_gelu, N, OC, rows_per_chunk);
+    else bias_grad_partials_kernel<false><<<grid, block, 0, stream>>>(partials, dout, NULL, N, OC, rows_per_chunk);
     cudaCheckLaunch();
+    if (dbias == NULL) return;
     bias_grad_finish_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, partials, chunks, OC);
     cudaCheckLaunch();
 }
@@ -91,13 +110,12 @@ static inline void bias_grad(float *dbias, float *partials, const bf16 *dout, in
 // the dispatch point
 
 // Runs one of a linear layer's GEMMs in the context's precision. Operands as in the header comment:
-// Fprop (out, inp, weight, bias or NULL, pre_gelu or NULL), Dgrad (dinp, dout, weight, NULL, pre_gelu
-// or NULL), Wgrad (dweight, dout, inp).
+// Fprop (out, inp, weight, bias or NULL, pre_gelu or NULL), Dgrad (dinp, dout, weight, NULL, NULL),
+// Wgrad (dweight, dout, inp, NULL, NULL).
 static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void *out, const bf16 *x, const bf16 *y,
                                const bf16 *bias, bf16 *pre_gelu, int N, int IC, int OC, cudaStream_t stream) {
     shapeCheck(bias == NULL || which == LINEAR_FPROP, "only Fprop takes a bias");
-    shapeCheck(pre_gelu == NULL || (which == LINEAR_FPROP && bias != NULL) || which == LINEAR_DGRAD,
-               "GELU fuses into Fprop (with a bias) or Dgrad");
+    shapeCheck(pre_gelu == NULL || (which == LINEAR_FPROP && bias != NULL), "GELU fuses into Fprop (with a bias) only");
     switch (ctx->precision) {
     case PRECISION_BF16: {
         MatmulArgs g;
@@ -120,10 +138,6 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
             g.M = N; g.N = IC; g.K = OC;
             g.c_type = CUDA_R_16BF;
             g.b_transposed = 1;
-            if (pre_gelu != NULL) {
-                g.epilogue = MATMUL_EPILOGUE_DGELU;
-                g.aux = pre_gelu;
-            }
         } else {                             // dweight[OC,IC] += dout[N,OC]^T . inp[N,IC]: both [K, .]
             g.M = OC; g.N = IC; g.K = N;
             g.c_type = CUDA_R_32F;
@@ -146,17 +160,23 @@ static inline void linear_forward(const LinearContext *ctx, bf16 *out, bf16 *pre
 }
 
 // Dgrad into dinp [N,IC] (overwritten; skipped when dinp is NULL), Wgrad into dweight [OC,IC] and
-// dbias [OC] (FP32, accumulated; dbias may be NULL). dout [N,OC], inp [N,IC], weight [OC,IC].
-// With pre_gelu [N,IC] (inp = gelu(pre_gelu)), dinp is the gradient of pre_gelu instead.
+// dbias [OC] (FP32, accumulated; dbias NULL when the caller takes the bias gradient from another pass).
+// dout [N,OC], inp [N,IC], weight [OC,IC]. With pre_gelu [N,IC] (inp = gelu(pre_gelu)), dinp is the
+// gradient of pre_gelu instead, and pre_gelu_dbias [IC] (FP32, accumulated; may be NULL) += its column
+// sums: the bias gradient of the linear layer whose output was pre_gelu.
 static inline void linear_backward(const LinearContext *ctx, bf16 *dinp, float *dweight, float *dbias, const bf16 *dout,
-                                   const bf16 *inp, const bf16 *weight, const bf16 *pre_gelu, int N, int IC, int OC,
-                                   cudaStream_t stream) {
-    if (dinp != NULL) linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, (bf16 *)pre_gelu, N, IC, OC, stream);
-    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, NULL, N, IC, OC, stream);
-    if (dbias != NULL) {
-        shapeCheck(OC <= ctx->max_out_channels, "bias gradient of %d channels, scratch sized for %d", OC, ctx->max_out_channels);
-        bias_grad(dbias, ctx->bias_partials, dout, N, OC, stream);
+                                   const bf16 *inp, const bf16 *weight, const bf16 *pre_gelu, float *pre_gelu_dbias,
+                                   int N, int IC, int OC, cudaStream_t stream) {
+    shapeCheck(pre_gelu == NULL || dinp != NULL, "GELU's backward needs dinp");
+    shapeCheck(pre_gelu_dbias == NULL || pre_gelu != NULL, "pre_gelu_dbias needs pre_gelu");
+    shapeCheck((dbias == NULL || OC <= ctx->max_out_channels) && (pre_gelu == NULL || IC <= ctx->max_out_channels),
+               "bias gradient of %d / %d channels, scratch sized for %d", OC, IC, ctx->max_out_channels);
+    if (dinp != NULL) {
+        linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, NULL, N, IC, OC, stream);
+        if (pre_gelu != NULL) bias_grad(pre_gelu_dbias, ctx->bias_partials, dinp, pre_gelu, N, IC, stream);
     }
+    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, NULL, N, IC, OC, stream);
+    if (dbias != NULL) bias_grad(dbias, ctx->bias_partials, (bf16 *)dout, NULL, N, OC, stream);
 }
 
 #endif // CORE_LINEAR_CUH

@@ -15,7 +15,8 @@
 // before the trials and restored after them.
 // Epilogues are a field of MatmulArgs (BF16 operands and output only): BIAS adds a BF16 bias[N] to
 // every row of C; GELU_BIAS also applies GELU (tanh approximation) and stores the pre-activation in
-// aux; DGELU multiplies the product by GELU'(aux) (the backward of GELU fused into a Dgrad).
+// aux. (cuBLASLt's DGELU epilogue is not offered: on the H100 it ran a GPT-2 Dgrad at less than half
+// the plain GEMM's speed, slower than the plain GEMM plus a separate pass; see core/linear.cuh.)
 //
 // BF16 operands may also be stored the other way round (the backward GEMMs of a linear layer):
 // a_transposed says A is stored as [K,M] row-major (M contiguous), b_transposed that B is stored as
@@ -46,7 +47,6 @@ typedef enum {
     MATMUL_EPILOGUE_NONE = 0,
     MATMUL_EPILOGUE_BIAS,       // C[m, n] = product[m, n] + bias[n]; bias BF16 [N], 16-byte aligned
     MATMUL_EPILOGUE_GELU_BIAS,  // aux[m, n] = product[m, n] + bias[n], C[m, n] = gelu(aux[m, n])
-    MATMUL_EPILOGUE_DGELU,      // C[m, n] = product[m, n] * gelu'(aux[m, n])
 } MatmulEpilogue;
 
 typedef struct {
@@ -65,7 +65,7 @@ typedef struct {
     int b_transposed;          // BF16 only: B stored as [K,N] row-major
     MatmulEpilogue epilogue;
     const void *bias;          // BIAS, GELU_BIAS: device pointer to bias[N] (BF16)
-    void *aux;                 // GELU_BIAS: pre-activation output, DGELU: pre-activation input; BF16 [M,N] row-major
+    void *aux;                 // GELU_BIAS: pre-activation output, BF16 [M,N] row-major
 } MatmulArgs;
 
 // The heuristic's result for one problem, with the descriptors it was chosen for.
@@ -152,10 +152,10 @@ static inline int matmul_cublaslt_validate(const MatmulArgs *g, char *err, size_
     if (g->A == NULL || g->B == NULL || g->C == NULL) return set_error(err, err_size, "matmul: NULL operand pointer");
     if (g->c_type != CUDA_R_16BF && g->c_type != CUDA_R_32F)
         return set_error(err, err_size, "matmul: output type %s, want bf16 or fp32", matmul_type_name(g->c_type));
-    if (g->epilogue < MATMUL_EPILOGUE_NONE || g->epilogue > MATMUL_EPILOGUE_DGELU)
+    if (g->epilogue < MATMUL_EPILOGUE_NONE || g->epilogue > MATMUL_EPILOGUE_GELU_BIAS)
         return set_error(err, err_size, "matmul: epilogue %d not implemented", (int)g->epilogue);
     const int wants_bias = g->epilogue == MATMUL_EPILOGUE_BIAS || g->epilogue == MATMUL_EPILOGUE_GELU_BIAS;
-    const int wants_aux = g->epilogue == MATMUL_EPILOGUE_GELU_BIAS || g->epilogue == MATMUL_EPILOGUE_DGELU;
+    const int wants_aux = g->epilogue == MATMUL_EPILOGUE_GELU_BIAS;
     if (g->epilogue != MATMUL_EPILOGUE_NONE && (g->a_type != CUDA_R_16BF || g->b_type != CUDA_R_16BF || g->c_type != CUDA_R_16BF))
         return set_error(err, err_size, "matmul: epilogue %d takes bf16 operands and a bf16 output", (int)g->epilogue);
     if (wants_bias != (g->bias != NULL) || (g->bias != NULL && (uintptr_t)g->bias % 16 != 0))
@@ -330,8 +330,7 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
     if (g->epilogue != MATMUL_EPILOGUE_NONE) {
         // cuBLASLt's rows are our columns: its per-row bias is our bias[N], and aux (our [M,N] row-major)
         // is its N x M column-major matrix with leading dimension N, like C
-        const cublasLtEpilogue_t epilogues[] = {CUBLASLT_EPILOGUE_DEFAULT, CUBLASLT_EPILOGUE_BIAS, CUBLASLT_EPILOGUE_GELU_AUX_BIAS,
-                                                CUBLASLT_EPILOGUE_DGELU};
+        const cublasLtEpilogue_t epilogues[] = {CUBLASLT_EPILOGUE_DEFAULT, CUBLASLT_EPILOGUE_BIAS, CUBLASLT_EPILOGUE_GELU_AUX_BIAS};
         cublasLtEpilogue_t epilogue = epilogues[g->epilogue];
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
         if (g->bias != NULL) {

@@ -3,7 +3,9 @@ Where one GPT-2 BF16 training step's time goes (gpt2.cuh): builds a randomly ini
 runs WARMUP steps (the first one also chooses the cuBLASLt algorithms, kernels/matmul_cublaslt.cuh), then
 times STEPS steps phase by phase between CUDA events on the model's stream: zero-grad + forward (with the
 fused classifier), backward, global norm + AdamW. Then times every GEMM of one step on its own (same shapes,
-same linear dispatch point, random operands) and prints their sum, and how the plan cache chose.
+same linear dispatch point, random operands) and prints their sum, and how the plan cache chose; then
+every other kernel of the step on its own (on the model's tensors, layer 0 for every layer), so that the
+two tables add up to about the step time.
 
 Compile and run:
   make build/dev/gpt2_step && ./build/dev/gpt2_step d12 64 1024     # preset, B, T
@@ -111,7 +113,7 @@ int main(int argc, char **argv) {
         {"qkv fprop", LINEAR_FPROP, C, 3 * C, 1, 0, L},        {"attproj fprop", LINEAR_FPROP, C, C, 1, 0, L},
         {"fc fprop+gelu", LINEAR_FPROP, C, 4 * C, 1, 1, L},    {"fcproj fprop", LINEAR_FPROP, 4 * C, C, 1, 0, L},
         {"lm head fprop", LINEAR_FPROP, C, Vp, 0, 0, 1},       {"lm head dgrad", LINEAR_DGRAD, C, Vp, 0, 0, 1},
-        {"lm head wgrad", LINEAR_WGRAD, C, Vp, 0, 0, 1},       {"fcproj dgrad+dgelu", LINEAR_DGRAD, 4 * C, C, 0, 1, L},
+        {"lm head wgrad", LINEAR_WGRAD, C, Vp, 0, 0, 1},       {"fcproj dgrad", LINEAR_DGRAD, 4 * C, C, 0, 0, L},
         {"fcproj wgrad", LINEAR_WGRAD, 4 * C, C, 0, 0, L},     {"fc dgrad", LINEAR_DGRAD, C, 4 * C, 0, 0, L},
         {"fc wgrad", LINEAR_WGRAD, C, 4 * C, 0, 0, L},         {"attproj dgrad", LINEAR_DGRAD, C, C, 0, 0, L},
         {"attproj wgrad", LINEAR_WGRAD, C, C, 0, 0, L},        {"qkv dgrad", LINEAR_DGRAD, C, 3 * C, 0, 0, L},
@@ -152,6 +154,55 @@ int main(int argc, char **argv) {
     }
     printf("GEMMs alone: %.2f ms per step (%.1f%% of the step); the rest (attention, memory-bound passes): %.2f ms\n",
            gemm_total, 100.0 * gemm_total / step_ms, step_ms - gemm_total);
+
+    // every other kernel of the step alone, on the model's own tensors (layer 0 stands for every layer)
+    const int NH = cfg.num_heads, HS = C / NH;
+    const GPT2LayerActs *a0 = &m.layer[0];
+    bf16 *branch = GPT2_PTR(&m, bf16, m.branch), *dres = GPT2_PTR(&m, bf16, m.dresidual), *dbtc = GPT2_PTR(&m, bf16, m.dbtc);
+    float *ln_scratch = GPT2_PTR(&m, float, m.ln_scratch);
+    const AdamWStepParams hp = adamw_step_params(1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f);
+    double other_total = 0;
+#define TIME_OP(name, per_step, call)                                                                            \
+    do {                                                                                                         \
+        call;                                                                                                    \
+        cudaCheck(cudaEventRecord(ev[0], m.stream));                                                             \
+        for (int r_ = 0; r_ < GEMM_REPS; r_++) { call; }                                                         \
+        cudaCheck(cudaEventRecord(ev[1], m.stream));                                                             \
+        const double ms_ = elapsed_ms(ev[0], ev[1]) / GEMM_REPS;                                                 \
+        printf("  %-28s %8.3f ms x %3d = %7.2f ms/step\n", name, ms_, per_step, ms_ * (per_step));             \
+        other_total += ms_ * (per_step);                                                                         \
+    } while (0)
+    TIME_OP("zero grad + dres memset", 1, { gpt2_zero_grad(&m); cudaCheck(cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(bf16), m.stream)); });
+    TIME_OP("encoder forward", 1, encoder_forward(GPT2_PTR(&m, bf16, m.encoded), GPT2_PTR(&m, int, m.inputs), gpt2_param(&m, GPT2_WTE),
+                                                  gpt2_param(&m, GPT2_WPE), B, T, C, m.stream));
+    TIME_OP("residual + layernorm fwd", 2 * L + 1,
+            fused_residual_layernorm_forward(GPT2_PTR(&m, bf16, a0->residual2), GPT2_PTR(&m, bf16, a0->ln2), GPT2_PTR(&m, float, a0->ln2_mean),
+                                             GPT2_PTR(&m, float, a0->ln2_rstd), GPT2_PTR(&m, bf16, m.encoded), branch,
+                                             gpt2_param(&m, GPT2_LN2W), gpt2_param(&m, GPT2_LN2B), N, C, m.stream));
+    TIME_OP("attention forward", L, attention_forward(GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse), GPT2_PTR(&m, bf16, a0->qkv),
+                                                      B, T, NH, HS, m.stream));
+    TIME_OP("classifier", 1, fused_classifier(GPT2_PTR(&m, bf16, m.logits), GPT2_PTR(&m, float, m.losses), GPT2_PTR(&m, int, m.targets),
+                                              1.0f / N, N, cfg.vocab_size, Vp, m.stream));
+    TIME_OP("layernorm backward", 2 * L + 1,
+            layernorm_backward(dres, gpt2_grad(&m, GPT2_LN2W), gpt2_grad(&m, GPT2_LN2B), ln_scratch, dbtc, GPT2_PTR(&m, bf16, a0->residual2),
+                               gpt2_param(&m, GPT2_LN2W), GPT2_PTR(&m, float, a0->ln2_mean), GPT2_PTR(&m, float, a0->ln2_rstd), N, C, m.stream));
+    TIME_OP("attention backward", L, attention_backward(GPT2_PTR(&m, bf16, m.dqkv), GPT2_PTR(&m, float, m.attn_delta), dbtc,
+                                                        GPT2_PTR(&m, bf16, a0->qkv), GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse),
+                                                        B, T, NH, HS, m.stream));
+    TIME_OP("gelu backward + bias grad fc", L, bias_grad(gpt2_grad(&m, GPT2_FCB), m.linear.bias_partials, GPT2_PTR(&m, bf16, m.dfch),
+                                                         GPT2_PTR(&m, bf16, a0->fch), N, 4 * C, m.stream));
+    const int bias_oc[3] = {3 * C, C, C};
+    const char *bias_names[3] = {"bias grad qkv", "bias grad attproj", "bias grad fcproj"};
+    for (int i = 0; i < 3; i++)
+        TIME_OP(bias_names[i], L, bias_grad(gpt2_grad(&m, GPT2_QKVB), m.linear.bias_partials, GPT2_PTR(&m, bf16, m.dfch), NULL, N, bias_oc[i], m.stream));
+    TIME_OP("encoder backward", 1, encoder_backward(gpt2_grad(&m, GPT2_WTE), gpt2_grad(&m, GPT2_WPE), GPT2_PTR(&m, void, m.encoder_scratch),
+                                                    dres, GPT2_PTR(&m, int, m.inputs), B, T, C, Vp, m.stream));
+    TIME_OP("global norm", 1, global_norm_squared(GPT2_PTR(&m, float, m.norm_out), GPT2_PTR(&m, float, m.norm_scratch), m.grads,
+                                                  (long long)m.layout.num_parameters, m.stream));
+    TIME_OP("adamw", 1, adamw_update(m.params, m.master, m.m, m.v, m.grads, &m.adamw_plan, hp, m.stream));
+#undef TIME_OP
+    printf("other kernels alone: %.2f ms per step; GEMMs + others = %.2f ms vs the step's %.2f ms\n", other_total,
+           gemm_total + other_total, step_ms);
 
     cudaCheck(cudaFree(x));
     cudaCheck(cudaFree(y));

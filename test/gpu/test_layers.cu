@@ -1,5 +1,5 @@
 // GPU tests of the GPT-2 layer kernels (kernels/encoder, layernorm, gelu, classifier, adamw,
-// global_norm) against the CPU FP32 reference (test/reference/gpt2_cpu.h), on random inputs of
+// global_norm, and core/linear.cuh's GEMMs with bias, GELU and bias gradients) against the CPU FP32 reference (test/reference/gpt2_cpu.h), on random inputs of
 // several shapes, including sizes that are not multiples of the 8-element vector width or of the
 // kernels' tiles (C = 100, N = 1, 37, odd tensor sizes).
 //
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "core/linear.cuh"
 #include "core/utils.h"
 #include "kernels/adamw.cuh"
 #include "kernels/classifier.cuh"
@@ -657,6 +658,157 @@ static void test_global_norm(void) {
 
 // ----------------------------------------------------------------------------------------------
 
+// ----------------------------------------------------------------------------------------------
+// linear layers (core/linear.cuh): the three GEMMs with bias, GELU and the bias gradients
+
+// Elementwise |x| (for the sum of |terms| that bounds an FP32 sum's rounding).
+static float *abs_copy(const float *x, size_t n) {
+    float *y = (float *)malloc_check(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+    return y;
+}
+
+// One linear layer inp [N,IC] -> [N,OC] forward and backward. Forward with a bias, and with GELU when
+// `gelu`. Backward of a layer whose input came from a GELU when `gelu` (inp = gelu(pre), the Dgrad
+// becomes the gradient of pre and pre_gelu_dbias gets its column sums), else plain; Wgrad and dbias
+// accumulate onto random values. Tolerances (eps = 2^-8, K = the summed dimension):
+//   FP32 sums of K products in another order:     |err| <= 2^-14 * sum|terms|   (K*2^-24 for K <= 1024)
+//   BF16 GEMM outputs:                             + eps*|ref| (one rounding)
+//   GELU of the pre-activation:                    1.2 * pre's bound (|gelu'| <= 1.13) + 2^-12 for cuBLASLt's
+//                                                  own evaluation of tanh, + eps*|ref|
+//   GELU's backward after the BF16 Dgrad:          2*eps*|ref| (two roundings) + 1.2 * the Dgrad's bound
+//   pre_gelu_dbias: column sums of the GPU's own BF16 dinp, |err| <= 2^-16 * sum|terms| (FP32, N terms)
+static void linear_case(int N, int IC, int OC, int gelu) {
+    const size_t in_n = (size_t)N * IC, out_n = (size_t)N * OC, w_n = (size_t)OC * IC;
+    const float sum_rtol = 1.0f / 16384.0f;
+    float *inp = random_bf16_values(in_n, 0.0f, 1.0f);
+    float *weight = random_bf16_values(w_n, 0.0f, 1.0f / sqrtf((float)IC));
+    float *bias = random_bf16_values(OC, 0.0f, 0.1f);
+    float *dout = random_bf16_values(out_n, 0.0f, 1.0f);
+    float *pre = random_bf16_values(in_n, 0.0f, 1.5f);
+    if (gelu) {  // the layer's input is gelu(pre) in BF16, as the model stores it
+        cpu_gelu_forward(inp, pre, in_n);
+        for (size_t i = 0; i < in_n; i++) inp[i] = bf16_round(inp[i]);
+    }
+    float *dweight0 = random_bf16_values(w_n, 0.0f, 1.0f), *dbias0 = random_bf16_values(OC, 0.0f, 1.0f);
+    float *pre_dbias0 = random_bf16_values(IC, 0.0f, 1.0f);
+
+    MatmulContext matmul;
+    matmul_context_init(&matmul);
+    LinearContext ctx;
+    ctx.precision = PRECISION_BF16;
+    ctx.matmul = &matmul;
+    ctx.max_out_channels = IC > OC ? IC : OC;
+    cudaCheck(cudaMalloc(&ctx.bias_partials, (size_t)BIAS_GRAD_MAX_CHUNKS * ctx.max_out_channels * sizeof(float)));
+    bf16 *d_inp = dev_from_host<bf16>(inp, in_n), *d_weight = dev_from_host<bf16>(weight, w_n);
+    bf16 *d_bias = dev_from_host<bf16>(bias, OC), *d_dout = dev_from_host<bf16>(dout, out_n);
+    bf16 *d_pre = dev_from_host<bf16>(pre, in_n);
+    bf16 *d_out = (bf16 *)dev_alloc(out_n * sizeof(bf16)), *d_pre_out = (bf16 *)dev_alloc(out_n * sizeof(bf16));
+    bf16 *d_dinp = (bf16 *)dev_alloc(in_n * sizeof(bf16));
+    float *d_dweight = (float *)dev_alloc(w_n * sizeof(float)), *d_dbias = (float *)dev_alloc(OC * sizeof(float));
+    float *d_pre_dbias = (float *)dev_alloc(IC * sizeof(float));
+
+    // forward
+    float *pre_ref = (float *)malloc_check(out_n * sizeof(float)), *out_ref = (float *)malloc_check(out_n * sizeof(float));
+    float *atol = (float *)malloc_check(out_n * sizeof(float));
+    float *abs_inp = abs_copy(inp, in_n), *abs_weight = abs_copy(weight, w_n), *abs_bias = abs_copy(bias, OC);
+    cpu_matmul_forward(pre_ref, inp, weight, bias, N, IC, OC);
+    cpu_matmul_forward(atol, abs_inp, abs_weight, abs_bias, N, IC, OC);
+    for (size_t i = 0; i < out_n; i++) atol[i] *= sum_rtol;
+    if (gelu) cpu_gelu_forward(out_ref, pre_ref, out_n);
+    linear_forward(&ctx, d_out, gelu ? d_pre_out : NULL, d_inp, d_weight, d_bias, N, IC, OC, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    float *out = download(d_out, out_n);
+    CHECK(guard_intact(d_out, out_n * sizeof(bf16)), "linear forward N=%d IC=%d OC=%d: wrote past the output", N, IC, OC);
+    if (gelu) {
+        float *pre_out = download(d_pre_out, out_n);
+        check_close_each("linear forward pre-activation", pre_out, pre_ref, atol, out_n, BF16_EPS);
+        for (size_t i = 0; i < out_n; i++) atol[i] = 1.2f * atol[i] + 1.0f / 4096.0f;
+        check_close_each("linear forward gelu output", out, out_ref, atol, out_n, BF16_EPS);
+        free(pre_out);
+    } else {
+        check_close_each("linear forward", out, pre_ref, atol, out_n, BF16_EPS);
+    }
+
+    // backward, twice from the same state: the second run must give the same bits
+    float *dinp_ref = (float *)calloc(in_n, sizeof(float)), *dinp_atol = (float *)calloc(in_n, sizeof(float));
+    float *dweight_ref = copy_floats(dweight0, w_n), *dbias_ref = copy_floats(dbias0, OC);
+    float *dweight_atol = abs_copy(dweight0, w_n), *dbias_atol = abs_copy(dbias0, OC);
+    float *abs_dout = abs_copy(dout, out_n);
+    cpu_matmul_backward(dinp_ref, dweight_ref, dbias_ref, dout, inp, weight, N, IC, OC);
+    cpu_matmul_backward(dinp_atol, dweight_atol, dbias_atol, abs_dout, abs_inp, abs_weight, N, IC, OC);
+    for (size_t i = 0; i < in_n; i++) dinp_atol[i] *= (gelu ? 1.2f : 1.0f) * sum_rtol;
+    for (size_t i = 0; i < w_n; i++) dweight_atol[i] *= sum_rtol;
+    for (int i = 0; i < OC; i++) dbias_atol[i] *= sum_rtol;
+    if (gelu) {  // the gradient of pre: gelu'(pre) * (dout . weight)
+        float *raw = dinp_ref;
+        dinp_ref = (float *)calloc(in_n, sizeof(float));
+        cpu_gelu_backward(dinp_ref, pre, raw, in_n);
+        free(raw);
+    }
+    void *first[4] = {NULL, NULL, NULL, NULL};
+    for (int run = 0; run < 2; run++) {
+        dev_poison(d_dinp, in_n * sizeof(bf16));
+        upload(d_dweight, dweight0, w_n);
+        upload(d_dbias, dbias0, OC);
+        upload(d_pre_dbias, pre_dbias0, IC);
+        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_pre : NULL, gelu ? d_pre_dbias : NULL,
+                        N, IC, OC, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        if (run == 0) {
+            first[0] = dev_snapshot(d_dinp, in_n * sizeof(bf16));
+            first[1] = dev_snapshot(d_dweight, w_n * sizeof(float));
+            first[2] = dev_snapshot(d_dbias, OC * sizeof(float));
+            first[3] = dev_snapshot(d_pre_dbias, IC * sizeof(float));
+            continue;
+        }
+        CHECK(same_bits(first[0], d_dinp, in_n * sizeof(bf16)) && same_bits(first[1], d_dweight, w_n * sizeof(float)) &&
+                  same_bits(first[2], d_dbias, OC * sizeof(float)) && same_bits(first[3], d_pre_dbias, IC * sizeof(float)),
+              "linear backward N=%d IC=%d OC=%d gelu=%d: two runs differ", N, IC, OC, gelu);
+    }
+    float *dinp = download(d_dinp, in_n), *dweight = download(d_dweight, w_n), *dbias = download(d_dbias, OC);
+    CHECK(guard_intact(d_dinp, in_n * sizeof(bf16)) && guard_intact(d_dweight, w_n * sizeof(float)) &&
+              guard_intact(d_dbias, OC * sizeof(float)) && guard_intact(d_pre_dbias, IC * sizeof(float)),
+          "linear backward N=%d IC=%d OC=%d: wrote past an output", N, IC, OC);
+    check_close_each(gelu ? "linear dgrad + gelu backward" : "linear dgrad", dinp, dinp_ref, dinp_atol, in_n, gelu ? 2 * BF16_EPS : BF16_EPS);
+    check_close_each("linear wgrad (accumulated)", dweight, dweight_ref, dweight_atol, w_n, 0.0f);
+    check_close_each("linear bias gradient (accumulated)", dbias, dbias_ref, dbias_atol, OC, 0.0f);
+    float *pre_dbias = download(d_pre_dbias, IC);
+    if (gelu) {  // pre_dbias0 + column sums of the BF16 dinp the GPU wrote, summed here in double
+        float *want = (float *)malloc_check(IC * sizeof(float)), *tol = (float *)malloc_check(IC * sizeof(float));
+        for (int c = 0; c < IC; c++) {
+            double sum = pre_dbias0[c], sum_abs = fabs(pre_dbias0[c]);
+            for (int n = 0; n < N; n++) {
+                sum += dinp[(size_t)n * IC + c];
+                sum_abs += fabs(dinp[(size_t)n * IC + c]);
+            }
+            want[c] = (float)sum;
+            tol[c] = (float)(sum_abs / 65536.0);
+        }
+        check_close_each("gelu backward's column sums (pre_gelu_dbias)", pre_dbias, want, tol, IC, 0.0f);
+        free(want);
+        free(tol);
+    } else {
+        CHECK(memcmp(pre_dbias, pre_dbias0, IC * sizeof(float)) == 0, "pre_gelu_dbias changed without pre_gelu");
+    }
+
+    for (int i = 0; i < 4; i++) cudaCheck(cudaFree(first[i]));
+    void *dev[] = {d_inp, d_weight, d_bias, d_dout, d_pre, d_out, d_pre_out, d_dinp, d_dweight, d_dbias, d_pre_dbias, ctx.bias_partials};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) cudaCheck(cudaFree(dev[i]));
+    matmul_context_free(&matmul);
+    float *host[] = {inp, weight, bias, dout, pre, dweight0, dbias0, pre_dbias0, pre_ref, out_ref, atol, abs_inp, abs_weight, abs_bias,
+                     dinp_ref, dinp_atol, dweight_ref, dbias_ref, dweight_atol, dbias_atol, abs_dout, out, dinp, dweight, dbias, pre_dbias};
+    for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++) free(host[i]);
+}
+
+static void test_linear(void) {
+    linear_case(1, 8, 8, 0);
+    linear_case(37, 40, 24, 1);      // N and the tile sizes share no factor
+    linear_case(257, 264, 776, 0);
+    linear_case(300, 776, 264, 1);   // fcproj-like: IC > OC
+    linear_case(1024, 768, 3072, 1); // GPT-2 d12's fc/fcproj shapes, one micro-batch row block
+}
+
 int main(void) {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -672,5 +824,6 @@ int main(void) {
     RUN_TEST(test_classifier_bad_target);
     RUN_TEST(test_adamw);
     RUN_TEST(test_global_norm);
+    RUN_TEST(test_linear);
     return testing_finish();
 }
