@@ -1,6 +1,7 @@
 // Causal multi-head flash attention, forward and backward, BF16 in/out with FP32 softmax statistics.
 // Hand-written for tensor cores: mma.sync.m16n8k16 (bf16 x bf16 -> fp32) fed by ldmatrix from swizzled
-// shared memory tiles that cp.async fills, two stages deep.
+// shared memory tiles that cp.async fills, two or more stages deep; in sm_90a builds the HS = 64 backward
+// runs its products as warpgroup wgmma (m64n64k16) on the same tiles.
 //
 // Layouts (row-major, bf16 unless noted), NH heads of HS = 64 or 128 channels, scale = 1/sqrt(HS):
 //   qkv   [B, T, 3, NH, HS]  per token the Q of all heads, then K, then V (the qkv GEMM's output)
@@ -39,8 +40,16 @@ __device__ __forceinline__ void attn_cp_async16(void *smem_dst, const void *gmem
     int src_bytes = valid ? 16 : 0;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
 }
+// Asynchronous 4-byte global -> shared copy; when `valid` is false the 4 bytes are zero-filled.
+__device__ __forceinline__ void attn_cp_async4(void *smem_dst, const void *gmem_src, bool valid) {
+    unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
+    int src_bytes = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
+}
 __device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void attn_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+// Waits until at most PENDING of this thread's most recent cp.async groups are still in flight.
+template <int PENDING>
+__device__ __forceinline__ void attn_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING)); }
 
 // Four 8x8 b16 matrices from shared memory; lane i gives the (shared-space) address of row i%8 of matrix i/8.
 __device__ __forceinline__ void attn_ldmatrix_x4(uint32_t r[4], uint32_t addr) {
@@ -99,6 +108,15 @@ __device__ __forceinline__ void attn_load_tile(bf16 *tile, const bf16 *src, long
     }
 }
 
+// Block-cooperative async copy of src[row0, row0 + N) (fp32) to dst[0, N); rows >= nrows are zero-filled.
+template <int N, int NTHREADS>
+__device__ __forceinline__ void attn_load_floats(float *dst, const float *src, int row0, int nrows) {
+    for (int i = threadIdx.x; i < N; i += NTHREADS) {
+        bool valid = row0 + i < nrows;
+        attn_cp_async4(dst + i, valid ? src + row0 + i : src, valid);
+    }
+}
+
 // Byte offset in a swizzled tile of the 16-byte chunk `chunk` (0 or 1) of row `row`, where row % 8 is the
 // lane's ldmatrix row (lane % 8) in every caller. Because the swizzle only XORs the low 3 chunk bits with
 // row % 8, the chunk pair of 16-column step s of the same row is at (offset ^ (s * 32)), and rows 16 further
@@ -109,12 +127,13 @@ __device__ __forceinline__ uint32_t attn_lane_offset(int row, int chunk) {
 }
 
 // Shared-space address of the block's dynamic shared memory (`smem`, the first tile). The XOR steps of
-// attn_lane_offset act on tile addresses, so every tile must start on a multiple of 2*HS <= 256 bytes:
-// tiles sit at multiples of 16 rows from the base, and the base is declared 256-byte aligned; a base that
-// is not traps here rather than letting the kernels read the wrong chunks.
+// attn_lane_offset act on tile addresses, so every tile must start on a multiple of 2*HS <= 256 bytes, and
+// wgmma's 128-byte swizzle (attn_wg_desc) needs 1024-byte boundaries: tiles sit at multiples of 16 rows
+// (>= 2048 bytes) from the base, and the base is declared 1024-byte aligned; a base that is not traps here
+// rather than letting the kernels read the wrong chunks.
 __device__ __forceinline__ uint32_t attn_smem_address(const bf16 *smem) {
     uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
-    if (addr % 256 != 0) __trap();
+    if (addr % 1024 != 0) __trap();
     return addr;
 }
 
@@ -187,6 +206,15 @@ __device__ __forceinline__ void attn_warp_mma_abt_regs(float acc[MT][N / 8][4], 
     }
 }
 
+// The A fragment of k step kk (columns 16kk..16kk+15) of 16 rows of P held in the C-fragment layout
+// (p[j] = columns 8j..8j+7), rounded to bf16.
+__device__ __forceinline__ void attn_pack_a(uint32_t af[4], const float p[][4], int kk) {
+    af[0] = attn_pack_bf16x2(p[2 * kk][0], p[2 * kk][1]);
+    af[1] = attn_pack_bf16x2(p[2 * kk][2], p[2 * kk][3]);
+    af[2] = attn_pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+    af[3] = attn_pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+}
+
 // Warp-level acc[16*MT x HS] += P[16*MT x K] * B[K x HS]: P is held in registers in the C-fragment layout
 // that attn_warp_mma_abt produces (p[mt][j] = m-tile mt, columns 8j..8j+7) and is rounded to bf16 here;
 // B is rows [0, K) of a swizzled tile at shared address `b`, read transposed by ldmatrix.
@@ -198,12 +226,7 @@ __device__ __forceinline__ void attn_warp_mma_pb(float acc[MT][HS / 8][4], const
     for (int kk = 0; kk < K / 16; kk++) {
         uint32_t af[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            af[mt][0] = attn_pack_bf16x2(p[mt][2 * kk][0], p[mt][2 * kk][1]);
-            af[mt][1] = attn_pack_bf16x2(p[mt][2 * kk][2], p[mt][2 * kk][3]);
-            af[mt][2] = attn_pack_bf16x2(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
-            af[mt][3] = attn_pack_bf16x2(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
-        }
+        for (int mt = 0; mt < MT; mt++) attn_pack_a(af[mt], p[mt], kk);
 #pragma unroll
         for (int n = 0; n < HS / 16; n++) {
             uint32_t bfr[4];
@@ -257,6 +280,107 @@ __device__ __forceinline__ void attn_zero(float x[M][N][4]) {
 }
 
 // ----------------------------------------------------------------------------------------------------
+// Warpgroup products (wgmma, sm_90a builds only) for the HS = 64 backward: the 4 warps of a warpgroup
+// compute a 64-row product together, so a B tile is read from shared memory once per warpgroup instead of
+// once per warp by ldmatrix. A comes from registers in exactly the mma.sync A-fragment layout (warp w of the
+// group holds rows 16w..16w+15), and the f32 accumulator of m64n64k16 has per warp exactly the C-fragment
+// layout of eight m16n8 tiles (acc[j] = columns 8j..8j+7), so the softmax code between products is shared
+// with the mma.sync path. B tiles are the swizzled 64-column tiles above: 128-byte rows whose 16-byte chunks
+// are XORed with row % 8, which is wgmma's 128-byte swizzle when the tile starts on a 1024-byte boundary.
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define ATTN_HAS_WGMMA 1
+#else
+#define ATTN_HAS_WGMMA 0
+#endif
+
+// Shared-memory descriptor of a 64-column swizzled tile at shared address `addr` (1024-byte aligned, or
+// advanced from such an address by whole k steps): 128-byte swizzle, 8-row groups 1024 bytes apart. K-major
+// operands (rows = N, columns = K) ignore the leading offset; the transposed (MN-major) reads step over
+// 8-row groups along K and have one 64-column group along N, so both offsets are 1024 bytes.
+__device__ __forceinline__ uint64_t attn_wg_desc(uint32_t addr) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)(1024 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+// d[64 x 64] = (accumulate ? d : 0) + A[64 x 16] * B[16 x 64] for the calling warpgroup, asynchronous (done at
+// attn_wg_wait). a: this warp's A fragment (rows 16*(warp%4)..+15); desc_b: B as 64 rows x 16 columns of a
+// K-major tile (TRANS_B = 0), or 16 rows x 64 columns of a tile read transposed (TRANS_B = 1).
+template <int TRANS_B>
+__device__ __forceinline__ void attn_wgmma_m64n64k16(float (&d)[8][4], const uint32_t a[4], uint64_t desc_b, int accumulate) {
+#if ATTN_HAS_WGMMA
+    asm volatile("{\n.reg .pred acc;\nsetp.ne.b32 acc, %38, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "{%32, %33, %34, %35}, %36, acc, 1, 1, %37;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+                   "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+                   "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(TRANS_B), "r"(accumulate));
+#else
+    __trap();
+#endif
+}
+
+// wgmma ordering: fence after writing registers that a warpgroup's next products read (A fragments,
+// accumulators) and before issuing them (the product helpers below fence); commit closes the products issued
+// so far into a group; wait blocks until at most PENDING of the most recent groups are still running.
+__device__ __forceinline__ void attn_wg_fence() {
+#if ATTN_HAS_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void attn_wg_commit() {
+#if ATTN_HAS_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int PENDING>
+__device__ __forceinline__ void attn_wg_wait() {
+#if ATTN_HAS_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
+#endif
+}
+// Makes this thread's completed cp.async writes to shared memory visible to wgmma's (async-proxy) reads;
+// each thread calls it after its cp.async wait and before the barrier that publishes the tiles.
+__device__ __forceinline__ void attn_fence_proxy_async() {
+#if ATTN_HAS_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Keeps the compiler from moving reads of an accumulator written by wgmma above the wait.
+__device__ __forceinline__ void attn_wg_fence_acc(float (&d)[8][4]) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[j][e])::"memory");
+    }
+}
+
+// Warpgroup acc[64 x 64] = A[64 x 64] * B[64 x 64]^T (issued, not waited for): A in registers (this warp's
+// 16 rows, attn_warp_load_a's layout with MT = 1), B rows [0, 64) of a swizzled tile at shared address b.
+__device__ __forceinline__ void attn_wg_mma_abt(float (&acc)[8][4], const uint32_t af[4][4], uint32_t b) {
+    const uint64_t desc = attn_wg_desc(b);
+    attn_wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) attn_wgmma_m64n64k16<0>(acc, af[kk], desc + kk * (32 >> 4), kk > 0);
+}
+
+// Warpgroup acc[64 x 64] += P[64 x 64] * B[64 x 64] (issued, not waited for): P in registers in the
+// accumulator layout (this warp's 16 rows), rounded to bf16 here; B rows [0, 64) of a swizzled tile at shared
+// address b, read transposed.
+__device__ __forceinline__ void attn_wg_mma_pb(float (&acc)[8][4], const float p[8][4], uint32_t b) {
+    uint32_t af[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) attn_pack_a(af[kk], p, kk);
+    const uint64_t desc = attn_wg_desc(b);
+    attn_wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) attn_wgmma_m64n64k16<1>(acc, af[kk], desc + kk * ((16 * 64 * 2) >> 4), 1);
+}
+
+// ----------------------------------------------------------------------------------------------------
 // Kernels
 
 // Forward. Grid B*NH*ceil(T / (16*MT*NW)), NW warps; block i serves head i % (B*NH) and query block
@@ -267,7 +391,7 @@ __device__ __forceinline__ void attn_zero(float x[M][N][4]) {
 template <int HS, int MT, int NW, int BC>
 __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
-    extern __shared__ __align__(256) bf16 attn_smem[];
+    extern __shared__ __align__(1024) bf16 attn_smem[];
     bf16 *sQ = attn_smem;           // [BR, HS]
     bf16 *sK = sQ + BR * HS;        // [2][BC, HS]
     bf16 *sV = sK + 2 * BC * HS;    // [2][BC, HS]
@@ -297,7 +421,7 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
     for (int r = 0; r < 2 * MT; r++) { m[r] = -INFINITY; l[r] = 0.f; }
 
     for (int tile = 0; tile < ntiles; tile++) {
-        attn_cp_async_wait_all();
+        attn_cp_async_wait<0>();
         __syncthreads();   // tile visible to all; everyone is done with the other stage
         if (tile + 1 < ntiles) {
             int nxt = (tile + 1) & 1;
@@ -404,30 +528,36 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
 }
 
 // Backward dK, dV. Grid B*NH*ceil(T / (16*MT*NW)), NW warps; block i serves head i % (B*NH) and key block
-// y = i / (B*NH) (the first key blocks hold the most work, so they start first). It owns keys
-// [16*MT*NW*y, +16*MT*NW) and walks the query tiles (BQ rows of Q and dout, with their lse and delta) from the diagonal to T, two
-// stages deep. Each warp owns 16*MT keys: S^T = K Q^T, P^T = exp(S^T*scale - lse), dP^T = V dout^T,
-// dS^T = P^T (dP^T - delta), then dV += P^T dout and dK += dS^T Q, all in registers; dK is scaled at the end.
+// y = i / (B*NH) (the first key blocks hold the most work, so they start first), or with HEAD_MAJOR head
+// i / nkb and key block i % nkb (the blocks of a head side by side, sharing its Q and dout in L2). It owns
+// keys [16*MT*NW*y, +16*MT*NW) and walks the query tiles (BQ rows of Q and dout, with their lse and delta,
+// all through cp.async) from the diagonal to T, STAGES deep. Each warp owns 16*MT keys: S^T = K Q^T,
+// P^T = exp(S^T*scale - lse), dP^T = V dout^T, dS^T = P^T (dP^T - delta), then dV += P^T dout and
+// dK += dS^T Q, all in registers; dK is scaled at the end.
 // The warp's K and V fragments (the A operands of S^T and dP^T) are fixed for the whole walk: the first
 // REG_AS of them (0: none, 1: K, 2: K and V) are loaded into registers once instead of from shared memory at
 // every query tile, which saves shared-memory bandwidth where the registers allow (same products in the
-// same order, so the same bits).
-template <int HS, int MT, int NW, int BQ, int REG_AS>
+// same order, so the same bits). WGMMA (HS = 64, MT = 1, K and V in registers): in sm_90a builds the four
+// products run as warpgroup wgmma (each group of 4 warps, 64 keys, reads each Q and dout tile from shared
+// memory once instead of once per warp); other builds run the same tiles with mma.sync.
+template <int HS, int MT, int NW, int BQ, int STAGES, int REG_AS, bool WGMMA, bool HEAD_MAJOR>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                           const float *delta, int T, int NH) {
     constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
-    extern __shared__ __align__(256) bf16 attn_smem[];
+    static_assert(STAGES >= 2, "query tiles are prefetched STAGES - 1 ahead");
+    extern __shared__ __align__(1024) bf16 attn_smem[];
     bf16 *sK = attn_smem;               // [BKV, HS]
     bf16 *sV = sK + BKV * HS;           // [BKV, HS]
-    bf16 *sQ = sV + BKV * HS;           // [2][BQ, HS]
-    bf16 *sdO = sQ + 2 * BQ * HS;       // [2][BQ, HS]
-    float *sL = reinterpret_cast<float *>(sdO + 2 * BQ * HS);   // [2][BQ] lse in log2 units
-    float *sD = sL + 2 * BQ;                                    // [2][BQ]
+    bf16 *sQ = sV + BKV * HS;           // [STAGES][BQ, HS]
+    bf16 *sdO = sQ + STAGES * BQ * HS;  // [STAGES][BQ, HS]
+    float *sL = reinterpret_cast<float *>(sdO + STAGES * BQ * HS);   // [STAGES][BQ] lse
+    float *sD = sL + STAGES * BQ;                                    // [STAGES][BQ]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int nbh = (int)(gridDim.x / ceil_div(T, BKV)), bh = blockIdx.x % nbh, b = bh / NH, h = bh % NH;
-    const int k0 = (int)(blockIdx.x / nbh) * BKV;
-    const uint32_t aK = attn_smem_address(sK), aV = aK + BKV * HS * 2, aQ = aV + BKV * HS * 2, adO = aQ + 2 * BQ * HS * 2;
+    const int nkb = ceil_div(T, BKV), nbh = (int)(gridDim.x / nkb);
+    const int bh = HEAD_MAJOR ? (int)(blockIdx.x / nkb) : (int)(blockIdx.x % nbh), b = bh / NH, h = bh % NH;
+    const int k0 = (HEAD_MAJOR ? (int)(blockIdx.x % nkb) : (int)(blockIdx.x / nbh)) * BKV;
+    const uint32_t aK = attn_smem_address(sK), aV = aK + BKV * HS * 2, aQ = aV + BKV * HS * 2, adO = aQ + STAGES * BQ * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
     const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
@@ -435,79 +565,117 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     const float *gL = lse + (long)bh * T, *gD = delta + (long)bh * T;
     const float scale = 1.f / sqrtf((float)HS), scale_log2 = scale * ATTN_LOG2E;
 
+    // Query tile qt (Q, dout, lse, delta) into stage st, asynchronously.
     const int qt_first = k0 / BQ, qt_end = ceil_div(T, BQ);
+    auto load_query_tile = [&](int st, int qt) {
+        attn_load_tile<HS, BQ, NTHREADS>(sQ + st * BQ * HS, gQ, row_stride, qt * BQ, T);
+        attn_load_tile<HS, BQ, NTHREADS>(sdO + st * BQ * HS, gdO, out_stride, qt * BQ, T);
+        attn_load_floats<BQ, NTHREADS>(sL + st * BQ, gL, qt * BQ, T);
+        attn_load_floats<BQ, NTHREADS>(sD + st * BQ, gD, qt * BQ, T);
+    };
+    // one cp.async group per query tile (K and V join the first), the first STAGES - 1 tiles ahead
     attn_load_tile<HS, BKV, NTHREADS>(sK, gK, row_stride, k0, T);
     attn_load_tile<HS, BKV, NTHREADS>(sV, gV, row_stride, k0, T);
-    attn_load_tile<HS, BQ, NTHREADS>(sQ, gQ, row_stride, qt_first * BQ, T);
-    attn_load_tile<HS, BQ, NTHREADS>(sdO, gdO, out_stride, qt_first * BQ, T);
-    attn_cp_async_commit();
-    for (int i = threadIdx.x; i < BQ; i += NTHREADS) {
-        int q = qt_first * BQ + i;
-        sL[i] = q < T ? gL[q] * ATTN_LOG2E : 0.f;
-        sD[i] = q < T ? gD[q] : 0.f;
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; st++) {
+        if (qt_first + st < qt_end) load_query_tile(st, qt_first + st);
+        attn_cp_async_commit();
     }
 
     const int wk0 = k0 + warp * WR;   // this warp's first key; thread row 2*mt + i is key wk0 + 16*mt + 8*i + g
+    constexpr bool WG = WGMMA && ATTN_HAS_WGMMA;
+    static_assert(!WGMMA || (HS == 64 && MT == 1 && NW % 4 == 0 && BQ == 64 && REG_AS == 2),
+                  "the wgmma dK/dV path is m64n64k16 with K and V in registers: HS 64, MT 1, warpgroups, BQ 64");
+    // first key of the rows that skip query tiles together: the warpgroup's with wgmma (a collective), else the warp's
+    const int skip_k0 = WG ? k0 + __shfl_sync(0xffffffffu, warp / 4, 0) * 64 : wk0;
     float dk[MT][HS / 8][4], dv[MT][HS / 8][4];
     attn_zero<MT, HS / 8>(dk);
     attn_zero<MT, HS / 8>(dv);
     static_assert(REG_AS >= 0 && REG_AS <= 2, "REG_AS counts the A operands K, V held in registers");
     uint32_t kf[MT][HS / 16][4], vf[MT][HS / 16][4];
     if constexpr (REG_AS > 0) {
-        attn_cp_async_wait_all();
+        attn_cp_async_wait<STAGES - 2>();
         __syncthreads();
         attn_warp_load_a<HS, MT>(kf, aK, warp * WR);
         if constexpr (REG_AS > 1) attn_warp_load_a<HS, MT>(vf, aV, warp * WR);
     }
 
     for (int qt = qt_first; qt < qt_end; qt++) {
-        const int stage = (qt - qt_first) & 1;
-        attn_cp_async_wait_all();
-        __syncthreads();
-        if (qt + 1 < qt_end) {
-            const int nxt = stage ^ 1, nq0 = (qt + 1) * BQ;
-            attn_load_tile<HS, BQ, NTHREADS>(sQ + nxt * BQ * HS, gQ, row_stride, nq0, T);
-            attn_load_tile<HS, BQ, NTHREADS>(sdO + nxt * BQ * HS, gdO, out_stride, nq0, T);
-            attn_cp_async_commit();
-            for (int i = threadIdx.x; i < BQ; i += NTHREADS) {
-                int q = nq0 + i;
-                sL[nxt * BQ + i] = q < T ? gL[q] * ATTN_LOG2E : 0.f;
-                sD[nxt * BQ + i] = q < T ? gD[q] : 0.f;
-            }
-        }
+        const int stage = (qt - qt_first) % STAGES;
+        attn_cp_async_wait<STAGES - 2>();   // this tile's group is complete
+        if constexpr (WG) attn_fence_proxy_async();
+        __syncthreads();   // tile visible to all; everyone is done with the stage of tile qt - 1
+        if (qt + STAGES - 1 < qt_end) load_query_tile((qt - qt_first + STAGES - 1) % STAGES, qt + STAGES - 1);
+        attn_cp_async_commit();   // empty past the end, so that every tile keeps one group
         const int qs = qt * BQ;
-        if (qs + BQ - 1 < wk0) continue;   // every query of this tile is left of this warp's keys
+        if (qs + BQ - 1 < skip_k0) continue;   // every query of this tile is left of these keys
         const uint32_t cQ = aQ + stage * BQ * HS * 2, cdO = adO + stage * BQ * HS * 2;
         const float *cL = sL + stage * BQ, *cD = sD + stage * BQ;
-
-        float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
-        attn_zero<MT, BQ / 8>(s);
-        attn_zero<MT, BQ / 8>(dp);
-        if constexpr (REG_AS > 0) attn_warp_mma_abt_regs<HS, MT, BQ>(s, kf, cQ);
-        else attn_warp_mma_abt<HS, MT, BQ>(s, aK, warp * WR, cQ);
-        if constexpr (REG_AS > 1) attn_warp_mma_abt_regs<HS, MT, BQ>(dp, vf, cdO);
-        else attn_warp_mma_abt<HS, MT, BQ>(dp, aV, warp * WR, cdO);
         const bool need_mask = qs < wk0 + WR - 1 || qs + BQ > T;
+
+        // P^T = exp(S^T * scale - lse) in s, masked; with wgmma it runs while dP^T is still being computed
+        float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
+        if constexpr (WG) {
+            attn_wg_mma_abt(s[0], kf[0], cQ);
+            attn_wg_commit();
+            attn_wg_mma_abt(dp[0], vf[0], cdO);
+            attn_wg_commit();
+            attn_wg_wait<1>();
+            attn_wg_fence_acc(s[0]);
+        } else {
+            attn_zero<MT, BQ / 8>(s);
+            attn_zero<MT, BQ / 8>(dp);
+            if constexpr (REG_AS > 0) attn_warp_mma_abt_regs<HS, MT, BQ>(s, kf, cQ);
+            else attn_warp_mma_abt<HS, MT, BQ>(s, aK, warp * WR, cQ);
+            if constexpr (REG_AS > 1) attn_warp_mma_abt_regs<HS, MT, BQ>(dp, vf, cdO);
+            else attn_warp_mma_abt<HS, MT, BQ>(dp, aV, warp * WR, cdO);
+        }
 #pragma unroll
         for (int j = 0; j < BQ / 8; j++) {
             const float2 lq = *reinterpret_cast<const float2 *>(cL + j * 8 + 2 * t);
-            const float2 dq = *reinterpret_cast<const float2 *>(cD + j * 8 + 2 * t);
+            const float lq2[2] = {lq.x * ATTN_LOG2E, lq.y * ATTN_LOG2E};
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float p = attn_exp2(s[mt][j][e] * scale_log2 - ((e & 1) ? lq.y : lq.x));
+                    float p = attn_exp2(s[mt][j][e] * scale_log2 - lq2[e & 1]);
                     if (need_mask) {
                         int q = qs + j * 8 + 2 * t + (e & 1), key = wk0 + mt * 16 + g + (e >> 1) * 8;
                         if (q < key || q >= T) p = 0.f;
                     }
                     s[mt][j][e] = p;
-                    dp[mt][j][e] = p * (dp[mt][j][e] - ((e & 1) ? dq.y : dq.x));
                 }
             }
         }
-        attn_warp_mma_pb<HS, MT, BQ>(dv, s, cdO);
-        attn_warp_mma_pb<HS, MT, BQ>(dk, dp, cQ);
+        // dV += P^T dout (with wgmma: issued now, runs while dS^T is computed)
+        if constexpr (WG) {
+            attn_wg_mma_pb(dv[0], s[0], cdO);
+            attn_wg_commit();
+            attn_wg_wait<1>();   // dP^T
+            attn_wg_fence_acc(dp[0]);
+        } else {
+            attn_warp_mma_pb<HS, MT, BQ>(dv, s, cdO);
+        }
+        // dS^T = P^T (dP^T - delta) in dp
+#pragma unroll
+        for (int j = 0; j < BQ / 8; j++) {
+            const float2 dq = *reinterpret_cast<const float2 *>(cD + j * 8 + 2 * t);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) dp[mt][j][e] = s[mt][j][e] * (dp[mt][j][e] - ((e & 1) ? dq.y : dq.x));
+            }
+        }
+        // dK += dS^T Q
+        if constexpr (WG) {
+            attn_wg_mma_pb(dk[0], dp[0], cQ);
+            attn_wg_commit();
+            attn_wg_wait<0>();
+            attn_wg_fence_acc(dv[0]);
+            attn_wg_fence_acc(dk[0]);
+        } else {
+            attn_warp_mma_pb<HS, MT, BQ>(dk, dp, cQ);
+        }
     }
 
     attn_warp_store_rows<HS, MT>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * WR);
@@ -515,36 +683,48 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
 }
 
 // Backward dQ. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, ordered like the forward (query blocks
-// last-first, all heads side by side). A block owns 16*MT*NW queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K and V, two
-// stages deep) up to the diagonal. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
+// last-first, all heads side by side; with HEAD_MAJOR the blocks of a head side by side instead). A block
+// owns 16*MT*NW queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K
+// and V, STAGES deep) up to the diagonal. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
 // dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end. The first REG_AS
 // of the warp's fixed A operands Q, dout are held in registers for the whole walk, as in the dK/dV kernel.
-template <int HS, int MT, int NW, int BK, int REG_AS>
+// WGMMA: as in the dK/dV kernel, warpgroups of 64 queries run the three products with wgmma in sm_90a builds.
+template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA, bool HEAD_MAJOR>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                         const float *delta, int T, int NH) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
-    extern __shared__ __align__(256) bf16 attn_smem[];
-    bf16 *sQ = attn_smem;           // [BR, HS]
-    bf16 *sdO = sQ + BR * HS;       // [BR, HS]
-    bf16 *sK = sdO + BR * HS;       // [2][BK, HS]
-    bf16 *sV = sK + 2 * BK * HS;    // [2][BK, HS]
+    static_assert(STAGES >= 2, "key tiles are prefetched STAGES - 1 ahead");
+    extern __shared__ __align__(1024) bf16 attn_smem[];
+    bf16 *sQ = attn_smem;                // [BR, HS]
+    bf16 *sdO = sQ + BR * HS;            // [BR, HS]
+    bf16 *sK = sdO + BR * HS;            // [STAGES][BK, HS]
+    bf16 *sV = sK + STAGES * BK * HS;    // [STAGES][BK, HS]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int nbh = (int)(gridDim.x / ceil_div(T, BR)), bh = blockIdx.x % nbh, b = bh / NH, h = bh % NH;
-    const int q0 = (ceil_div(T, BR) - 1 - (int)(blockIdx.x / nbh)) * BR;
-    const uint32_t aQ = attn_smem_address(sQ), adO = aQ + BR * HS * 2, aK = adO + BR * HS * 2, aV = aK + 2 * BK * HS * 2;
+    const int nqb = ceil_div(T, BR), nbh = (int)(gridDim.x / nqb);
+    const int bh = HEAD_MAJOR ? (int)(blockIdx.x / nqb) : (int)(blockIdx.x % nbh), b = bh / NH, h = bh % NH;
+    const int q0 = (nqb - 1 - (HEAD_MAJOR ? (int)(blockIdx.x % nqb) : (int)(blockIdx.x / nbh))) * BR;
+    const uint32_t aQ = attn_smem_address(sQ), adO = aQ + BR * HS * 2, aK = adO + BR * HS * 2, aV = aK + STAGES * BK * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
     const bf16 *gQ = qkv + qkv_base, *gK = gQ + (long)NH * HS, *gV = gQ + 2L * NH * HS;
     const bf16 *gdO = dout + (long)b * T * out_stride + (long)h * HS;
     const float scale = 1.f / sqrtf((float)HS), scale_log2 = scale * ATTN_LOG2E;
 
+    // Key tile kt (K, V) into stage st, asynchronously.
     const int ntiles = ceil_div(min(T, q0 + BR), BK);
+    auto load_key_tile = [&](int st, int kt) {
+        attn_load_tile<HS, BK, NTHREADS>(sK + st * BK * HS, gK, row_stride, kt * BK, T);
+        attn_load_tile<HS, BK, NTHREADS>(sV + st * BK * HS, gV, row_stride, kt * BK, T);
+    };
+    // one cp.async group per key tile (Q and dout join the first), the first STAGES - 1 tiles ahead
     attn_load_tile<HS, BR, NTHREADS>(sQ, gQ, row_stride, q0, T);
     attn_load_tile<HS, BR, NTHREADS>(sdO, gdO, out_stride, q0, T);
-    attn_load_tile<HS, BK, NTHREADS>(sK, gK, row_stride, 0, T);
-    attn_load_tile<HS, BK, NTHREADS>(sV, gV, row_stride, 0, T);
-    attn_cp_async_commit();
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; st++) {
+        if (st < ntiles) load_key_tile(st, st);
+        attn_cp_async_commit();
+    }
 
     const int wq0 = q0 + warp * WR;   // thread row r = 2*mt + i is query wq0 + 16*mt + 8*i + g
     float lq[2 * MT], dq_row[2 * MT];
@@ -554,55 +734,87 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         lq[r] = q < T ? lse[(long)bh * T + q] * ATTN_LOG2E : 0.f;
         dq_row[r] = q < T ? delta[(long)bh * T + q] : 0.f;
     }
+    constexpr bool WG = WGMMA && ATTN_HAS_WGMMA;
+    static_assert(!WGMMA || (HS == 64 && MT == 1 && NW % 4 == 0 && BK == 64 && REG_AS == 2),
+                  "the wgmma dQ path is m64n64k16 with Q and dout in registers: HS 64, MT 1, warpgroups, BK 64");
+    // last query of the rows that skip key tiles together: the warpgroup's with wgmma (a collective), else the warp's
+    const int skip_q_last = WG ? q0 + __shfl_sync(0xffffffffu, warp / 4, 0) * 64 + 63 : wq0 + WR - 1;
     float dq[MT][HS / 8][4];
     attn_zero<MT, HS / 8>(dq);
     static_assert(REG_AS >= 0 && REG_AS <= 2, "REG_AS counts the A operands Q, dout held in registers");
     uint32_t qf[MT][HS / 16][4], dof[MT][HS / 16][4];
     if constexpr (REG_AS > 0) {
-        attn_cp_async_wait_all();
+        attn_cp_async_wait<STAGES - 2>();
         __syncthreads();
         attn_warp_load_a<HS, MT>(qf, aQ, warp * WR);
         if constexpr (REG_AS > 1) attn_warp_load_a<HS, MT>(dof, adO, warp * WR);
     }
 
     for (int tile = 0; tile < ntiles; tile++) {
-        attn_cp_async_wait_all();
-        __syncthreads();
-        if (tile + 1 < ntiles) {
-            int nxt = (tile + 1) & 1;
-            attn_load_tile<HS, BK, NTHREADS>(sK + nxt * BK * HS, gK, row_stride, (tile + 1) * BK, T);
-            attn_load_tile<HS, BK, NTHREADS>(sV + nxt * BK * HS, gV, row_stride, (tile + 1) * BK, T);
-            attn_cp_async_commit();
-        }
+        const int stage = tile % STAGES;
+        attn_cp_async_wait<STAGES - 2>();   // this tile's group is complete
+        if constexpr (WG) attn_fence_proxy_async();
+        __syncthreads();   // tile visible to all; everyone is done with the stage of tile - 1
+        if (tile + STAGES - 1 < ntiles) load_key_tile((tile + STAGES - 1) % STAGES, tile + STAGES - 1);
+        attn_cp_async_commit();   // empty past the end, so that every tile keeps one group
         const int k0 = tile * BK;
-        if (k0 > wq0 + WR - 1) continue;
-        const uint32_t cK = aK + (tile & 1) * BK * HS * 2, cV = aV + (tile & 1) * BK * HS * 2;
-
-        float s[MT][BK / 8][4], dp[MT][BK / 8][4];
-        attn_zero<MT, BK / 8>(s);
-        attn_zero<MT, BK / 8>(dp);
-        if constexpr (REG_AS > 0) attn_warp_mma_abt_regs<HS, MT, BK>(s, qf, cK);
-        else attn_warp_mma_abt<HS, MT, BK>(s, aQ, warp * WR, cK);
-        if constexpr (REG_AS > 1) attn_warp_mma_abt_regs<HS, MT, BK>(dp, dof, cV);
-        else attn_warp_mma_abt<HS, MT, BK>(dp, adO, warp * WR, cV);
+        if (k0 > skip_q_last) continue;
+        const uint32_t cK = aK + stage * BK * HS * 2, cV = aV + stage * BK * HS * 2;
         const bool need_mask = k0 + BK - 1 > wq0 || k0 + BK > T;
+
+        // P = exp(S * scale - lse) in s, masked; with wgmma it runs while dP is still being computed
+        float s[MT][BK / 8][4], dp[MT][BK / 8][4];
+        if constexpr (WG) {
+            attn_wg_mma_abt(s[0], qf[0], cK);
+            attn_wg_commit();
+            attn_wg_mma_abt(dp[0], dof[0], cV);
+            attn_wg_commit();
+            attn_wg_wait<1>();
+            attn_wg_fence_acc(s[0]);
+        } else {
+            attn_zero<MT, BK / 8>(s);
+            attn_zero<MT, BK / 8>(dp);
+            if constexpr (REG_AS > 0) attn_warp_mma_abt_regs<HS, MT, BK>(s, qf, cK);
+            else attn_warp_mma_abt<HS, MT, BK>(s, aQ, warp * WR, cK);
+            if constexpr (REG_AS > 1) attn_warp_mma_abt_regs<HS, MT, BK>(dp, dof, cV);
+            else attn_warp_mma_abt<HS, MT, BK>(dp, adO, warp * WR, cV);
+        }
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
             for (int j = 0; j < BK / 8; j++) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int r = 2 * mt + (e >> 1);
-                    float p = attn_exp2(s[mt][j][e] * scale_log2 - lq[r]);
+                    float p = attn_exp2(s[mt][j][e] * scale_log2 - lq[2 * mt + (e >> 1)]);
                     if (need_mask) {
                         int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + mt * 16 + g + (e >> 1) * 8;
                         if (key > q || key >= T) p = 0.f;
                     }
-                    dp[mt][j][e] = p * (dp[mt][j][e] - dq_row[r]);
+                    s[mt][j][e] = p;
                 }
             }
         }
-        attn_warp_mma_pb<HS, MT, BK>(dq, dp, cK);
+        if constexpr (WG) {
+            attn_wg_wait<0>();   // dP
+            attn_wg_fence_acc(dp[0]);
+        }
+        // dS = P (dP - delta) in dp, then dQ += dS K
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+            for (int j = 0; j < BK / 8; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) dp[mt][j][e] = s[mt][j][e] * (dp[mt][j][e] - dq_row[2 * mt + (e >> 1)]);
+            }
+        }
+        if constexpr (WG) {
+            attn_wg_mma_pb(dq[0], dp[0], cK);
+            attn_wg_commit();
+            attn_wg_wait<0>();
+            attn_wg_fence_acc(dq[0]);
+        } else {
+            attn_warp_mma_pb<HS, MT, BK>(dq, dp, cK);
+        }
     }
     attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR);
 }
@@ -614,17 +826,23 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 // and the length of the streamed tiles (keys for forward and dQ, queries for dK/dV). Chosen from the
 // variants timed by dev/cuda/attention.cu on an H100 (dev/RESULTS.md); dK/dV keeps MT = 1 because its
 // two HS-wide accumulators fill the registers (MT = 2 spills). REG_AS: how many of the backward kernels'
-// fixed A operands stay in registers, as many as fit without spilling (ptxas -v).
+// fixed A operands stay in registers, as many as fit without spilling (ptxas -v). STAGES: cp.async depth of
+// the backward's streamed tiles. WGMMA: warpgroup products (HS = 64 only; sm_90a builds, other builds run
+// the same tiles with mma.sync). HEAD_MAJOR: backward block order (false: heavy blocks of all heads first).
 template <int HS> struct AttentionConfig;
 template <> struct AttentionConfig<64> {
     static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 64;
-    static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 64, DKDV_REG_AS = 2;
-    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32, DQ_REG_AS = 1;
+    static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 64, DKDV_STAGES = 3, DKDV_REG_AS = 2;
+    static constexpr bool DKDV_WGMMA = true, DKDV_HEAD_MAJOR = false;
+    static constexpr int DQ_MT = 1, DQ_WARPS = 8, DQ_BK = 64, DQ_STAGES = 3, DQ_REG_AS = 2;
+    static constexpr bool DQ_WGMMA = true, DQ_HEAD_MAJOR = false;
 };
 template <> struct AttentionConfig<128> {
     static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32;
-    static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 32, DKDV_REG_AS = 1;
-    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32, DQ_REG_AS = 0;
+    static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 32, DKDV_STAGES = 2, DKDV_REG_AS = 1;
+    static constexpr bool DKDV_WGMMA = false, DKDV_HEAD_MAJOR = false;
+    static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32, DQ_STAGES = 2, DQ_REG_AS = 0;
+    static constexpr bool DQ_WGMMA = false, DQ_HEAD_MAJOR = false;
 };
 
 // Checks the shapes shared by forward and backward.
@@ -675,8 +893,9 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dkdv_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
                                               int B, int T, int NH, cudaStream_t stream) {
     constexpr int BKV = 16 * C::DKDV_MT * C::DKDV_WARPS;
-    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_REG_AS>;
-    size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 4 * C::DKDV_BQ) * HS * sizeof(bf16) + 4 * C::DKDV_BQ * sizeof(float));
+    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_STAGES, C::DKDV_REG_AS, C::DKDV_WGMMA, C::DKDV_HEAD_MAJOR>;
+    size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 2 * C::DKDV_STAGES * C::DKDV_BQ) * HS * sizeof(bf16) +
+                                             2 * C::DKDV_STAGES * C::DKDV_BQ * sizeof(float));
     const long blocks = (long)B * NH * ceil_div(T, BKV);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BKV, blocks);
     kernel<<<(unsigned)blocks, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
@@ -688,8 +907,8 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dq_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
                                             int B, int T, int NH, cudaStream_t stream) {
     constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
-    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_REG_AS>;
-    size_t smem = attention_smem(kernel, (size_t)(2 * BR + 4 * C::DQ_BK) * HS * sizeof(bf16));
+    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, C::DQ_HEAD_MAJOR>;
+    size_t smem = attention_smem(kernel, (size_t)(2 * BR + 2 * C::DQ_STAGES * C::DQ_BK) * HS * sizeof(bf16));
     const long blocks = (long)B * NH * ceil_div(T, BR);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
     kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);

@@ -20,13 +20,17 @@ backward recomputes S and dP a second time in its dQ pass, which this count leav
 #include "kernels/attention.cuh"
 #include "test/reference/attention_cpu.h"
 
-// Tile configurations under test: (MT, warps, tile length) for forward, dK/dV and dQ.
-template <int FM, int FW, int FBC, int KM, int KW, int KBQ, int KR, int QM, int QW, int QBK, int QR>
+// Tile configurations under test: (MT, warps, tile length) for forward, dK/dV and dQ; for the backward
+// also the cp.async stages of the streamed tiles, the A operands held in registers, and whether its
+// products run as warpgroup wgmma.
+template <int FM, int FW, int FBC, int KM, int KW, int KBQ, int KS, int KR, int KG, int QM, int QW, int QBK, int QS, int QR, int QG,
+          int HM>
 struct TileConfig {
     static constexpr int FWD_MT = FM, FWD_WARPS = FW, FWD_BC = FBC;
-    static constexpr int DKDV_MT = KM, DKDV_WARPS = KW, DKDV_BQ = KBQ;
-    static constexpr int DKDV_REG_AS = KR;
-    static constexpr int DQ_MT = QM, DQ_WARPS = QW, DQ_BK = QBK, DQ_REG_AS = QR;
+    static constexpr int DKDV_MT = KM, DKDV_WARPS = KW, DKDV_BQ = KBQ, DKDV_STAGES = KS, DKDV_REG_AS = KR;
+    static constexpr bool DKDV_WGMMA = KG != 0, DKDV_HEAD_MAJOR = HM != 0;
+    static constexpr int DQ_MT = QM, DQ_WARPS = QW, DQ_BK = QBK, DQ_STAGES = QS, DQ_REG_AS = QR;
+    static constexpr bool DQ_WGMMA = QG != 0, DQ_HEAD_MAJOR = HM != 0;
 };
 typedef void (*ForwardFn)(bf16 *, float *, const bf16 *, int, int, int, cudaStream_t);
 typedef void (*BackwardStepFn)(bf16 *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
@@ -36,24 +40,21 @@ struct Variant {
     ForwardFn fwd;
     BackwardStepFn dkdv, dq;
 };
-#define VARIANT(HS, FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR)                                                    \
-    {HS, "f" #FM "/" #FW "/" #FBC " k" #KM "/" #KW "/" #KBQ "/" #KR " q" #QM "/" #QW "/" #QBK "/" #QR,               \
-     attention_forward_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR>>,                              \
-     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR>>,                        \
-     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KR, QM, QW, QBK, QR>>}
-// Variant 0 of each head size is the library default (AttentionConfig<HS>), variant 1 the previous default
-// (every A operand of the backward's S and dP products read from shared memory at every tile), the others
-// alternatives. Names read f<MT>/<warps>/<key tile> k<MT>/<warps>/<query tile>/<A operands in registers>
-// q<MT>/<warps>/<key tile>/<A operands in registers>.
+#define VARIANT(HS, FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM)                                \
+    {HS, "f" #FM "/" #FW "/" #FBC " k" #KM "/" #KW "/" #KBQ "/" #KS "/" #KR "/" #KG " q" #QM "/" #QW "/" #QBK "/" #QS "/" #QR "/" #QG " h" #HM, \
+     attention_forward_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,          \
+     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,    \
+     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>}
+// Variant 0 of each head size is the library default (AttentionConfig<HS>), the others alternatives.
+// Names read f<MT>/<warps>/<key tile> k<MT>/<warps>/<query tile>/<stages>/<A operands in registers>/<wgmma>
+// q<MT>/<warps>/<key tile>/<stages>/<A operands in registers>/<wgmma> h<backward blocks of a head side by side>.
 static const Variant VARIANTS[] = {
     {64, "default", attention_forward_hs<64>, attention_backward_dkdv_hs<64>, attention_backward_dq_hs<64>},
-    VARIANT(64, 2, 4, 64, 1, 8, 64, 0, 2, 4, 32, 0),
-    VARIANT(64, 2, 4, 64, 1, 8, 64, 2, 2, 4, 32, 0),
-    VARIANT(64, 2, 4, 64, 1, 8, 64, 2, 2, 4, 32, 2),
+    VARIANT(64, 2, 4, 64, 1, 8, 64, 2, 2, 0, 2, 4, 32, 2, 1, 0, 0),   // mma.sync, 2 stages (the tiles before wgmma)
+    VARIANT(64, 2, 4, 64, 1, 4, 64, 3, 2, 0, 1, 8, 64, 3, 2, 0, 0),   // the default's tiles with mma.sync (sm_100a builds)
+    VARIANT(64, 2, 4, 64, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 1),   // the default with each head's blocks side by side
+    VARIANT(64, 2, 4, 64, 1, 8, 64, 3, 2, 1, 1, 4, 64, 3, 2, 1, 1),
     {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
-    VARIANT(128, 2, 4, 32, 1, 4, 32, 0, 2, 4, 32, 0),
-    VARIANT(128, 2, 4, 32, 1, 8, 32, 0, 2, 4, 32, 0),
-    VARIANT(128, 2, 4, 32, 1, 8, 32, 1, 1, 4, 32, 2),
 };
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
@@ -153,7 +154,7 @@ static int check(const Variant &v) {
     double e_out = max_rel_error(d.out, r_out.data(), r_out.size());
     double e_dqkv = max_rel_error(d.dqkv, r_dqkv.data(), r_dqkv.size());
     bool ok = e_out < 8.0 / 256 && e_dqkv < 8.0 / 256;
-    printf("check HS=%d %-26s B=%d T=%d NH=%d: out max err %.2e, dqkv max err %.2e (of max|ref|) %s\n", HS, v.name, B, T, NH, e_out,
+    printf("check HS=%d %-41s B=%d T=%d NH=%d: out max err %.2e, dqkv max err %.2e (of max|ref|) %s\n", HS, v.name, B, T, NH, e_out,
            e_dqkv, ok ? "ok" : "MISMATCH");
     free_buffers(d);
     return ok ? 0 : 1;
@@ -194,14 +195,16 @@ int main(int argc, char **argv) {
     const size_t flush_bytes = 256ull << 20;
     void *flush;
     cudaCheck(cudaMalloc(&flush, flush_bytes));
-    const int shapes[][4] = {{8, 1024, 12, 64}, {2, 4096, 12, 64}, {8, 1024, 16, 128}, {2, 4096, 16, 128}};   // B, T, NH, HS
+    // B, T, NH, HS: GPT-2 d12's attention (B=8 of its 64), long context, GPT-2 d24's (B=32, NH=16), head size 128
+    const int shapes[][4] = {{8, 1024, 12, 64}, {2, 4096, 12, 64}, {32, 1024, 16, 64}, {8, 1024, 16, 128}, {2, 4096, 16, 128}};
+    const int nshapes = (int)(sizeof(shapes) / sizeof(shapes[0]));
     const int reps = 20;
     cudaCheck(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
     cudaCheck(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
-    printf("%-3s %-26s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
+    printf("%-3s %-41s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
            "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd 2s");
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < nshapes; s++) {
         const int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], HS = shapes[s][3];
         Buffers d = alloc_random(B, T, NH, HS, NULL, NULL);
         double fwd_flops = 4.0 * B * NH * (double)T * T * HS / 2, bwd_flops = 2.5 * fwd_flops;
@@ -216,7 +219,7 @@ int main(int argc, char **argv) {
             float b2 = time_ms(v, PART_BACKWARD_2S, d, B, T, NH, flush, flush_bytes, reps);
             char shape[64];
             snprintf(shape, sizeof(shape), "%d,%d,%d,%d", B, T, NH, HS);
-            printf("%-3d %-26s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl, kv,
+            printf("%-3d %-41s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl, kv,
                    q, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, b2);
         }
         free_buffers(d);
