@@ -5,15 +5,19 @@
 //           mean = sum(x)/C, rstd = 1/sqrt(sum((x-mean)^2)/C + eps), out = (x-mean)*rstd*weight + bias.
 // Backward: with xhat = (x-mean)*rstd and g = dout*weight,
 //           dinp += rstd * (g - mean(g) - xhat*mean(g*xhat)), dweight += sum_rows dout*xhat,
-//           dbias += sum_rows dout.
-// Both use one warp per row with the row held in registers (each lane owns the 8-column groups
-// lane, lane+32, ...), so a row is read once; CHUNKS = ceil(C/256) groups per lane is a template
-// argument so that the register arrays are indexed by constants. C <= LAYERNORM_MAX_C.
+//           dbias += sum_rows dout, and optionally dinp_colsum += sum_rows (updated dinp).
+// The forward uses one warp per row with the row held in registers (each lane owns the 8-column
+// groups lane, lane+32, ...), so a row is read once; CHUNKS = ceil(C/256) groups per lane is a
+// template argument so that the register arrays are indexed by constants. The backward uses a group
+// of ceil(C/256) warps per row, each thread owning 8 columns, so that its column sums stay in
+// registers; see layernorm_backward_kernel. C <= LAYERNORM_MAX_C.
 //
-// Determinism: row statistics use fixed butterfly reductions. The backward's weight/bias sums
-// never use atomics: each warp accumulates its rows into its own shared-memory slab, each block
-// sums its slabs in warp order into one partial row of `scratch`, and a second kernel sums the
-// partials in a fixed order (contiguous slices in order, then the slice sums in order). The row -> block assignment depends only on N.
+// Determinism: row statistics use fixed butterfly reductions (and, in backward, a sum over the
+// row group's warps in warp order). The backward's column sums never use atomics: each thread
+// accumulates its columns over its rows in row order, each block adds its row groups in group
+// order into one partial row of `scratch`, and a second kernel sums the partials in a fixed order
+// (contiguous slices in order, then the slice sums in order). The row -> block assignment depends
+// only on N and C.
 #ifndef KERNELS_LAYERNORM_CUH
 #define KERNELS_LAYERNORM_CUH
 
@@ -23,7 +27,11 @@
 #define LAYERNORM_WARPS 8                       // rows in flight per block (one warp each)
 #define LAYERNORM_MAX_CHUNKS 12                 // 8-column groups per lane at most
 #define LAYERNORM_MAX_C (LAYERNORM_MAX_CHUNKS * WARP_SIZE * 8)
-#define LAYERNORM_BWD_MAX_BLOCKS 256            // partial rows of dweight/dbias at most
+#define LAYERNORM_BWD_MAX_BLOCKS 256            // partial rows of dweight/dbias/dinp_colsum at most
+#define LAYERNORM_BWD_THREADS 256               // backward block size aimed at (whole row groups)
+#define LAYERNORM_BWD_ROWS 2                    // rows per row group and batch
+#define LAYERNORM_BWD_STAGES 3                  // batches in the shared-memory ring (STAGES-1 ahead)
+#define LAYERNORM_BWD_MAX_REGS 128              // so that two blocks of 256 threads fit on an SM
 
 // ----------------------------------------------------------------------------------------------
 // kernels
@@ -92,109 +100,253 @@ __global__ void __launch_bounds__(LAYERNORM_WARPS *WARP_SIZE)
     }
 }
 
-// Block b handles rows [b*rows_per_block, ...) with warp w taking rows w, w+WARPS, ... of that range.
-// Per row: dinp[row] += dx in BF16 (read-add-round-write). Each warp adds dout and dout*xhat into its
-// shared-memory slab, laid out [2][CHUNKS*8][32] so that lane l's value for column
-// (k*32+l)*8+e sits at [(k*8+e)*32 + l] (conflict-free). At the end the block sums the slabs in warp
-// order and writes partials[b] = [dbias (C) | dweight (C)] in FP32.
-template <int CHUNKS>
-__global__ void __launch_bounds__(LAYERNORM_WARPS *WARP_SIZE)
-    layernorm_backward_kernel(bf16 *dinp, float *partials, const bf16 *dout, const bf16 *inp, const bf16 *weight,
-                              const float *mean, const float *rstd, int N, int C, int rows_per_block) {
-    constexpr int SLAB = CHUNKS * 8 * WARP_SIZE;  // floats per quantity per warp
-    extern __shared__ float slabs[];                // [WARPS][2][SLAB]
-    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
-    float *dbias_acc = slabs + warp * 2 * SLAB;
-    float *dweight_acc = dbias_acc + SLAB;
-    const bool vec = (C % 8 == 0);
+// Backward thread layout: a "row group" of layernorm_bwd_group_threads(C) threads (whole warps) covers
+// one row, thread t owning the 8 columns [8t, 8t+8) of every row it visits, so its shares of dbias,
+// dweight and dinp_colsum stay in registers for the whole kernel. A block holds `groups` row groups
+// (about LAYERNORM_BWD_THREADS threads) and walks its contiguous row range in batches of groups*ROWS
+// rows: group g takes rows batch + g*ROWS + r, r < ROWS.
+// The rows come through a ring of STAGES batches in shared memory that cp.async fills STAGES-1 batches
+// ahead of the one being worked on (keeping loads in flight without holding registers). Each thread
+// copies its own 16-byte pieces of dout, x and dinp and later reads only those, so its own
+// cp.async.wait_group orders them; lanes 0 .. 2*ROWS-1 of each warp copy the rows' mean and rstd for
+// the warp, which __syncwarp then makes visible to all its lanes.
+__host__ __device__ inline int layernorm_bwd_group_threads(int C) { return ceil_div(C, WARP_SIZE * 8) * WARP_SIZE; }
+
+// Bytes of shared memory of a backward block of `groups` row groups:
+//   ring     [STAGES][ROWS][3 tensors][block threads] 16-byte pieces (later reused for the groups'
+//            column sums [groups-1][3][group_threads*8] floats)
+//   row_sums [2 parities][groups][2*ROWS][group_warps] floats
+//   stats    [STAGES][block warps][mean x ROWS, rstd x ROWS] floats
+__host__ __device__ inline int layernorm_bwd_ring_pieces(int groups, int group_threads, int rows, int stages) {
+    return stages * rows * 3 * groups * group_threads;
+}
+__host__ __device__ inline int layernorm_bwd_row_sums_floats(int groups, int group_threads, int rows) {
+    return 2 * groups * 2 * rows * (group_threads / WARP_SIZE);
+}
+__host__ __device__ inline size_t layernorm_bwd_smem_bytes(int groups, int group_threads, int rows, int stages) {
+    const int block_warps = groups * group_threads / WARP_SIZE;
+    return (size_t)layernorm_bwd_ring_pieces(groups, group_threads, rows, stages) * 16 +
+           (size_t)(layernorm_bwd_row_sums_floats(groups, group_threads, rows) + stages * block_warps * 2 * rows) * sizeof(float);
+}
+
+// 16 (or 4) bytes from global to shared memory without passing through registers; src_ok false
+// writes zeros and reads nothing (src must still be a valid address).
+__device__ __forceinline__ void layernorm_cp_async16(void *smem_dst, const void *src, bool src_ok) {
+    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_ok ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void layernorm_cp_async4(void *smem_dst, const void *src, bool src_ok) {
+    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_ok ? 4 : 0) : "memory");
+}
+__device__ __forceinline__ void layernorm_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most PENDING of this thread's most recent cp.async groups are still in flight.
+template <int PENDING>
+__device__ __forceinline__ void layernorm_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
+
+// Element e of 8 BF16 values packed in a 16-byte piece (element 2i in the low half of word i), exactly.
+__device__ __forceinline__ float bf16x8_packed_get(const uint4 &v, int e) {
+    const unsigned int w = e < 2 ? v.x : e < 4 ? v.y : e < 6 ? v.z : v.w;
+    return __uint_as_float(e % 2 == 0 ? w << 16 : w & 0xffff0000u);
+}
+
+// Starts copying the thread's pieces of rows first_row .. first_row+ROWS-1 into ring slot `slot`.
+// Rows at or past row_end and columns at or past C arrive as zeros (mean = rstd = 0), so they add
+// nothing. Without 16-byte aligned rows (C % 8 != 0) the pieces are loaded and stored synchronously.
+template <int ROWS>
+__device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, int slot, const bf16 *dout, const bf16 *inp,
+                                                    const bf16 *dinp, const float *mean, const float *rstd, int first_row,
+                                                    int row_end, int c, int C, bool vec) {
+    const int lane = threadIdx.x % WARP_SIZE;
 #pragma unroll
-    for (int j = 0; j < CHUNKS * 8; j++) {
-        dbias_acc[j * WARP_SIZE + lane] = 0.0f;
-        dweight_acc[j * WARP_SIZE + lane] = 0.0f;
+    for (int r = 0; r < ROWS; r++) {
+        const int row = first_row + r;
+        const bool row_ok = row < row_end, ok = row_ok && c < C;
+        uint4 *dst = ring + (size_t)(slot * ROWS + r) * 3 * blockDim.x + threadIdx.x;
+        const size_t offset = row_ok ? (size_t)row * C : 0;
+        if (vec) {
+            layernorm_cp_async16(dst, dout + offset + (ok ? c : 0), ok);
+            layernorm_cp_async16(dst + blockDim.x, inp + offset + (ok ? c : 0), ok);
+            layernorm_cp_async16(dst + 2 * blockDim.x, dinp + offset + (ok ? c : 0), ok);
+        } else {
+            const bf16 *srcs[3] = {dout, inp, dinp};
+#pragma unroll
+            for (int k = 0; k < 3; k++) {
+                const Bf16x8 v = row_ok ? load_bf16x8(srcs[k] + offset, c, C, false) : Bf16x8{};
+                dst[k * blockDim.x] = *reinterpret_cast<const uint4 *>(&v);
+            }
+        }
+    }
+    if (lane < 2 * ROWS) {
+        const int row = first_row + lane % ROWS;
+        const bool row_ok = row < row_end;
+        float *dst = stats + (size_t)(slot * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE) * 2 * ROWS + lane;
+        layernorm_cp_async4(dst, (lane < ROWS ? mean : rstd) + (row_ok ? row : 0), row_ok);
+    }
+}
+
+// Block b handles rows [b*rows_per_block, min(N, (b+1)*rows_per_block)) in the layout above. Per
+// batch: row sums of g and g*xhat by butterfly per warp, then over the group's warps in warp order
+// through row_sums (two buffers by batch parity, so one barrier per batch); dinp[row] += dx rounded
+// once to BF16; the thread's column sums. At the end the groups' column sums are added in group
+// order and partials[b] = [dbias | dweight | dinp_colsum] (C floats each, the last only when
+// quantities == 3) is written in FP32. dinp_colsum sums the updated dinp as stored (BF16).
+// blockDim.x = groups * layernorm_bwd_group_threads(C); shared memory layernorm_bwd_smem_bytes.
+template <int ROWS, int STAGES>
+__global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
+    layernorm_backward_kernel(bf16 *dinp, float *partials, const bf16 *dout, const bf16 *inp, const bf16 *weight,
+                              const float *mean, const float *rstd, int N, int C, int rows_per_block, int quantities) {
+    extern __shared__ __align__(16) unsigned char layernorm_smem[];
+    const int group_threads = layernorm_bwd_group_threads(C), group_warps = group_threads / WARP_SIZE;
+    const int groups = blockDim.x / group_threads, group = threadIdx.x / group_threads;
+    const int warp = (threadIdx.x % group_threads) / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    const int c = (threadIdx.x % group_threads) * 8;
+    const bool vec = (C % 8 == 0);
+    uint4 *ring = reinterpret_cast<uint4 *>(layernorm_smem);
+    float *row_sums = reinterpret_cast<float *>(ring + layernorm_bwd_ring_pieces(groups, group_threads, ROWS, STAGES));
+    float *stats = row_sums + layernorm_bwd_row_sums_floats(groups, group_threads, ROWS);
+
+    float w[8], acc_dbias[8], acc_dweight[8], acc_colsum[8];
+    const Bf16x8 wv = load_bf16x8(weight, c, C, vec);
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        w[e] = __bfloat162float(wv.v[e]);
+        acc_dbias[e] = acc_dweight[e] = acc_colsum[e] = 0.0f;
     }
     const int row_begin = blockIdx.x * rows_per_block;
     const int row_end = min(row_begin + rows_per_block, N);
-    for (int row = row_begin + warp; row < row_end; row += LAYERNORM_WARPS) {
-        const size_t offset = (size_t)row * C;
-        // dinp is loaded with dout and x so that a row costs one memory round trip; the weight is
-        // re-read per row from L1 (all rows share it) to keep registers for the row
-        Bf16x8 d[CHUNKS], x[CHUNKS], di[CHUNKS];
+    const int step = groups * ROWS, batches = ceil_div(row_end - row_begin, step);
+    const int group_row0 = row_begin + group * ROWS;  // this group's first row of batch 0
 #pragma unroll
-        for (int k = 0; k < CHUNKS; k++) {
-            d[k] = load_bf16x8(dout + offset, (k * WARP_SIZE + lane) * 8, C, vec);
-            x[k] = load_bf16x8(inp + offset, (k * WARP_SIZE + lane) * 8, C, vec);
-            di[k] = load_bf16x8(dinp + offset, (k * WARP_SIZE + lane) * 8, C, vec);
-        }
-        const float m = mean[row], s = rstd[row];
-        // out-of-range elements have dout = weight = 0, so g and g*xhat vanish there
-        float sum_g = 0.0f, sum_gx = 0.0f;
+    for (int i = 0; i < STAGES - 1; i++) {
+        if (i < batches)
+            layernorm_bwd_issue<ROWS>(ring, stats, i, dout, inp, dinp, mean, rstd, group_row0 + i * step, row_end, c, C, vec);
+        layernorm_cp_async_commit();  // empty groups keep the count of groups per batch fixed
+    }
+    for (int i = 0; i < batches; i++) {
+        const int ahead = i + STAGES - 1;
+        if (ahead < batches)
+            layernorm_bwd_issue<ROWS>(ring, stats, ahead % STAGES, dout, inp, dinp, mean, rstd, group_row0 + ahead * step,
+                                      row_end, c, C, vec);
+        layernorm_cp_async_commit();
+        layernorm_cp_async_wait<STAGES - 1>();  // batch i has landed (this thread's pieces)
+        __syncwarp();                           // and the warp's mean/rstd
+        const int slot = i % STAGES, first_row = group_row0 + i * step;
+        const uint4 *piece = ring + (size_t)slot * ROWS * 3 * blockDim.x + threadIdx.x;  // [r][tensor] stride blockDim.x
+        const float *st = stats + (size_t)(slot * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE) * 2 * ROWS;
+        // sums[2r] = sum of g over row r, sums[2r+1] = sum of g*xhat
+        float sums[2 * ROWS];
 #pragma unroll
-        for (int k = 0; k < CHUNKS; k++) {
-            const Bf16x8 w = load_bf16x8(weight, (k * WARP_SIZE + lane) * 8, C, vec);
+        for (int r = 0; r < ROWS; r++) {
+            const uint4 d = piece[(r * 3) * blockDim.x], x = piece[(r * 3 + 1) * blockDim.x];
+            float sum_g = 0.0f, sum_gx = 0.0f;
 #pragma unroll
             for (int e = 0; e < 8; e++) {
-                const float g = __bfloat162float(d[k].v[e]) * __bfloat162float(w.v[e]);
-                const float xhat = (__bfloat162float(x[k].v[e]) - m) * s;
+                const float g = bf16x8_packed_get(d, e) * w[e];
                 sum_g += g;
-                sum_gx += g * xhat;
+                sum_gx += g * ((bf16x8_packed_get(x, e) - st[r]) * st[ROWS + r]);
             }
+            sums[2 * r] = warp_sum(sum_g);
+            sums[2 * r + 1] = warp_sum(sum_gx);
         }
-        const float mean_g = warp_sum(sum_g) / C, mean_gx = warp_sum(sum_gx) / C;
+        float *rs = row_sums + ((i % 2) * groups + group) * 2 * ROWS * group_warps;
+        if (lane == 0) {
 #pragma unroll
-        for (int k = 0; k < CHUNKS; k++) {
-            const int c = (k * WARP_SIZE + lane) * 8;
-            if (c >= C) continue;
-            const Bf16x8 w = load_bf16x8(weight, c, C, vec);
+            for (int q = 0; q < 2 * ROWS; q++) rs[q * group_warps + warp] = sums[q];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int q = 0; q < 2 * ROWS; q++) {
+            float total = 0.0f;
+            for (int v = 0; v < group_warps; v++) total += rs[q * group_warps + v];
+            sums[q] = total;
+        }
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) {
+            const int row = first_row + r;
+            const uint4 d = piece[(r * 3) * blockDim.x], x = piece[(r * 3 + 1) * blockDim.x], dinp_old = piece[(r * 3 + 2) * blockDim.x];
+            const float m = st[r], s = st[ROWS + r], mean_g = sums[2 * r] / C, mean_gx = sums[2 * r + 1] / C;
+            Bf16x8 di;
 #pragma unroll
             for (int e = 0; e < 8; e++) {
-                const float dv = __bfloat162float(d[k].v[e]);
-                const float xhat = (__bfloat162float(x[k].v[e]) - m) * s;
-                const float g = dv * __bfloat162float(w.v[e]);
-                const float dx = s * (g - mean_g - xhat * mean_gx);
-                di[k].v[e] = __float2bfloat16(__bfloat162float(di[k].v[e]) + dx);
-                dbias_acc[(k * 8 + e) * WARP_SIZE + lane] += dv;
-                dweight_acc[(k * 8 + e) * WARP_SIZE + lane] += dv * xhat;
+                const float dv = bf16x8_packed_get(d, e);
+                const float xhat = (bf16x8_packed_get(x, e) - m) * s;
+                const float dx = s * (dv * w[e] - mean_g - xhat * mean_gx);
+                di.v[e] = __float2bfloat16(bf16x8_packed_get(dinp_old, e) + dx);
+                acc_dbias[e] += dv;
+                acc_dweight[e] += dv * xhat;
+                acc_colsum[e] += row < row_end ? __bfloat162float(di.v[e]) : 0.0f;
             }
-            store_bf16x8(dinp + offset, c, C, vec, di[k]);
+            if (row < row_end) store_bf16x8(dinp + (size_t)row * C, c, C, vec, di);
         }
     }
-    __syncthreads();
-    // sum the warps' slabs in warp order; slab index j*32 + l holds column (j/8*32 + l)*8 + j%8
-    float *out = partials + (size_t)blockIdx.x * 2 * C;
-    for (int idx = threadIdx.x; idx < 2 * SLAB; idx += blockDim.x) {
-        const int q = idx / SLAB, j = (idx % SLAB) / WARP_SIZE, l = idx % WARP_SIZE;
-        const int c = ((j / 8) * WARP_SIZE + l) * 8 + j % 8;
-        if (c >= C) continue;
-        float acc = 0.0f;
-        for (int v = 0; v < LAYERNORM_WARPS; v++) acc += slabs[v * 2 * SLAB + idx];
-        out[q * C + c] = acc;
+    // add the groups' column sums in group order (group 0's first), through the ring's memory
+    if (groups > 1) {
+        float *group_acc = reinterpret_cast<float *>(ring);
+        const int stride = group_threads * 8;
+        __syncthreads();  // every thread is done reading the ring
+        if (group > 0) {
+            float *mine = group_acc + (size_t)(group - 1) * 3 * stride + c;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                mine[e] = acc_dbias[e];
+                mine[stride + e] = acc_dweight[e];
+                mine[2 * stride + e] = acc_colsum[e];
+            }
+        }
+        __syncthreads();
+        if (group > 0) return;
+        for (int g = 1; g < groups; g++) {
+            const float *other = group_acc + (size_t)(g - 1) * 3 * stride + c;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                acc_dbias[e] += other[e];
+                acc_dweight[e] += other[stride + e];
+                acc_colsum[e] += other[2 * stride + e];
+            }
+        }
+    }
+    float *out = partials + (size_t)blockIdx.x * quantities * C + c;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        if (c + e >= C) break;
+        out[e] = acc_dbias[e];
+        out[C + e] = acc_dweight[e];
+        if (quantities == 3) out[2 * C + e] = acc_colsum[e];
     }
 }
 
 // Column sums of the partials: block (32 x LAYERNORM_REDUCE_SLICES threads) handles 32 columns of
-// [dbias | dweight]; thread row y sums the partial rows of slice y (contiguous, in order), then
-// thread row 0 adds the slice sums in slice order and adds the total to dbias[c] or dweight[c].
+// [dbias | dweight | dinp_colsum] (quantities*C columns); thread row y sums the partial rows of slice y
+// (contiguous, in order), then thread row 0 adds the slice sums in slice order and adds the total to
+// dbias[c], dweight[c] or dinp_colsum[c].
 #define LAYERNORM_REDUCE_SLICES 16
 template <typename GradT>
 __global__ void __launch_bounds__(WARP_SIZE *LAYERNORM_REDUCE_SLICES)
-    layernorm_param_grad_kernel(GradT *dweight, GradT *dbias, const float *partials, int num_blocks, int C) {
+    layernorm_param_grad_kernel(GradT *dweight, GradT *dbias, float *dinp_colsum, const float *partials,
+                                int num_blocks, int C, int quantities) {
     __shared__ float slice_sums[LAYERNORM_REDUCE_SLICES][WARP_SIZE];
+    const int width = quantities * C;
     const int col = blockIdx.x * WARP_SIZE + threadIdx.x, slice = threadIdx.y;
     const int per_slice = ceil_div(num_blocks, LAYERNORM_REDUCE_SLICES);
     const int begin = slice * per_slice, end = min(begin + per_slice, num_blocks);
     float acc = 0.0f;
-    if (col < 2 * C) {
+    if (col < width) {
 #pragma unroll 8
-        for (int b = begin; b < end; b++) acc += partials[(size_t)b * 2 * C + col];
+        for (int b = begin; b < end; b++) acc += partials[(size_t)b * width + col];
     }
     slice_sums[slice][threadIdx.x] = acc;
     __syncthreads();
-    if (slice != 0 || col >= 2 * C) return;
+    if (slice != 0 || col >= width) return;
     float total = 0.0f;
 #pragma unroll
     for (int y = 0; y < LAYERNORM_REDUCE_SLICES; y++) total += slice_sums[y][threadIdx.x];
-    GradT *dst = col < C ? &dbias[col] : &dweight[col - C];
-    grad_from_float(dst, grad_to_float(*dst) + total);
+    if (col >= 2 * C) {
+        dinp_colsum[col - 2 * C] += total;
+    } else {
+        GradT *dst = col < C ? &dbias[col] : &dweight[col - C];
+        grad_from_float(dst, grad_to_float(*dst) + total);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -247,51 +399,72 @@ static inline void fused_residual_layernorm_forward(bf16 *residual_out, bf16 *ou
     layernorm_forward_launch_(residual_out, out, mean, rstd, residual, branch, weight, bias, N, C, stream);
 }
 
-// Row range per block of the backward (depends on N only, so results do not depend on the device).
-static inline int layernorm_backward_blocks_(int N, int *rows_per_block) {
-    const int max_blocks = ceil_div(N, LAYERNORM_WARPS) < LAYERNORM_BWD_MAX_BLOCKS ? ceil_div(N, LAYERNORM_WARPS)
-                                                                                   : LAYERNORM_BWD_MAX_BLOCKS;
-    *rows_per_block = ceil_div(N, max_blocks);
-    return ceil_div(N, *rows_per_block);
+// Backward launch geometry, from N and C only (so results do not depend on the device): row groups
+// per block, rows per block (a whole number of batches), and the number of blocks (= partial rows),
+// at most LAYERNORM_BWD_MAX_BLOCKS.
+struct LayerNormBwdGeometry {
+    int groups, rows_per_block, blocks;
+};
+
+static inline LayerNormBwdGeometry layernorm_backward_geometry_(int N, int C, int rows_per_batch) {
+    LayerNormBwdGeometry g;
+    const int group_threads = layernorm_bwd_group_threads(C);
+    g.groups = group_threads >= LAYERNORM_BWD_THREADS ? 1 : LAYERNORM_BWD_THREADS / group_threads;
+    const int step = g.groups * rows_per_batch;
+    g.rows_per_block = ceil_div(ceil_div(N, LAYERNORM_BWD_MAX_BLOCKS), step) * step;
+    g.blocks = ceil_div(N, g.rows_per_block);
+    return g;
 }
 
-// Floats of device scratch that layernorm_backward needs for N rows of C channels.
+// Floats of device scratch that layernorm_backward needs for N rows of C channels (with or without
+// dinp_colsum).
 static inline size_t layernorm_backward_scratch_floats(int N, int C) {
-    int rows_per_block;
-    return (size_t)layernorm_backward_blocks_(N, &rows_per_block) * 2 * C;
+    return (size_t)(N < LAYERNORM_BWD_MAX_BLOCKS ? N : LAYERNORM_BWD_MAX_BLOCKS) * 3 * C;
 }
 
-// dinp [N, C] += input gradient (BF16); dweight, dbias [C] += parameter gradients.
+// Second stage of the backward: adds the column sums of the first `blocks` partial rows in scratch to
+// dbias, dweight and, when not NULL, dinp_colsum.
+template <typename GradT>
+static inline void layernorm_backward_reduce_(GradT *dweight, GradT *dbias, float *dinp_colsum, const float *scratch,
+                                              int blocks, int C, cudaStream_t stream) {
+    const int quantities = dinp_colsum != NULL ? 3 : 2;
+    const dim3 reduce_block(WARP_SIZE, LAYERNORM_REDUCE_SLICES);
+    layernorm_param_grad_kernel<<<ceil_div(quantities * C, WARP_SIZE), reduce_block, 0, stream>>>(dweight, dbias, dinp_colsum,
+                                                                                                  scratch, blocks, C, quantities);
+    cudaCheckLaunch();
+}
+
+// layernorm_backward with ROWS rows per row group and batch and a ring of STAGES batches (the dev
+// harness times several). The block has at most max(LAYERNORM_BWD_THREADS, LAYERNORM_MAX_C / 8) = 384
+// threads, within what LAYERNORM_BWD_MAX_REGS allows.
+template <int ROWS, int STAGES, typename GradT>
+static inline void layernorm_backward_variant_(bf16 *dinp, float *dinp_colsum, GradT *dweight, GradT *dbias, float *scratch,
+                                               const bf16 *dout, const bf16 *inp, const bf16 *weight, const float *mean,
+                                               const float *rstd, int N, int C, cudaStream_t stream) {
+    shapeCheck(N > 0 && C > 0 && C <= LAYERNORM_MAX_C, "LayerNorm backward needs N > 0 and 0 < C <= %d, got N=%d C=%d",
+               LAYERNORM_MAX_C, N, C);
+    layernorm_check_alignment_(C, dinp, dout, inp, weight);
+    const LayerNormBwdGeometry g = layernorm_backward_geometry_(N, C, ROWS);
+    const int group_threads = layernorm_bwd_group_threads(C);
+    const size_t smem = layernorm_bwd_smem_bytes(g.groups, group_threads, ROWS, STAGES);
+    cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel<ROWS, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    layernorm_backward_kernel<ROWS, STAGES><<<g.blocks, g.groups * group_threads, smem, stream>>>(
+        dinp, scratch, dout, inp, weight, mean, rstd, N, C, g.rows_per_block, dinp_colsum != NULL ? 3 : 2);
+    cudaCheckLaunch();
+    layernorm_backward_reduce_(dweight, dbias, dinp_colsum, scratch, g.blocks, C, stream);
+}
+
+// dinp [N, C] += input gradient (BF16); dweight, dbias [C] += parameter gradients; if dinp_colsum
+// [C] (FP32) is not NULL, dinp_colsum[c] += sum over rows of the updated dinp[row, c] as stored in
+// BF16 (the bias gradient of a linear layer whose output gradient is dinp).
 // dout [N, C], inp [N, C] (the x that forward normalized), weight [C], mean/rstd [N] from forward.
 // scratch: layernorm_backward_scratch_floats(N, C) floats of device memory.
 template <typename GradT>
-static inline void layernorm_backward(bf16 *dinp, GradT *dweight, GradT *dbias, float *scratch, const bf16 *dout,
-                                      const bf16 *inp, const bf16 *weight, const float *mean, const float *rstd,
-                                      int N, int C, cudaStream_t stream) {
-    shapeCheck(N > 0, "N=%d", N);
-    const int chunks = layernorm_chunks_(C);
-    layernorm_check_alignment_(C, dinp, dout, inp, weight);
-    int rows_per_block;
-    const int grid = layernorm_backward_blocks_(N, &rows_per_block);
-    const int block = LAYERNORM_WARPS * WARP_SIZE;
-    const size_t smem = (size_t)LAYERNORM_WARPS * 2 * chunks * 8 * WARP_SIZE * sizeof(float);
-    switch (chunks) {
-#define LAYERNORM_BWD_CASE(K)                                                                                   \
-    case K:                                                                                                     \
-        cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                       (int)smem));                                                             \
-        layernorm_backward_kernel<K><<<grid, block, smem, stream>>>(dinp, scratch, dout, inp, weight, mean, rstd, N, C, \
-                                                                    rows_per_block);                            \
-        break;
-        LAYERNORM_BWD_CASE(1) LAYERNORM_BWD_CASE(2) LAYERNORM_BWD_CASE(3) LAYERNORM_BWD_CASE(4)
-        LAYERNORM_BWD_CASE(5) LAYERNORM_BWD_CASE(6) LAYERNORM_BWD_CASE(7) LAYERNORM_BWD_CASE(8)
-        LAYERNORM_BWD_CASE(LAYERNORM_MAX_CHUNKS)
-#undef LAYERNORM_BWD_CASE
-    }
-    cudaCheckLaunch();
-    const dim3 reduce_block(WARP_SIZE, LAYERNORM_REDUCE_SLICES);
-    layernorm_param_grad_kernel<<<ceil_div(2 * C, WARP_SIZE), reduce_block, 0, stream>>>(dweight, dbias, scratch, grid, C);
-    cudaCheckLaunch();
+static inline void layernorm_backward(bf16 *dinp, float *dinp_colsum, GradT *dweight, GradT *dbias, float *scratch,
+                                      const bf16 *dout, const bf16 *inp, const bf16 *weight, const float *mean,
+                                      const float *rstd, int N, int C, cudaStream_t stream) {
+    layernorm_backward_variant_<LAYERNORM_BWD_ROWS, LAYERNORM_BWD_STAGES>(dinp, dinp_colsum, dweight, dbias, scratch, dout, inp,
+                                                                          weight, mean, rstd, N, C, stream);
 }
 
 #endif // KERNELS_LAYERNORM_CUH

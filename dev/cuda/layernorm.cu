@@ -1,21 +1,41 @@
 /*
 Kernel harness for kernels/layernorm.cuh: times the LayerNorm forward, the fused residual-add +
-LayerNorm forward, and the backward at GPT-2 shapes (N = B*T = 8 x 1024 rows, C = 768 and 1600).
-Correctness is tested in test/gpu/test_layers.cu; here only that the outputs are finite.
+LayerNorm forward, and versions of the backward at GPT-2 shapes (d12: C=768, d24: C=1024, d48: C=1600;
+N = B*T = 32768 and 65536 rows, and 8192 at C=1600). Correctness is tested in test/gpu/test_layers.cu
+(the kernels/ version); here the outputs must be finite.
+
+Backward versions (figures in dev/RESULTS.md, "LayerNorm backward" section):
+  1  one warp per row, 8 warps per block, slabs of dweight/dbias in shared memory (until 2026-11-22;
+     not kept here: measured from the earlier commit)
+  2, 3  row groups with the column sums in registers, the next batch of ROWS = 1 / 2 rows loaded into
+     registers while this one is worked on (not kept: 1.2-1.5 TB/s, the loads were not kept in flight)
+  4..8  kernels/ layernorm_backward_kernel<ROWS, STAGES>: the rows come through a shared-memory ring of
+     STAGES batches filled by cp.async; 4 is what layernorm_backward runs
+Each backward is timed with and without dinp_colsum (the third column sum). Versions with ROWS =
+LAYERNORM_BWD_ROWS take the same rows in the same order as the kernels/ version and must give its bits.
 
 Compile and run:
   make build/dev/layernorm && ./build/dev/layernorm
 
 Bytes counted (the fewest possible, each tensor once): forward reads x and writes out (2 bytes each per
 element) plus mean/rstd; fused forward reads residual and branch, writes residual_out and out; backward
-reads dout, x and dinp and writes dinp (dinp accumulates), plus dweight/dbias; its second kernel (the
+reads dout, x and dinp and writes dinp (dinp accumulates), plus mean/rstd; its second kernel (the
 column sums of the per-block partials) is also timed alone. Timing: median of 50 runs, each after an
-L2 flush (dev/cuda/layer_bench.cuh); the forward is also timed after a memset flush, to show what the
-write-back of a dirty L2 costs a kernel of this size.
+L2 flush (dev/cuda/layer_bench.cuh).
 */
 #include <math.h>
+#include <string.h>
 #include "dev/cuda/layer_bench.cuh"
 #include "kernels/layernorm.cuh"
+
+// ----------------------------------------------------------------------------------------------
+// checks
+
+static std::vector<unsigned char> download_bytes(const void *d, size_t bytes) {
+    std::vector<unsigned char> h(bytes);
+    cudaCheck(cudaMemcpy(h.data(), d, bytes, cudaMemcpyDeviceToHost));
+    return h;
+}
 
 static void check_finite(const char *what, const bf16 *d, size_t n) {
     std::vector<bf16> h(n);
@@ -28,65 +48,117 @@ static void check_finite(const char *what, const bf16 *d, size_t n) {
     }
 }
 
+typedef void (*BackwardFn)(bf16 *, float *, float *, float *, float *, const bf16 *, const bf16 *, const bf16 *,
+                           const float *, const float *, int, int);
+
+template <int ROWS, int STAGES>
+static void layernorm_backward_ring(bf16 *dinp, float *dinp_colsum, float *dweight, float *dbias, float *scratch,
+                                    const bf16 *dout, const bf16 *inp, const bf16 *weight, const float *mean,
+                                    const float *rstd, int N, int C) {
+    layernorm_backward_variant_<ROWS, STAGES>(dinp, dinp_colsum, dweight, dbias, scratch, dout, inp, weight, mean, rstd, N, C, 0);
+}
+
+struct BackwardVersion {
+    const char *name;
+    int rows;  // rows per group and batch: versions with LAYERNORM_BWD_ROWS must give the kernels/ version's bits
+    BackwardFn fn;
+};
+
 int main(void) {
-    const int N = 8 * 1024, reps = 50;
-    const int channels[] = {768, 1600};
+    const int reps = 50;
+    const int shapes[][2] = {{32768, 768}, {65536, 768}, {32768, 1024}, {65536, 1024}, {8192, 1600}, {32768, 1600}, {65536, 1600}};
+    const BackwardVersion versions[] = {
+        {"4 ring ROWS=2 STAGES=3 (kernels/)", 2, layernorm_backward_ring<LAYERNORM_BWD_ROWS, LAYERNORM_BWD_STAGES>},
+        {"5 ring ROWS=2 STAGES=4", 2, layernorm_backward_ring<2, 4>},
+        {"6 ring ROWS=2 STAGES=5", 2, layernorm_backward_ring<2, 5>},
+        {"7 ring ROWS=1 STAGES=6", 1, layernorm_backward_ring<1, 6>},
+        {"8 ring ROWS=1 STAGES=8", 1, layernorm_backward_ring<1, 8>},
+    };
+    const int num_versions = sizeof(versions) / sizeof(versions[0]);
+    char summary[64][128];
+    int summary_lines = 0;
     printf("%-44s %13s %13s %13s\n", "kernel", "time", "bytes", "bandwidth");
-    for (int ci = 0; ci < 2; ci++) {
-        const int C = channels[ci];
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        const int N = shapes[si][0], C = shapes[si][1];
         const size_t act = (size_t)N * C;
         bf16 *x = bench_alloc_random<bf16>(act, 1, 0.2f, 2.0f), *branch = bench_alloc_random<bf16>(act, 2, 0.0f, 1.0f);
         bf16 *dout = bench_alloc_random<bf16>(act, 3, 0.0f, 1.0f), *dinp = bench_alloc_random<bf16>(act, 4, 0.0f, 1.0f);
         bf16 *w = bench_alloc_random<bf16>(C, 5, 1.0f, 0.2f), *b = bench_alloc_random<bf16>(C, 6, 0.0f, 0.2f);
-        bf16 *out, *residual;
-        float *mean, *rstd, *dw, *db, *scratch;
+        bf16 *out, *residual, *dinp0;
+        float *mean, *rstd, *dw, *db, *colsum, *scratch;
         cudaCheck(cudaMalloc(&out, act * sizeof(bf16)));
         cudaCheck(cudaMalloc(&residual, act * sizeof(bf16)));
+        cudaCheck(cudaMalloc(&dinp0, act * sizeof(bf16)));
+        cudaCheck(cudaMemcpy(dinp0, dinp, act * sizeof(bf16), cudaMemcpyDeviceToDevice));
         cudaCheck(cudaMalloc(&mean, N * sizeof(float)));
         cudaCheck(cudaMalloc(&rstd, N * sizeof(float)));
         cudaCheck(cudaMalloc(&dw, C * sizeof(float)));
         cudaCheck(cudaMalloc(&db, C * sizeof(float)));
-        cudaCheck(cudaMemset(dw, 0, C * sizeof(float)));
-        cudaCheck(cudaMemset(db, 0, C * sizeof(float)));
+        cudaCheck(cudaMalloc(&colsum, C * sizeof(float)));
         cudaCheck(cudaMalloc(&scratch, layernorm_backward_scratch_floats(N, C) * sizeof(float)));
-        char name[64];
+        char name[96];
+        printf("--- N=%d C=%d\n", N, C);
 
         float us = bench_median_us(reps, [] {}, [&] { layernorm_forward(out, mean, rstd, x, w, b, N, C, 0); });
-        snprintf(name, sizeof(name), "layernorm_forward C=%d", C);
+        snprintf(name, sizeof(name), "layernorm_forward");
         bench_report(name, us, 4.0 * act + 8.0 * N);
         check_finite("out", out, act);
-        us = bench_median_us(reps, [] {}, [&] { layernorm_forward(out, mean, rstd, x, w, b, N, C, 0); }, BENCH_FLUSH_MEMSET);
-        snprintf(name, sizeof(name), "  same, after a memset (dirty L2) flush");
-        bench_report(name, us, 4.0 * act + 8.0 * N);
-
         us = bench_median_us(reps, [] {}, [&] {
             fused_residual_layernorm_forward(residual, out, mean, rstd, x, branch, w, b, N, C, 0);
         });
-        snprintf(name, sizeof(name), "fused_residual_layernorm_forward C=%d", C);
+        snprintf(name, sizeof(name), "fused_residual_layernorm_forward");
         bench_report(name, us, 8.0 * act + 8.0 * N);
         check_finite("residual", residual, act);
 
-        // dinp accumulates, so its values drift over the repetitions; the timing does not depend on them
-        us = bench_median_us(reps, [] {}, [&] {
-            layernorm_backward<float>(dinp, dw, db, scratch, dout, x, w, mean, rstd, N, C, 0);
-        });
-        snprintf(name, sizeof(name), "layernorm_backward C=%d", C);
-        bench_report(name, us, 8.0 * act + 8.0 * N);
-        check_finite("dinp", dinp, act);
-        int rows_per_block;
-        const int partial_rows = layernorm_backward_blocks_(N, &rows_per_block);
-        us = bench_median_us(reps, [] {}, [&] {
-            layernorm_param_grad_kernel<float><<<ceil_div(2 * C, WARP_SIZE), dim3(WARP_SIZE, LAYERNORM_REDUCE_SLICES)>>>(
-                dw, db, scratch, partial_rows, C);
-            cudaCheckLaunch();
-        });
-        snprintf(name, sizeof(name), "  of which layernorm_param_grad_kernel");
-        bench_report(name, us, 4.0 * 2 * C * partial_rows);
+        // one run of each version from the same dinp and zeroed sums: bits against the kernels/ version
+        std::vector<unsigned char> ref_dinp, ref_sums;
+        for (int v = 0; v < num_versions; v++) {
+            cudaCheck(cudaMemcpy(dinp, dinp0, act * sizeof(bf16), cudaMemcpyDeviceToDevice));
+            cudaCheck(cudaMemset(dw, 0, C * sizeof(float)));
+            cudaCheck(cudaMemset(db, 0, C * sizeof(float)));
+            cudaCheck(cudaMemset(colsum, 0, C * sizeof(float)));
+            versions[v].fn(dinp, colsum, dw, db, scratch, dout, x, w, mean, rstd, N, C);
+            cudaCheck(cudaDeviceSynchronize());
+            check_finite("dinp", dinp, act);
+            std::vector<unsigned char> got_dinp = download_bytes(dinp, act * sizeof(bf16));
+            std::vector<unsigned char> got_sums = download_bytes(dw, C * sizeof(float));
+            std::vector<unsigned char> more = download_bytes(db, C * sizeof(float));
+            got_sums.insert(got_sums.end(), more.begin(), more.end());
+            more = download_bytes(colsum, C * sizeof(float));
+            got_sums.insert(got_sums.end(), more.begin(), more.end());
+            if (versions[v].rows == LAYERNORM_BWD_ROWS && ref_dinp.empty()) {
+                ref_dinp = got_dinp;
+                ref_sums = got_sums;
+            } else if (versions[v].rows == LAYERNORM_BWD_ROWS && (got_dinp != ref_dinp || got_sums != ref_sums)) {
+                fprintf(stderr, "error: backward version %s differs from the kernels/ version in its bits (N=%d C=%d)\n", versions[v].name, N, C);
+                exit(1);
+            }
+        }
+
+        // dinp accumulates over the repetitions (its values drift; the timing does not depend on them)
+        const double bwd_bytes = 8.0 * act + 8.0 * N;
+        for (int v = 0; v < num_versions; v++) {
+            for (int with_colsum = 0; with_colsum < 2; with_colsum++) {
+                float *cs = with_colsum ? colsum : NULL;
+                us = bench_median_us(reps, [] {}, [&] { versions[v].fn(dinp, cs, dw, db, scratch, dout, x, w, mean, rstd, N, C); });
+                snprintf(name, sizeof(name), "bwd v%s%s", versions[v].name, with_colsum ? " +colsum" : "");
+                bench_report(name, us, bwd_bytes);
+                if (summary_lines < 64)
+                    snprintf(summary[summary_lines++], 128, "N=%-6d C=%-5d %-34s %-8s %8.1f us %6.0f GB/s", N, C, versions[v].name,
+                             with_colsum ? "+colsum" : "", us, bwd_bytes / (us * 1e-6) / 1e9);
+            }
+        }
+        LayerNormBwdGeometry g = layernorm_backward_geometry_(N, C, LAYERNORM_BWD_ROWS);
+        us = bench_median_us(reps, [] {}, [&] { layernorm_backward_reduce_(dw, db, colsum, scratch, g.blocks, C, (cudaStream_t)0); });
+        snprintf(name, sizeof(name), "  of which the column sums of %d partials", g.blocks);
+        bench_report(name, us, 4.0 * 3 * C * g.blocks);
 
         cudaCheck(cudaFree(x)); cudaCheck(cudaFree(branch)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dinp));
-        cudaCheck(cudaFree(w)); cudaCheck(cudaFree(b)); cudaCheck(cudaFree(out)); cudaCheck(cudaFree(residual));
-        cudaCheck(cudaFree(mean)); cudaCheck(cudaFree(rstd)); cudaCheck(cudaFree(dw)); cudaCheck(cudaFree(db));
-        cudaCheck(cudaFree(scratch));
+        cudaCheck(cudaFree(dinp0)); cudaCheck(cudaFree(w)); cudaCheck(cudaFree(b)); cudaCheck(cudaFree(out));
+        cudaCheck(cudaFree(residual)); cudaCheck(cudaFree(mean)); cudaCheck(cudaFree(rstd)); cudaCheck(cudaFree(dw));
+        cudaCheck(cudaFree(db)); cudaCheck(cudaFree(colsum)); cudaCheck(cudaFree(scratch));
     }
+    printf("\nbackward summary (bytes = 8*N*C + 8*N)\n");
+    for (int i = 0; i < summary_lines; i++) printf("%s\n", summary[i]);
     return 0;
 }

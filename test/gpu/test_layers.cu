@@ -319,13 +319,17 @@ static void test_layernorm_forward(void) {
     }
 }
 
+// with_colsum: also the column sums of the updated dinp (dinp_colsum, FP32, accumulated), checked
+// against a double-precision column sum of the dinp the GPU stored (the sum is defined on those BF16
+// values); without it the kernel gets NULL and must run the same.
 template <typename GradT>
-static void layernorm_backward_case(int N, int C) {
+static void layernorm_backward_case(int N, int C, int with_colsum) {
     const size_t act = (size_t)N * C;
     float *x = random_bf16_values(act, 0.3f, 2.0f), *dout = random_bf16_values(act, 0.0f, 1.0f);
     float *w = random_bf16_values(C, 1.0f, 0.2f), *bias = random_bf16_values(C, 0.0f, 0.2f);
     float *dinp0 = random_bf16_values(act, 0.0f, 0.5f);
     float *dw0 = random_bf16_values(C, 0.0f, 1.0f), *db0 = random_bf16_values(C, 0.0f, 1.0f);
+    float *colsum0 = random_bf16_values(C, 0.0f, 1.0f);
     // mean/rstd from the reference forward feed both backward passes
     float *out = (float *)malloc_check(act * sizeof(float));
     float *mean = (float *)malloc_check(N * sizeof(float)), *rstd = (float *)malloc_check(N * sizeof(float));
@@ -352,15 +356,17 @@ static void layernorm_backward_case(int N, int C) {
     float *d_mean = dev_from_host<float>(mean, N), *d_rstd = dev_from_host<float>(rstd, N);
     bf16 *d_dinp = (bf16 *)dev_alloc(act * sizeof(bf16));
     GradT *d_dw = (GradT *)dev_alloc(C * sizeof(GradT)), *d_db = (GradT *)dev_alloc(C * sizeof(GradT));
+    float *d_colsum = with_colsum ? (float *)dev_alloc(C * sizeof(float)) : NULL;
     const size_t scratch_floats = layernorm_backward_scratch_floats(N, C);
     float *scratch = (float *)dev_alloc(scratch_floats * sizeof(float));
-    void *first_dinp = NULL, *first_dw = NULL, *first_db = NULL;
+    void *first_dinp = NULL, *first_dw = NULL, *first_db = NULL, *first_colsum = NULL;
     for (int run = 0; run < 2; run++) {
         upload(d_dinp, dinp0, act);
         upload(d_dw, dw0, C);
         upload(d_db, db0, C);
+        if (with_colsum) upload(d_colsum, colsum0, C);
         dev_poison(scratch, scratch_floats * sizeof(float));
-        layernorm_backward<GradT>(d_dinp, d_dw, d_db, scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, 0);
+        layernorm_backward<GradT>(d_dinp, d_colsum, d_dw, d_db, scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (run == 0) {
             float *dinp = download(d_dinp, act), *dw = download(d_dw, C), *db = download(d_db, C);
@@ -371,6 +377,25 @@ static void layernorm_backward_case(int N, int C) {
             CHECK(guard_intact(d_dw, C * sizeof(GradT)) && guard_intact(d_db, C * sizeof(GradT)),
                   "layernorm backward wrote past dweight/dbias");
             CHECK(guard_intact(scratch, scratch_floats * sizeof(float)), "layernorm backward wrote past its scratch");
+            if (with_colsum) {
+                // colsum0 + sum over rows of the stored dinp, in double; atol 2^-16 * sum of |terms|
+                float *colsum = download(d_colsum, C);
+                float *colsum_ref = (float *)malloc_check(C * sizeof(float));
+                float *colsum_atol = (float *)malloc_check(C * sizeof(float));
+                for (int c = 0; c < C; c++) {
+                    double sum = colsum0[c], abs_sum = fabs(colsum0[c]);
+                    for (int n = 0; n < N; n++) {
+                        sum += dinp[(size_t)n * C + c];
+                        abs_sum += fabs(dinp[(size_t)n * C + c]);
+                    }
+                    colsum_ref[c] = (float)sum;
+                    colsum_atol[c] = (float)(abs_sum / 65536.0);
+                }
+                check_close_each("layernorm backward dinp_colsum", colsum, colsum_ref, colsum_atol, C, 0.0f);
+                CHECK(guard_intact(d_colsum, C * sizeof(float)), "layernorm backward wrote past dinp_colsum");
+                first_colsum = dev_snapshot(d_colsum, C * sizeof(float));
+                free(colsum); free(colsum_ref); free(colsum_atol);
+            }
             free(dinp); free(dw); free(db);
             first_dinp = dev_snapshot(d_dinp, act * sizeof(bf16));
             first_dw = dev_snapshot(d_dw, C * sizeof(GradT));
@@ -379,20 +404,28 @@ static void layernorm_backward_case(int N, int C) {
             CHECK(same_bits(first_dinp, d_dinp, act * sizeof(bf16)), "layernorm backward dinp not deterministic");
             CHECK(same_bits(first_dw, d_dw, C * sizeof(GradT)), "layernorm backward dweight not deterministic");
             CHECK(same_bits(first_db, d_db, C * sizeof(GradT)), "layernorm backward dbias not deterministic");
+            if (with_colsum)
+                CHECK(same_bits(first_colsum, d_colsum, C * sizeof(float)), "layernorm backward dinp_colsum not deterministic");
         }
     }
     cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_w)); cudaCheck(cudaFree(d_mean));
     cudaCheck(cudaFree(d_rstd)); cudaCheck(cudaFree(d_dinp)); cudaCheck(cudaFree(d_dw)); cudaCheck(cudaFree(d_db));
     cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(first_dinp)); cudaCheck(cudaFree(first_dw)); cudaCheck(cudaFree(first_db));
-    free(x); free(dout); free(w); free(bias); free(dinp0); free(dw0); free(db0); free(out); free(mean); free(rstd);
+    if (with_colsum) { cudaCheck(cudaFree(d_colsum)); cudaCheck(cudaFree(first_colsum)); }
+    free(x); free(dout); free(w); free(bias); free(dinp0); free(dw0); free(db0); free(colsum0); free(out); free(mean); free(rstd);
     free(dinp_ref); free(dw_ref); free(db_ref); free(dx); free(dw_atol); free(db_atol);
 }
 
+// Shapes cover one row, a partial last block whose later row groups have no rows (2100 x 100: 8 row
+// groups of 2 rows per batch), single-group blocks (C = 1600, 3000) and several batches per block.
 static void test_layernorm_backward(void) {
-    const int shapes[][2] = {{1, 768}, {37, 1600}, {4096, 768}, {37, 100}, {4096, 1600}, {5, 3000}, {2100, 100}};
-    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) layernorm_backward_case<float>(shapes[i][0], shapes[i][1]);
-    layernorm_backward_case<bf16>(37, 1600);
-    layernorm_backward_case<bf16>(4096, 768);
+    const int shapes[][2] = {{1, 768}, {37, 1600}, {4096, 768}, {37, 100}, {4096, 1600}, {5, 3000}, {2100, 100}, {3001, 1024}};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        layernorm_backward_case<float>(shapes[i][0], shapes[i][1], 1);
+        layernorm_backward_case<float>(shapes[i][0], shapes[i][1], 0);
+    }
+    layernorm_backward_case<bf16>(37, 1600, 1);
+    layernorm_backward_case<bf16>(4096, 768, 0);
 }
 
 // ----------------------------------------------------------------------------------------------
