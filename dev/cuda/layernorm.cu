@@ -25,6 +25,7 @@ L2 flush (dev/cuda/layer_bench.cuh).
 */
 #include <math.h>
 #include <string.h>
+#include <string>
 #include "dev/cuda/layer_bench.cuh"
 #include "kernels/layernorm.cuh"
 
@@ -75,8 +76,7 @@ int main(void) {
         {"8 ring ROWS=1 STAGES=8", 1, layernorm_backward_ring<1, 8>},
     };
     const int num_versions = sizeof(versions) / sizeof(versions[0]);
-    char summary[64][128];
-    int summary_lines = 0;
+    std::vector<std::string> summary;
     printf("%-44s %13s %13s %13s\n", "kernel", "time", "bytes", "bandwidth");
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         const int N = shapes[si][0], C = shapes[si][1];
@@ -143,9 +143,10 @@ int main(void) {
                 us = bench_median_us(reps, [] {}, [&] { versions[v].fn(dinp, cs, dw, db, scratch, dout, x, w, mean, rstd, N, C); });
                 snprintf(name, sizeof(name), "bwd v%s%s", versions[v].name, with_colsum ? " +colsum" : "");
                 bench_report(name, us, bwd_bytes);
-                if (summary_lines < 64)
-                    snprintf(summary[summary_lines++], 128, "N=%-6d C=%-5d %-34s %-8s %8.1f us %6.0f GB/s", N, C, versions[v].name,
-                             with_colsum ? "+colsum" : "", us, bwd_bytes / (us * 1e-6) / 1e9);
+                char line[160];
+                snprintf(line, sizeof(line), "N=%-6d C=%-5d %-34s %-8s %8.1f us %6.0f GB/s", N, C, versions[v].name,
+                         with_colsum ? "+colsum" : "", us, bwd_bytes / (us * 1e-6) / 1e9);
+                summary.push_back(line);
             }
         }
         LayerNormBwdGeometry g = layernorm_backward_geometry_(N, C, LAYERNORM_BWD_ROWS);
@@ -159,6 +160,6 @@ int main(void) {
         cudaCheck(cudaFree(db)); cudaCheck(cudaFree(colsum)); cudaCheck(cudaFree(scratch));
     }
     printf("\nbackward summary (bytes = 8*N*C + 8*N)\n");
-    for (int i = 0; i < summary_lines; i++) printf("%s\n", summary[i]);
+    for (const std::string &line : summary) printf("%s\n", line.c_str());
     return 0;
 }
