@@ -319,7 +319,7 @@ static inline void gpt2_backward(GPT2 *m) {
     // LM head (tied wte) and the final LayerNorm
     linear_backward(lin, dbtc, gpt2_grad(m, GPT2_WTE), NULL, GPT2_PTR(m, bf16, m->logits),
                     stash_restore(&m->stash, &r->tensors[m->lnf], s), gpt2_param(m, GPT2_WTE), NULL, NULL, N, C, Vp, s);
-    layernorm_backward(dres, gpt2_grad(m, GPT2_LNFW), gpt2_grad(m, GPT2_LNFB), ln_scratch, dbtc,
+    layernorm_backward(dres, NULL, gpt2_grad(m, GPT2_LNFW), gpt2_grad(m, GPT2_LNFB), ln_scratch, dbtc,
                        GPT2_PTR(m, bf16, m->layer[L - 1].residual3), gpt2_param(m, GPT2_LNFW), GPT2_PTR(m, float, m->lnf_mean),
                        GPT2_PTR(m, float, m->lnf_rstd), N, C, s);
     for (int l = L - 1; l >= 0; l--) {
@@ -333,7 +333,7 @@ static inline void gpt2_backward(GPT2 *m) {
                         GPT2_PTR(m, bf16, a->fch), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_FCW) + lc * 4 * C, NULL, dfch,
                         stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, NULL, N, C, 4 * C, s);
-        layernorm_backward(dres, gpt2_grad(m, GPT2_LN2W) + lc, gpt2_grad(m, GPT2_LN2B) + lc, ln_scratch, dbtc,
+        layernorm_backward(dres, NULL, gpt2_grad(m, GPT2_LN2W) + lc, gpt2_grad(m, GPT2_LN2B) + lc, ln_scratch, dbtc,
                            GPT2_PTR(m, bf16, a->residual2), gpt2_param(m, GPT2_LN2W) + lc, GPT2_PTR(m, float, a->ln2_mean),
                            GPT2_PTR(m, float, a->ln2_rstd), N, C, s);
         // dres is now the gradient of x2: the attention branch gets it unchanged
@@ -343,7 +343,7 @@ static inline void gpt2_backward(GPT2 *m) {
                            GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse), B, T, NH, HS, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_QKVW) + lc * 3 * C, gpt2_grad(m, GPT2_QKVB) + 3 * lc, dqkv,
                         stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, NULL, N, C, 3 * C, s);
-        layernorm_backward(dres, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,
+        layernorm_backward(dres, NULL, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,
                            gpt2_param(m, GPT2_LN1W) + lc, GPT2_PTR(m, float, a->ln1_mean), GPT2_PTR(m, float, a->ln1_rstd), N, C, s);
     }
     encoder_backward(gpt2_grad(m, GPT2_WTE), gpt2_grad(m, GPT2_WPE), GPT2_PTR(m, void, m->encoder_scratch), dres,

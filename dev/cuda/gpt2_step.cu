@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
     TIME_OP("classifier", 1, fused_classifier(GPT2_PTR(&m, bf16, m.logits), GPT2_PTR(&m, float, m.losses), GPT2_PTR(&m, int, m.targets),
                                               1.0f / N, N, cfg.vocab_size, Vp, m.stream));
     TIME_OP("layernorm backward", 2 * L + 1,
-            layernorm_backward(dres, gpt2_grad(&m, GPT2_LN2W), gpt2_grad(&m, GPT2_LN2B), ln_scratch, dbtc, GPT2_PTR(&m, bf16, a0->residual2),
+            layernorm_backward(dres, NULL, gpt2_grad(&m, GPT2_LN2W), gpt2_grad(&m, GPT2_LN2B), ln_scratch, dbtc, GPT2_PTR(&m, bf16, a0->residual2),
                                gpt2_param(&m, GPT2_LN2W), GPT2_PTR(&m, float, a0->ln2_mean), GPT2_PTR(&m, float, a0->ln2_rstd), N, C, m.stream));
     TIME_OP("attention backward", L, attention_backward(GPT2_PTR(&m, bf16, m.dqkv), GPT2_PTR(&m, float, m.attn_delta), dbtc,
                                                         GPT2_PTR(&m, bf16, a0->qkv), GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse),
