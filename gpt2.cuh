@@ -69,7 +69,7 @@ typedef struct {
     // backward buffers
     int dresidual, dbtc, dqkv, dfch;
     // workspace
-    int ln_scratch, encoder_scratch, norm_scratch, norm_out, attn_delta, bias_partials;
+    int ln_scratch, encoder_scratch, norm_scratch, norm_out, attn_delta, bias_partials, matmul_trial;
     // flat views of the packed arrays (the first tensor of each)
     bf16 *params;
     float *grads, *master, *m, *v;
@@ -157,7 +157,9 @@ static inline void gpt2_register(GPT2 *m) {
     m->norm_out = registry_add1(r, "norm_out", -1, W, DTYPE_FP32, 1);
     m->attn_delta = registry_add2(r, "attention_delta", -1, W, DTYPE_FP32, N, NH);
     m->bias_partials = registry_add2(r, "bias_partials", -1, W, DTYPE_FP32, BIAS_GRAD_MAX_CHUNKS, 4 * C);
-    r->external_bytes[MEM_WORKSPACE] = MATMUL_WORKSPACE_BYTES;
+    // the cuBLASLt algorithm trials (first step) save the largest accumulated FP32 output here: a Wgrad
+    m->matmul_trial = registry_add2(r, "matmul_trial", -1, W, DTYPE_FP32, Vp > 4 * C ? Vp : 4 * C, C);
+    r->external_bytes[MEM_WORKSPACE] = MATMUL_CONTEXT_DEVICE_BYTES;
 }
 
 // Builds the device model for configuration *cfg, activations of up to max_tokens = B*T rows, in
@@ -187,6 +189,8 @@ static inline int gpt2_build(GPT2 *m, const GPT2Config *cfg, int max_tokens, Pre
     m->master = GPT2_PTR(m, float, m->master_id[0]);
     m->m = GPT2_PTR(m, float, m->m_id[0]);
     m->v = GPT2_PTR(m, float, m->v_id[0]);
+    const RegTensor *trial = &m->reg.tensors[m->matmul_trial];
+    matmul_context_set_trial_buffer(&m->matmul, trial->data, trial->numel * dtype_size(trial->dtype));
     m->linear.precision = precision;
     m->linear.matmul = &m->matmul;
     m->linear.bias_partials = GPT2_PTR(m, float, m->bias_partials);
@@ -319,7 +323,10 @@ static inline void gpt2_backward(GPT2 *m) {
     // LM head (tied wte) and the final LayerNorm
     linear_backward(lin, dbtc, gpt2_grad(m, GPT2_WTE), NULL, GPT2_PTR(m, bf16, m->logits),
                     stash_restore(&m->stash, &r->tensors[m->lnf], s), gpt2_param(m, GPT2_WTE), NULL, NULL, N, C, Vp, s);
-    layernorm_backward(dres, NULL, gpt2_grad(m, GPT2_LNFW), gpt2_grad(m, GPT2_LNFB), ln_scratch, dbtc,
+    // every LayerNorm backward also sums the columns of the residual gradient it leaves in dres: the
+    // dout of the next linear in backward order, so its bias gradient comes from that pass (fcproj
+    // after the final LN and after LN1 of layer l+1, attproj after LN2)
+    layernorm_backward(dres, gpt2_grad(m, GPT2_FCPROJB) + (size_t)(L - 1) * C, gpt2_grad(m, GPT2_LNFW), gpt2_grad(m, GPT2_LNFB), ln_scratch, dbtc,
                        GPT2_PTR(m, bf16, m->layer[L - 1].residual3), gpt2_param(m, GPT2_LNFW), GPT2_PTR(m, float, m->lnf_mean),
                        GPT2_PTR(m, float, m->lnf_rstd), N, C, s);
     for (int l = L - 1; l >= 0; l--) {
@@ -328,22 +335,23 @@ static inline void gpt2_backward(GPT2 *m) {
         const size_t lc = (size_t)l * C;
         // dres is the gradient of x3: the fcproj branch gets it unchanged; GELU's backward follows its Dgrad
         // in one pass that also gives the fc bias gradient (so fc's own backward skips it)
-        linear_backward(lin, dfch, gpt2_grad(m, GPT2_FCPROJW) + lc * 4 * C, gpt2_grad(m, GPT2_FCPROJB) + lc, dres,
+        linear_backward(lin, dfch, gpt2_grad(m, GPT2_FCPROJW) + lc * 4 * C, NULL, dres,
                         stash_restore(&m->stash, &r->tensors[a->fch_gelu], s), gpt2_param(m, GPT2_FCPROJW) + lc * 4 * C,
                         GPT2_PTR(m, bf16, a->fch), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_FCW) + lc * 4 * C, NULL, dfch,
                         stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, NULL, N, C, 4 * C, s);
-        layernorm_backward(dres, NULL, gpt2_grad(m, GPT2_LN2W) + lc, gpt2_grad(m, GPT2_LN2B) + lc, ln_scratch, dbtc,
+        layernorm_backward(dres, gpt2_grad(m, GPT2_ATTPROJB) + lc, gpt2_grad(m, GPT2_LN2W) + lc, gpt2_grad(m, GPT2_LN2B) + lc, ln_scratch, dbtc,
                            GPT2_PTR(m, bf16, a->residual2), gpt2_param(m, GPT2_LN2W) + lc, GPT2_PTR(m, float, a->ln2_mean),
                            GPT2_PTR(m, float, a->ln2_rstd), N, C, s);
         // dres is now the gradient of x2: the attention branch gets it unchanged
-        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_ATTPROJW) + lc * C, gpt2_grad(m, GPT2_ATTPROJB) + lc, dres,
+        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_ATTPROJW) + lc * C, NULL, dres,
                         stash_restore(&m->stash, &r->tensors[a->atty], s), gpt2_param(m, GPT2_ATTPROJW) + lc * C, NULL, NULL, N, C, C, s);
         attention_backward(dqkv, GPT2_PTR(m, float, m->attn_delta), dbtc, stash_restore(&m->stash, &r->tensors[a->qkv], s),
                            GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse), B, T, NH, HS, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_QKVW) + lc * 3 * C, gpt2_grad(m, GPT2_QKVB) + 3 * lc, dqkv,
                         stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, NULL, N, C, 3 * C, s);
-        layernorm_backward(dres, NULL, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,
+        float *prev_fcproj_dbias = l > 0 ? gpt2_grad(m, GPT2_FCPROJB) + lc - C : NULL;
+        layernorm_backward(dres, prev_fcproj_dbias, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,
                            gpt2_param(m, GPT2_LN1W) + lc, GPT2_PTR(m, float, a->ln1_mean), GPT2_PTR(m, float, a->ln1_rstd), N, C, s);
     }
     encoder_backward(gpt2_grad(m, GPT2_WTE), gpt2_grad(m, GPT2_WPE), GPT2_PTR(m, void, m->encoder_scratch), dres,

@@ -12,7 +12,10 @@
 // bit-identical to it are timed (MATMUL_TUNE_REPEATS runs each, CUDA events), and the fastest is kept.
 // So a different timing in another run may pick another kernel, but never other bits: the output is
 // always the heuristic's first proposal's, and runs stay bit-reproducible. When beta != 0, C is saved
-// before the trials and restored after them.
+// before the trials and restored after them, in a trial buffer that the context's owner provides
+// (matmul_context_set_trial_buffer; the trainer counts it in its memory plan): nothing is allocated
+// after matmul_context_init. A beta != 0 problem whose C does not fit there is not tried: it keeps the
+// heuristic's first proposal (num_identical = 0 in its plan says so).
 // Epilogues are a field of MatmulArgs (BF16 operands and output only): BIAS adds a BF16 bias[N] to
 // every row of C; GELU_BIAS also applies GELU (tanh approximation) and stores the pre-activation in
 // aux. (cuBLASLt's DGELU epilogue is not offered: on the H100 it ran a GPT-2 Dgrad at less than half
@@ -41,6 +44,8 @@
 // How many of the heuristic's algorithms are tried on a problem's first call, and timed runs of each.
 #define MATMUL_TUNE_CANDIDATES 8
 #define MATMUL_TUNE_REPEATS 3
+// Device bytes a context allocates: the workspace and the trials' checksums.
+#define MATMUL_CONTEXT_DEVICE_BYTES (MATMUL_WORKSPACE_BYTES + MATMUL_TUNE_CANDIDATES * sizeof(unsigned long long))
 
 // What runs after the product.
 typedef enum {
@@ -80,7 +85,8 @@ typedef struct {
     cublasLtMatrixLayout_t layout_a, layout_b, layout_c;  // in cuBLASLt's naming (a = our B)
     cublasLtMatmulAlgo_t algo;
     int algo_rank;       // index of the chosen algorithm in the heuristic's list (0 = its first proposal)
-    int num_identical;   // candidates whose output was bit-identical to the first proposal's (incl. it)
+    int num_identical;   // candidates whose output was bit-identical to the first proposal's (incl. it);
+                         // 0: not tried (beta != 0 and C larger than the trial buffer)
     int num_candidates;  // algorithms the heuristic proposed
 } MatmulPlan;
 
@@ -88,6 +94,9 @@ typedef struct {
     cublasLtHandle_t handle;
     void *workspace;
     size_t workspace_bytes;
+    unsigned long long *tune_sums;  // [MATMUL_TUNE_CANDIDATES] checksums of the trials' outputs
+    void *trial_buffer;             // owner's device memory to save C during the trials of beta != 0 problems
+    size_t trial_buffer_bytes;
     MatmulPlan plans[MATMUL_PLAN_CACHE_SIZE];
     int num_plans;
 } MatmulContext;
@@ -194,6 +203,14 @@ static inline void matmul_context_init(MatmulContext *ctx) {
     cublasCheck(cublasLtCreate(&ctx->handle));
     ctx->workspace_bytes = MATMUL_WORKSPACE_BYTES;
     cudaCheck(cudaMalloc(&ctx->workspace, ctx->workspace_bytes));
+    cudaCheck(cudaMalloc(&ctx->tune_sums, MATMUL_TUNE_CANDIDATES * sizeof(unsigned long long)));
+}
+
+// Gives the context `bytes` of device memory at `buffer` (owned by the caller, kept while the context
+// lives) for saving C during the algorithm trials of beta != 0 problems.
+static inline void matmul_context_set_trial_buffer(MatmulContext *ctx, void *buffer, size_t bytes) {
+    ctx->trial_buffer = buffer;
+    ctx->trial_buffer_bytes = bytes;
 }
 
 static inline void matmul_context_free(MatmulContext *ctx) {
@@ -205,6 +222,7 @@ static inline void matmul_context_free(MatmulContext *ctx) {
         cublasCheck(cublasLtMatmulDescDestroy(p->desc));
     }
     cudaCheck(cudaFree(ctx->workspace));
+    cudaCheck(cudaFree(ctx->tune_sums));
     cublasCheck(cublasLtDestroy(ctx->handle));
     memset(ctx, 0, sizeof(*ctx));
 }
@@ -241,13 +259,16 @@ static inline void matmul_plan_tune(MatmulContext *ctx, MatmulPlan *p, const Mat
     const size_t c_bytes = (size_t)g->M * g->N * (g->c_type == CUDA_R_32F ? 4 : 2);
     void *c_saved = NULL;
     if (g->beta != 0.0f) {
-        cudaCheck(cudaMalloc(&c_saved, c_bytes));
+        if (c_bytes > ctx->trial_buffer_bytes) {
+            p->num_identical = 0;
+            return;
+        }
+        c_saved = ctx->trial_buffer;
         cudaCheck(cudaMemcpyAsync(c_saved, g->C, c_bytes, cudaMemcpyDeviceToDevice, stream));
     }
-    unsigned long long *sums_d;
+    unsigned long long *sums_d = ctx->tune_sums;
     unsigned long long sums[MATMUL_TUNE_CANDIDATES];
     int runs[MATMUL_TUNE_CANDIDATES];
-    cudaCheck(cudaMalloc(&sums_d, found * sizeof(unsigned long long)));
     cudaCheck(cudaMemsetAsync(sums_d, 0, found * sizeof(unsigned long long), stream));
     for (int i = 0; i < found; i++) {
         if (c_saved != NULL) cudaCheck(cudaMemcpyAsync(g->C, c_saved, c_bytes, cudaMemcpyDeviceToDevice, stream));
@@ -258,7 +279,6 @@ static inline void matmul_plan_tune(MatmulContext *ctx, MatmulPlan *p, const Mat
     }
     cudaCheck(cudaMemcpyAsync(sums, sums_d, found * sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream));
     cudaCheck(cudaStreamSynchronize(stream));
-    cudaCheck(cudaFree(sums_d));
     if (runs[0]) {  // a first proposal that fails to run is reported by the caller's own run
         cudaEvent_t start, stop;
         cudaCheck(cudaEventCreate(&start));
@@ -283,11 +303,7 @@ static inline void matmul_plan_tune(MatmulContext *ctx, MatmulPlan *p, const Mat
         cudaCheck(cudaEventDestroy(start));
         cudaCheck(cudaEventDestroy(stop));
     }
-    if (c_saved != NULL) {
-        cudaCheck(cudaMemcpyAsync(g->C, c_saved, c_bytes, cudaMemcpyDeviceToDevice, stream));
-        cudaCheck(cudaStreamSynchronize(stream));
-        cudaCheck(cudaFree(c_saved));
-    }
+    if (c_saved != NULL) cudaCheck(cudaMemcpyAsync(g->C, c_saved, c_bytes, cudaMemcpyDeviceToDevice, stream));
 }
 
 // Returns the cached plan for this problem (shape, types, accumulation, pointer alignments), building

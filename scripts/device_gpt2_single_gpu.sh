@@ -4,6 +4,8 @@
 #   2. train_gpt on tinyshakespeare, d12 B=4 T=256: 20 steps straight vs 10 steps + resume (-y 1) to 20;
 #      the step losses in the two log files must be identical
 #   3. timing: d12 B=64 T=1024 (30 steps) and d24 B=32 T=1024 (15 steps) of each binary in $TIMING_BINS
+#   4. with PEER=1, the PyTorch torch.compile peer (dev/bench/torch_gpt2.py) at the same two shapes, so the
+#      ratio comes from one call
 # Needs the binaries built (make train_gpt build/gpu/test_gpt2_gpu) and build/data/tinyshakespeare.
 # Logs go to $OUT (default /tmp/gpt2_single_gpu).
 set -uo pipefail
@@ -20,15 +22,30 @@ tail -8 "$OUT/straight.log"
 grep -v '^#' "$OUT/straight/log.txt" | awk '$1 != "val" {print $1, $2}' > "$OUT/straight_losses.txt"
 grep -v '^#' "$OUT/resumed/log.txt" | awk '$1 != "val" {print $1, $2}' > "$OUT/resumed_losses.txt"
 if cmp -s "$OUT/straight_losses.txt" "$OUT/resumed_losses.txt"; then echo "RESUME: step losses identical"; else echo "RESUME: DIFFERENT"; diff "$OUT/straight_losses.txt" "$OUT/resumed_losses.txt" | head; fi
+# mean ms/step, tokens/s and MFU of steps 3..N of a train_gpt log ("... | 171.8 ms | 190778 tok/s | MFU 44.0%")
+mean_step() {
+    grep -E '^step +[0-9]+/' "$1" | awk -F'|' 'NR >= 3 { split($5, a, " "); split($6, b, " "); split($7, c, " ");
+        ms += a[1]; tok += b[1]; mfu += c[2]; n++ }
+        END { if (n) printf "  mean of steps 3..%d: %.1f ms/step, %.0f tok/s, MFU %.1f%%\n", n + 2, ms / n, tok / n, mfu / n }'
+}
 # timing of each binary in $TIMING_BINS (default ./train_gpt; others are earlier builds to compare)
 for bin in ${TIMING_BINS:-./train_gpt}; do
     name=$(basename "$bin")
     timeout 90 "$bin" -e d12 -b 64 -t 1024 -x 30 -v 0 -s 0 -j "" -l 6e-4 > "$OUT/d12_b64_$name.log" 2>&1; echo "$name d12 B=64 rc=$?"
     grep -E "step +(1|2|10|20|30)/|error" "$OUT/d12_b64_$name.log"
+    mean_step "$OUT/d12_b64_$name.log"
     timeout 60 "$bin" -e d24 -b 32 -t 1024 -x 15 -v 0 -s 0 -j "" -l 3e-4 > "$OUT/d24_b32_$name.log" 2>&1; echo "$name d24 B=32 rc=$?"
     grep -E "step +(1|2|10|15)/|error" "$OUT/d24_b32_$name.log"
+    mean_step "$OUT/d24_b32_$name.log"
 done
 grep -h -A7 "device memory plan" "$OUT"/d12_b64_*.log | head -8
+if [ "${PEER:-0}" = 1 ]; then
+    export PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+    timeout 150 python3 dev/bench/torch_gpt2.py --model d12 -b 64 -t 1024 --steps 30 > "$OUT/peer_d12.log" 2>&1; echo "peer d12 rc=$?"
+    grep summary "$OUT/peer_d12.log"
+    timeout 150 python3 dev/bench/torch_gpt2.py --model d24 -b 32 -t 1024 --steps 30 > "$OUT/peer_d24.log" 2>&1; echo "peer d24 rc=$?"
+    grep summary "$OUT/peer_d24.log"
+fi
 # where the time goes: kernel summary of 4 d12 B=64 steps under nsys, when the device has it
 if command -v nsys > /dev/null; then
     timeout 120 nsys profile -o "$OUT/d12_profile" --force-overwrite true ./train_gpt -e d12 -b 64 -t 1024 -x 4 -v 0 -s 0 -j "" > /dev/null 2>&1
