@@ -367,17 +367,22 @@ __device__ __forceinline__ void attn_wg_mma_abt(float (&acc)[8][4], const uint32
     for (int kk = 0; kk < 4; kk++) attn_wgmma_m64n64k16<0>(acc, af[kk], desc + kk * (32 >> 4), kk > 0);
 }
 
-// Warpgroup acc[64 x 64] += P[64 x 64] * B[64 x 64] (issued, not waited for): P in registers in the
-// accumulator layout (this warp's 16 rows), rounded to bf16 here; B rows [0, 64) of a swizzled tile at shared
-// address b, read transposed.
-__device__ __forceinline__ void attn_wg_mma_pb(float (&acc)[8][4], const float p[8][4], uint32_t b) {
-    uint32_t af[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) attn_pack_a(af[kk], p, kk);
+// Warpgroup acc[64 x 64] += A[64 x 64] * B[64 x 64] (issued, not waited for): A as bf16 A fragments in
+// registers (this warp's 16 rows, af[kk] = columns 16kk..16kk+15); B rows [0, 64) of a swizzled tile at
+// shared address b, read transposed.
+__device__ __forceinline__ void attn_wg_mma_ab(float (&acc)[8][4], const uint32_t af[4][4], uint32_t b) {
     const uint64_t desc = attn_wg_desc(b);
     attn_wg_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) attn_wgmma_m64n64k16<1>(acc, af[kk], desc + kk * ((16 * 64 * 2) >> 4), 1);
+}
+
+// The same product with A = P held in the accumulator layout (this warp's 16 rows), rounded to bf16 here.
+__device__ __forceinline__ void attn_wg_mma_pb(float (&acc)[8][4], const float p[8][4], uint32_t b) {
+    uint32_t af[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) attn_pack_a(af[kk], p, kk);
+    attn_wg_mma_ab(acc, af, b);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -387,55 +392,94 @@ __device__ __forceinline__ void attn_wg_mma_pb(float (&acc)[8][4], const float p
 // i / (B*NH) counted from the last, so the heaviest blocks of every head start first (on the H100 this
 // beat grouping each head's blocks together for L2 reuse at T=4096, and tied at T=1024). Each warp owns
 // 16*MT query rows and keeps O (fp32), the running row max m (in raw score units) and the per-thread
-// partial row sums l; keys come in tiles of BC, two cp.async stages deep.
-template <int HS, int MT, int NW, int BC>
-__global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
+// partial row sums l; keys come in tiles of BC through cp.async, STAGES deep.
+// WGMMA (HS = 64, MT = 1, BC = 64): in sm_90a builds each warpgroup (64 queries, Q in registers) runs
+// S = Q K^T and O += P V as wgmma, software-pipelined across key tiles: the P V product of tile i is issued
+// right after S of tile i+1 and runs while tile i+1's softmax is computed; O is rescaled once it is done.
+// Its V stage is therefore still being read during tile i+1, so tiles are prefetched STAGES - 2 ahead
+// (STAGES - 1 without wgmma). Other builds run the same tiles with mma.sync. MIN_BLOCKS: blocks per SM
+// whose registers the compiler must fit (a register cap of 64K / (MIN_BLOCKS * NW * 32) per thread).
+template <int HS, int MT, int NW, int BC, int STAGES, bool WGMMA, int MIN_BLOCKS>
+__global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
+    constexpr bool WG = WGMMA && ATTN_HAS_WGMMA;
+    static_assert(!WGMMA || (HS == 64 && MT == 1 && NW % 4 == 0 && BC == 64),
+                  "the wgmma forward is m64n64k16 with Q in registers: HS 64, MT 1, warpgroups, BC 64");
+    static_assert(STAGES >= (WGMMA ? 3 : 2), "key tiles are prefetched STAGES - 2 (wgmma) or STAGES - 1 ahead");
+    constexpr int AHEAD = WG ? STAGES - 2 : STAGES - 1;
     extern __shared__ __align__(1024) bf16 attn_smem[];
-    bf16 *sQ = attn_smem;           // [BR, HS]
-    bf16 *sK = sQ + BR * HS;        // [2][BC, HS]
-    bf16 *sV = sK + 2 * BC * HS;    // [2][BC, HS]
+    bf16 *sQ = attn_smem;                // [BR, HS]
+    bf16 *sK = sQ + BR * HS;             // [STAGES][BC, HS]
+    bf16 *sV = sK + STAGES * BC * HS;    // [STAGES][BC, HS]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int nbh = (int)(gridDim.x / ceil_div(T, BR)), bh = blockIdx.x % nbh, b = bh / NH, h = bh % NH;
     const int q0 = (ceil_div(T, BR) - 1 - (int)(blockIdx.x / nbh)) * BR;
-    const uint32_t aQ = attn_smem_address(sQ), aK = aQ + BR * HS * 2, aV = aK + 2 * BC * HS * 2;
+    const uint32_t aQ = attn_smem_address(sQ), aK = aQ + BR * HS * 2, aV = aK + STAGES * BC * HS * 2;
     const long row_stride = 3L * NH * HS;
     const bf16 *gQ = qkv + (long)b * T * row_stride + (long)h * HS;
     const bf16 *gK = gQ + (long)NH * HS;
     const bf16 *gV = gQ + 2L * NH * HS;
     const float scale_log2 = ATTN_LOG2E / sqrtf((float)HS);
 
+    // Key tile kt (K, V) into stage st, asynchronously.
     const int ntiles = ceil_div(min(T, q0 + BR), BC);
+    auto load_key_tile = [&](int st, int kt) {
+        attn_load_tile<HS, BC, NTHREADS>(sK + st * BC * HS, gK, row_stride, kt * BC, T);
+        attn_load_tile<HS, BC, NTHREADS>(sV + st * BC * HS, gV, row_stride, kt * BC, T);
+    };
+    // one cp.async group per key tile (Q joins the first), the first AHEAD tiles ahead
     attn_load_tile<HS, BR, NTHREADS>(sQ, gQ, row_stride, q0, T);
-    attn_load_tile<HS, BC, NTHREADS>(sK, gK, row_stride, 0, T);
-    attn_load_tile<HS, BC, NTHREADS>(sV, gV, row_stride, 0, T);
-    attn_cp_async_commit();
+#pragma unroll
+    for (int st = 0; st < AHEAD; st++) {
+        if (st < ntiles) load_key_tile(st, st);
+        attn_cp_async_commit();
+    }
 
     // this warp's first query row; thread row r = 2*mt + i is query wq0 + 16*mt + 8*i + g
     const int wq0 = q0 + warp * WR;
+    // last query of the rows that skip key tiles together: the warpgroup's with wgmma (a collective), else the warp's
+    const int skip_q_last = WG ? q0 + __shfl_sync(0xffffffffu, warp / 4, 0) * 64 + 63 : wq0 + WR - 1;
     float o[MT][HS / 8][4];
     attn_zero<MT, HS / 8>(o);
     float m[2 * MT], l[2 * MT];
 #pragma unroll
     for (int r = 0; r < 2 * MT; r++) { m[r] = -INFINITY; l[r] = 0.f; }
+    uint32_t qf[MT][HS / 16][4];   // wgmma: this warp's Q fragments, the A operand of every S
+    uint32_t pf[BC / 16][4];       // wgmma: P of the previous tile as bf16 A fragments, its P V not yet issued
+    uint32_t pending_v = 0;        // wgmma: shared address of that tile's V
+    if constexpr (WG) {
+        attn_cp_async_wait<AHEAD - 1>();
+        __syncthreads();
+        attn_warp_load_a<HS, MT>(qf, aQ, warp * WR);
+    }
 
     for (int tile = 0; tile < ntiles; tile++) {
-        attn_cp_async_wait<0>();
-        __syncthreads();   // tile visible to all; everyone is done with the other stage
-        if (tile + 1 < ntiles) {
-            int nxt = (tile + 1) & 1;
-            attn_load_tile<HS, BC, NTHREADS>(sK + nxt * BC * HS, gK, row_stride, (tile + 1) * BC, T);
-            attn_load_tile<HS, BC, NTHREADS>(sV + nxt * BC * HS, gV, row_stride, (tile + 1) * BC, T);
-            attn_cp_async_commit();
-        }
+        attn_cp_async_wait<AHEAD - 1>();   // this tile's group is complete
+        if constexpr (WG) attn_fence_proxy_async();
+        __syncthreads();   // tile visible to all; everyone is done with the stage refilled next
+        if (tile + AHEAD < ntiles) load_key_tile((tile + AHEAD) % STAGES, tile + AHEAD);
+        attn_cp_async_commit();   // empty past the end, so that every tile keeps one group
         const int k0 = tile * BC;
-        if (k0 > wq0 + WR - 1) continue;   // every key of this tile is right of the diagonal for this warp
-        const uint32_t cK = aK + (tile & 1) * BC * HS * 2, cV = aV + (tile & 1) * BC * HS * 2;
+        if (k0 > skip_q_last) continue;   // every key of this tile is right of the diagonal for these rows
+        const uint32_t cK = aK + (tile % STAGES) * BC * HS * 2, cV = aV + (tile % STAGES) * BC * HS * 2;
 
         float s[MT][BC / 8][4];
-        attn_zero<MT, BC / 8>(s);
-        attn_warp_mma_abt<HS, MT, BC>(s, aQ, warp * WR, cK);
+        if constexpr (WG) {
+            attn_wg_mma_abt(s[0], qf[0], cK);
+            attn_wg_commit();
+            if (tile > 0) {   // the previous tile's P V, behind S in the tensor pipe
+                attn_wg_mma_ab(o[0], pf, pending_v);
+                attn_wg_commit();
+                attn_wg_wait<1>();
+            } else {
+                attn_wg_wait<0>();
+            }
+            attn_wg_fence_acc(s[0]);
+        } else {
+            attn_zero<MT, BC / 8>(s);
+            attn_warp_mma_abt<HS, MT, BC>(s, aQ, warp * WR, cK);
+        }
 
         if (k0 + BC - 1 > wq0 || k0 + BC > T) {
 #pragma unroll
@@ -450,6 +494,7 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
                 }
             }
         }
+        float corr[2 * MT];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             float mx[2] = {m[2 * mt], m[2 * mt + 1]};
@@ -465,11 +510,9 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
                 mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
                 mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
                 moff[i] = mx[i] == -INFINITY ? 0.f : mx[i] * scale_log2;   // a row with no key yet stays at zero
-                float corr = attn_exp2(m[r] * scale_log2 - moff[i]);
+                corr[r] = attn_exp2(m[r] * scale_log2 - moff[i]);
                 m[r] = mx[i];
-                l[r] *= corr;
-#pragma unroll
-                for (int j = 0; j < HS / 8; j++) { o[mt][j][2 * i] *= corr; o[mt][j][2 * i + 1] *= corr; }
+                l[r] *= corr[r];
             }
 #pragma unroll
             for (int j = 0; j < BC / 8; j++) {
@@ -480,7 +523,31 @@ __global__ void __launch_bounds__(NW * 32) attention_forward_kernel(bf16 *out, f
                 }
             }
         }
-        attn_warp_mma_pb<HS, MT, BC>(o, s, cV);
+        if constexpr (WG) {   // the previous tile's P V is in O
+            attn_wg_wait<0>();
+            attn_wg_fence_acc(o[0]);
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+#pragma unroll
+                for (int j = 0; j < HS / 8; j++) { o[mt][j][2 * i] *= corr[2 * mt + i]; o[mt][j][2 * i + 1] *= corr[2 * mt + i]; }
+            }
+        }
+        if constexpr (WG) {
+#pragma unroll
+            for (int kk = 0; kk < BC / 16; kk++) attn_pack_a(pf[kk], s[0], kk);
+            pending_v = cV;
+            if (tile + 1 == ntiles || k0 + BC > skip_q_last) {   // the last tile of these rows: finish now
+                attn_wg_mma_ab(o[0], pf, cV);
+                attn_wg_commit();
+                attn_wg_wait<0>();
+                attn_wg_fence_acc(o[0]);
+            }
+        } else {
+            attn_warp_mma_pb<HS, MT, BC>(o, s, cV);
+        }
     }
 
 #pragma unroll
@@ -827,18 +894,20 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 // variants timed by dev/cuda/attention.cu on an H100 (dev/RESULTS.md); dK/dV keeps MT = 1 because its
 // two HS-wide accumulators fill the registers (MT = 2 spills). REG_AS: how many of the backward kernels'
 // fixed A operands stay in registers, as many as fit without spilling (ptxas -v). STAGES: cp.async depth of
-// the backward's streamed tiles. WGMMA: warpgroup products (HS = 64 only; sm_90a builds, other builds run
-// the same tiles with mma.sync). HEAD_MAJOR: backward block order (false: heavy blocks of all heads first).
+// the streamed tiles. FWD_MIN_BLOCKS: forward blocks per SM that the register allocation must allow. WGMMA: warpgroup products (HS = 64 only; sm_90a builds, other builds run the same
+// tiles with mma.sync). HEAD_MAJOR: backward block order (false: heavy blocks of all heads first).
 template <int HS> struct AttentionConfig;
 template <> struct AttentionConfig<64> {
-    static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 64;
+    static constexpr int FWD_MT = 1, FWD_WARPS = 8, FWD_BC = 64, FWD_STAGES = 4, FWD_MIN_BLOCKS = 2;
+    static constexpr bool FWD_WGMMA = true;
     static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 64, DKDV_STAGES = 3, DKDV_REG_AS = 2;
     static constexpr bool DKDV_WGMMA = true, DKDV_HEAD_MAJOR = false;
     static constexpr int DQ_MT = 1, DQ_WARPS = 8, DQ_BK = 64, DQ_STAGES = 3, DQ_REG_AS = 2;
     static constexpr bool DQ_WGMMA = true, DQ_HEAD_MAJOR = false;
 };
 template <> struct AttentionConfig<128> {
-    static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32;
+    static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32, FWD_STAGES = 2, FWD_MIN_BLOCKS = 1;
+    static constexpr bool FWD_WGMMA = false;
     static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 32, DKDV_STAGES = 2, DKDV_REG_AS = 1;
     static constexpr bool DKDV_WGMMA = false, DKDV_HEAD_MAJOR = false;
     static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32, DQ_STAGES = 2, DQ_REG_AS = 0;
@@ -862,8 +931,8 @@ static inline size_t attention_smem(Kernel kernel, size_t bytes) {
 template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int NH, cudaStream_t stream) {
     constexpr int BR = 16 * C::FWD_MT * C::FWD_WARPS;
-    auto kernel = attention_forward_kernel<HS, C::FWD_MT, C::FWD_WARPS, C::FWD_BC>;
-    size_t smem = attention_smem(kernel, (size_t)(BR + 4 * C::FWD_BC) * HS * sizeof(bf16));
+    auto kernel = attention_forward_kernel<HS, C::FWD_MT, C::FWD_WARPS, C::FWD_BC, C::FWD_STAGES, C::FWD_WGMMA, C::FWD_MIN_BLOCKS>;
+    size_t smem = attention_smem(kernel, (size_t)(BR + 2 * C::FWD_STAGES * C::FWD_BC) * HS * sizeof(bf16));
     const long blocks = (long)B * NH * ceil_div(T, BR);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
     kernel<<<(unsigned)blocks, 32 * C::FWD_WARPS, smem, stream>>>(out, lse, qkv, T, NH);

@@ -10,7 +10,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 import torch.nn.functional as F
 
-SHAPES = [(8, 1024, 12, 64), (2, 4096, 12, 64), (8, 1024, 16, 128), (2, 4096, 16, 128)]  # B, T, NH, HS
+SHAPES = [(8, 1024, 12, 64), (2, 4096, 12, 64), (32, 1024, 16, 64), (8, 1024, 16, 128), (2, 4096, 16, 128)]  # B, T, NH, HS
 REPS = 20
 
 

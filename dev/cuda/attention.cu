@@ -20,13 +20,14 @@ backward recomputes S and dP a second time in its dQ pass, which this count leav
 #include "kernels/attention.cuh"
 #include "test/reference/attention_cpu.h"
 
-// Tile configurations under test: (MT, warps, tile length) for forward, dK/dV and dQ; for the backward
-// also the cp.async stages of the streamed tiles, the A operands held in registers, and whether its
-// products run as warpgroup wgmma.
-template <int FM, int FW, int FBC, int KM, int KW, int KBQ, int KS, int KR, int KG, int QM, int QW, int QBK, int QS, int QR, int QG,
+// Tile configurations under test: (MT, warps, tile length) for forward, dK/dV and dQ; the cp.async stages
+// of the streamed tiles and whether the products run as warpgroup wgmma; for the backward also the A
+// operands held in registers.
+template <int FM, int FW, int FBC, int FS, int FG, int FB, int KM, int KW, int KBQ, int KS, int KR, int KG, int QM, int QW, int QBK, int QS, int QR, int QG,
           int HM>
 struct TileConfig {
-    static constexpr int FWD_MT = FM, FWD_WARPS = FW, FWD_BC = FBC;
+    static constexpr int FWD_MT = FM, FWD_WARPS = FW, FWD_BC = FBC, FWD_STAGES = FS, FWD_MIN_BLOCKS = FB;
+    static constexpr bool FWD_WGMMA = FG != 0;
     static constexpr int DKDV_MT = KM, DKDV_WARPS = KW, DKDV_BQ = KBQ, DKDV_STAGES = KS, DKDV_REG_AS = KR;
     static constexpr bool DKDV_WGMMA = KG != 0, DKDV_HEAD_MAJOR = HM != 0;
     static constexpr int DQ_MT = QM, DQ_WARPS = QW, DQ_BK = QBK, DQ_STAGES = QS, DQ_REG_AS = QR;
@@ -40,20 +41,24 @@ struct Variant {
     ForwardFn fwd;
     BackwardStepFn dkdv, dq;
 };
-#define VARIANT(HS, FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM)                                \
-    {HS, "f" #FM "/" #FW "/" #FBC " k" #KM "/" #KW "/" #KBQ "/" #KS "/" #KR "/" #KG " q" #QM "/" #QW "/" #QBK "/" #QS "/" #QR "/" #QG " h" #HM, \
-     attention_forward_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,          \
-     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,    \
-     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>}
+#define VARIANT(HS, FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM)                        \
+    {HS, "f" #FM "/" #FW "/" #FBC "/" #FS "/" #FG "/" #FB " k" #KM "/" #KW "/" #KBQ "/" #KS "/" #KR "/" #KG " q" #QM "/" #QW "/" #QBK "/" #QS "/" #QR "/" #QG " h" #HM, \
+     attention_forward_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,          \
+     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,    \
+     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>}
 // Variant 0 of each head size is the library default (AttentionConfig<HS>), the others alternatives.
-// Names read f<MT>/<warps>/<key tile> k<MT>/<warps>/<query tile>/<stages>/<A operands in registers>/<wgmma>
-// q<MT>/<warps>/<key tile>/<stages>/<A operands in registers>/<wgmma> h<backward blocks of a head side by side>.
+// Names read f<MT>/<warps>/<key tile>/<stages>/<wgmma>/<blocks per SM> k<MT>/<warps>/<query tile>/<stages>/<A operands in
+// registers>/<wgmma> q<MT>/<warps>/<key tile>/<stages>/<A operands in registers>/<wgmma> h<backward blocks of
+// a head side by side>.
 static const Variant VARIANTS[] = {
     {64, "default", attention_forward_hs<64>, attention_backward_dkdv_hs<64>, attention_backward_dq_hs<64>},
-    VARIANT(64, 2, 4, 64, 1, 8, 64, 2, 2, 0, 2, 4, 32, 2, 1, 0, 0),   // mma.sync, 2 stages (the tiles before wgmma)
-    VARIANT(64, 2, 4, 64, 1, 4, 64, 3, 2, 0, 1, 8, 64, 3, 2, 0, 0),   // the default's tiles with mma.sync (sm_100a builds)
-    VARIANT(64, 2, 4, 64, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 1),   // the default with each head's blocks side by side
-    VARIANT(64, 2, 4, 64, 1, 8, 64, 3, 2, 1, 1, 4, 64, 3, 2, 1, 1),
+    VARIANT(64, 2, 4, 64, 2, 0, 1, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // the forward before wgmma
+    VARIANT(64, 1, 8, 64, 4, 0, 1, 1, 4, 64, 3, 2, 0, 1, 8, 64, 3, 2, 0, 0),   // the default's tiles with mma.sync (sm_100a builds)
+    VARIANT(64, 1, 8, 64, 4, 1, 1, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // forward: registers for 1 block per SM
+    VARIANT(64, 1, 8, 64, 3, 1, 2, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // forward: 3, 5 stages
+    VARIANT(64, 1, 8, 64, 5, 1, 2, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),
+    VARIANT(64, 1, 4, 64, 4, 1, 3, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // forward: 1, 4 warpgroups per block
+    VARIANT(64, 1, 16, 64, 4, 1, 1, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),
     {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
 };
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
