@@ -388,9 +388,23 @@ __device__ __forceinline__ void attn_wg_mma_pb(float (&acc)[8][4], const float p
 // ----------------------------------------------------------------------------------------------------
 // Kernels
 
-// Forward. Grid B*NH*ceil(T / (16*MT*NW)), NW warps; block i serves head i % (B*NH) and query block
-// i / (B*NH) counted from the last, so the heaviest blocks of every head start first (on the H100 this
-// beat grouping each head's blocks together for L2 reuse at T=4096, and tied at T=1024). Each warp owns
+// Block order shared by the kernels (grid B*NH*nblocks): the heads are taken in groups of `group_heads` (the
+// last group may be smaller) and the blocks of a group run in a row, block i of a group of G heads serving
+// its head i % G with rank i / G, so that blocks of the same rank sit side by side across the group's heads.
+// Returns the block's head (b*NH + h) and sets *rank, its place among the head's nblocks blocks (0 first).
+// group_heads = B*NH orders by rank across all heads; a smaller group keeps the inputs that its running
+// blocks share (one head's K and V, or Q and dout) few enough to stay in L2.
+__device__ __forceinline__ int attn_block_head(int nblocks, int group_heads, int *rank) {
+    const int nbh = (int)(gridDim.x / nblocks);
+    const unsigned per_group = (unsigned)group_heads * (unsigned)nblocks;
+    const int group = (int)(blockIdx.x / per_group), in_group = (int)(blockIdx.x % per_group);
+    const int heads = min(group_heads, nbh - group * group_heads);
+    *rank = in_group / heads;
+    return group * group_heads + in_group % heads;
+}
+
+// Forward. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, in head groups (attn_block_head): the block of rank
+// r serves query block r counted from the last, so within a group the heaviest blocks start first. Each warp owns
 // 16*MT query rows and keeps O (fp32), the running row max m (in raw score units) and the per-thread
 // partial row sums l; keys come in tiles of BC through cp.async, STAGES deep.
 // WGMMA (HS = 64, MT = 1, BC = 64): in sm_90a builds each warpgroup (64 queries, Q in registers) runs
@@ -400,7 +414,8 @@ __device__ __forceinline__ void attn_wg_mma_pb(float (&acc)[8][4], const float p
 // (STAGES - 1 without wgmma). Other builds run the same tiles with mma.sync. MIN_BLOCKS: blocks per SM
 // whose registers the compiler must fit (a register cap of 64K / (MIN_BLOCKS * NW * 32) per thread).
 template <int HS, int MT, int NW, int BC, int STAGES, bool WGMMA, int MIN_BLOCKS>
-__global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH) {
+__global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH,
+                                                                                  int group_heads) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
     constexpr bool WG = WGMMA && ATTN_HAS_WGMMA;
     static_assert(!WGMMA || (HS == 64 && MT == 1 && NW % 4 == 0 && BC == 64),
@@ -413,8 +428,10 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
     bf16 *sV = sK + STAGES * BC * HS;    // [STAGES][BC, HS]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int nbh = (int)(gridDim.x / ceil_div(T, BR)), bh = blockIdx.x % nbh, b = bh / NH, h = bh % NH;
-    const int q0 = (ceil_div(T, BR) - 1 - (int)(blockIdx.x / nbh)) * BR;
+    const int nqb = ceil_div(T, BR);
+    int rank;
+    const int bh = attn_block_head(nqb, group_heads, &rank), b = bh / NH, h = bh % NH;
+    const int q0 = (nqb - 1 - rank) * BR;
     const uint32_t aQ = attn_smem_address(sQ), aK = aQ + BR * HS * 2, aV = aK + STAGES * BC * HS * 2;
     const long row_stride = 3L * NH * HS;
     const bf16 *gQ = qkv + (long)b * T * row_stride + (long)h * HS;
@@ -513,6 +530,10 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
                 corr[r] = attn_exp2(m[r] * scale_log2 - moff[i]);
                 m[r] = mx[i];
                 l[r] *= corr[r];
+                if constexpr (!WG) {
+#pragma unroll
+                    for (int j = 0; j < HS / 8; j++) { o[mt][j][2 * i] *= corr[r]; o[mt][j][2 * i + 1] *= corr[r]; }
+                }
             }
 #pragma unroll
             for (int j = 0; j < BC / 8; j++) {
@@ -523,19 +544,14 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
                 }
             }
         }
-        if constexpr (WG) {   // the previous tile's P V is in O
+        if constexpr (WG) {   // the previous tile's P V is in O: rescale it now
             attn_wg_wait<0>();
             attn_wg_fence_acc(o[0]);
-        }
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
+            for (int e = 0; e < 4; e++) {
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
-#pragma unroll
-                for (int j = 0; j < HS / 8; j++) { o[mt][j][2 * i] *= corr[2 * mt + i]; o[mt][j][2 * i + 1] *= corr[2 * mt + i]; }
+                for (int j = 0; j < HS / 8; j++) o[0][j][e] *= corr[e >> 1];
             }
-        }
-        if constexpr (WG) {
 #pragma unroll
             for (int kk = 0; kk < BC / 16; kk++) attn_pack_a(pf[kk], s[0], kk);
             pending_v = cV;
@@ -594,9 +610,8 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
     }
 }
 
-// Backward dK, dV. Grid B*NH*ceil(T / (16*MT*NW)), NW warps; block i serves head i % (B*NH) and key block
-// y = i / (B*NH) (the first key blocks hold the most work, so they start first), or with HEAD_MAJOR head
-// i / nkb and key block i % nkb (the blocks of a head side by side, sharing its Q and dout in L2). It owns
+// Backward dK, dV. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, in head groups (attn_block_head): the block
+// of rank y serves key block y (the first key blocks hold the most work, so they start first). It owns
 // keys [16*MT*NW*y, +16*MT*NW) and walks the query tiles (BQ rows of Q and dout, with their lse and delta,
 // all through cp.async) from the diagonal to T, STAGES deep. Each warp owns 16*MT keys: S^T = K Q^T,
 // P^T = exp(S^T*scale - lse), dP^T = V dout^T, dS^T = P^T (dP^T - delta), then dV += P^T dout and
@@ -607,9 +622,9 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
 // same order, so the same bits). WGMMA (HS = 64, MT = 1, K and V in registers): in sm_90a builds the four
 // products run as warpgroup wgmma (each group of 4 warps, 64 keys, reads each Q and dout tile from shared
 // memory once instead of once per warp); other builds run the same tiles with mma.sync.
-template <int HS, int MT, int NW, int BQ, int STAGES, int REG_AS, bool WGMMA, bool HEAD_MAJOR>
+template <int HS, int MT, int NW, int BQ, int STAGES, int REG_AS, bool WGMMA>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
-                                                                          const float *delta, int T, int NH) {
+                                                                          const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
     static_assert(STAGES >= 2, "query tiles are prefetched STAGES - 1 ahead");
     extern __shared__ __align__(1024) bf16 attn_smem[];
@@ -621,9 +636,9 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     float *sD = sL + STAGES * BQ;                                    // [STAGES][BQ]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int nkb = ceil_div(T, BKV), nbh = (int)(gridDim.x / nkb);
-    const int bh = HEAD_MAJOR ? (int)(blockIdx.x / nkb) : (int)(blockIdx.x % nbh), b = bh / NH, h = bh % NH;
-    const int k0 = (HEAD_MAJOR ? (int)(blockIdx.x % nkb) : (int)(blockIdx.x / nbh)) * BKV;
+    int rank;
+    const int bh = attn_block_head(ceil_div(T, BKV), group_heads, &rank), b = bh / NH, h = bh % NH;
+    const int k0 = rank * BKV;
     const uint32_t aK = attn_smem_address(sK), aV = aK + BKV * HS * 2, aQ = aV + BKV * HS * 2, adO = aQ + STAGES * BQ * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
@@ -749,16 +764,16 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     attn_warp_store_rows<HS, MT>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * WR);
 }
 
-// Backward dQ. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, ordered like the forward (query blocks
-// last-first, all heads side by side; with HEAD_MAJOR the blocks of a head side by side instead). A block
+// Backward dQ. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, ordered like the forward (head groups, query
+// blocks last-first). A block
 // owns 16*MT*NW queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K
 // and V, STAGES deep) up to the diagonal. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
 // dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end. The first REG_AS
 // of the warp's fixed A operands Q, dout are held in registers for the whole walk, as in the dK/dV kernel.
 // WGMMA: as in the dK/dV kernel, warpgroups of 64 queries run the three products with wgmma in sm_90a builds.
-template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA, bool HEAD_MAJOR>
+template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
-                                                                        const float *delta, int T, int NH) {
+                                                                        const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
     static_assert(STAGES >= 2, "key tiles are prefetched STAGES - 1 ahead");
     extern __shared__ __align__(1024) bf16 attn_smem[];
@@ -768,9 +783,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     bf16 *sV = sK + STAGES * BK * HS;    // [STAGES][BK, HS]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int nqb = ceil_div(T, BR), nbh = (int)(gridDim.x / nqb);
-    const int bh = HEAD_MAJOR ? (int)(blockIdx.x / nqb) : (int)(blockIdx.x % nbh), b = bh / NH, h = bh % NH;
-    const int q0 = (nqb - 1 - (HEAD_MAJOR ? (int)(blockIdx.x % nqb) : (int)(blockIdx.x / nbh))) * BR;
+    const int nqb = ceil_div(T, BR);
+    int rank;
+    const int bh = attn_block_head(nqb, group_heads, &rank), b = bh / NH, h = bh % NH;
+    const int q0 = (nqb - 1 - rank) * BR;
     const uint32_t aQ = attn_smem_address(sQ), adO = aQ + BR * HS * 2, aK = adO + BR * HS * 2, aV = aK + STAGES * BK * HS * 2;
     const long row_stride = 3L * NH * HS, out_stride = (long)NH * HS;
     const long qkv_base = (long)b * T * row_stride + (long)h * HS;
@@ -894,30 +910,44 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 // variants timed by dev/cuda/attention.cu on an H100 (dev/RESULTS.md); dK/dV keeps MT = 1 because its
 // two HS-wide accumulators fill the registers (MT = 2 spills). REG_AS: how many of the backward kernels'
 // fixed A operands stay in registers, as many as fit without spilling (ptxas -v). STAGES: cp.async depth of
-// the streamed tiles. FWD_MIN_BLOCKS: forward blocks per SM that the register allocation must allow. WGMMA: warpgroup products (HS = 64 only; sm_90a builds, other builds run the same
-// tiles with mma.sync). HEAD_MAJOR: backward block order (false: heavy blocks of all heads first).
+// the streamed tiles. WGMMA: warpgroup products (HS = 64 only; sm_90a builds, other builds run the same
+// tiles with mma.sync). FWD_MIN_BLOCKS: forward blocks per SM that the register allocation must allow.
+// GROUP_MB: each kernel's head groups (attention_group_heads; 0: all heads at once).
 template <int HS> struct AttentionConfig;
 template <> struct AttentionConfig<64> {
-    static constexpr int FWD_MT = 1, FWD_WARPS = 8, FWD_BC = 64, FWD_STAGES = 4, FWD_MIN_BLOCKS = 2;
+    static constexpr int FWD_MT = 1, FWD_WARPS = 8, FWD_BC = 64, FWD_STAGES = 5, FWD_MIN_BLOCKS = 2, FWD_GROUP_MB = 16;
     static constexpr bool FWD_WGMMA = true;
     static constexpr int DKDV_MT = 1, DKDV_WARPS = 4, DKDV_BQ = 64, DKDV_STAGES = 3, DKDV_REG_AS = 2;
-    static constexpr bool DKDV_WGMMA = true, DKDV_HEAD_MAJOR = false;
+    static constexpr bool DKDV_WGMMA = true;
+    static constexpr int DKDV_GROUP_MB = 0;
     static constexpr int DQ_MT = 1, DQ_WARPS = 8, DQ_BK = 64, DQ_STAGES = 3, DQ_REG_AS = 2;
-    static constexpr bool DQ_WGMMA = true, DQ_HEAD_MAJOR = false;
+    static constexpr bool DQ_WGMMA = true;
+    static constexpr int DQ_GROUP_MB = 16;
 };
 template <> struct AttentionConfig<128> {
-    static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32, FWD_STAGES = 2, FWD_MIN_BLOCKS = 1;
+    static constexpr int FWD_MT = 2, FWD_WARPS = 4, FWD_BC = 32, FWD_STAGES = 2, FWD_MIN_BLOCKS = 1, FWD_GROUP_MB = 16;
     static constexpr bool FWD_WGMMA = false;
     static constexpr int DKDV_MT = 1, DKDV_WARPS = 8, DKDV_BQ = 32, DKDV_STAGES = 2, DKDV_REG_AS = 1;
-    static constexpr bool DKDV_WGMMA = false, DKDV_HEAD_MAJOR = false;
+    static constexpr bool DKDV_WGMMA = false;
+    static constexpr int DKDV_GROUP_MB = 0;
     static constexpr int DQ_MT = 2, DQ_WARPS = 4, DQ_BK = 32, DQ_STAGES = 2, DQ_REG_AS = 0;
-    static constexpr bool DQ_WGMMA = false, DQ_HEAD_MAJOR = false;
+    static constexpr bool DQ_WGMMA = false;
+    static constexpr int DQ_GROUP_MB = 0;
 };
 
 // Checks the shapes shared by forward and backward.
 static inline void attention_check_shapes(int B, int T, int NH, int HS) {
     shapeCheck(HS == 64 || HS == 128, "attention supports head sizes 64 and 128, got HS=%d", HS);
     shapeCheck(B >= 1 && T >= 1 && NH >= 1, "B=%d T=%d NH=%d must all be >= 1", B, T, NH);
+}
+
+// Heads per block group (attn_block_head) for a kernel whose blocks of one head share that head's K and V
+// (or Q and dout), 2*T*HS bf16: all B*NH heads at once, unless those inputs of all heads exceed two groups of
+// group_mb MB (never for group_mb = 0); then as many heads as have group_mb MB of them.
+static inline int attention_group_heads(int B, int T, int NH, int HS, int group_mb) {
+    const long bytes_per_head = 2L * T * HS * (long)sizeof(bf16), nbh = (long)B * NH, group_bytes = (long)group_mb << 20;
+    if (group_bytes == 0 || nbh * bytes_per_head <= 2 * group_bytes) return (int)nbh;
+    return group_bytes / bytes_per_head < 1 ? 1 : (int)(group_bytes / bytes_per_head);
 }
 
 // Sets the dynamic shared-memory limit of `kernel` and returns the byte count to launch with.
@@ -935,7 +965,8 @@ static inline void attention_forward_hs(bf16 *out, float *lse, const bf16 *qkv, 
     size_t smem = attention_smem(kernel, (size_t)(BR + 2 * C::FWD_STAGES * C::FWD_BC) * HS * sizeof(bf16));
     const long blocks = (long)B * NH * ceil_div(T, BR);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
-    kernel<<<(unsigned)blocks, 32 * C::FWD_WARPS, smem, stream>>>(out, lse, qkv, T, NH);
+    const int group_heads = attention_group_heads(B, T, NH, HS, C::FWD_GROUP_MB);
+    kernel<<<(unsigned)blocks, 32 * C::FWD_WARPS, smem, stream>>>(out, lse, qkv, T, NH, group_heads);
     cudaCheckLaunch();
 }
 
@@ -962,12 +993,13 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dkdv_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
                                               int B, int T, int NH, cudaStream_t stream) {
     constexpr int BKV = 16 * C::DKDV_MT * C::DKDV_WARPS;
-    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_STAGES, C::DKDV_REG_AS, C::DKDV_WGMMA, C::DKDV_HEAD_MAJOR>;
+    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_STAGES, C::DKDV_REG_AS, C::DKDV_WGMMA>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 2 * C::DKDV_STAGES * C::DKDV_BQ) * HS * sizeof(bf16) +
                                              2 * C::DKDV_STAGES * C::DKDV_BQ * sizeof(float));
     const long blocks = (long)B * NH * ceil_div(T, BKV);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BKV, blocks);
-    kernel<<<(unsigned)blocks, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+    const int group_heads = attention_group_heads(B, T, NH, HS, C::DKDV_GROUP_MB);
+    kernel<<<(unsigned)blocks, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH, group_heads);
     cudaCheckLaunch();
 }
 
@@ -976,11 +1008,12 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dq_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
                                             int B, int T, int NH, cudaStream_t stream) {
     constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
-    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, C::DQ_HEAD_MAJOR>;
+    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BR + 2 * C::DQ_STAGES * C::DQ_BK) * HS * sizeof(bf16));
     const long blocks = (long)B * NH * ceil_div(T, BR);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
-    kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH);
+    const int group_heads = attention_group_heads(B, T, NH, HS, C::DQ_GROUP_MB);
+    kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH, group_heads);
     cudaCheckLaunch();
 }
 

@@ -23,15 +23,17 @@ backward recomputes S and dP a second time in its dQ pass, which this count leav
 // Tile configurations under test: (MT, warps, tile length) for forward, dK/dV and dQ; the cp.async stages
 // of the streamed tiles and whether the products run as warpgroup wgmma; for the backward also the A
 // operands held in registers.
-template <int FM, int FW, int FBC, int FS, int FG, int FB, int KM, int KW, int KBQ, int KS, int KR, int KG, int QM, int QW, int QBK, int QS, int QR, int QG,
-          int HM>
+template <int FM, int FW, int FBC, int FS, int FG, int FB, int FL, int KM, int KW, int KBQ, int KS, int KR, int KG, int QM, int QW, int QBK, int QS, int QR, int QG,
+          int KL, int QL>
 struct TileConfig {
-    static constexpr int FWD_MT = FM, FWD_WARPS = FW, FWD_BC = FBC, FWD_STAGES = FS, FWD_MIN_BLOCKS = FB;
+    static constexpr int FWD_MT = FM, FWD_WARPS = FW, FWD_BC = FBC, FWD_STAGES = FS, FWD_MIN_BLOCKS = FB, FWD_GROUP_MB = FL;
     static constexpr bool FWD_WGMMA = FG != 0;
     static constexpr int DKDV_MT = KM, DKDV_WARPS = KW, DKDV_BQ = KBQ, DKDV_STAGES = KS, DKDV_REG_AS = KR;
-    static constexpr bool DKDV_WGMMA = KG != 0, DKDV_HEAD_MAJOR = HM != 0;
+    static constexpr bool DKDV_WGMMA = KG != 0;
+    static constexpr int DKDV_GROUP_MB = KL;
     static constexpr int DQ_MT = QM, DQ_WARPS = QW, DQ_BK = QBK, DQ_STAGES = QS, DQ_REG_AS = QR;
-    static constexpr bool DQ_WGMMA = QG != 0, DQ_HEAD_MAJOR = HM != 0;
+    static constexpr bool DQ_WGMMA = QG != 0;
+    static constexpr int DQ_GROUP_MB = QL;
 };
 typedef void (*ForwardFn)(bf16 *, float *, const bf16 *, int, int, int, cudaStream_t);
 typedef void (*BackwardStepFn)(bf16 *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
@@ -41,25 +43,26 @@ struct Variant {
     ForwardFn fwd;
     BackwardStepFn dkdv, dq;
 };
-#define VARIANT(HS, FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM)                        \
-    {HS, "f" #FM "/" #FW "/" #FBC "/" #FS "/" #FG "/" #FB " k" #KM "/" #KW "/" #KBQ "/" #KS "/" #KR "/" #KG " q" #QM "/" #QW "/" #QBK "/" #QS "/" #QR "/" #QG " h" #HM, \
-     attention_forward_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,          \
-     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>,    \
-     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, HM>>}
+#define VARIANT(HS, FM, FW, FBC, FS, FG, FB, FL, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, KL, QL)                   \
+    {HS, "f" #FM "/" #FW "/" #FBC "/" #FS "/" #FG "/" #FB "/" #FL " k" #KM "/" #KW "/" #KBQ "/" #KS "/" #KR "/" #KG "/" #KL " q" #QM "/" #QW "/" #QBK "/" #QS "/" #QR "/" #QG "/" #QL, \
+     attention_forward_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, FL, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, KL, QL>>,          \
+     attention_backward_dkdv_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, FL, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, KL, QL>>,    \
+     attention_backward_dq_hs<HS, TileConfig<FM, FW, FBC, FS, FG, FB, FL, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, KL, QL>>}
 // Variant 0 of each head size is the library default (AttentionConfig<HS>), the others alternatives.
-// Names read f<MT>/<warps>/<key tile>/<stages>/<wgmma>/<blocks per SM> k<MT>/<warps>/<query tile>/<stages>/<A operands in
-// registers>/<wgmma> q<MT>/<warps>/<key tile>/<stages>/<A operands in registers>/<wgmma> h<backward blocks of
-// a head side by side>.
+// Names read f<MT>/<warps>/<key tile>/<stages>/<wgmma>/<blocks per SM>/<head group MB>
+// k<MT>/<warps>/<query tile>/<stages>/<A operands in registers>/<wgmma>/<head group MB>
+// q<MT>/<warps>/<key tile>/<stages>/<A operands in registers>/<wgmma>/<head group MB>.
 static const Variant VARIANTS[] = {
     {64, "default", attention_forward_hs<64>, attention_backward_dkdv_hs<64>, attention_backward_dq_hs<64>},
-    VARIANT(64, 2, 4, 64, 2, 0, 1, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // the forward before wgmma
-    VARIANT(64, 1, 8, 64, 4, 0, 1, 1, 4, 64, 3, 2, 0, 1, 8, 64, 3, 2, 0, 0),   // the default's tiles with mma.sync (sm_100a builds)
-    VARIANT(64, 1, 8, 64, 4, 1, 1, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // forward: registers for 1 block per SM
-    VARIANT(64, 1, 8, 64, 3, 1, 2, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // forward: 3, 5 stages
-    VARIANT(64, 1, 8, 64, 5, 1, 2, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),
-    VARIANT(64, 1, 4, 64, 4, 1, 3, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),   // forward: 1, 4 warpgroups per block
-    VARIANT(64, 1, 16, 64, 4, 1, 1, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0),
+    VARIANT(64, 2, 4, 64, 2, 0, 1, 0, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0, 0),    // forward and block order before this section
+    VARIANT(64, 1, 8, 64, 5, 0, 2, 16, 1, 4, 64, 3, 2, 0, 1, 8, 64, 3, 2, 0, 0, 16),  // the default's tiles with mma.sync (sm_100a builds)
+    VARIANT(64, 1, 8, 64, 5, 1, 2, 0, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0, 0),    // all heads at once everywhere
+    VARIANT(64, 1, 8, 64, 4, 1, 2, 16, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 16, 16), // forward 4, 6 stages; dK/dV in head groups
+    VARIANT(64, 1, 8, 64, 6, 1, 2, 16, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 4, 4),
+    VARIANT(64, 1, 8, 64, 5, 1, 2, 8, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 8, 8),    // 8 MB head groups everywhere
     {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
+    VARIANT(128, 2, 4, 32, 2, 0, 1, 0, 1, 8, 32, 2, 1, 0, 2, 4, 32, 2, 0, 0, 0, 0),   // the default tiles, all heads at once
+    VARIANT(128, 2, 4, 32, 2, 0, 1, 16, 1, 8, 32, 2, 1, 0, 2, 4, 32, 2, 0, 0, 16, 16), // the default tiles, 16 MB head groups everywhere
 };
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
