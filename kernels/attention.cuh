@@ -1,7 +1,7 @@
 // Causal multi-head flash attention, forward and backward, BF16 in/out with FP32 softmax statistics.
 // Hand-written for tensor cores: mma.sync.m16n8k16 (bf16 x bf16 -> fp32) fed by ldmatrix from swizzled
-// shared memory tiles that cp.async fills, two or more stages deep; in sm_90a builds the HS = 64 backward
-// runs its products as warpgroup wgmma (m64n64k16) on the same tiles.
+// shared memory tiles that cp.async fills, two or more stages deep; in sm_90a builds the HS = 64 forward
+// and backward run their products as warpgroup wgmma (m64n64k16) on the same tiles.
 //
 // Layouts (row-major, bf16 unless noted), NH heads of HS = 64 or 128 channels, scale = 1/sqrt(HS):
 //   qkv   [B, T, 3, NH, HS]  per token the Q of all heads, then K, then V (the qkv GEMM's output)
@@ -13,7 +13,9 @@
 // The heads are read in place through the strided layout, so no permute kernels are needed.
 //
 // Forward (FlashAttention-2 style): one block per (query block, batch*head); each warp owns 16*MT query rows,
-// walks the key/value tiles left of the diagonal with an online softmax, never materializing T x T.
+// walks the key/value tiles left of the diagonal with an online softmax, never materializing T x T (with
+// wgmma, FlashAttention-3's overlap of one tile's P V with the next tile's softmax). Blocks of all kernels
+// run in head groups sized to keep the shared K/V (or Q/dout) in L2 (attn_block_head).
 // Backward is bit-deterministic (no atomics), in three kernels:
 //   1. delta = rowsum(dout * out)
 //   2. dK, dV: one block per key block; each warp owns 16*MT keys and walks the query tiles right of the
