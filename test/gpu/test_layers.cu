@@ -542,6 +542,7 @@ static void test_classifier(void) {
     classifier_case(4096, 1000, 1024, 3.0f);
     classifier_case(37, 100, 101, 2.0f);   // Vp not a multiple of 8: element-wise path
     classifier_case(5, 8, 8, 2.0f);        // no padding, one vector per row
+    classifier_case(3, 60001, 60008, 2.0f); // Vp > CLASSIFIER_SMEM_MAX_VP: the two-pass kernel
 }
 
 // A target outside [0, V) must give a NaN loss, not a silently wrong number.
