@@ -7,8 +7,9 @@
 //           dinp += rstd * (g - mean(g) - xhat*mean(g*xhat)), dweight += sum_rows dout*xhat,
 //           dbias += sum_rows dout, and optionally dinp_colsum += sum_rows (updated dinp).
 // The forward uses one warp per row with the row held in registers (each lane owns the 8-column
-// groups lane, lane+32, ...), so a row is read once; CHUNKS = ceil(C/256) groups per lane is a
-// template argument so that the register arrays are indexed by constants. The backward uses a group
+// groups lane, lane+32, ...), so a row is read once; the rows reach each warp through a small
+// shared-memory ring filled by cp.async (see layernorm_forward_kernel); CHUNKS = ceil(C/256) groups
+// per lane is a template argument so that the register arrays are indexed by constants. The backward uses a group
 // of ceil(C/256) warps per row, each thread owning 8 columns, so that its column sums stay in
 // registers; see layernorm_backward_kernel. C <= LAYERNORM_MAX_C.
 //
@@ -16,15 +17,17 @@
 // row group's warps in warp order). The backward's column sums never use atomics: each thread
 // accumulates its columns over its rows in row order, each block adds its row groups in group
 // order into one partial row of `scratch`, and a second kernel sums the partials in a fixed order
-// (contiguous slices in order, then the slice sums in order). The row -> block assignment depends
-// only on N and C.
+// (contiguous slices in order, then the slice sums in order). The backward's row -> block assignment
+// depends only on N and C; the forward's grid depends on the device, but each of its rows is computed
+// by one warp on its own, the same way whichever warp takes it.
 #ifndef KERNELS_LAYERNORM_CUH
 #define KERNELS_LAYERNORM_CUH
 
 #include "kernels/layer_common.cuh"
 
 #define LAYERNORM_EPS 1e-5f
-#define LAYERNORM_WARPS 8                       // rows in flight per block (one warp each)
+#define LAYERNORM_FWD_WARPS 4                   // forward: warps (one row at a time each) per block
+#define LAYERNORM_FWD_STAGES 2                  // forward: rows in each warp's shared-memory ring (STAGES-1 ahead)
 #define LAYERNORM_MAX_CHUNKS 12                 // 8-column groups per lane at most
 #define LAYERNORM_MAX_C (LAYERNORM_MAX_CHUNKS * WARP_SIZE * 8)
 #define LAYERNORM_BWD_MAX_BLOCKS 256            // partial rows of dweight/dbias/dinp_colsum at most
@@ -35,70 +38,6 @@
 
 // ----------------------------------------------------------------------------------------------
 // kernels
-
-// One warp per row. x = inp1[row] (+ inp2[row], then residual_out[row] = x in BF16); writes
-// out[row] = LayerNorm(x), mean[row], rstd[row]. inp2 == NULL means no residual add (and
-// residual_out is not written). Statistics are taken on the BF16-rounded x that backward will see.
-template <int CHUNKS>
-__global__ void __launch_bounds__(LAYERNORM_WARPS *WARP_SIZE)
-    layernorm_forward_kernel(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
-                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C) {
-    const int lane = threadIdx.x % WARP_SIZE;
-    const int row = blockIdx.x * LAYERNORM_WARPS + threadIdx.x / WARP_SIZE;
-    if (row >= N) return;
-    const bool vec = (C % 8 == 0);
-    const size_t offset = (size_t)row * C;
-    Bf16x8 x[CHUNKS];
-#pragma unroll
-    for (int k = 0; k < CHUNKS; k++) x[k] = load_bf16x8(inp1 + offset, (k * WARP_SIZE + lane) * 8, C, vec);
-    if (inp2 != NULL) {
-#pragma unroll
-        for (int k = 0; k < CHUNKS; k++) {
-            const int c = (k * WARP_SIZE + lane) * 8;
-            const Bf16x8 y = load_bf16x8(inp2 + offset, c, C, vec);
-#pragma unroll
-            for (int e = 0; e < 8; e++) x[k].v[e] = __float2bfloat16(__bfloat162float(x[k].v[e]) + __bfloat162float(y.v[e]));
-            store_bf16x8(residual_out + offset, c, C, vec, x[k]);
-        }
-    }
-    // out-of-range elements were loaded as zero, so they add nothing to the sum
-    float sum = 0.0f;
-#pragma unroll
-    for (int k = 0; k < CHUNKS; k++) {
-#pragma unroll
-        for (int e = 0; e < 8; e++) sum += __bfloat162float(x[k].v[e]);
-    }
-    const float m = warp_sum(sum) / C;
-    float sq = 0.0f;
-#pragma unroll
-    for (int k = 0; k < CHUNKS; k++) {
-        const int c = (k * WARP_SIZE + lane) * 8;
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-            const float d = __bfloat162float(x[k].v[e]) - m;
-            sq += (c + e < C) ? d * d : 0.0f;
-        }
-    }
-    const float s = rsqrtf(warp_sum(sq) / C + LAYERNORM_EPS);
-#pragma unroll
-    for (int k = 0; k < CHUNKS; k++) {
-        const int c = (k * WARP_SIZE + lane) * 8;
-        if (c >= C) continue;
-        // weight and bias are shared by all rows, so these loads hit L1 after the first row
-        const Bf16x8 w = load_bf16x8(weight, c, C, vec), b = load_bf16x8(bias, c, C, vec);
-        Bf16x8 o;
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-            const float n = (__bfloat162float(x[k].v[e]) - m) * s;
-            o.v[e] = __float2bfloat16(n * __bfloat162float(w.v[e]) + __bfloat162float(b.v[e]));
-        }
-        store_bf16x8(out + offset, c, C, vec, o);
-    }
-    if (lane == 0) {
-        mean[row] = m;
-        rstd[row] = s;
-    }
-}
 
 // Backward thread layout: a "row group" of layernorm_bwd_group_threads(C) threads (whole warps) covers
 // one row, thread t owning the 8 columns [8t, 8t+8) of every row it visits, so its shares of dbias,
@@ -148,6 +87,124 @@ __device__ __forceinline__ void layernorm_cp_async_wait() { asm volatile("cp.asy
 __device__ __forceinline__ float bf16x8_packed_get(const uint4 &v, int e) {
     const unsigned int w = e < 2 ? v.x : e < 4 ? v.y : e < 6 ? v.z : v.w;
     return __uint_as_float(e % 2 == 0 ? w << 16 : w & 0xffff0000u);
+}
+
+// Forward thread layout: one warp per row, lane l owning the 8-column pieces l, l+32, ...,
+// l+32*(CHUNKS-1) of it. Each warp walks the rows warp, warp + total_warps, ... (a grid sized to the
+// device: every row's result is computed the same way whichever warp takes it), and the rows reach it
+// through its own ring of STAGES rows in shared memory that cp.async fills STAGES-1 rows ahead, so
+// loads stay in flight without holding registers. Each lane copies and later reads only its own
+// pieces, so its own cp.async.wait_group orders them and no barrier is needed.
+// Ring of a warp: [STAGES][inputs (1, or 2 with the residual add)][CHUNKS][32 lanes] 16-byte pieces.
+__host__ __device__ inline size_t layernorm_fwd_smem_bytes(int chunks, int stages, int inputs) {
+    return (size_t)LAYERNORM_FWD_WARPS * stages * inputs * chunks * WARP_SIZE * 16;
+}
+
+// Starts copying the lane's pieces of `row` of inp1 (and inp2) into ring slot `slot`. Columns at or
+// past C arrive as zeros. Without 16-byte aligned rows (C % 8 != 0) the pieces are loaded and stored
+// synchronously.
+template <int CHUNKS>
+__device__ __forceinline__ void layernorm_fwd_issue(uint4 *ring, int slot, int inputs, const bf16 *inp1, const bf16 *inp2,
+                                                    int row, int C, bool vec) {
+    const int lane = threadIdx.x % WARP_SIZE;
+    const size_t offset = (size_t)row * C;
+#pragma unroll
+    for (int k = 0; k < CHUNKS; k++) {
+        const int c = (k * WARP_SIZE + lane) * 8;
+        uint4 *dst = ring + (size_t)(slot * inputs * CHUNKS + k) * WARP_SIZE + lane;
+        for (int t = 0; t < inputs; t++) {
+            const bf16 *src = (t == 0 ? inp1 : inp2) + offset;
+            if (vec) {
+                layernorm_cp_async16(dst + t * CHUNKS * WARP_SIZE, src + (c < C ? c : 0), c < C);
+            } else {
+                const Bf16x8 v = load_bf16x8(src, c, C, false);
+                dst[t * CHUNKS * WARP_SIZE] = *reinterpret_cast<const uint4 *>(&v);
+            }
+        }
+    }
+}
+
+// x = inp1[row] (+ inp2[row], then residual_out[row] = x in BF16); writes out[row] = LayerNorm(x),
+// mean[row], rstd[row], for every row of the warp (layout above). inp2 == NULL means no residual add
+// (and residual_out is not written). Statistics are taken on the BF16-rounded x that backward will see.
+// blockDim.x = LAYERNORM_FWD_WARPS * 32; shared memory layernorm_fwd_smem_bytes(CHUNKS, STAGES, inputs).
+template <int CHUNKS, int STAGES>
+__global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
+    layernorm_forward_kernel(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
+                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C) {
+    extern __shared__ __align__(16) unsigned char layernorm_smem[];
+    const int lane = threadIdx.x % WARP_SIZE, inputs = inp2 != NULL ? 2 : 1;
+    const int warp = blockIdx.x * LAYERNORM_FWD_WARPS + threadIdx.x / WARP_SIZE, total_warps = gridDim.x * LAYERNORM_FWD_WARPS;
+    uint4 *ring = reinterpret_cast<uint4 *>(layernorm_smem) + (size_t)(threadIdx.x / WARP_SIZE) * STAGES * inputs * CHUNKS * WARP_SIZE;
+    const bool vec = (C % 8 == 0);
+    const int rows = warp < N ? ceil_div(N - warp, total_warps) : 0;  // rows warp + i * total_warps, i < rows
+#pragma unroll
+    for (int i = 0; i < STAGES - 1; i++) {
+        if (i < rows) layernorm_fwd_issue<CHUNKS>(ring, i, inputs, inp1, inp2, warp + i * total_warps, C, vec);
+        layernorm_cp_async_commit();  // empty groups keep the count of groups per row fixed
+    }
+    for (int i = 0; i < rows; i++) {
+        const int ahead = i + STAGES - 1;
+        if (ahead < rows) layernorm_fwd_issue<CHUNKS>(ring, ahead % STAGES, inputs, inp1, inp2, warp + ahead * total_warps, C, vec);
+        layernorm_cp_async_commit();
+        layernorm_cp_async_wait<STAGES - 1>();  // row i has landed (this lane's pieces)
+        const int row = warp + i * total_warps;
+        const size_t offset = (size_t)row * C;
+        const uint4 *piece = ring + (size_t)(i % STAGES) * inputs * CHUNKS * WARP_SIZE + lane;
+        Bf16x8 x[CHUNKS];
+#pragma unroll
+        for (int k = 0; k < CHUNKS; k++) {
+            const uint4 a = piece[k * WARP_SIZE];
+            x[k] = *reinterpret_cast<const Bf16x8 *>(&a);
+        }
+        if (inputs == 2) {
+#pragma unroll
+            for (int k = 0; k < CHUNKS; k++) {
+                const int c = (k * WARP_SIZE + lane) * 8;
+                const uint4 y = piece[(CHUNKS + k) * WARP_SIZE];
+#pragma unroll
+                for (int e = 0; e < 8; e++) x[k].v[e] = __float2bfloat16(__bfloat162float(x[k].v[e]) + bf16x8_packed_get(y, e));
+                if (c < C) store_bf16x8(residual_out + offset, c, C, vec, x[k]);
+            }
+        }
+        // out-of-range elements arrived as zero, so they add nothing to the sum
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < CHUNKS; k++) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) sum += __bfloat162float(x[k].v[e]);
+        }
+        const float m = warp_sum(sum) / C;
+        float sq = 0.0f;
+#pragma unroll
+        for (int k = 0; k < CHUNKS; k++) {
+            const int c = (k * WARP_SIZE + lane) * 8;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const float d = __bfloat162float(x[k].v[e]) - m;
+                sq += (c + e < C) ? d * d : 0.0f;
+            }
+        }
+        const float s = rsqrtf(warp_sum(sq) / C + LAYERNORM_EPS);
+#pragma unroll
+        for (int k = 0; k < CHUNKS; k++) {
+            const int c = (k * WARP_SIZE + lane) * 8;
+            if (c >= C) continue;
+            // weight and bias are shared by all rows, so these loads hit L1 after the first row
+            const Bf16x8 w = load_bf16x8(weight, c, C, vec), b = load_bf16x8(bias, c, C, vec);
+            Bf16x8 o;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const float n = (__bfloat162float(x[k].v[e]) - m) * s;
+                o.v[e] = __float2bfloat16(n * __bfloat162float(w.v[e]) + __bfloat162float(b.v[e]));
+            }
+            store_bf16x8(out + offset, c, C, vec, o);
+        }
+        if (lane == 0) {
+            mean[row] = m;
+            rstd[row] = s;
+        }
+    }
 }
 
 // Starts copying the thread's pieces of rows first_row .. first_row+ROWS-1 into ring slot `slot`.
@@ -364,18 +421,30 @@ static inline void layernorm_check_alignment_(int C, const void *a, const void *
                "with C %% 8 == 0 the BF16 tensors must be 16-byte aligned");
 }
 
-// Shared body of layernorm_forward and fused_residual_layernorm_forward (inp2/residual_out NULL or not).
-static inline void layernorm_forward_launch_(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
-                                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C,
-                                             cudaStream_t stream) {
+// Launches the forward kernel with a ring of STAGES rows per warp (the dev harness times several), as
+// many blocks as fit on the device at once (fewer for small N); inp2/residual_out NULL or not.
+template <int STAGES>
+static inline void layernorm_forward_variant_(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
+                                              const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C,
+                                              cudaStream_t stream) {
     shapeCheck(N > 0, "N=%d", N);
     const int chunks = layernorm_chunks_(C);
     layernorm_check_alignment_(C, out, inp1, weight, bias);
     if (inp2 != NULL) layernorm_check_alignment_(C, inp2, residual_out, out, out);
-    const dim3 grid(ceil_div(N, LAYERNORM_WARPS)), block(LAYERNORM_WARPS * WARP_SIZE);
+    const size_t smem = layernorm_fwd_smem_bytes(chunks, STAGES, inp2 != NULL ? 2 : 1);
+    const int block = LAYERNORM_FWD_WARPS * WARP_SIZE;
+    int device, sms, per_sm = 0;
+    cudaCheck(cudaGetDevice(&device));
+    cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     switch (chunks) {
-#define LAYERNORM_FWD_CASE(K) \
-    case K: layernorm_forward_kernel<K><<<grid, block, 0, stream>>>(residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C); break;
+#define LAYERNORM_FWD_CASE(K)                                                                                                  \
+    case K:                                                                                                                    \
+        cudaCheck(cudaFuncSetAttribute(layernorm_forward_kernel<K, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); \
+        cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_forward_kernel<K, STAGES>, block, smem));  \
+        shapeCheck(per_sm > 0, "LayerNorm forward: %zu bytes of shared memory per block do not fit (C=%d)", smem, C);         \
+        layernorm_forward_kernel<K, STAGES><<<min(sms * per_sm, ceil_div(N, LAYERNORM_FWD_WARPS)), block, smem, stream>>>(     \
+            residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C);                                                    \
+        break;
         LAYERNORM_FWD_CASE(1) LAYERNORM_FWD_CASE(2) LAYERNORM_FWD_CASE(3) LAYERNORM_FWD_CASE(4)
         LAYERNORM_FWD_CASE(5) LAYERNORM_FWD_CASE(6) LAYERNORM_FWD_CASE(7) LAYERNORM_FWD_CASE(8)
         LAYERNORM_FWD_CASE(LAYERNORM_MAX_CHUNKS)
@@ -387,7 +456,7 @@ static inline void layernorm_forward_launch_(bf16 *residual_out, bf16 *out, floa
 // out = LayerNorm(inp) [N, C]; mean, rstd [N].
 static inline void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
                                      const bf16 *bias, int N, int C, cudaStream_t stream) {
-    layernorm_forward_launch_(NULL, out, mean, rstd, inp, NULL, weight, bias, N, C, stream);
+    layernorm_forward_variant_<LAYERNORM_FWD_STAGES>(NULL, out, mean, rstd, inp, NULL, weight, bias, N, C, stream);
 }
 
 // residual_out = residual + branch (BF16), out = LayerNorm(residual_out); all [N, C], mean/rstd [N].
@@ -396,7 +465,7 @@ static inline void fused_residual_layernorm_forward(bf16 *residual_out, bf16 *ou
                                                     const bf16 *residual, const bf16 *branch, const bf16 *weight,
                                                     const bf16 *bias, int N, int C, cudaStream_t stream) {
     shapeCheck(residual_out != NULL && branch != NULL, "fused residual LayerNorm needs residual_out and branch");
-    layernorm_forward_launch_(residual_out, out, mean, rstd, residual, branch, weight, bias, N, C, stream);
+    layernorm_forward_variant_<LAYERNORM_FWD_STAGES>(residual_out, out, mean, rstd, residual, branch, weight, bias, N, C, stream);
 }
 
 // Backward launch geometry, from N and C only (so results do not depend on the device): row groups

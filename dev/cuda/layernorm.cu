@@ -11,11 +11,15 @@ Backward versions (figures in dev/RESULTS.md, "LayerNorm backward" section):
      registers while this one is worked on (not kept: 1.2-1.5 TB/s, the loads were not kept in flight)
   4..8  kernels/ layernorm_backward_kernel<ROWS, STAGES>: the rows come through a shared-memory ring of
      STAGES batches filled by cp.async; 4 is what layernorm_backward runs
+Forward versions: kernels/ layernorm_forward_kernel<CHUNKS, STAGES> (one warp per row, rows through a
+per-warp cp.async ring of STAGES rows; until 2026-11-23 one warp per row loaded straight into
+registers, 8 warps per block, one row per warp: measured from the earlier commit) with STAGES = 2 (what
+layernorm_forward runs) and 3 (4 was slower still: fewer blocks fit per SM); all must give the same bits.
 Each backward is timed with and without dinp_colsum (the third column sum). Versions with ROWS =
 LAYERNORM_BWD_ROWS take the same rows in the same order as the kernels/ version and must give its bits.
 
 Compile and run:
-  make build/dev/layernorm && ./build/dev/layernorm
+  make build/dev/layernorm && ./build/dev/layernorm        (./build/dev/layernorm fwd: the forward only)
 
 Bytes counted (the fewest possible, each tensor once): forward reads x and writes out (2 bytes each per
 element) plus mean/rstd; fused forward reads residual and branch, writes residual_out and out; backward
@@ -59,13 +63,27 @@ static void layernorm_backward_ring(bf16 *dinp, float *dinp_colsum, float *dweig
     layernorm_backward_variant_<ROWS, STAGES>(dinp, dinp_colsum, dweight, dbias, scratch, dout, inp, weight, mean, rstd, N, C, 0);
 }
 
+typedef void (*ForwardFn)(bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *, int, int);
+
+template <int STAGES>
+static void layernorm_forward_ring(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1, const bf16 *inp2,
+                                   const bf16 *weight, const bf16 *bias, int N, int C) {
+    layernorm_forward_variant_<STAGES>(residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C, 0);
+}
+
+struct ForwardVersion {
+    const char *name;
+    ForwardFn fn;
+};
+
 struct BackwardVersion {
     const char *name;
     int rows;  // rows per group and batch: versions with LAYERNORM_BWD_ROWS must give the kernels/ version's bits
     BackwardFn fn;
 };
 
-int main(void) {
+int main(int argc, char **argv) {
+    const bool forward_only = argc > 1 && strcmp(argv[1], "fwd") == 0;
     const int reps = 50;
     const int shapes[][2] = {{32768, 768}, {65536, 768}, {32768, 1024}, {65536, 1024}, {8192, 1600}, {32768, 1600}, {65536, 1600}};
     const BackwardVersion versions[] = {
@@ -76,7 +94,12 @@ int main(void) {
         {"8 ring ROWS=1 STAGES=8", 1, layernorm_backward_ring<1, 8>},
     };
     const int num_versions = sizeof(versions) / sizeof(versions[0]);
-    std::vector<std::string> summary;
+    const ForwardVersion fwd_versions[] = {
+        {"ring S=2 (kernels/)", layernorm_forward_ring<LAYERNORM_FWD_STAGES>},
+        {"ring S=3", layernorm_forward_ring<3>},
+    };
+    const int num_fwd_versions = sizeof(fwd_versions) / sizeof(fwd_versions[0]);
+    std::vector<std::string> summary, fwd_summary;
     printf("%-44s %13s %13s %13s\n", "kernel", "time", "bytes", "bandwidth");
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         const int N = shapes[si][0], C = shapes[si][1];
@@ -96,20 +119,50 @@ int main(void) {
         cudaCheck(cudaMalloc(&db, C * sizeof(float)));
         cudaCheck(cudaMalloc(&colsum, C * sizeof(float)));
         cudaCheck(cudaMalloc(&scratch, layernorm_backward_scratch_floats(N, C) * sizeof(float)));
+        auto free_all = [&] {
+            cudaCheck(cudaFree(x)); cudaCheck(cudaFree(branch)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dinp));
+            cudaCheck(cudaFree(dinp0)); cudaCheck(cudaFree(w)); cudaCheck(cudaFree(b)); cudaCheck(cudaFree(out));
+            cudaCheck(cudaFree(residual)); cudaCheck(cudaFree(mean)); cudaCheck(cudaFree(rstd)); cudaCheck(cudaFree(dw));
+            cudaCheck(cudaFree(db)); cudaCheck(cudaFree(colsum)); cudaCheck(cudaFree(scratch));
+        };
         char name[96];
         printf("--- N=%d C=%d\n", N, C);
 
-        float us = bench_median_us(reps, [] {}, [&] { layernorm_forward(out, mean, rstd, x, w, b, N, C, 0); });
-        snprintf(name, sizeof(name), "layernorm_forward");
-        bench_report(name, us, 4.0 * act + 8.0 * N);
-        check_finite("out", out, act);
-        us = bench_median_us(reps, [] {}, [&] {
-            fused_residual_layernorm_forward(residual, out, mean, rstd, x, branch, w, b, N, C, 0);
-        });
-        snprintf(name, sizeof(name), "fused_residual_layernorm_forward");
-        bench_report(name, us, 8.0 * act + 8.0 * N);
-        check_finite("residual", residual, act);
+        // forward: the kernels/ ring depth and the others; each must give the kernels/ version's bits
+        float us = 0.0f;
+        std::vector<unsigned char> ref_fwd;
+        for (int v = 0; v < num_fwd_versions; v++) {
+            for (int fused = 0; fused < 2; fused++) {
+                bf16 *res_out = fused ? residual : NULL;
+                const bf16 *inp2 = fused ? branch : NULL;
+                us = bench_median_us(reps, [] {}, [&] { fwd_versions[v].fn(res_out, out, mean, rstd, x, inp2, w, b, N, C); });
+                snprintf(name, sizeof(name), "%s fwd %s", fused ? "fused residual+ln" : "layernorm", fwd_versions[v].name);
+                const double fwd_bytes = (fused ? 8.0 : 4.0) * act + 8.0 * N;
+                bench_report(name, us, fwd_bytes);
+                char line[160];
+                snprintf(line, sizeof(line), "N=%-6d C=%-5d %-40s %8.1f us %6.0f GB/s", N, C, name, us, fwd_bytes / (us * 1e-6) / 1e9);
+                fwd_summary.push_back(line);
+                check_finite("out", out, act);
+                if (!fused) continue;  // the bits are compared on the fused runs (they include the residual)
+                std::vector<unsigned char> got = download_bytes(out, act * sizeof(bf16));
+                for (const void *p : {(const void *)mean, (const void *)rstd}) {
+                    std::vector<unsigned char> more = download_bytes(p, N * sizeof(float));
+                    got.insert(got.end(), more.begin(), more.end());
+                }
+                std::vector<unsigned char> more = download_bytes(residual, act * sizeof(bf16));
+                got.insert(got.end(), more.begin(), more.end());
+                if (v == 0) ref_fwd = got;
+                else if (got != ref_fwd) {
+                    fprintf(stderr, "error: forward version %s differs from the kernels/ version in its bits (N=%d C=%d)\n", fwd_versions[v].name, N, C);
+                    exit(1);
+                }
+            }
+        }
 
+        if (forward_only) {
+            free_all();
+            continue;
+        }
         // one run of each version from the same dinp and zeroed sums: bits against the kernels/ version
         std::vector<unsigned char> ref_dinp, ref_sums;
         for (int v = 0; v < num_versions; v++) {
@@ -154,11 +207,10 @@ int main(void) {
         snprintf(name, sizeof(name), "  of which the column sums of %d partials", g.blocks);
         bench_report(name, us, 4.0 * 3 * C * g.blocks);
 
-        cudaCheck(cudaFree(x)); cudaCheck(cudaFree(branch)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dinp));
-        cudaCheck(cudaFree(dinp0)); cudaCheck(cudaFree(w)); cudaCheck(cudaFree(b)); cudaCheck(cudaFree(out));
-        cudaCheck(cudaFree(residual)); cudaCheck(cudaFree(mean)); cudaCheck(cudaFree(rstd)); cudaCheck(cudaFree(dw));
-        cudaCheck(cudaFree(db)); cudaCheck(cudaFree(colsum)); cudaCheck(cudaFree(scratch));
+        free_all();
     }
+    printf("\nforward summary (bytes = 4*N*C + 8*N, fused 8*N*C + 8*N)\n");
+    for (const std::string &line : fwd_summary) printf("%s\n", line.c_str());
     printf("\nbackward summary (bytes = 8*N*C + 8*N)\n");
     for (const std::string &line : summary) printf("%s\n", line.c_str());
     return 0;
