@@ -3,7 +3,7 @@ Kernel harness for kernels/classifier.cuh (fused softmax + cross-entropy + gradi
 it at the GPT-2 shapes N = B*T = 8 x 1024 and 32 x 1024 rows (d24's batch), V = 50257, Vp = 50304:
 the row-in-shared-memory kernel that fused_classifier runs for this Vp, at the library's block size
 (928 threads: 7 steps of 8 columns per thread) and at 1024, 768 and 512 threads, and the two-pass kernel
-(classifier_l2_kernel: the structure that ran at this Vp until 2026-11-23, now with the same exp2 as the
+(classifier_l2_kernel: the structure that ran at this Vp until 2026-11-22, now with the same exp2 as the
 other; fused_classifier runs it only for Vp > CLASSIFIER_SMEM_MAX_VP).
 Correctness is tested in test/gpu/test_layers.cu; here the losses must be finite and every version's
 losses must match the library version's within 1e-5 relative.

@@ -12,7 +12,7 @@ Backward versions (figures in dev/RESULTS.md, "LayerNorm backward" section):
   4..8  kernels/ layernorm_backward_kernel<ROWS, STAGES>: the rows come through a shared-memory ring of
      STAGES batches filled by cp.async; 4 is what layernorm_backward runs
 Forward versions: kernels/ layernorm_forward_kernel<CHUNKS, STAGES> (one warp per row, rows through a
-per-warp cp.async ring of STAGES rows; until 2026-11-23 one warp per row loaded straight into
+per-warp cp.async ring of STAGES rows; until 2026-11-22 one warp per row loaded straight into
 registers, 8 warps per block, one row per warp: measured from the earlier commit) with STAGES = 2 (what
 layernorm_forward runs) and 3 (4 was slower still: fewer blocks fit per SM); all must give the same bits.
 Each backward is timed with and without dinp_colsum (the third column sum). Versions with ROWS =
