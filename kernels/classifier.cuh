@@ -20,7 +20,6 @@
 
 #include <math.h>
 #include "kernels/layer_common.cuh"
-#include "kernels/layernorm.cuh"  // cp.async helpers, bf16x8_packed_get
 
 #define CLASSIFIER_BLOCK 1024        // threads per block at most (two blocks fit on an SM at <= 32 registers)
 #define CLASSIFIER_SMEM_MAX_VP 57344 // longest row held in shared memory: 112 KB, two blocks per Hopper SM
@@ -66,14 +65,14 @@ __global__ void __launch_bounds__(CLASSIFIER_BLOCK, 2)
     const bool vec = (Vp % 8 == 0);
     for (int p = threadIdx.x; p < num_pieces; p += blockDim.x) {
         if (vec) {
-            layernorm_cp_async16(pieces + p, x + 8 * p, true);
+            cp_async16(pieces + p, x + 8 * p, true);
         } else {
             const Bf16x8 v = load_bf16x8(x, 8 * p, Vp, false);
             pieces[p] = *reinterpret_cast<const uint4 *>(&v);
         }
     }
-    layernorm_cp_async_commit();
-    layernorm_cp_async_wait<0>();
+    cp_async_commit();
+    cp_async_wait<0>();
     // row max over the real columns
     float m = -INFINITY;
     for (int p = threadIdx.x; p < num_pieces; p += blockDim.x) {

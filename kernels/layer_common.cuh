@@ -1,7 +1,8 @@
 // Device helpers shared by the layer kernels (encoder, layernorm, gelu, classifier, adamw,
-// global_norm): 8-wide BF16 vectors moved as one 16-byte access with a bounds-checked scalar
-// path for rows whose length is not a multiple of 8, and warp/block reductions whose order of
-// operations is fixed (so every kernel built on them is bit-reproducible run to run).
+// global_norm, attention): 8-wide BF16 vectors moved as one 16-byte access with a bounds-checked scalar
+// path for rows whose length is not a multiple of 8, warp/block reductions whose order of
+// operations is fixed (so every kernel built on them is bit-reproducible run to run), and cp.async
+// copies into shared memory.
 #ifndef KERNELS_LAYER_COMMON_CUH
 #define KERNELS_LAYER_COMMON_CUH
 
@@ -112,6 +113,30 @@ __device__ __forceinline__ float block_max(float x, float *scratch) {
     __syncthreads();
     x = (lane < num_warps) ? scratch[lane] : -INFINITY;
     return warp_max(x);
+}
+
+// ----------------------------------------------------------------------------------------------
+// asynchronous copies into shared memory (sm_80+) and packed BF16 access
+
+// 16 (or 4) bytes from global to shared memory without passing through registers; src_ok false
+// writes zeros and reads nothing (src must still be a valid address).
+__device__ __forceinline__ void cp_async16(void *smem_dst, const void *src, bool src_ok) {
+    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_ok ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void *smem_dst, const void *src, bool src_ok) {
+    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_ok ? 4 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most PENDING of this thread's most recent cp.async groups are still in flight.
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
+
+// Element e of 8 BF16 values packed in a 16-byte piece (element 2i in the low half of word i), exactly.
+__device__ __forceinline__ float bf16x8_packed_get(const uint4 &v, int e) {
+    const unsigned int w = e < 2 ? v.x : e < 4 ? v.y : e < 6 ? v.z : v.w;
+    return __uint_as_float(e % 2 == 0 ? w << 16 : w & 0xffff0000u);
 }
 
 #endif // KERNELS_LAYER_COMMON_CUH

@@ -68,27 +68,6 @@ __host__ __device__ inline size_t layernorm_bwd_smem_bytes(int groups, int group
            (size_t)(layernorm_bwd_row_sums_floats(groups, group_threads, rows) + stages * block_warps * 2 * rows) * sizeof(float);
 }
 
-// 16 (or 4) bytes from global to shared memory without passing through registers; src_ok false
-// writes zeros and reads nothing (src must still be a valid address).
-__device__ __forceinline__ void layernorm_cp_async16(void *smem_dst, const void *src, bool src_ok) {
-    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem_dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_ok ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void layernorm_cp_async4(void *smem_dst, const void *src, bool src_ok) {
-    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem_dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_ok ? 4 : 0) : "memory");
-}
-__device__ __forceinline__ void layernorm_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most PENDING of this thread's most recent cp.async groups are still in flight.
-template <int PENDING>
-__device__ __forceinline__ void layernorm_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory"); }
-
-// Element e of 8 BF16 values packed in a 16-byte piece (element 2i in the low half of word i), exactly.
-__device__ __forceinline__ float bf16x8_packed_get(const uint4 &v, int e) {
-    const unsigned int w = e < 2 ? v.x : e < 4 ? v.y : e < 6 ? v.z : v.w;
-    return __uint_as_float(e % 2 == 0 ? w << 16 : w & 0xffff0000u);
-}
-
 // Forward thread layout: one warp per row, lane l owning the 8-column pieces l, l+32, ...,
 // l+32*(CHUNKS-1) of it. Each warp walks the rows warp, warp + total_warps, ... (a grid sized to the
 // device: every row's result is computed the same way whichever warp takes it), and the rows reach it
@@ -115,7 +94,7 @@ __device__ __forceinline__ void layernorm_fwd_issue(uint4 *ring, int slot, int i
         for (int t = 0; t < inputs; t++) {
             const bf16 *src = (t == 0 ? inp1 : inp2) + offset;
             if (vec) {
-                layernorm_cp_async16(dst + t * CHUNKS * WARP_SIZE, src + (c < C ? c : 0), c < C);
+                cp_async16(dst + t * CHUNKS * WARP_SIZE, src + (c < C ? c : 0), c < C);
             } else {
                 const Bf16x8 v = load_bf16x8(src, c, C, false);
                 dst[t * CHUNKS * WARP_SIZE] = *reinterpret_cast<const uint4 *>(&v);
@@ -141,13 +120,13 @@ __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
 #pragma unroll
     for (int i = 0; i < STAGES - 1; i++) {
         if (i < rows) layernorm_fwd_issue<CHUNKS>(ring, i, inputs, inp1, inp2, warp + i * total_warps, C, vec);
-        layernorm_cp_async_commit();  // empty groups keep the count of groups per row fixed
+        cp_async_commit();  // empty groups keep the count of groups per row fixed
     }
     for (int i = 0; i < rows; i++) {
         const int ahead = i + STAGES - 1;
         if (ahead < rows) layernorm_fwd_issue<CHUNKS>(ring, ahead % STAGES, inputs, inp1, inp2, warp + ahead * total_warps, C, vec);
-        layernorm_cp_async_commit();
-        layernorm_cp_async_wait<STAGES - 1>();  // row i has landed (this lane's pieces)
+        cp_async_commit();
+        cp_async_wait<STAGES - 1>();  // row i has landed (this lane's pieces)
         const int row = warp + i * total_warps;
         const size_t offset = (size_t)row * C;
         const uint4 *piece = ring + (size_t)(i % STAGES) * inputs * CHUNKS * WARP_SIZE + lane;
@@ -222,9 +201,9 @@ __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, i
         uint4 *dst = ring + (size_t)(slot * ROWS + r) * 3 * blockDim.x + threadIdx.x;
         const size_t offset = row_ok ? (size_t)row * C : 0;
         if (vec) {
-            layernorm_cp_async16(dst, dout + offset + (ok ? c : 0), ok);
-            layernorm_cp_async16(dst + blockDim.x, inp + offset + (ok ? c : 0), ok);
-            layernorm_cp_async16(dst + 2 * blockDim.x, dinp + offset + (ok ? c : 0), ok);
+            cp_async16(dst, dout + offset + (ok ? c : 0), ok);
+            cp_async16(dst + blockDim.x, inp + offset + (ok ? c : 0), ok);
+            cp_async16(dst + 2 * blockDim.x, dinp + offset + (ok ? c : 0), ok);
         } else {
             const bf16 *srcs[3] = {dout, inp, dinp};
 #pragma unroll
@@ -238,7 +217,7 @@ __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, i
         const int row = first_row + lane % ROWS;
         const bool row_ok = row < row_end;
         float *dst = stats + (size_t)(slot * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE) * 2 * ROWS + lane;
-        layernorm_cp_async4(dst, (lane < ROWS ? mean : rstd) + (row_ok ? row : 0), row_ok);
+        cp_async4(dst, (lane < ROWS ? mean : rstd) + (row_ok ? row : 0), row_ok);
     }
 }
 
@@ -278,15 +257,15 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
     for (int i = 0; i < STAGES - 1; i++) {
         if (i < batches)
             layernorm_bwd_issue<ROWS>(ring, stats, i, dout, inp, dinp, mean, rstd, group_row0 + i * step, row_end, c, C, vec);
-        layernorm_cp_async_commit();  // empty groups keep the count of groups per batch fixed
+        cp_async_commit();  // empty groups keep the count of groups per batch fixed
     }
     for (int i = 0; i < batches; i++) {
         const int ahead = i + STAGES - 1;
         if (ahead < batches)
             layernorm_bwd_issue<ROWS>(ring, stats, ahead % STAGES, dout, inp, dinp, mean, rstd, group_row0 + ahead * step,
                                       row_end, c, C, vec);
-        layernorm_cp_async_commit();
-        layernorm_cp_async_wait<STAGES - 1>();  // batch i has landed (this thread's pieces)
+        cp_async_commit();
+        cp_async_wait<STAGES - 1>();  // batch i has landed (this thread's pieces)
         __syncwarp();                           // and the warp's mean/rstd
         const int slot = i % STAGES, first_row = group_row0 + i * step;
         const uint4 *piece = ring + (size_t)slot * ROWS * 3 * blockDim.x + threadIdx.x;  // [r][tensor] stride blockDim.x
