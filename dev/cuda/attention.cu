@@ -54,12 +54,10 @@ struct Variant {
 // q<MT>/<warps>/<key tile>/<stages>/<A operands in registers>/<wgmma>/<head group MB>.
 static const Variant VARIANTS[] = {
     {64, "default", attention_forward_hs<64>, attention_backward_dkdv_hs<64>, attention_backward_dq_hs<64>},
-    VARIANT(64, 2, 4, 64, 2, 0, 1, 0, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0, 0),    // forward and block order before this section
-    VARIANT(64, 1, 8, 64, 5, 0, 2, 16, 1, 4, 64, 3, 2, 0, 1, 8, 64, 3, 2, 0, 0, 16),  // the default's tiles with mma.sync (sm_100a builds)
-    VARIANT(64, 1, 8, 64, 5, 1, 2, 0, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 0, 0),    // all heads at once everywhere
-    VARIANT(64, 1, 8, 64, 4, 1, 2, 16, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 16, 16), // forward 4, 6 stages; dK/dV in head groups
-    VARIANT(64, 1, 8, 64, 6, 1, 2, 16, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 4, 4),
-    VARIANT(64, 1, 8, 64, 5, 1, 2, 8, 1, 4, 64, 3, 2, 1, 1, 8, 64, 3, 2, 1, 8, 8),    // 8 MB head groups everywhere
+    VARIANT(64, 1, 8, 64, 5, 1, 2, 16, 1, 4, 64, 4, 2, 1, 1, 8, 64, 4, 2, 1, 8, 8),   // dK/dV 1 warpgroup per block
+    VARIANT(64, 1, 8, 64, 5, 0, 2, 16, 1, 8, 64, 4, 2, 0, 1, 8, 64, 4, 2, 0, 8, 8),   // the default's tiles with mma.sync (sm_100a builds)
+    VARIANT(64, 1, 8, 64, 5, 1, 2, 16, 1, 8, 64, 5, 2, 1, 1, 8, 64, 4, 2, 1, 8, 8),   // dK/dV 5 stages
+    VARIANT(64, 1, 8, 64, 5, 1, 2, 16, 1, 8, 64, 3, 2, 1, 1, 8, 64, 4, 2, 1, 8, 8),   // dK/dV 3 stages (1 tile ahead)
     {128, "default", attention_forward_hs<128>, attention_backward_dkdv_hs<128>, attention_backward_dq_hs<128>},
     VARIANT(128, 2, 4, 32, 2, 0, 1, 0, 1, 8, 32, 2, 1, 0, 2, 4, 32, 2, 0, 0, 0, 0),   // the default tiles, all heads at once
     VARIANT(128, 2, 4, 32, 2, 0, 1, 16, 1, 8, 32, 2, 1, 0, 2, 4, 32, 2, 0, 0, 16, 16), // the default tiles, 16 MB head groups everywhere
