@@ -30,28 +30,12 @@
 #include <math.h>
 #include <stdint.h>
 #include "kernels/cuda_common.h"
+#include "kernels/layer_common.cuh"  // cp.async helpers
 
 #define ATTN_LOG2E 1.4426950408889634f
 
 // ----------------------------------------------------------------------------------------------------
 // PTX wrappers
-
-// Asynchronous 16-byte global -> shared copy; when `valid` is false the 16 bytes are zero-filled.
-__device__ __forceinline__ void attn_cp_async16(void *smem_dst, const void *gmem_src, bool valid) {
-    unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
-    int src_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
-}
-// Asynchronous 4-byte global -> shared copy; when `valid` is false the 4 bytes are zero-filled.
-__device__ __forceinline__ void attn_cp_async4(void *smem_dst, const void *gmem_src, bool valid) {
-    unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
-    int src_bytes = valid ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
-}
-__device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most PENDING of this thread's most recent cp.async groups are still in flight.
-template <int PENDING>
-__device__ __forceinline__ void attn_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING)); }
 
 // Four 8x8 b16 matrices from shared memory; lane i gives the (shared-space) address of row i%8 of matrix i/8.
 __device__ __forceinline__ void attn_ldmatrix_x4(uint32_t r[4], uint32_t addr) {
@@ -106,7 +90,7 @@ __device__ __forceinline__ void attn_load_tile(bf16 *tile, const bf16 *src, long
         int r = c / CHUNKS, col = (c % CHUNKS) * 8;
         bool valid = row0 + r < nrows;
         const bf16 *g = valid ? src + (long)(row0 + r) * stride + col : src;
-        attn_cp_async16(tile + attn_swizzle<HS>(r, col), g, valid);
+        cp_async16(tile + attn_swizzle<HS>(r, col), g, valid);
     }
 }
 
@@ -115,7 +99,7 @@ template <int N, int NTHREADS>
 __device__ __forceinline__ void attn_load_floats(float *dst, const float *src, int row0, int nrows) {
     for (int i = threadIdx.x; i < N; i += NTHREADS) {
         bool valid = row0 + i < nrows;
-        attn_cp_async4(dst + i, valid ? src + row0 + i : src, valid);
+        cp_async4(dst + i, valid ? src + row0 + i : src, valid);
     }
 }
 
@@ -454,7 +438,7 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
 #pragma unroll
     for (int st = 0; st < AHEAD; st++) {
         if (st < ntiles) load_key_tile(st, st);
-        attn_cp_async_commit();
+        cp_async_commit();
     }
 
     // this warp's first query row; thread row r = 2*mt + i is query wq0 + 16*mt + 8*i + g
@@ -470,17 +454,17 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
     uint32_t pf[BC / 16][4];       // wgmma: P of the previous tile as bf16 A fragments, its P V not yet issued
     uint32_t pending_v = 0;        // wgmma: shared address of that tile's V
     if constexpr (WG) {
-        attn_cp_async_wait<AHEAD - 1>();
+        cp_async_wait<AHEAD - 1>();
         __syncthreads();
         attn_warp_load_a<HS, MT>(qf, aQ, warp * WR);
     }
 
     for (int tile = 0; tile < ntiles; tile++) {
-        attn_cp_async_wait<AHEAD - 1>();   // this tile's group is complete
+        cp_async_wait<AHEAD - 1>();   // this tile's group is complete
         if constexpr (WG) attn_fence_proxy_async();
         __syncthreads();   // tile visible to all; everyone is done with the stage refilled next
         if (tile + AHEAD < ntiles) load_key_tile((tile + AHEAD) % STAGES, tile + AHEAD);
-        attn_cp_async_commit();   // empty past the end, so that every tile keeps one group
+        cp_async_commit();   // empty past the end, so that every tile keeps one group
         const int k0 = tile * BC;
         if (k0 > skip_q_last) continue;   // every key of this tile is right of the diagonal for these rows
         const uint32_t cK = aK + (tile % STAGES) * BC * HS * 2, cV = aV + (tile % STAGES) * BC * HS * 2;
@@ -671,7 +655,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
 #pragma unroll
     for (int st = 0; st < AHEAD; st++) {
         if (qt_first + st < qt_end) load_query_tile(st, qt_first + st);
-        attn_cp_async_commit();
+        cp_async_commit();
     }
 
     const int wk0 = k0 + warp * WR;   // this warp's first key; thread row 2*mt + i is key wk0 + 16*mt + 8*i + g
@@ -688,7 +672,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     static_assert(REG_AS >= 0 && REG_AS <= 2, "REG_AS counts the A operands K, V held in registers");
     uint32_t kf[MT][HS / 16][4], vf[MT][HS / 16][4];
     if constexpr (REG_AS > 0) {
-        attn_cp_async_wait<AHEAD - 1>();
+        cp_async_wait<AHEAD - 1>();
         __syncthreads();
         attn_warp_load_a<HS, MT>(kf, aK, warp * WR);
         if constexpr (REG_AS > 1) attn_warp_load_a<HS, MT>(vf, aV, warp * WR);
@@ -696,11 +680,11 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
 
     for (int qt = qt_first; qt < qt_end; qt++) {
         const int stage = (qt - qt_first) % STAGES;
-        attn_cp_async_wait<AHEAD - 1>();   // this tile's group is complete
+        cp_async_wait<AHEAD - 1>();   // this tile's group is complete
         if constexpr (WG) attn_fence_proxy_async();
         __syncthreads();   // tile visible to all; everyone is done with the stage refilled next
         if (qt + AHEAD < qt_end) load_query_tile((qt - qt_first + AHEAD) % STAGES, qt + AHEAD);
-        attn_cp_async_commit();   // empty past the end, so that every tile keeps one group
+        cp_async_commit();   // empty past the end, so that every tile keeps one group
         const int qs = qt * BQ;
         if (qs + BQ - 1 < skip_k0) continue;   // every query of this tile is left of these keys
         const uint32_t cQ = aQ + stage * BQ * HS * 2, cdO = adO + stage * BQ * HS * 2;
@@ -825,7 +809,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 #pragma unroll
     for (int st = 0; st < AHEAD; st++) {
         if (st < ntiles) load_key_tile(st, st);
-        attn_cp_async_commit();
+        cp_async_commit();
     }
 
     const int wq0 = q0 + warp * WR;   // thread row r = 2*mt + i is query wq0 + 16*mt + 8*i + g
@@ -846,7 +830,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     static_assert(REG_AS >= 0 && REG_AS <= 2, "REG_AS counts the A operands Q, dout held in registers");
     uint32_t qf[MT][HS / 16][4], dof[MT][HS / 16][4];
     if constexpr (REG_AS > 0) {
-        attn_cp_async_wait<AHEAD - 1>();
+        cp_async_wait<AHEAD - 1>();
         __syncthreads();
         attn_warp_load_a<HS, MT>(qf, aQ, warp * WR);
         if constexpr (REG_AS > 1) attn_warp_load_a<HS, MT>(dof, adO, warp * WR);
@@ -854,11 +838,11 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
 
     for (int tile = 0; tile < ntiles; tile++) {
         const int stage = tile % STAGES;
-        attn_cp_async_wait<AHEAD - 1>();   // this tile's group is complete
+        cp_async_wait<AHEAD - 1>();   // this tile's group is complete
         if constexpr (WG) attn_fence_proxy_async();
         __syncthreads();   // tile visible to all; everyone is done with the stage refilled next
         if (tile + AHEAD < ntiles) load_key_tile((tile + AHEAD) % STAGES, tile + AHEAD);
-        attn_cp_async_commit();   // empty past the end, so that every tile keeps one group
+        cp_async_commit();   // empty past the end, so that every tile keeps one group
         const int k0 = tile * BK;
         if (k0 > skip_q_last) {   // so are all later tiles; the last dQ product must end before its stage is refilled
             if constexpr (WG) attn_wg_wait<0>();
