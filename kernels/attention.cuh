@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include "kernels/cuda_common.h"
 #include "kernels/layer_common.cuh"  // cp.async helpers
+#include "kernels/sm90_wgmma_common.cuh"
 
 #define ATTN_LOG2E 1.4426950408889634f
 
@@ -274,11 +275,6 @@ __device__ __forceinline__ void attn_zero(float x[M][N][4]) {
 // with the mma.sync path. B tiles are the swizzled 64-column tiles above: 128-byte rows whose 16-byte chunks
 // are XORed with row % 8, which is wgmma's 128-byte swizzle when the tile starts on a 1024-byte boundary.
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define ATTN_HAS_WGMMA 1
-#else
-#define ATTN_HAS_WGMMA 0
-#endif
 
 // Shared-memory descriptor of a 64-column swizzled tile at shared address `addr` (1024-byte aligned, or
 // advanced from such an address by whole k steps): 128-byte swizzle, 8-row groups 1024 bytes apart. K-major
@@ -289,11 +285,11 @@ __device__ __forceinline__ uint64_t attn_wg_desc(uint32_t addr) {
 }
 
 // d[64 x 64] = (accumulate ? d : 0) + A[64 x 16] * B[16 x 64] for the calling warpgroup, asynchronous (done at
-// attn_wg_wait). a: this warp's A fragment (rows 16*(warp%4)..+15); desc_b: B as 64 rows x 16 columns of a
+// wgmma_wait). a: this warp's A fragment (rows 16*(warp%4)..+15); desc_b: B as 64 rows x 16 columns of a
 // K-major tile (TRANS_B = 0), or 16 rows x 64 columns of a tile read transposed (TRANS_B = 1).
 template <int TRANS_B>
 __device__ __forceinline__ void attn_wgmma_m64n64k16(float (&d)[8][4], const uint32_t a[4], uint64_t desc_b, int accumulate) {
-#if ATTN_HAS_WGMMA
+#if SM90_HAS_WGMMA
     asm volatile("{\n.reg .pred acc;\nsetp.ne.b32 acc, %38, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
                  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
@@ -309,29 +305,10 @@ __device__ __forceinline__ void attn_wgmma_m64n64k16(float (&d)[8][4], const uin
 #endif
 }
 
-// wgmma ordering: fence after writing registers that a warpgroup's next products read (A fragments,
-// accumulators) and before issuing them (the product helpers below fence); commit closes the products issued
-// so far into a group; wait blocks until at most PENDING of the most recent groups are still running.
-__device__ __forceinline__ void attn_wg_fence() {
-#if ATTN_HAS_WGMMA
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void attn_wg_commit() {
-#if ATTN_HAS_WGMMA
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-template <int PENDING>
-__device__ __forceinline__ void attn_wg_wait() {
-#if ATTN_HAS_WGMMA
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
-#endif
-}
 // Makes this thread's completed cp.async writes to shared memory visible to wgmma's (async-proxy) reads;
 // each thread calls it after its cp.async wait and before the barrier that publishes the tiles.
 __device__ __forceinline__ void attn_fence_proxy_async() {
-#if ATTN_HAS_WGMMA
+#if SM90_HAS_WGMMA
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
@@ -348,7 +325,7 @@ __device__ __forceinline__ void attn_wg_fence_acc(float (&d)[8][4]) {
 // 16 rows, attn_warp_load_a's layout with MT = 1), B rows [0, 64) of a swizzled tile at shared address b.
 __device__ __forceinline__ void attn_wg_mma_abt(float (&acc)[8][4], const uint32_t af[4][4], uint32_t b) {
     const uint64_t desc = attn_wg_desc(b);
-    attn_wg_fence();
+    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) attn_wgmma_m64n64k16<0>(acc, af[kk], desc + kk * (32 >> 4), kk > 0);
 }
@@ -360,7 +337,7 @@ __device__ __forceinline__ void attn_wg_mma_abt(float (&acc)[8][4], const uint32
 // still in flight across a loop's back edge, which a zeroed accumulator entering the loop counts as.
 __device__ __forceinline__ void attn_wg_mma_ab(float (&acc)[8][4], const uint32_t af[4][4], uint32_t b, int accumulate = 1) {
     const uint64_t desc = attn_wg_desc(b);
-    attn_wg_fence();
+    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) attn_wgmma_m64n64k16<1>(acc, af[kk], desc + kk * ((16 * 64 * 2) >> 4), kk > 0 || accumulate);
 }
@@ -405,7 +382,7 @@ template <int HS, int MT, int NW, int BC, int STAGES, bool WGMMA, int MIN_BLOCKS
 __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int NH,
                                                                                   int group_heads) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
-    constexpr bool WG = WGMMA && ATTN_HAS_WGMMA;
+    constexpr bool WG = WGMMA && SM90_HAS_WGMMA;
     static_assert(!WGMMA || (HS == 64 && MT == 1 && NW % 4 == 0 && BC == 64),
                   "the wgmma forward is m64n64k16 with Q in registers: HS 64, MT 1, warpgroups, BC 64");
     static_assert(STAGES >= (WGMMA ? 3 : 2), "key tiles are prefetched STAGES - 2 (wgmma) or STAGES - 1 ahead");
@@ -472,13 +449,13 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
         float s[MT][BC / 8][4];
         if constexpr (WG) {
             attn_wg_mma_abt(s[0], qf[0], cK);
-            attn_wg_commit();
+            wgmma_commit();
             if (tile > 0) {   // the previous tile's P V, behind S in the tensor pipe
                 attn_wg_mma_ab(o[0], pf, pending_v);
-                attn_wg_commit();
-                attn_wg_wait<1>();
+                wgmma_commit();
+                wgmma_wait<1>();
             } else {
-                attn_wg_wait<0>();
+                wgmma_wait<0>();
             }
             attn_wg_fence_acc(s[0]);
         } else {
@@ -533,7 +510,7 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
             }
         }
         if constexpr (WG) {   // the previous tile's P V is in O: rescale it now
-            attn_wg_wait<0>();
+            wgmma_wait<0>();
             attn_wg_fence_acc(o[0]);
 #pragma unroll
             for (int e = 0; e < 4; e++) {
@@ -545,8 +522,8 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
             pending_v = cV;
             if (tile + 1 == ntiles || k0 + BC > skip_q_last) {   // the last tile of these rows: finish now
                 attn_wg_mma_ab(o[0], pf, cV);
-                attn_wg_commit();
-                attn_wg_wait<0>();
+                wgmma_commit();
+                wgmma_wait<0>();
                 attn_wg_fence_acc(o[0]);
             }
         } else {
@@ -618,7 +595,7 @@ template <int HS, int MT, int NW, int BQ, int STAGES, int REG_AS, bool WGMMA>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                           const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
-    constexpr bool WG = WGMMA && ATTN_HAS_WGMMA;
+    constexpr bool WG = WGMMA && SM90_HAS_WGMMA;
     static_assert(STAGES >= (WGMMA ? 3 : 2), "query tiles are prefetched STAGES - 2 (wgmma) or STAGES - 1 ahead");
     constexpr int AHEAD = WG ? STAGES - 2 : STAGES - 1;
     extern __shared__ __align__(1024) bf16 attn_smem[];
@@ -695,10 +672,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
         if constexpr (WG) {
             attn_wg_mma_abt(s[0], kf[0], cQ);
-            attn_wg_commit();
+            wgmma_commit();
             attn_wg_mma_abt(dp[0], vf[0], cdO);
-            attn_wg_commit();
-            attn_wg_wait<1>();   // S^T, and the previous tile's dV and dK
+            wgmma_commit();
+            wgmma_wait<1>();   // S^T, and the previous tile's dV and dK
             attn_wg_fence_acc(s[0]);
         } else {
             attn_zero<MT, BQ / 8>(s);
@@ -728,8 +705,8 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         // dV += P^T dout (with wgmma: issued now, runs while dS^T is computed)
         if constexpr (WG) {
             attn_wg_mma_pb(dv[0], s[0], cdO, accumulate);
-            attn_wg_commit();
-            attn_wg_wait<1>();   // dP^T
+            wgmma_commit();
+            wgmma_wait<1>();   // dP^T
             attn_wg_fence_acc(dp[0]);
         } else {
             attn_warp_mma_pb<HS, MT, BQ>(dv, s, cdO);
@@ -747,14 +724,14 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         // dK += dS^T Q (with wgmma: issued, and waited for at the next tile's S^T or after the loop)
         if constexpr (WG) {
             attn_wg_mma_pb(dk[0], dp[0], cQ, accumulate);
-            attn_wg_commit();
+            wgmma_commit();
             accumulate = 1;
         } else {
             attn_warp_mma_pb<HS, MT, BQ>(dk, dp, cQ);
         }
     }
     if constexpr (WG) {
-        attn_wg_wait<0>();
+        wgmma_wait<0>();
         attn_wg_fence_acc(dv[0]);
         attn_wg_fence_acc(dk[0]);
     }
@@ -776,7 +753,7 @@ template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
                                                                         const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
-    constexpr bool WG = WGMMA && ATTN_HAS_WGMMA;
+    constexpr bool WG = WGMMA && SM90_HAS_WGMMA;
     static_assert(STAGES >= (WGMMA ? 3 : 2), "key tiles are prefetched STAGES - 2 (wgmma) or STAGES - 1 ahead");
     constexpr int AHEAD = WG ? STAGES - 2 : STAGES - 1;
     extern __shared__ __align__(1024) bf16 attn_smem[];
@@ -845,7 +822,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         cp_async_commit();   // empty past the end, so that every tile keeps one group
         const int k0 = tile * BK;
         if (k0 > skip_q_last) {   // so are all later tiles; the last dQ product must end before its stage is refilled
-            if constexpr (WG) attn_wg_wait<0>();
+            if constexpr (WG) wgmma_wait<0>();
             continue;
         }
         const uint32_t cK = aK + stage * BK * HS * 2, cV = aV + stage * BK * HS * 2;
@@ -855,10 +832,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         float s[MT][BK / 8][4], dp[MT][BK / 8][4];
         if constexpr (WG) {
             attn_wg_mma_abt(s[0], qf[0], cK);
-            attn_wg_commit();
+            wgmma_commit();
             attn_wg_mma_abt(dp[0], dof[0], cV);
-            attn_wg_commit();
-            attn_wg_wait<1>();   // S, and the previous tile's dQ
+            wgmma_commit();
+            wgmma_wait<1>();   // S, and the previous tile's dQ
             attn_wg_fence_acc(s[0]);
         } else {
             attn_zero<MT, BK / 8>(s);
@@ -884,7 +861,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
             }
         }
         if constexpr (WG) {
-            attn_wg_wait<0>();   // dP
+            wgmma_wait<0>();   // dP
             attn_wg_fence_acc(dp[0]);
         }
         // dS = P (dP - delta) in dp, then dQ += dS K
@@ -898,14 +875,14 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         }
         if constexpr (WG) {   // issued, and waited for at the next tile's S or after the loop
             attn_wg_mma_pb(dq[0], dp[0], cK, accumulate);
-            attn_wg_commit();
+            wgmma_commit();
             accumulate = 1;
         } else {
             attn_warp_mma_pb<HS, MT, BK>(dq, dp, cK);
         }
     }
     if constexpr (WG) {
-        attn_wg_wait<0>();
+        wgmma_wait<0>();
         attn_wg_fence_acc(dq[0]);
     }
     attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR);

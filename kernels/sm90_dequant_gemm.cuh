@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <cuda_fp16.h>
 #include "kernels/cuda_common.h"
+#include "kernels/sm90_wgmma_common.cuh"
 
 #define DQ_BM 128          // rows of A per CTA
 #define DQ_BN 256          // rows of B (columns of C) per CTA
@@ -58,9 +59,6 @@ static_assert(DQ_THREADS / 128 == (DQ_BM / 64) * (DQ_BN / DQ_WG_N), "one warpgro
 // ----------------------------------------------------------------------------
 // Device helpers (sm_90a only)
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define DQ_SM90_ENABLED 1
-#endif
 
 // wgmma shared-memory descriptor of a K-major tile with the 128-byte swizzle: rows of 128 bytes,
 // 8-row (1024-byte) swizzle atoms stacked along M/N (stride byte offset 1024). `addr`: the tile's
@@ -96,31 +94,15 @@ __device__ __forceinline__ void dq_fence_acc(float (&d)[DQ_ACC_REGS]) {
                  : "l"(desc_a), "l"(desc_b))
 
 // d += A(64x16, K-major smem) . B(128x16, K-major smem)^T for one warpgroup; kHalf selects the
-// 16-bit operand type (FP16 when true, else BF16). Asynchronous: completes at dq_wgmma_wait.
+// 16-bit operand type (FP16 when true, else BF16). Asynchronous: completes at wgmma_wait.
 template <bool kHalf>
 __device__ __forceinline__ void dq_wgmma_m64n128k16(float (&d)[DQ_ACC_REGS], uint64_t desc_a, uint64_t desc_b) {
-#ifdef DQ_SM90_ENABLED
+#if SM90_HAS_WGMMA
     if (kHalf) DQ_WGMMA_M64N128K16("f16");
     else DQ_WGMMA_M64N128K16("bf16");
 #endif
 }
 
-__device__ __forceinline__ void dq_wgmma_fence() {
-#ifdef DQ_SM90_ENABLED
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void dq_wgmma_commit() {
-#ifdef DQ_SM90_ENABLED
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-template <int kPending>
-__device__ __forceinline__ void dq_wgmma_wait() {
-#ifdef DQ_SM90_ENABLED
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
-#endif
-}
 // 16-byte store to a shared-memory address (state space offset).
 __device__ __forceinline__ void dq_st_shared_v4(uint32_t addr, uint4 v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
@@ -128,7 +110,7 @@ __device__ __forceinline__ void dq_st_shared_v4(uint32_t addr, uint4 v) {
 
 // Makes this thread's ordinary shared-memory stores visible to the async proxy (wgmma operand reads).
 __device__ __forceinline__ void dq_fence_proxy_async() {
-#ifdef DQ_SM90_ENABLED
+#if SM90_HAS_WGMMA
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
@@ -223,20 +205,20 @@ __device__ __forceinline__ void dq_mainloop_step(float (&acc)[DQ_ACC_REGS], DqCh
     uint64_t desc_a = dq_smem_desc(stage + (warpgroup / 2) * 64 * DQ_BK * 2);
     uint64_t desc_b = dq_smem_desc(stage + DQ_A_TILE_BYTES + (warpgroup % 2) * DQ_WG_N * DQ_BK * 2);
     dq_fence_acc(acc);
-    dq_wgmma_fence();
+    wgmma_fence();
 #pragma unroll
     for (int k16 = 0; k16 < DQ_BK / 16; k16++) {
         // 16 elements of 2 bytes = 32 bytes further along the swizzled row: +2 in the address field.
         dq_wgmma_m64n128k16<Fmt::kHalf>(acc, desc_a + 2 * k16, desc_b + 2 * k16);
     }
-    dq_wgmma_commit();
+    wgmma_commit();
     dq_fence_acc(acc);
     if (kt + 1 < num_k_tiles) {
         dq_store_tile<Fmt>(next, map, smem + ((kt + 1) % DQ_STAGES) * DQ_STAGE_BYTES);
         dq_fence_proxy_async();
     }
     if (kt + 3 < num_k_tiles) dq_load_tile<Fmt>(next, map, kt + 3, K);
-    dq_wgmma_wait<1>();
+    wgmma_wait<1>();
     dq_fence_acc(acc);
     __syncthreads();
 }
@@ -250,7 +232,7 @@ __global__ void __launch_bounds__(DQ_THREADS, 1)
     sm90_dequant_gemm_kernel(OutT *C, const uint8_t *A, const uint8_t *a_scales, const uint8_t *B,
                              const uint8_t *b_scales, int M, int N, int K, float alpha, const float *alpha_a,
                              const float *alpha_b) {
-#ifdef DQ_SM90_ENABLED
+#if SM90_HAS_WGMMA
     extern __shared__ uint8_t dq_smem_raw[];
     // Shared-memory address of the stages, rounded up to the 1024-byte swizzle atom.
     const uint32_t smem = ((uint32_t)__cvta_generic_to_shared(dq_smem_raw) + 1023u) & ~1023u;
@@ -276,7 +258,7 @@ __global__ void __launch_bounds__(DQ_THREADS, 1)
         dq_mainloop_step<Fmt>(acc, regs_odd, map, smem, kt, num_k_tiles, K, warpgroup);
         if (kt + 1 < num_k_tiles) dq_mainloop_step<Fmt>(acc, regs_even, map, smem, kt + 1, num_k_tiles, K, warpgroup);
     }
-    dq_wgmma_wait<0>();
+    wgmma_wait<0>();
     dq_fence_acc(acc);
 
     float scale = alpha * Fmt::kAlphaCorrection;

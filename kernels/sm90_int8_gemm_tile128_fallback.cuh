@@ -27,6 +27,7 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include "kernels/cuda_common.h"
+#include "kernels/sm90_wgmma_common.cuh"
 #include "kernels/int8_tile128_fallback.h"
 
 #define I8G_BM 128
@@ -137,11 +138,6 @@ __device__ __forceinline__ void i8g_tma_load_2d(void *dst, const CUtensorMap *ma
 #define I8G_DESC_HI ((uint64_t)(1024 >> 4) << 32 | 1ull << 62)
 __device__ __forceinline__ uint32_t i8g_smem_desc_lo(const void *tile) { return ((i8g_smem_addr(tile) & 0x3FFFFu) >> 4) | (1u << 16); }
 
-__device__ __forceinline__ void i8g_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void i8g_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-// Waits until at most N committed wgmma groups of this warpgroup are still running.
-template <int N>
-__device__ __forceinline__ void i8g_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
 
 // Pins the accumulator registers at this point, so no read of them moves above the preceding wait.
 __device__ __forceinline__ void i8g_fence_registers(int32_t (&d)[64]) {
@@ -330,13 +326,13 @@ __device__ __forceinline__ void i8g_begin_step(I8gStep &st, const I8gRingPos &po
 // low words are a_lo and b_lo (i8g_smem_desc_lo). The descriptors advance in their low word only (the
 // 14-bit address field cannot carry out).
 __device__ __forceinline__ void i8g_issue_stage(int32_t (&d)[64], uint32_t a_lo, uint32_t b_lo) {
-    i8g_wgmma_fence();
+    wgmma_fence();
 #pragma unroll
     for (int k = 0; k < I8G_BK / 32; k++) {
         // +32 bytes along the swizzled row = +2 in the descriptor's 16-byte address units.
         i8g_wgmma_m64n128k32(d, I8G_DESC_HI | (a_lo + 2 * k), I8G_DESC_HI | (b_lo + 2 * k), k > 0);
     }
-    i8g_wgmma_commit();
+    wgmma_commit();
 }
 
 // int32 -> float without the conversion unit: for |d| < 2^22 the float whose bits are
@@ -508,7 +504,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             int i = 1;
             while (true) {
                 if (i == n) {
-                    i8g_wgmma_wait<0>();
+                    wgmma_wait<0>();
                     i8g_retire<CS>(acc, part0, st0, empty);
                     break;
                 }
@@ -516,10 +512,10 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                 i8g_begin_step(st1, pos, sm);
                 i8g_issue_stage(part1, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
                 i8g_advance(pos);
-                i8g_wgmma_wait<1>();
+                wgmma_wait<1>();
                 i8g_retire<CS>(acc, part0, st0, empty);
                 if (i == n) {
-                    i8g_wgmma_wait<0>();
+                    wgmma_wait<0>();
                     i8g_retire<CS>(acc, part1, st1, empty);
                     break;
                 }
@@ -527,7 +523,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                 i8g_begin_step(st0, pos, sm);
                 i8g_issue_stage(part0, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
                 i8g_advance(pos);
-                i8g_wgmma_wait<1>();
+                wgmma_wait<1>();
                 i8g_retire<CS>(acc, part1, st1, empty);
             }
 

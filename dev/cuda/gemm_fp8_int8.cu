@@ -82,23 +82,23 @@ __global__ void __launch_bounds__(384, 1) igmma_ceiling_kernel(int steps, float 
     i8g_issue_stage(part0, a, b);
     while (true) {
         if (++s == steps) {
-            i8g_wgmma_wait<0>();
+            wgmma_wait<0>();
             i8g_fence_registers(part0);
             if (CONVERT) i8g_promote(acc, part0, st);
             break;
         }
         i8g_issue_stage(part1, a, b);
-        i8g_wgmma_wait<1>();
+        wgmma_wait<1>();
         i8g_fence_registers(part0);
         if (CONVERT) i8g_promote(acc, part0, st);
         if (++s == steps) {
-            i8g_wgmma_wait<0>();
+            wgmma_wait<0>();
             i8g_fence_registers(part1);
             if (CONVERT) i8g_promote(acc, part1, st);
             break;
         }
         i8g_issue_stage(part0, a, b);
-        i8g_wgmma_wait<1>();
+        wgmma_wait<1>();
         i8g_fence_registers(part1);
         if (CONVERT) i8g_promote(acc, part1, st);
     }

@@ -1,0 +1,35 @@
+// Warpgroup matrix-multiply (wgmma, sm_90a) ordering primitives shared by the Hopper kernels (attention,
+// the dequantizing MX/NVFP4 GEMM, the INT8 GEMM). SM90_HAS_WGMMA is 1 in device code compiled for sm_90a
+// and 0 elsewhere (host code, other architectures), where these primitives compile to nothing: callers keep
+// their wgmma paths behind the same macro (and trap or take another path outside it).
+//   wgmma_fence():   after writing registers that the warpgroup's next products read (A fragments,
+//                    accumulators), before issuing them
+//   wgmma_commit():  closes the products issued so far into a group
+//   wgmma_wait<N>(): blocks until at most N of the most recent groups are still running
+#ifndef KERNELS_SM90_WGMMA_COMMON_CUH
+#define KERNELS_SM90_WGMMA_COMMON_CUH
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SM90_HAS_WGMMA 1
+#else
+#define SM90_HAS_WGMMA 0
+#endif
+
+__device__ __forceinline__ void wgmma_fence() {
+#if SM90_HAS_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if SM90_HAS_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int PENDING>
+__device__ __forceinline__ void wgmma_wait() {
+#if SM90_HAS_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
+#endif
+}
+
+#endif // KERNELS_SM90_WGMMA_COMMON_CUH
