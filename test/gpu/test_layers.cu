@@ -1,7 +1,8 @@
 // GPU tests of the GPT-2 layer kernels (kernels/encoder, layernorm, gelu, classifier, adamw,
-// global_norm, and core/linear.cuh's GEMMs with bias, GELU and bias gradients) against the CPU FP32 reference (test/reference/gpt2_cpu.h), on random inputs of
-// several shapes, including sizes that are not multiples of the 8-element vector width or of the
-// kernels' tiles (C = 100, N = 1, 37, odd tensor sizes).
+// global_norm, and core/linear.cuh's GEMMs with bias, GELU and bias gradients) against the CPU FP32
+// reference (test/reference/gpt2_cpu.h), on random inputs of several shapes, including sizes that are
+// not multiples of the 8-element vector width or of the kernels' tiles (C = 100, N = 1, 37, odd tensor
+// sizes).
 //
 // The reference gets the same BF16-rounded inputs as the GPU, as floats. Tolerances, with
 // eps = 2^-8 (the unit roundoff of BF16):
