@@ -26,10 +26,6 @@
 typedef enum { DTYPE_BF16 = 0, DTYPE_FP32, DTYPE_INT32, DTYPE_COUNT } DType;
 
 static inline size_t dtype_size(DType t) { return t == DTYPE_BF16 ? 2 : 4; }
-static inline const char *dtype_name(DType t) {
-    static const char *const names[DTYPE_COUNT] = {"bf16", "fp32", "int32"};
-    return names[t];
-}
 
 // Memory categories of the report; each is one arena.
 typedef enum {

@@ -400,6 +400,27 @@ static inline void layernorm_check_alignment_(int C, const void *a, const void *
                "with C %% 8 == 0 the BF16 tensors must be 16-byte aligned");
 }
 
+// Grid of layernorm_forward_kernel<CHUNKS, STAGES> with `inputs` inputs: as many blocks as fit on the
+// device at once. Queried once per instantiation and input count (the forward runs 2L+1 times a step);
+// the shared-memory limit is set for the two-input size, which covers both.
+template <int CHUNKS, int STAGES>
+static inline int layernorm_forward_resident_blocks_(int inputs) {
+    static int resident[2] = {0, 0};
+    if (resident[inputs - 1] == 0) {
+        const size_t smem = layernorm_fwd_smem_bytes(CHUNKS, STAGES, inputs);
+        int device, sms, per_sm = 0;
+        cudaCheck(cudaGetDevice(&device));
+        cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        cudaCheck(cudaFuncSetAttribute(layernorm_forward_kernel<CHUNKS, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)layernorm_fwd_smem_bytes(CHUNKS, STAGES, 2)));
+        cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_forward_kernel<CHUNKS, STAGES>,
+                                                                LAYERNORM_FWD_WARPS * WARP_SIZE, smem));
+        shapeCheck(per_sm > 0, "LayerNorm forward: %zu bytes of shared memory per block do not fit", smem);
+        resident[inputs - 1] = sms * per_sm;
+    }
+    return resident[inputs - 1];
+}
+
 // Launches the forward kernel with a ring of STAGES rows per warp (the dev harness times several), as
 // many blocks as fit on the device at once (fewer for small N); inp2/residual_out NULL or not.
 template <int STAGES>
@@ -410,19 +431,15 @@ static inline void layernorm_forward_variant_(bf16 *residual_out, bf16 *out, flo
     const int chunks = layernorm_chunks_(C);
     layernorm_check_alignment_(C, out, inp1, weight, bias);
     if (inp2 != NULL) layernorm_check_alignment_(C, inp2, residual_out, out, out);
-    const size_t smem = layernorm_fwd_smem_bytes(chunks, STAGES, inp2 != NULL ? 2 : 1);
+    const int inputs = inp2 != NULL ? 2 : 1;
+    const size_t smem = layernorm_fwd_smem_bytes(chunks, STAGES, inputs);
     const int block = LAYERNORM_FWD_WARPS * WARP_SIZE;
-    int device, sms, per_sm = 0;
-    cudaCheck(cudaGetDevice(&device));
-    cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     switch (chunks) {
-#define LAYERNORM_FWD_CASE(K)                                                                                                  \
-    case K:                                                                                                                    \
-        cudaCheck(cudaFuncSetAttribute(layernorm_forward_kernel<K, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); \
-        cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_forward_kernel<K, STAGES>, block, smem));  \
-        shapeCheck(per_sm > 0, "LayerNorm forward: %zu bytes of shared memory per block do not fit (C=%d)", smem, C);         \
-        layernorm_forward_kernel<K, STAGES><<<min(sms * per_sm, ceil_div(N, LAYERNORM_FWD_WARPS)), block, smem, stream>>>(     \
-            residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C);                                                    \
+#define LAYERNORM_FWD_CASE(K)                                                                                          \
+    case K:                                                                                                            \
+        layernorm_forward_kernel<K, STAGES><<<min(layernorm_forward_resident_blocks_<K, STAGES>(inputs),              \
+                                                  ceil_div(N, LAYERNORM_FWD_WARPS)), block, smem, stream>>>(          \
+            residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C);                                            \
         break;
         LAYERNORM_FWD_CASE(1) LAYERNORM_FWD_CASE(2) LAYERNORM_FWD_CASE(3) LAYERNORM_FWD_CASE(4)
         LAYERNORM_FWD_CASE(5) LAYERNORM_FWD_CASE(6) LAYERNORM_FWD_CASE(7) LAYERNORM_FWD_CASE(8)

@@ -496,6 +496,9 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             float acc[64];
 #pragma unroll
             for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+            // Two int32 partial products alternate: step k+1's wgmma runs while step k's is scaled into acc.
+            // The loop body is the pair of half-steps written out because register arrays must be named at
+            // compile time (an indexed part[2][64] would go to local memory).
             int32_t part0[64], part1[64];
             I8gStep st0, st1;
             i8g_begin_step(st0, pos, sm);
