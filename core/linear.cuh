@@ -24,6 +24,7 @@
 
 #define BIAS_GRAD_ROWS 8             // warps (row lanes) per block of the column sum
 #define BIAS_GRAD_MAX_CHUNKS 128     // row chunks (partial rows) at most
+#define BIAS_GRAD_UNROLL 4           // rows each thread loads before it stores any
 
 typedef enum { LINEAR_FPROP = 0, LINEAR_DGRAD, LINEAR_WGRAD } LinearGemm;
 
@@ -40,8 +41,31 @@ typedef struct {
 // partials[chunk, o] = sum over the rows of row chunk `blockIdx.y` of d[row, o], where d = dout, or with
 // GELU_BACKWARD d = bf16(dout * gelu'(pre_gelu)), which is also written back over dout (GELU's backward in
 // place; dout [N,OC] was the gradient of gelu(pre_gelu), pre_gelu [N,OC]). Thread (x, y) of a block owns 8
-// columns and the rows y, y + BIAS_GRAD_ROWS, ... of the chunk; the BIAS_GRAD_ROWS lanes are then added
-// in y order.
+// columns and the rows y, y + BIAS_GRAD_ROWS, ... of the chunk, which it loads BIAS_GRAD_UNROLL at a time
+// before it stores any (the in-place stores would otherwise keep the compiler from issuing the next rows'
+// loads early); the BIAS_GRAD_ROWS lanes are then added in y order. bias_grad_rows_ does ROWS of a thread's
+// rows, r, r + BIAS_GRAD_ROWS, ...: all loads first, then the products, stores and sums in row order.
+template <bool GELU_BACKWARD, int ROWS>
+__device__ __forceinline__ void bias_grad_rows_(float (&acc)[8], bf16 *dout, const bf16 *pre_gelu, int r, int o, int OC) {
+    Bf16x8 d[ROWS], x[ROWS];
+#pragma unroll
+    for (int u = 0; u < ROWS; u++) {
+        d[u] = load_bf16x8(dout + (size_t)(r + u * BIAS_GRAD_ROWS) * OC, o, OC, true);
+        if (GELU_BACKWARD) x[u] = load_bf16x8(pre_gelu + (size_t)(r + u * BIAS_GRAD_ROWS) * OC, o, OC, true);
+    }
+#pragma unroll
+    for (int u = 0; u < ROWS; u++) {
+        if (GELU_BACKWARD) {
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                d[u].v[e] = __float2bfloat16(__bfloat162float(d[u].v[e]) * gelu_tanh_grad(__bfloat162float(x[u].v[e])));
+            store_bf16x8(dout + (size_t)(r + u * BIAS_GRAD_ROWS) * OC, o, OC, true, d[u]);
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d[u].v[e]);
+    }
+}
+
 template <bool GELU_BACKWARD>
 __global__ void __launch_bounds__(WARP_SIZE *BIAS_GRAD_ROWS)
 bias_grad_partials_kernel(float *partials, bf16 *dout, const bf16 *pre_gelu, int N, int OC, int rows_per_chunk) {
@@ -51,18 +75,10 @@ bias_grad_partials_kernel(float *partials, bf16 *dout, const bf16 *pre_gelu, int
     const int row_end = min(N, row_begin + rows_per_chunk);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (o < OC) {
-        for (int r = row_begin + threadIdx.y; r < row_end; r += BIAS_GRAD_ROWS) {
-            Bf16x8 d = load_bf16x8(dout + (size_t)r * OC, o, OC, true);
-            if (GELU_BACKWARD) {
-                const Bf16x8 x = load_bf16x8(pre_gelu + (size_t)r * OC, o, OC, true);
-#pragma unroll
-                for (int e = 0; e < 8; e++)
-                    d.v[e] = __float2bfloat16(__bfloat162float(d.v[e]) * gelu_tanh_grad(__bfloat162float(x.v[e])));
-                store_bf16x8(dout + (size_t)r * OC, o, OC, true, d);
-            }
-#pragma unroll
-            for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
-        }
+        int r = row_begin + threadIdx.y;
+        for (; r + (BIAS_GRAD_UNROLL - 1) * BIAS_GRAD_ROWS < row_end; r += BIAS_GRAD_UNROLL * BIAS_GRAD_ROWS)
+            bias_grad_rows_<GELU_BACKWARD, BIAS_GRAD_UNROLL>(acc, dout, pre_gelu, r, o, OC);
+        for (; r < row_end; r += BIAS_GRAD_ROWS) bias_grad_rows_<GELU_BACKWARD, 1>(acc, dout, pre_gelu, r, o, OC);
     }
 #pragma unroll
     for (int e = 0; e < 8; e++) lanes[threadIdx.y][threadIdx.x * 8 + e] = acc[e];
