@@ -21,7 +21,7 @@
 // Determinism: every kernel sums in a fixed order (no floating-point atomics): cuBLASLt GEMMs (one
 // algorithm per shape, fixed for the run by the plan cache: the fastest of the heuristic's candidates
 // whose output is bit-identical to its first suggestion, so the bits do not depend on the timing), attention backward (separate dK/dV and
-// dQ passes), LayerNorm parameter gradients (per-block partials), encoder backward (sorted tokens),
+// dQ passes; the qkv bias gradient from per-chunk partials), LayerNorm parameter gradients (per-block partials), encoder backward (sorted tokens),
 // the bias gradients (fixed row chunks), the global norm (fixed grid). Losses are summed on the host
 // in double, in token order.
 #ifndef GPT2_CUH
@@ -69,7 +69,7 @@ typedef struct {
     // backward buffers
     int dresidual, dbtc, dqkv, dfch;
     // workspace
-    int ln_scratch, encoder_scratch, norm_scratch, norm_out, attn_delta, bias_partials, matmul_trial;
+    int ln_scratch, encoder_scratch, norm_scratch, norm_out, attn_delta, attn_bias_partials, bias_partials, matmul_trial;
     // flat views of the packed arrays (the first tensor of each)
     bf16 *params;
     float *grads, *master, *m, *v;
@@ -156,6 +156,9 @@ static inline void gpt2_register(GPT2 *m) {
     m->norm_scratch = registry_add1(r, "norm_scratch", -1, W, DTYPE_FP32, (size_t)global_norm_num_blocks((long long)m->layout.num_parameters));
     m->norm_out = registry_add1(r, "norm_out", -1, W, DTYPE_FP32, 1);
     m->attn_delta = registry_add2(r, "attention_delta", -1, W, DTYPE_FP32, N, NH);
+    // the attention backward's qkv bias partials: attention_bias_partial_rows(B, T) = B*ceil(T/64) rows of 3C,
+    // at most N/32 rows for sequences of T >= 32 tokens (gpt2_backward sums shorter ones in the qkv linear)
+    m->attn_bias_partials = registry_add2(r, "attention_bias_partials", -1, W, DTYPE_FP32, N / 32 > 0 ? N / 32 : 1, 3 * C);
     m->bias_partials = registry_add2(r, "bias_partials", -1, W, DTYPE_FP32, BIAS_GRAD_MAX_CHUNKS, 4 * C);
     // the cuBLASLt algorithm trials (first step) save the largest accumulated FP32 output here: a Wgrad
     m->matmul_trial = registry_add2(r, "matmul_trial", -1, W, DTYPE_FP32, Vp > 4 * C ? Vp : 4 * C, C);
@@ -307,6 +310,12 @@ static inline void gpt2_zero_grad(GPT2 *m) {
     cudaCheck(cudaMemsetAsync(m->grads, 0, m->layout.num_parameters * sizeof(float), m->stream));
 }
 
+// Whether the attention backward sums the qkv bias gradient for sequences of B x T (its partials fit the
+// scratch: always when T >= 32); otherwise the qkv linear's backward does, in a pass over dqkv.
+static inline bool gpt2_attention_sums_qkv_bias(const GPT2 *m, int B, int T) {
+    return attention_bias_partial_rows(B, T) <= (long)m->reg.tensors[m->attn_bias_partials].shape[0];
+}
+
 // Backward of the last forward (which had targets): ACCUMULATES into the FP32 gradients.
 static inline void gpt2_backward(GPT2 *m) {
     const GPT2Config *c = &m->config;
@@ -318,6 +327,7 @@ static inline void gpt2_backward(GPT2 *m) {
     bf16 *dres = GPT2_PTR(m, bf16, m->dresidual), *dbtc = GPT2_PTR(m, bf16, m->dbtc);
     bf16 *dqkv = GPT2_PTR(m, bf16, m->dqkv), *dfch = GPT2_PTR(m, bf16, m->dfch);
     float *ln_scratch = GPT2_PTR(m, float, m->ln_scratch);
+    const bool attn_bias_fused = gpt2_attention_sums_qkv_bias(m, B, T);
     cudaCheck(cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(bf16), s));
 
     // LM head (tied wte) and the final LayerNorm
@@ -346,9 +356,14 @@ static inline void gpt2_backward(GPT2 *m) {
         // dres is now the gradient of x2: the attention branch gets it unchanged
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_ATTPROJW) + lc * C, NULL, dres,
                         stash_restore(&m->stash, &r->tensors[a->atty], s), gpt2_param(m, GPT2_ATTPROJW) + lc * C, NULL, NULL, N, C, C, s);
-        attention_backward(dqkv, GPT2_PTR(m, float, m->attn_delta), dbtc, stash_restore(&m->stash, &r->tensors[a->qkv], s),
-                           GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse), B, T, NH, HS, s);
-        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_QKVW) + lc * 3 * C, gpt2_grad(m, GPT2_QKVB) + 3 * lc, dqkv,
+        // the qkv bias gradient comes from the attention backward, which sums the columns of dqkv as it
+        // stores them, when its partials fit (T >= 32); else from the qkv linear's own pass over dqkv
+        float *qkv_dbias = gpt2_grad(m, GPT2_QKVB) + 3 * lc;
+        float *attn_dbias = attn_bias_fused ? qkv_dbias : NULL, *linear_dbias = attn_bias_fused ? NULL : qkv_dbias;
+        attention_backward(dqkv, attn_dbias, GPT2_PTR(m, float, m->attn_delta), GPT2_PTR(m, float, m->attn_bias_partials), dbtc,
+                           stash_restore(&m->stash, &r->tensors[a->qkv], s), GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse),
+                           B, T, NH, HS, s);
+        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_QKVW) + lc * 3 * C, linear_dbias, dqkv,
                         stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, NULL, N, C, 3 * C, s);
         float *prev_fcproj_dbias = l > 0 ? gpt2_grad(m, GPT2_FCPROJB) + lc - C : NULL;
         layernorm_backward(dres, prev_fcproj_dbias, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,

@@ -10,6 +10,9 @@
 //   dout  [B, T, NH, HS]     gradient of out
 //   dqkv  [B, T, 3, NH, HS]  gradient of qkv, overwritten (not accumulated)
 //   delta [B, NH, T] fp32    scratch for backward: rowsum(dout * out)
+//   dbias [3, NH, HS] fp32   optional: += the column sums of dqkv over all B*T rows (the qkv linear's bias gradient)
+//   bias_partials [B * ceil(T / 64), 3, NH, HS] fp32   scratch for dbias: row b*ceil(T/64) + k holds the column
+//                            sums of dqkv over rows [64k, 64k + 64) of sequence b
 // The heads are read in place through the strided layout, so no permute kernels are needed.
 //
 // Forward (FlashAttention-2 style): one block per (query block, batch*head); each warp owns 16*MT query rows,
@@ -23,6 +26,9 @@
 //   3. dQ: one block per query block; each warp owns 16*MT queries and walks the key tiles, recomputing
 //      P and dS in registers (a separate pass instead of fp32 atomics, so every result is summed in a
 //      fixed order).
+// With dbias, kernels 2 and 3 also sum the columns of the dQ, dK, dV values they store (as rounded to bf16)
+// over each 64-row chunk of their rows into bias_partials (one writer per element), and a fourth kernel adds
+// the partials to dbias in chunk order: the same bits on every run, and no second pass over dqkv.
 // Sequence tails are masked: any T >= 1 works; rows past T are zero-filled on load and never stored.
 #ifndef KERNELS_ATTENTION_CUH
 #define KERNELS_ATTENTION_CUH
@@ -34,6 +40,8 @@
 #include "kernels/sm90_wgmma_common.cuh"
 
 #define ATTN_LOG2E 1.4426950408889634f
+#define ATTN_BIAS_ROWS 64             // rows of a sequence per bias_partials row (a multiple of every backward warp's rows)
+#define ATTN_BIAS_FINISH_LANES 32     // partial rows summed side by side per column by the bias finish kernel
 
 // ----------------------------------------------------------------------------------------------------
 // PTX wrappers
@@ -230,9 +238,13 @@ __device__ __forceinline__ void attn_warp_mma_pb(float acc[MT][HS / 8][4], const
 // Writes a warp's fp32 accumulator acc[16*MT x HS] (times `mul`) as bf16 to rows [row0, row0 + 16*MT) of
 // `dst` (row stride `stride` elements) for rows < nrows, staged through rows [tile_row0, tile_row0 + 16*MT)
 // of a swizzled tile that only this warp uses, so that the global stores are 16 bytes wide.
+// With sum_columns, also sums each column of the stored bf16 values over those rows (< nrows) and leaves
+// the HS fp32 sums at the start of the warp's staging rows (float[HS] at tile + tile_row0 * HS): each lane
+// always stores the same 8 columns, so it sums them in its row order, and the lanes of a column are then
+// added by shuffles.
 template <int HS, int MT>
 __device__ __forceinline__ void attn_warp_store_rows(bf16 *dst, long stride, int row0, int nrows, const float acc[MT][HS / 8][4],
-                                                     float mul, bf16 *tile, int tile_row0) {
+                                                     float mul, bf16 *tile, int tile_row0, bool sum_columns) {
     const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     __syncwarp();
 #pragma unroll
@@ -246,13 +258,59 @@ __device__ __forceinline__ void attn_warp_store_rows(bf16 *dst, long stride, int
     }
     __syncwarp();
     constexpr int CHUNKS = HS / 8;
+    static_assert(32 % CHUNKS == 0, "a lane stores the same 8 columns of every row it stores");
+    float sums[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};   // columns (lane % CHUNKS) * 8 .. + 7
 #pragma unroll
     for (int i = 0; i < 16 * MT * CHUNKS / 32; i++) {
         int c = lane + i * 32;
         int r = c / CHUNKS, col = (c % CHUNKS) * 8;
         if (row0 + r < nrows) {
-            *reinterpret_cast<uint4 *>(dst + (long)(row0 + r) * stride + col) = *reinterpret_cast<const uint4 *>(tile + attn_swizzle<HS>(tile_row0 + r, col));
+            const uint4 v = *reinterpret_cast<const uint4 *>(tile + attn_swizzle<HS>(tile_row0 + r, col));
+            *reinterpret_cast<uint4 *>(dst + (long)(row0 + r) * stride + col) = v;
+            if (sum_columns) {
+                const __nv_bfloat162 *v2 = reinterpret_cast<const __nv_bfloat162 *>(&v);
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const float2 f = __bfloat1622float2(v2[k]);
+                    sums[2 * k] += f.x;
+                    sums[2 * k + 1] += f.y;
+                }
+            }
         }
+    }
+    if (sum_columns) {
+#pragma unroll
+        for (int off = CHUNKS; off < 32; off *= 2) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) sums[k] += __shfl_xor_sync(0xffffffffu, sums[k], off);
+        }
+        __syncwarp();   // every lane has read its staged rows
+        if (lane < CHUNKS) {
+            float4 *out = reinterpret_cast<float4 *>(tile + tile_row0 * HS) + 2 * lane;
+            out[0] = make_float4(sums[0], sums[1], sums[2], sums[3]);
+            out[1] = make_float4(sums[4], sums[5], sums[6], sums[7]);
+        }
+    }
+}
+
+// The bias partials of a backward block, once each of its NW warps (WR rows each) has left its column sums
+// in its staging rows of `tile` (attn_warp_store_rows with sum_columns) and the block has synchronized: the
+// block owns rows [row0, row0 + WR*NW) of sequence b (row0 a multiple of ATTN_BIAS_ROWS) and columns
+// [col0, col0 + HS) of bias_partials [B * ceil(T / ATTN_BIAS_ROWS), ld] (layout at the top), so it writes
+// partials rows b * ceil(T / ATTN_BIAS_ROWS) + row0 / ATTN_BIAS_ROWS + j for the chunks j that start
+// before T, each the sum of its warps' sums in warp order.
+template <int HS, int WR, int NW>
+__device__ __forceinline__ void attn_block_bias_partials(float *partials, long ld, long col0, const bf16 *tile, int b, int row0, int T) {
+    constexpr int CHUNK_WARPS = ATTN_BIAS_ROWS / WR, BLOCK_CHUNKS = WR * NW / ATTN_BIAS_ROWS;
+    static_assert(ATTN_BIAS_ROWS % WR == 0 && (WR * NW) % ATTN_BIAS_ROWS == 0, "a block's rows are whole bias chunks of whole warps");
+    const long chunk0 = (long)b * ceil_div(T, ATTN_BIAS_ROWS) + row0 / ATTN_BIAS_ROWS;
+    for (int i = threadIdx.x; i < BLOCK_CHUNKS * HS; i += NW * 32) {
+        const int j = i / HS, c = i % HS;
+        if (row0 + j * ATTN_BIAS_ROWS >= T) break;   // this chunk and the later ones lie past the sequence
+        float sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < CHUNK_WARPS; w++) sum += reinterpret_cast<const float *>(tile + (j * CHUNK_WARPS + w) * WR * HS)[c];
+        partials[(chunk0 + j) * ld + col0 + c] = sum;
     }
 }
 
@@ -544,7 +602,7 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
             for (int j = 0; j < HS / 8; j++) { o[mt][j][2 * i] *= inv; o[mt][j][2 * i + 1] *= inv; }
         }
     }
-    attn_warp_store_rows<HS, MT>(out + (long)b * T * NH * HS + (long)h * HS, (long)NH * HS, wq0, T, o, 1.f, sQ, warp * WR);
+    attn_warp_store_rows<HS, MT>(out + (long)b * T * NH * HS + (long)h * HS, (long)NH * HS, wq0, T, o, 1.f, sQ, warp * WR, false);
 }
 
 // delta[b, h, t] = sum_c dout[b, t, h, c] * out[b, t, h, c] in fp32. One row of HS channels per group of
@@ -591,9 +649,10 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
 // same registers keep their order), so they run through the block barrier and tile i+1's S^T and dP^T issue;
 // the wait for S^T of tile i+1 covers them. Their Q / dout stage is therefore still read during tile i+1, so
 // tiles are prefetched STAGES - 2 ahead (STAGES - 1 without wgmma), as in the forward.
+// bias_partials (NULL: none): the block's dK and dV column sums, for the qkv bias gradient (layout at the top).
 template <int HS, int MT, int NW, int BQ, int STAGES, int REG_AS, bool WGMMA>
-__global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
-                                                                          const float *delta, int T, int NH, int group_heads) {
+__global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, float *bias_partials, const bf16 *qkv, const bf16 *dout,
+                                                                          const float *lse, const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
     constexpr bool WG = WGMMA && SM90_HAS_WGMMA;
     static_assert(STAGES >= (WGMMA ? 3 : 2), "query tiles are prefetched STAGES - 2 (wgmma) or STAGES - 1 ahead");
@@ -736,8 +795,14 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         attn_wg_fence_acc(dk[0]);
     }
 
-    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * WR);
-    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * WR);
+    const bool bias = bias_partials != NULL;
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * WR, bias);
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * WR, bias);
+    if (bias) {
+        __syncthreads();   // every warp's column sums
+        attn_block_bias_partials<HS, WR, NW>(bias_partials, row_stride, (long)NH * HS + (long)h * HS, sK, b, k0, T);
+        attn_block_bias_partials<HS, WR, NW>(bias_partials, row_stride, 2L * NH * HS + (long)h * HS, sV, b, k0, T);
+    }
 }
 
 // Backward dQ. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, ordered like the forward (head groups, query
@@ -749,9 +814,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
 // WGMMA: as in the dK/dV kernel, warpgroups of 64 queries run the three products with wgmma in sm_90a builds,
 // pipelined across key tiles the same way (tile i's dQ product runs into tile i+1, which is why key tiles
 // are then prefetched STAGES - 2 ahead).
+// bias_partials (NULL: none): the block's dQ column sums, for the qkv bias gradient (layout at the top).
 template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA>
-__global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, const bf16 *qkv, const bf16 *dout, const float *lse,
-                                                                        const float *delta, int T, int NH, int group_heads) {
+__global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, float *bias_partials, const bf16 *qkv, const bf16 *dout,
+                                                                        const float *lse, const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
     constexpr bool WG = WGMMA && SM90_HAS_WGMMA;
     static_assert(STAGES >= (WGMMA ? 3 : 2), "key tiles are prefetched STAGES - 2 (wgmma) or STAGES - 1 ahead");
@@ -885,7 +951,31 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         wgmma_wait<0>();
         attn_wg_fence_acc(dq[0]);
     }
-    attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR);
+    const bool bias = bias_partials != NULL;
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR, bias);
+    if (bias) {
+        __syncthreads();   // every warp's column sums
+        attn_block_bias_partials<HS, WR, NW>(bias_partials, row_stride, (long)h * HS, sQ, b, q0, T);
+    }
+}
+
+// dbias[c] += sum over the rows r < nrows of partials[r, c] (fp32, [nrows, ncols] row-major), in a fixed
+// order: thread (x, y) of a block sums rows y, y + ATTN_BIAS_FINISH_LANES, ... of column 32 * blockIdx.x + x
+// in row order, then thread (x, 0) adds the lanes in y order to dbias.
+__global__ void __launch_bounds__(32 * ATTN_BIAS_FINISH_LANES) attention_bias_finish_kernel(float *dbias, const float *partials, int nrows, int ncols) {
+    __shared__ float lanes[ATTN_BIAS_FINISH_LANES][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float sum = 0.f;
+    if (c < ncols) {
+#pragma unroll 4
+        for (int r = threadIdx.y; r < nrows; r += ATTN_BIAS_FINISH_LANES) sum += partials[(long)r * ncols + c];
+    }
+    lanes[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= ncols) return;
+    float total = 0.f;
+    for (int y = 0; y < ATTN_BIAS_FINISH_LANES; y++) total += lanes[y][threadIdx.x];
+    dbias[c] += total;
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -974,10 +1064,20 @@ static inline void attention_backward_delta_hs(float *delta, const bf16 *dout, c
     cudaCheckLaunch();
 }
 
-// Backward step 2 for one head size and tile configuration C: the K and V slots of dqkv.
+// Rows of the bias partials (layout at the top) of a backward over B sequences of T tokens.
+static inline long attention_bias_partial_rows(int B, int T) { return (long)B * ceil_div(T, ATTN_BIAS_ROWS); }
+
+// Floats of the bias_partials scratch that attention_backward needs (with a dbias) for these shapes:
+// B * ceil(T / 64) * 3 * NH * HS.
+static inline size_t attention_backward_bias_scratch_floats(int B, int T, int NH, int HS) {
+    return (size_t)attention_bias_partial_rows(B, T) * 3 * NH * HS;
+}
+
+// Backward step 2 for one head size and tile configuration C: the K and V slots of dqkv, and with
+// bias_partials (else NULL) their column sums (layout at the top).
 template <int HS, class C = AttentionConfig<HS>>
-static inline void attention_backward_dkdv_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
-                                              int B, int T, int NH, cudaStream_t stream) {
+static inline void attention_backward_dkdv_hs(bf16 *dqkv, float *bias_partials, const float *delta, const bf16 *dout, const bf16 *qkv,
+                                              const float *lse, int B, int T, int NH, cudaStream_t stream) {
     constexpr int BKV = 16 * C::DKDV_MT * C::DKDV_WARPS;
     auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_STAGES, C::DKDV_REG_AS, C::DKDV_WGMMA>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 2 * C::DKDV_STAGES * C::DKDV_BQ) * HS * sizeof(bf16) +
@@ -985,38 +1085,55 @@ static inline void attention_backward_dkdv_hs(bf16 *dqkv, const float *delta, co
     const long blocks = (long)B * NH * ceil_div(T, BKV);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BKV, blocks);
     const int group_heads = attention_group_heads(B, T, NH, HS, C::DKDV_GROUP_MB);
-    kernel<<<(unsigned)blocks, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH, group_heads);
+    kernel<<<(unsigned)blocks, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, bias_partials, qkv, dout, lse, delta, T, NH, group_heads);
     cudaCheckLaunch();
 }
 
-// Backward step 3 for one head size and tile configuration C: the Q slot of dqkv.
+// Backward step 3 for one head size and tile configuration C: the Q slot of dqkv, and with bias_partials
+// (else NULL) its column sums (layout at the top).
 template <int HS, class C = AttentionConfig<HS>>
-static inline void attention_backward_dq_hs(bf16 *dqkv, const float *delta, const bf16 *dout, const bf16 *qkv, const float *lse,
-                                            int B, int T, int NH, cudaStream_t stream) {
+static inline void attention_backward_dq_hs(bf16 *dqkv, float *bias_partials, const float *delta, const bf16 *dout, const bf16 *qkv,
+                                            const float *lse, int B, int T, int NH, cudaStream_t stream) {
     constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
     auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BR + 2 * C::DQ_STAGES * C::DQ_BK) * HS * sizeof(bf16));
     const long blocks = (long)B * NH * ceil_div(T, BR);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
     const int group_heads = attention_group_heads(B, T, NH, HS, C::DQ_GROUP_MB);
-    kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, qkv, dout, lse, delta, T, NH, group_heads);
+    kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, bias_partials, qkv, dout, lse, delta, T, NH, group_heads);
+    cudaCheckLaunch();
+}
+
+// Backward step 4 (with a dbias): dbias[3*NH*HS] += the sum of the bias partials that steps 2 and 3 wrote.
+static inline void attention_backward_bias_finish(float *dbias, const float *bias_partials, int B, int T, int NH, int HS, cudaStream_t stream) {
+    const long nrows = attention_bias_partial_rows(B, T);
+    const int ncols = 3 * NH * HS;
+    shapeCheck(nrows <= 2147483647L, "B*ceil(T/%d)=%ld bias partial rows, over the int limit", ATTN_BIAS_ROWS, nrows);
+    const dim3 block(32, ATTN_BIAS_FINISH_LANES);
+    attention_bias_finish_kernel<<<ceil_div(ncols, 32), block, 0, stream>>>(dbias, bias_partials, (int)nrows, ncols);
     cudaCheckLaunch();
 }
 
 // Causal attention backward: dqkv[B,T,3,NH,HS] (overwritten) from dout, the forward's qkv, out and lse;
-// delta[B,NH,T] fp32 is scratch. Deterministic: the same inputs give bit-identical dqkv.
-static inline void attention_backward(bf16 *dqkv, float *delta, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
-                                      int B, int T, int NH, int HS, cudaStream_t stream) {
+// delta[B,NH,T] fp32 is scratch. With dbias (fp32 [3*NH*HS], else NULL), also dbias += the column sums of
+// dqkv over all B*T rows (the qkv bias gradient, accumulated), through bias_partials, scratch of
+// attention_backward_bias_scratch_floats(B, T, NH, HS) floats (unused without dbias). Deterministic: the
+// same inputs give bit-identical dqkv and dbias.
+static inline void attention_backward(bf16 *dqkv, float *dbias, float *delta, float *bias_partials, const bf16 *dout, const bf16 *qkv,
+                                      const bf16 *out, const float *lse, int B, int T, int NH, int HS, cudaStream_t stream) {
     attention_check_shapes(B, T, NH, HS);
+    shapeCheck(dbias == NULL || bias_partials != NULL, "the qkv bias gradient needs the bias_partials scratch");
+    float *partials = dbias != NULL ? bias_partials : NULL;
     if (HS == 64) {
         attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, stream);
-        attention_backward_dkdv_hs<64>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
-        attention_backward_dq_hs<64>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
+        attention_backward_dkdv_hs<64>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
+        attention_backward_dq_hs<64>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
     } else {
         attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, stream);
-        attention_backward_dkdv_hs<128>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
-        attention_backward_dq_hs<128>(dqkv, delta, dout, qkv, lse, B, T, NH, stream);
+        attention_backward_dkdv_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
+        attention_backward_dq_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
     }
+    if (dbias != NULL) attention_backward_bias_finish(dbias, bias_partials, B, T, NH, HS, stream);
 }
 
 #endif // KERNELS_ATTENTION_CUH

@@ -1,7 +1,9 @@
 /*
 Kernel harness for causal flash attention (kernels/attention.cuh): checks forward and backward against the
-CPU reference at a small size, then times them at the benchmark shapes for several tile configurations
-(VARIANTS): each kernel, forward, backward, their sum, and the backward with dK/dV and dQ on two streams.
+CPU reference at a small size (and the qkv bias gradient that the backward sums on the way against the
+column sums of its dqkv), then times them at the benchmark shapes for several tile configurations
+(VARIANTS): each kernel, forward, backward, their sum, the backward with dK/dV and dQ on two streams, and
+the backward with the qkv bias gradient ("bwd+bias": column sums in dK/dV and dQ, plus the finish kernel).
 
 Compile and run:
   make build/dev/attention && ./build/dev/attention          # every variant
@@ -36,7 +38,7 @@ struct TileConfig {
     static constexpr int DQ_GROUP_MB = QL;
 };
 typedef void (*ForwardFn)(bf16 *, float *, const bf16 *, int, int, int, cudaStream_t);
-typedef void (*BackwardStepFn)(bf16 *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
+typedef void (*BackwardStepFn)(bf16 *, float *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
 struct Variant {
     int HS;
     const char *name;
@@ -67,29 +69,36 @@ static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 // Which part of the computation a run performs.
 // PART_BACKWARD_2S is the backward with dK/dV and dQ on two streams (they are independent once delta is
 // done): it measures what overlapping them would save, for callers that have a second stream.
-enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD, PART_BACKWARD_2S };
+// PART_BACKWARD_BIAS is the backward that also sums the qkv bias gradient (as the model runs it).
+enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD, PART_BACKWARD_2S, PART_BACKWARD_BIAS };
 static cudaStream_t side_stream;
 static cudaEvent_t fork_event, join_event;
 
-static void run(const Variant &v, Part part, bf16 *dqkv, float *delta, bf16 *out, float *lse, const bf16 *dout, const bf16 *qkv, int B, int T,
-                int NH) {
-    if (part == PART_FORWARD) v.fwd(out, lse, qkv, B, T, NH, 0);
+struct Buffers {
+    bf16 *qkv, *dqkv, *out, *dout;
+    float *lse, *delta, *dbias, *bias_partials;
+};
+
+static void run(const Variant &v, Part part, const Buffers &d, int B, int T, int NH) {
+    if (part == PART_FORWARD) v.fwd(d.out, d.lse, d.qkv, B, T, NH, 0);
     if (part == PART_BACKWARD_2S) {
-        if (v.HS == 64) attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, 0);
-        else attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, 0);
+        if (v.HS == 64) attention_backward_delta_hs<64>(d.delta, d.dout, d.out, B, T, NH, 0);
+        else attention_backward_delta_hs<128>(d.delta, d.dout, d.out, B, T, NH, 0);
         cudaCheck(cudaEventRecord(fork_event, 0));
         cudaCheck(cudaStreamWaitEvent(side_stream, fork_event, 0));
-        v.dkdv(dqkv, delta, dout, qkv, lse, B, T, NH, 0);
-        v.dq(dqkv, delta, dout, qkv, lse, B, T, NH, side_stream);
+        v.dkdv(d.dqkv, NULL, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
+        v.dq(d.dqkv, NULL, d.delta, d.dout, d.qkv, d.lse, B, T, NH, side_stream);
         cudaCheck(cudaEventRecord(join_event, side_stream));
         cudaCheck(cudaStreamWaitEvent(0, join_event, 0));
     }
-    if (part == PART_DELTA || part == PART_BACKWARD) {
-        if (v.HS == 64) attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, 0);
-        else attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, 0);
+    if (part == PART_DELTA || part == PART_BACKWARD || part == PART_BACKWARD_BIAS) {
+        if (v.HS == 64) attention_backward_delta_hs<64>(d.delta, d.dout, d.out, B, T, NH, 0);
+        else attention_backward_delta_hs<128>(d.delta, d.dout, d.out, B, T, NH, 0);
     }
-    if (part == PART_DKDV || part == PART_BACKWARD) v.dkdv(dqkv, delta, dout, qkv, lse, B, T, NH, 0);
-    if (part == PART_DQ || part == PART_BACKWARD) v.dq(dqkv, delta, dout, qkv, lse, B, T, NH, 0);
+    float *partials = part == PART_BACKWARD_BIAS ? d.bias_partials : NULL;
+    if (part == PART_DKDV || part == PART_BACKWARD || part == PART_BACKWARD_BIAS) v.dkdv(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
+    if (part == PART_DQ || part == PART_BACKWARD || part == PART_BACKWARD_BIAS) v.dq(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
+    if (part == PART_BACKWARD_BIAS) attention_backward_bias_finish(d.dbias, d.bias_partials, B, T, NH, v.HS, 0);
 }
 
 static float random_normal(uint64_t *state) {
@@ -102,10 +111,6 @@ static float random_normal(uint64_t *state) {
     return (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
 }
 
-struct Buffers {
-    bf16 *qkv, *dqkv, *out, *dout;
-    float *lse, *delta;
-};
 static Buffers alloc_random(int B, int T, int NH, int HS, std::vector<float> *qkv_host, std::vector<float> *dout_host) {
     size_t n_qkv = (size_t)B * T * 3 * NH * HS, n_out = (size_t)B * T * NH * HS;
     Buffers d;
@@ -115,6 +120,9 @@ static Buffers alloc_random(int B, int T, int NH, int HS, std::vector<float> *qk
     cudaCheck(cudaMalloc(&d.dout, n_out * sizeof(bf16)));
     cudaCheck(cudaMalloc(&d.lse, (size_t)B * NH * T * sizeof(float)));
     cudaCheck(cudaMalloc(&d.delta, (size_t)B * NH * T * sizeof(float)));
+    cudaCheck(cudaMalloc(&d.dbias, (size_t)3 * NH * HS * sizeof(float)));
+    cudaCheck(cudaMemset(d.dbias, 0, (size_t)3 * NH * HS * sizeof(float)));
+    cudaCheck(cudaMalloc(&d.bias_partials, attention_backward_bias_scratch_floats(B, T, NH, HS) * sizeof(float)));
     uint64_t state = 0x1234567887654321ull ^ ((uint64_t)T << 20) ^ (uint64_t)HS;
     std::vector<bf16> h(n_qkv);
     for (size_t i = 0; i < n_qkv; i++) h[i] = __float2bfloat16(random_normal(&state));
@@ -128,6 +136,7 @@ static Buffers alloc_random(int B, int T, int NH, int HS, std::vector<float> *qk
 static void free_buffers(Buffers d) {
     cudaCheck(cudaFree(d.qkv)); cudaCheck(cudaFree(d.dqkv)); cudaCheck(cudaFree(d.out));
     cudaCheck(cudaFree(d.dout)); cudaCheck(cudaFree(d.lse)); cudaCheck(cudaFree(d.delta));
+    cudaCheck(cudaFree(d.dbias)); cudaCheck(cudaFree(d.bias_partials));
 }
 
 // Largest |gpu - ref| over max |ref| for `n` bf16 values read from the device at `src` with a stride.
@@ -143,7 +152,8 @@ static double max_rel_error(const bf16 *src, const float *ref, size_t n) {
     return err / mx;
 }
 
-// Checks a variant at one small shape; returns 0 when out and dqkv are within 8 bf16 ulps of max|ref|.
+// Checks a variant at one small shape; returns 0 when out and dqkv are within 8 bf16 ulps of max|ref| and
+// the qkv bias gradient is within 1e-5 (fp32 reassociation) of sum|x| of each column sum of the GPU's dqkv.
 static int check(const Variant &v) {
     const int HS = v.HS;
     const int B = 2, T = 257, NH = 3;
@@ -154,14 +164,29 @@ static int check(const Variant &v) {
     attention_backward_cpu(r_dqkv.data(), dout.data(), qkv.data(), B, T, NH, HS);
     cudaCheck(cudaMemset(d.out, 0xFF, r_out.size() * sizeof(bf16)));   // NaN poison: unwritten values fail
     cudaCheck(cudaMemset(d.dqkv, 0xFF, r_dqkv.size() * sizeof(bf16)));
-    run(v, PART_FORWARD, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH);
-    run(v, PART_BACKWARD, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH);
+    run(v, PART_FORWARD, d, B, T, NH);
+    run(v, PART_BACKWARD_BIAS, d, B, T, NH);
     cudaCheck(cudaDeviceSynchronize());
     double e_out = max_rel_error(d.out, r_out.data(), r_out.size());
     double e_dqkv = max_rel_error(d.dqkv, r_dqkv.data(), r_dqkv.size());
-    bool ok = e_out < 8.0 / 256 && e_dqkv < 8.0 / 256;
-    printf("check HS=%d %-41s B=%d T=%d NH=%d: out max err %.2e, dqkv max err %.2e (of max|ref|) %s\n", HS, v.name, B, T, NH, e_out,
-           e_dqkv, ok ? "ok" : "MISMATCH");
+    const int nb = 3 * NH * HS;
+    std::vector<bf16> g(r_dqkv.size());
+    std::vector<float> dbias(nb);
+    cudaCheck(cudaMemcpy(g.data(), d.dqkv, g.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(dbias.data(), d.dbias, nb * sizeof(float), cudaMemcpyDeviceToHost));
+    double e_bias = 0;
+    for (int c = 0; c < nb; c++) {
+        double sum = 0, sum_abs = 0;
+        for (long n = 0; n < (long)B * T; n++) {
+            sum += __bfloat162float(g[n * nb + c]);
+            sum_abs += fabs(__bfloat162float(g[n * nb + c]));
+        }
+        double e = fabs(dbias[c] - sum) / sum_abs;
+        if (!(e <= e_bias)) e_bias = e;   // NaN propagates
+    }
+    bool ok = e_out < 8.0 / 256 && e_dqkv < 8.0 / 256 && e_bias < 1e-5;
+    printf("check HS=%d %-41s B=%d T=%d NH=%d: out max err %.2e, dqkv max err %.2e (of max|ref|), dbias err %.1e (of sum|x|) %s\n", HS, v.name,
+           B, T, NH, e_out, e_dqkv, e_bias, ok ? "ok" : "MISMATCH");
     free_buffers(d);
     return ok ? 0 : 1;
 }
@@ -175,7 +200,7 @@ static float time_ms(const Variant &v, Part part, Buffers d, int B, int T, int N
     for (int i = -2; i < reps; i++) {   // two warm-up runs
         cudaCheck(cudaMemsetAsync(flush, i & 0xFF, flush_bytes, 0));
         cudaCheck(cudaEventRecord(start, 0));
-        run(v, part, d.dqkv, d.delta, d.out, d.lse, d.dout, d.qkv, B, T, NH);
+        run(v, part, d, B, T, NH);
         cudaCheck(cudaEventRecord(stop, 0));
         cudaCheck(cudaEventSynchronize(stop));
         if (i >= 0) cudaCheck(cudaEventElapsedTime(&ms[i], start, stop));
@@ -208,8 +233,8 @@ int main(int argc, char **argv) {
     cudaCheck(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
     cudaCheck(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
-    printf("%-3s %-41s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
-           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd 2s");
+    printf("%-3s %-41s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
+           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd 2s", "bwd+bias");
     for (int s = 0; s < nshapes; s++) {
         const int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], HS = shapes[s][3];
         Buffers d = alloc_random(B, T, NH, HS, NULL, NULL);
@@ -223,10 +248,11 @@ int main(int argc, char **argv) {
             float q = time_ms(v, PART_DQ, d, B, T, NH, flush, flush_bytes, reps);
             float b = time_ms(v, PART_BACKWARD, d, B, T, NH, flush, flush_bytes, reps);
             float b2 = time_ms(v, PART_BACKWARD_2S, d, B, T, NH, flush, flush_bytes, reps);
+            float bb = time_ms(v, PART_BACKWARD_BIAS, d, B, T, NH, flush, flush_bytes, reps);
             char shape[64];
             snprintf(shape, sizeof(shape), "%d,%d,%d,%d", B, T, NH, HS);
-            printf("%-3d %-41s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl, kv,
-                   q, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, b2);
+            printf("%-3d %-41s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl,
+                   kv, q, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, b2, bb);
         }
         free_buffers(d);
     }

@@ -2,7 +2,9 @@
 // reference (test/reference/attention_cpu.h): forward out and lse, backward dQ/dK/dV, on random inputs of
 // several shapes (T = 1 and tails that are not a multiple of any tile, head sizes 64 and 128, several
 // B*NH), plus sharply peaked softmaxes that exercise the online rescaling; and bit-identical results
-// from repeated runs (the backward uses no atomics).
+// from repeated runs (the backward uses no atomics). The qkv bias gradient that the backward sums on the
+// way (dbias += column sums of dqkv) is checked against the column sums of the GPU's own dqkv and of the
+// reference dqkv, for accumulation (+=) and for bit-identical reruns; a run without it gives the same dqkv.
 //
 // Tolerances, with u = 2^-8 the unit roundoff of bf16:
 //  - out: the kernel rounds P to bf16 before P*V (relative error <= u per term, so |error| <= u*max|V|)
@@ -18,6 +20,12 @@
 //    |error| up to 1.8u * max|ref| in dK of the sharp-softmax cases). The 1e-4 covers the fp32 rounding
 //    of dP - delta (~HS * 2^-24 * |dout||V|, both O(1) here) where the reference cancels to ~0 (at T = 1,
 //    dS = 0).
+//  - dbias (from zero) against the column sums S of the GPU's own dqkv (in double): the kernels add each
+//    value through at most D = 16 (a lane's rows) + 2 (shuffles) + 4 (warps of a chunk) + ceil(rows/32)
+//    (a finish lane's partial rows) + 32 (finish lanes) + 1 (the += itself) fp32 additions, so
+//    |dbias - S| <= D * 2^-24 * sum|x| per column (the standard bound of recursive summation).
+//    Against the reference column sums R: |dbias - R| <= sum|gpu - ref| over the column + that bound
+//    (the K slot's R is ~0: softmax rows sum to 1, so the sums of dS over keys vanish).
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -108,7 +116,10 @@ static void test_attention_case(void) {
     }
 
     bf16 *d_qkv, *d_out, *d_dout, *d_dqkv, *d_dqkv2;
-    float *d_lse, *d_delta;
+    float *d_lse, *d_delta, *d_partials, *d_dbias[3];
+    const int n_bias = 3 * NH * HS;
+    cudaCheck(cudaMalloc(&d_partials, attention_backward_bias_scratch_floats(B, T, NH, HS) * sizeof(float)));
+    for (int i = 0; i < 3; i++) cudaCheck(cudaMalloc(&d_dbias[i], n_bias * sizeof(float)));
     cudaCheck(cudaMalloc(&d_qkv, n_qkv * sizeof(bf16)));
     cudaCheck(cudaMalloc(&d_dqkv, n_qkv * sizeof(bf16)));
     cudaCheck(cudaMalloc(&d_dqkv2, n_qkv * sizeof(bf16)));
@@ -124,9 +135,23 @@ static void test_attention_case(void) {
     cudaCheck(cudaMemset(d_dqkv, 0xFF, n_qkv * sizeof(bf16)));
     cudaCheck(cudaMemset(d_dqkv2, 0xFF, n_qkv * sizeof(bf16)));
 
+    // dbias 0 and 1 start from zero (the same bits twice), dbias 2 from random values (the sum is added)
+    std::vector<float> h_dbias_init(n_bias);
+    for (int i = 0; i < n_bias; i++) h_dbias_init[i] = (float)rng_normal();
+    cudaCheck(cudaMemset(d_dbias[0], 0, n_bias * sizeof(float)));
+    cudaCheck(cudaMemset(d_dbias[1], 0, n_bias * sizeof(float)));
+    cudaCheck(cudaMemcpy(d_dbias[2], h_dbias_init.data(), n_bias * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemset(d_partials, 0xFF, attention_backward_bias_scratch_floats(B, T, NH, HS) * sizeof(float)));
+
     attention_forward(d_out, d_lse, d_qkv, B, T, NH, HS, 0);
-    attention_backward(d_dqkv, d_delta, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
-    attention_backward(d_dqkv2, d_delta, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    attention_backward(d_dqkv, d_dbias[0], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    attention_backward(d_dqkv2, NULL, d_delta, NULL, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    std::vector<bf16> h_dqkv_nobias(n_qkv);
+    cudaCheck(cudaMemcpy(h_dqkv_nobias.data(), d_dqkv2, n_qkv * sizeof(bf16), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemset(d_dqkv2, 0xFF, n_qkv * sizeof(bf16)));
+    attention_backward(d_dqkv2, d_dbias[1], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    attention_backward(d_dqkv2, d_dbias[2], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
     cudaCheck(cudaDeviceSynchronize());
 
     std::vector<bf16> h_out(n_out), h_dqkv(n_qkv), h_dqkv2(n_qkv);
@@ -171,6 +196,46 @@ static void test_attention_case(void) {
         CHECK(e.max_abs <= bound, "%s max abs error %.3e > %.3e", names[slot], e.max_abs, bound);
     }
     CHECK(memcmp(h_dqkv.data(), h_dqkv2.data(), n_qkv * sizeof(bf16)) == 0, "two backward runs differ");
+    CHECK(memcmp(h_dqkv.data(), h_dqkv_nobias.data(), n_qkv * sizeof(bf16)) == 0, "the backward without dbias gives another dqkv");
+
+    // qkv bias gradient
+    std::vector<float> h_dbias[3];
+    for (int i = 0; i < 3; i++) {
+        h_dbias[i].resize(n_bias);
+        cudaCheck(cudaMemcpy(h_dbias[i].data(), d_dbias[i], n_bias * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    const long N = (long)B * T, partial_rows = attention_bias_partial_rows(B, T);
+    const double depth = 16 + 2 + 4 + ceil_div(partial_rows, 32L) + 32 + 1;
+    long bad_own = 0, bad_ref = 0, nonfinite = 0, unequal_rerun = 0, unequal_add = 0;
+    double worst_own = 0, worst_ref = 0, ref_l2 = 0, err_l2 = 0;   // worst: error / bound
+    for (int c = 0; c < n_bias; c++) {
+        double own = 0, own_abs = 0, ref = 0, diff_abs = 0;
+        for (long n = 0; n < N; n++) {
+            const double g = g_dqkv[n * n_bias + c], r = r_dqkv[n * n_bias + c];
+            own += g;
+            own_abs += fabs(g);
+            ref += r;
+            diff_abs += fabs(g - r);
+        }
+        const double got = h_dbias[0][c], fp32_bound = depth * ldexp(1.0, -24) * own_abs;
+        if (!isfinite(got)) nonfinite++;
+        if (!(fabs(got - own) <= fp32_bound)) bad_own++;
+        if (!(fabs(got - ref) <= diff_abs + fp32_bound)) bad_ref++;
+        worst_own = fmax(worst_own, fabs(got - own) / fmax(fp32_bound, 1e-30));
+        worst_ref = fmax(worst_ref, fabs(got - ref) / (diff_abs + fp32_bound));
+        ref_l2 += ref * ref;
+        err_l2 += (got - ref) * (got - ref);
+        if (memcmp(&h_dbias[0][c], &h_dbias[1][c], sizeof(float)) != 0) unequal_rerun++;
+        const float added = h_dbias_init[c] + h_dbias[0][c];
+        if (memcmp(&added, &h_dbias[2][c], sizeof(float)) != 0) unequal_add++;
+    }
+    printf("  dbias: vs own column sums %.2f of the fp32 bound, vs reference %.2f of its bound (rel_l2 %.2e)\n", worst_own, worst_ref,
+           sqrt(err_l2 / fmax(ref_l2, 1e-300)));
+    CHECK(nonfinite == 0, "dbias: %ld non-finite values", nonfinite);
+    CHECK(bad_own == 0, "dbias: %ld of %d columns differ from the column sums of the GPU's dqkv by more than fp32 reassociation", bad_own, n_bias);
+    CHECK(bad_ref == 0, "dbias: %ld of %d columns differ from the reference column sums by more than the dqkv error", bad_ref, n_bias);
+    CHECK(unequal_rerun == 0, "dbias: %ld columns differ between two runs", unequal_rerun);
+    CHECK(unequal_add == 0, "dbias: %ld columns are not init + sum (not accumulated?)", unequal_add);
 
     cudaCheck(cudaFree(d_qkv));
     cudaCheck(cudaFree(d_dqkv));
@@ -179,6 +244,8 @@ static void test_attention_case(void) {
     cudaCheck(cudaFree(d_dout));
     cudaCheck(cudaFree(d_lse));
     cudaCheck(cudaFree(d_delta));
+    cudaCheck(cudaFree(d_partials));
+    for (int i = 0; i < 3; i++) cudaCheck(cudaFree(d_dbias[i]));
 }
 
 int main(void) {
