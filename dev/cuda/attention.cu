@@ -181,7 +181,7 @@ static int check(const Variant &v) {
             sum += __bfloat162float(g[n * nb + c]);
             sum_abs += fabs(__bfloat162float(g[n * nb + c]));
         }
-        double e = fabs(dbias[c] - sum) / sum_abs;
+        double e = sum_abs > 0 ? fabs(dbias[c] - sum) / sum_abs : fabs(dbias[c]);
         if (!(e <= e_bias)) e_bias = e;   // NaN propagates
     }
     bool ok = e_out < 8.0 / 256 && e_dqkv < 8.0 / 256 && e_bias < 1e-5;
