@@ -649,8 +649,8 @@ __global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, 
 // same registers keep their order), so they run through the block barrier and tile i+1's S^T and dP^T issue;
 // the wait for S^T of tile i+1 covers them. Their Q / dout stage is therefore still read during tile i+1, so
 // tiles are prefetched STAGES - 2 ahead (STAGES - 1 without wgmma), as in the forward.
-// bias_partials (NULL: none): the block's dK and dV column sums, for the qkv bias gradient (layout at the top).
-template <int HS, int MT, int NW, int BQ, int STAGES, int REG_AS, bool WGMMA>
+// BIAS: the block's dK and dV column sums go to bias_partials, for the qkv bias gradient (layout at the top).
+template <int HS, int MT, int NW, int BQ, int STAGES, int REG_AS, bool WGMMA, bool BIAS>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *dqkv, float *bias_partials, const bf16 *qkv, const bf16 *dout,
                                                                           const float *lse, const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BKV = WR * NW, NTHREADS = NW * 32;
@@ -795,10 +795,9 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         attn_wg_fence_acc(dk[0]);
     }
 
-    const bool bias = bias_partials != NULL;
-    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * WR, bias);
-    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * WR, bias);
-    if (bias) {
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * WR, BIAS);
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base + 2L * NH * HS, row_stride, wk0, T, dv, 1.f, sV, warp * WR, BIAS);
+    if constexpr (BIAS) {
         __syncthreads();   // every warp's column sums
         attn_block_bias_partials<HS, WR, NW>(bias_partials, row_stride, (long)NH * HS + (long)h * HS, sK, b, k0, T);
         attn_block_bias_partials<HS, WR, NW>(bias_partials, row_stride, 2L * NH * HS + (long)h * HS, sV, b, k0, T);
@@ -814,8 +813,8 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
 // WGMMA: as in the dK/dV kernel, warpgroups of 64 queries run the three products with wgmma in sm_90a builds,
 // pipelined across key tiles the same way (tile i's dQ product runs into tile i+1, which is why key tiles
 // are then prefetched STAGES - 2 ahead).
-// bias_partials (NULL: none): the block's dQ column sums, for the qkv bias gradient (layout at the top).
-template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA>
+// BIAS: the block's dQ column sums go to bias_partials, for the qkv bias gradient (layout at the top).
+template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA, bool BIAS>
 __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, float *bias_partials, const bf16 *qkv, const bf16 *dout,
                                                                         const float *lse, const float *delta, int T, int NH, int group_heads) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
@@ -951,9 +950,8 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         wgmma_wait<0>();
         attn_wg_fence_acc(dq[0]);
     }
-    const bool bias = bias_partials != NULL;
-    attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR, bias);
-    if (bias) {
+    attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR, BIAS);
+    if constexpr (BIAS) {
         __syncthreads();   // every warp's column sums
         attn_block_bias_partials<HS, WR, NW>(bias_partials, row_stride, (long)h * HS, sQ, b, q0, T);
     }
@@ -1079,7 +1077,8 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dkdv_hs(bf16 *dqkv, float *bias_partials, const float *delta, const bf16 *dout, const bf16 *qkv,
                                               const float *lse, int B, int T, int NH, cudaStream_t stream) {
     constexpr int BKV = 16 * C::DKDV_MT * C::DKDV_WARPS;
-    auto kernel = attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_STAGES, C::DKDV_REG_AS, C::DKDV_WGMMA>;
+    auto kernel = bias_partials != NULL ? attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_STAGES, C::DKDV_REG_AS, C::DKDV_WGMMA, true>
+                                        : attention_backward_dkdv_kernel<HS, C::DKDV_MT, C::DKDV_WARPS, C::DKDV_BQ, C::DKDV_STAGES, C::DKDV_REG_AS, C::DKDV_WGMMA, false>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BKV + 2 * C::DKDV_STAGES * C::DKDV_BQ) * HS * sizeof(bf16) +
                                              2 * C::DKDV_STAGES * C::DKDV_BQ * sizeof(float));
     const long blocks = (long)B * NH * ceil_div(T, BKV);
@@ -1095,7 +1094,8 @@ template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dq_hs(bf16 *dqkv, float *bias_partials, const float *delta, const bf16 *dout, const bf16 *qkv,
                                             const float *lse, int B, int T, int NH, cudaStream_t stream) {
     constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
-    auto kernel = attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA>;
+    auto kernel = bias_partials != NULL ? attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, true>
+                                        : attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, false>;
     size_t smem = attention_smem(kernel, (size_t)(2 * BR + 2 * C::DQ_STAGES * C::DQ_BK) * HS * sizeof(bf16));
     const long blocks = (long)B * NH * ceil_div(T, BR);
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);

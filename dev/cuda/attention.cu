@@ -3,7 +3,8 @@ Kernel harness for causal flash attention (kernels/attention.cuh): checks forwar
 CPU reference at a small size (and the qkv bias gradient that the backward sums on the way against the
 column sums of its dqkv), then times them at the benchmark shapes for several tile configurations
 (VARIANTS): each kernel, forward, backward, their sum, the backward with dK/dV and dQ on two streams, and
-the backward with the qkv bias gradient ("bwd+bias": column sums in dK/dV and dQ, plus the finish kernel).
+the backward with the qkv bias gradient ("bwd+bias": column sums in dK/dV and dQ, plus the finish kernel),
+and its pieces: dK/dV and dQ with their column sums ("dkdv+s", "dq+s") and the finish kernel alone.
 
 Compile and run:
   make build/dev/attention && ./build/dev/attention          # every variant
@@ -69,8 +70,10 @@ static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 // Which part of the computation a run performs.
 // PART_BACKWARD_2S is the backward with dK/dV and dQ on two streams (they are independent once delta is
 // done): it measures what overlapping them would save, for callers that have a second stream.
-// PART_BACKWARD_BIAS is the backward that also sums the qkv bias gradient (as the model runs it).
-enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD, PART_BACKWARD_2S, PART_BACKWARD_BIAS };
+// PART_BACKWARD_BIAS is the backward that also sums the qkv bias gradient (as the model runs it); the
+// PART_*_SUMS parts are its dK/dV and dQ kernels with their column sums, PART_BIAS_FINISH its last kernel.
+enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD, PART_BACKWARD_2S, PART_BACKWARD_BIAS, PART_DKDV_SUMS, PART_DQ_SUMS,
+            PART_BIAS_FINISH };
 static cudaStream_t side_stream;
 static cudaEvent_t fork_event, join_event;
 
@@ -95,10 +98,13 @@ static void run(const Variant &v, Part part, const Buffers &d, int B, int T, int
         if (v.HS == 64) attention_backward_delta_hs<64>(d.delta, d.dout, d.out, B, T, NH, 0);
         else attention_backward_delta_hs<128>(d.delta, d.dout, d.out, B, T, NH, 0);
     }
-    float *partials = part == PART_BACKWARD_BIAS ? d.bias_partials : NULL;
-    if (part == PART_DKDV || part == PART_BACKWARD || part == PART_BACKWARD_BIAS) v.dkdv(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
-    if (part == PART_DQ || part == PART_BACKWARD || part == PART_BACKWARD_BIAS) v.dq(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
-    if (part == PART_BACKWARD_BIAS) attention_backward_bias_finish(d.dbias, d.bias_partials, B, T, NH, v.HS, 0);
+    const bool bias = part == PART_BACKWARD_BIAS || part == PART_DKDV_SUMS || part == PART_DQ_SUMS;
+    float *partials = bias ? d.bias_partials : NULL;
+    if (part == PART_DKDV || part == PART_DKDV_SUMS || part == PART_BACKWARD || part == PART_BACKWARD_BIAS)
+        v.dkdv(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
+    if (part == PART_DQ || part == PART_DQ_SUMS || part == PART_BACKWARD || part == PART_BACKWARD_BIAS)
+        v.dq(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
+    if (part == PART_BACKWARD_BIAS || part == PART_BIAS_FINISH) attention_backward_bias_finish(d.dbias, d.bias_partials, B, T, NH, v.HS, 0);
 }
 
 static float random_normal(uint64_t *state) {
@@ -233,8 +239,8 @@ int main(int argc, char **argv) {
     cudaCheck(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
     cudaCheck(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
-    printf("%-3s %-41s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
-           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd 2s", "bwd+bias");
+    printf("%-3s %-41s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s %8s %8s %8s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
+           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd 2s", "bwd+bias", "dkdv+s", "dq+s", "finish");
     for (int s = 0; s < nshapes; s++) {
         const int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], HS = shapes[s][3];
         Buffers d = alloc_random(B, T, NH, HS, NULL, NULL);
@@ -249,10 +255,13 @@ int main(int argc, char **argv) {
             float b = time_ms(v, PART_BACKWARD, d, B, T, NH, flush, flush_bytes, reps);
             float b2 = time_ms(v, PART_BACKWARD_2S, d, B, T, NH, flush, flush_bytes, reps);
             float bb = time_ms(v, PART_BACKWARD_BIAS, d, B, T, NH, flush, flush_bytes, reps);
+            float kvs = time_ms(v, PART_DKDV_SUMS, d, B, T, NH, flush, flush_bytes, reps);
+            float qs = time_ms(v, PART_DQ_SUMS, d, B, T, NH, flush, flush_bytes, reps);
+            float fin = time_ms(v, PART_BIAS_FINISH, d, B, T, NH, flush, flush_bytes, reps);
             char shape[64];
             snprintf(shape, sizeof(shape), "%d,%d,%d,%d", B, T, NH, HS);
-            printf("%-3d %-41s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl,
-                   kv, q, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, b2, bb);
+            printf("%-3d %-41s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl,
+                   kv, q, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, b2, bb, kvs, qs, fin);
         }
         free_buffers(d);
     }
