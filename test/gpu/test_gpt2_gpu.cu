@@ -1,6 +1,7 @@
 // GPU test of the whole GPT-2 model (gpt2.cuh) against the FP32 CPU reference (test/reference/gpt2_cpu.h):
 // a small model (L=4, C=256, 4 heads of 64, V=509 padded to 512, T=64, B=4) with the same initial
-// weights on both sides.
+// weights on both sides; the forward/backward check also runs at B=16, T=16, where the qkv bias gradient
+// comes from the qkv linear's pass instead of the attention backward (whose partials cover T >= 32).
 //
 // Tolerances. The GPU keeps weights and activations in BF16 (unit roundoff u = 2^-8) and accumulates
 // in FP32; the CPU reference is FP32 throughout and gets the BF16-rounded weights. Each BF16 rounding
@@ -92,23 +93,27 @@ static float *init_params(const GPT2Config *cfg, size_t *n) {
     return p;
 }
 
-// Loss, logits and every parameter gradient of one forward/backward against the CPU.
-static void test_forward_backward_matches_cpu(void) {
+// Loss, logits and every parameter gradient of one forward/backward of B x T tokens (B*T = TEST_B*TEST_T)
+// against the CPU. fused_qkv_bias says which pass must give the qkv bias gradient: the attention backward
+// (sequences of T >= 32) or, for shorter ones, the qkv linear's own pass over dqkv.
+static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias) {
     GPT2Config cfg = test_config();
     size_t n;
     float *params = init_params(&cfg, &n);
-    const int BT = TEST_B * TEST_T, Vp = cfg.padded_vocab_size;
+    const int BT = B * T, Vp = cfg.padded_vocab_size;
+    printf("  B=%d T=%d\n", B, T);
     int *inputs = (int *)malloc_check(BT * sizeof(int)), *targets = (int *)malloc_check(BT * sizeof(int));
     random_tokens(inputs, targets, 1, cfg.vocab_size, 77);
 
     GPT2 gpu;
     build_gpu(&gpu, &cfg, params);
     GPT2Cpu cpu;
-    gpt2_cpu_build(&cpu, &cfg, TEST_B, TEST_T);
+    gpt2_cpu_build(&cpu, &cfg, B, T);
     for (size_t i = 0; i < n; i++) cpu.params[i] = bf16_round(params[i]);
 
     // logits (forward without targets)
-    gpt2_forward(&gpu, inputs, NULL, TEST_B, TEST_T, 0.0f);
+    CHECK(gpt2_attention_sums_qkv_bias(&gpu, B, T) == fused_qkv_bias, "B=%d T=%d: qkv bias gradient from the wrong pass", B, T);
+    gpt2_forward(&gpu, inputs, NULL, B, T, 0.0f);
     bf16 *logits_bf16 = (bf16 *)malloc_check((size_t)BT * Vp * sizeof(bf16));
     cudaCheck(cudaMemcpy(logits_bf16, gpu.reg.tensors[gpu.logits].data, (size_t)BT * Vp * sizeof(bf16), cudaMemcpyDeviceToHost));
     float *logits = (float *)malloc_check((size_t)BT * Vp * sizeof(float));
@@ -120,7 +125,7 @@ static void test_forward_backward_matches_cpu(void) {
 
     // loss and gradients
     gpt2_zero_grad(&gpu);
-    float gpu_loss = gpt2_forward(&gpu, inputs, targets, TEST_B, TEST_T, 1.0f / BT);
+    float gpu_loss = gpt2_forward(&gpu, inputs, targets, B, T, 1.0f / BT);
     gpt2_backward(&gpu);
     gpt2_cpu_zero_grad(&cpu);
     gpt2_cpu_backward(&cpu, 1);
@@ -142,6 +147,9 @@ static void test_forward_backward_matches_cpu(void) {
     gpt2_free(&gpu);
     free(params); free(inputs); free(targets); free(logits_bf16); free(logits); free(grads);
 }
+
+static void test_forward_backward_matches_cpu(void) { forward_backward_matches_cpu(TEST_B, TEST_T, true); }
+static void test_short_sequences_match_cpu(void) { forward_backward_matches_cpu(TEST_B * TEST_T / 16, 16, false); }
 
 // 20 AdamW steps (2 micro-batches each) on the GPU and the CPU from the same weights.
 static void test_training_tracks_cpu(void) {
@@ -260,6 +268,7 @@ int main(void) {
         return testing_finish();
     }
     RUN_TEST(test_forward_backward_matches_cpu);
+    RUN_TEST(test_short_sequences_match_cpu);
     RUN_TEST(test_training_tracks_cpu);
     RUN_TEST(test_deterministic_and_resume);
     return testing_finish();
