@@ -277,9 +277,17 @@ __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, i
     }
 }
 
+// Barrier over the `threads` threads (whole warps) of row group `group` alone: named barrier group + 1
+// (0 is __syncthreads'), so a block's row groups do not wait for each other.
+static_assert(LAYERNORM_BWD_THREADS / WARP_SIZE < 16, "a block's row groups need a named barrier each (ids 1..15)");
+__device__ __forceinline__ void layernorm_group_barrier(int group, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(group + 1), "r"(threads) : "memory");
+}
+
 // Block b handles rows [b*rows_per_block, min(N, (b+1)*rows_per_block)) in the layout above. Per
 // batch: row sums of g and g*xhat by butterfly per warp, then over the group's warps in warp order
-// through row_sums (two buffers by batch parity, so one barrier per batch); dinp[row] += dx rounded
+// through row_sums (two buffers by batch parity, so one barrier of the group per batch; a warp reaches
+// the next batch's barrier only after reading this batch's sums); dinp[row] += dx rounded
 // once to BF16; the thread's column sums. At the end the groups' column sums are added in group
 // order and partials[b] = [dbias | dweight | dinp_colsum] (C floats each, the last only when
 // quantities == 3) is written in FP32. dinp_colsum sums the updated dinp as stored (BF16).
@@ -349,7 +357,7 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
             for (int q = 0; q < 2 * ROWS; q++) mine.v[q] = sums[q];
             rs[warp] = mine;
         }
-        __syncthreads();
+        layernorm_group_barrier(group, group_threads);  // only this group reads its row sums
 #pragma unroll
         for (int q = 0; q < 2 * ROWS; q++) sums[q] = 0.0f;
         for (int v = 0; v < group_warps; v++) {
