@@ -307,8 +307,6 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
     float *row_sums = reinterpret_cast<float *>(ring + layernorm_bwd_ring_pieces(groups, group_threads, ROWS, STAGES));
     float *stats = row_sums + layernorm_bwd_row_sums_floats(groups, group_threads, ROWS);
 
-    // the second stage may be scheduled now: it waits for this grid's completion before it reads
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
     float w[8], acc_dbias[8], acc_dweight[8], acc_colsum[8];
     const Bf16x8 wv = load_bf16x8(weight, c, C, vec);
 #pragma unroll
@@ -430,16 +428,12 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
 // [dbias | dweight | dinp_colsum] (quantities*C columns); thread row y sums the partial rows of slice y
 // (contiguous, in order), then thread row 0 adds the slice sums in slice order and adds the total to
 // dbias[c], dweight[c] or dinp_colsum[c].
-// Launched as a programmatic dependent of layernorm_backward_kernel (see layernorm_backward_reduce_).
 #define LAYERNORM_REDUCE_SLICES 16
 template <typename GradT>
 __global__ void __launch_bounds__(WARP_SIZE *LAYERNORM_REDUCE_SLICES)
     layernorm_param_grad_kernel(GradT *dweight, GradT *dbias, float *dinp_colsum, const float *partials,
                                 int num_blocks, int C, int quantities) {
     __shared__ float slice_sums[LAYERNORM_REDUCE_SLICES][WARP_SIZE];
-    // launched as a programmatic dependent of the row pass: wait until it has completed and its partials
-    // are visible (a no-op when launched the ordinary way)
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
     const int width = quantities * C;
     const int col = blockIdx.x * WARP_SIZE + threadIdx.x, slice = threadIdx.y;
     constexpr int max_per_slice = ceil_div(LAYERNORM_BWD_MAX_BLOCKS, LAYERNORM_REDUCE_SLICES);
@@ -588,19 +582,10 @@ template <typename GradT>
 static inline void layernorm_backward_reduce_(GradT *dweight, GradT *dbias, float *dinp_colsum, const float *scratch,
                                               int blocks, int C, cudaStream_t stream) {
     const int quantities = dinp_colsum != NULL ? 3 : 2;
-    // a programmatic dependent launch: the kernel may be scheduled while the row pass is still running
-    // (it then waits in griddepcontrol.wait for the row pass to complete), which hides its launch latency
-    cudaLaunchAttribute overlap;
-    overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    overlap.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(ceil_div(quantities * C, WARP_SIZE));
-    config.blockDim = dim3(WARP_SIZE, LAYERNORM_REDUCE_SLICES);
-    config.stream = stream;
-    config.attrs = &overlap;
-    config.numAttrs = 1;
-    cudaCheck(cudaLaunchKernelEx(&config, layernorm_param_grad_kernel<GradT>, dweight, dbias, dinp_colsum, scratch, blocks, C,
-                                 quantities));
+    const dim3 reduce_block(WARP_SIZE, LAYERNORM_REDUCE_SLICES);
+    layernorm_param_grad_kernel<<<ceil_div(quantities * C, WARP_SIZE), reduce_block, 0, stream>>>(dweight, dbias, dinp_colsum,
+                                                                                                  scratch, blocks, C, quantities);
+    cudaCheckLaunch();
 }
 
 // layernorm_backward with ROWS rows per row group and batch and a ring of STAGES batches (the dev
