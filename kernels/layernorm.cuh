@@ -10,7 +10,7 @@
 // groups lane, lane+32, ...), so a row is read once; the rows reach each warp through a small
 // shared-memory ring filled by cp.async (see layernorm_forward_kernel); CHUNKS = ceil(C/256) groups
 // per lane is a template argument so that the register arrays are indexed by constants, and so is
-// C % 8 == 0 (whole 16-byte pieces, no per-element bounds checks). Both passes divide by C as a
+// C % 8 == 0 (whole 16-byte pieces, no per-element bounds checks). Forward and backward divide by C as a
 // multiplication by the FP32 reciprocal 1/C (within one rounding of the division). The backward uses a group
 // of ceil(C/256) warps per row, each thread owning 8 columns, so that its column sums stay in
 // registers; see layernorm_backward_kernel. C <= LAYERNORM_MAX_C.
