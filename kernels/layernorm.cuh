@@ -9,7 +9,9 @@
 // The forward uses one warp per row with the row held in registers (each lane owns the 8-column
 // groups lane, lane+32, ...), so a row is read once; the rows reach each warp through a small
 // shared-memory ring filled by cp.async (see layernorm_forward_kernel); CHUNKS = ceil(C/256) groups
-// per lane is a template argument so that the register arrays are indexed by constants. The backward uses a group
+// per lane is a template argument so that the register arrays are indexed by constants, and so is
+// C % 8 == 0 (whole 16-byte pieces, no per-element bounds checks). Forward and backward divide by C as a
+// multiplication by the FP32 reciprocal 1/C (within one rounding of the division). The backward uses a group
 // of ceil(C/256) warps per row, each thread owning 8 columns, so that its column sums stay in
 // registers; see layernorm_backward_kernel. C <= LAYERNORM_MAX_C.
 //
@@ -27,7 +29,7 @@
 
 #define LAYERNORM_EPS 1e-5f
 #define LAYERNORM_FWD_WARPS 4                   // forward: warps (one row at a time each) per block
-#define LAYERNORM_FWD_STAGES 2                  // forward: rows in each warp's shared-memory ring (STAGES-1 ahead)
+#define LAYERNORM_FWD_STAGES 2                  // forward: rows in each warp's shared-memory ring (all in flight)
 #define LAYERNORM_MAX_CHUNKS 12                 // 8-column groups per lane at most
 #define LAYERNORM_MAX_C (LAYERNORM_MAX_CHUNKS * WARP_SIZE * 8)
 #define LAYERNORM_BWD_MAX_BLOCKS 256            // partial rows of dweight/dbias/dinp_colsum at most
@@ -51,10 +53,18 @@
 // the warp, which __syncwarp then makes visible to all its lanes.
 __host__ __device__ inline int layernorm_bwd_group_threads(int C) { return ceil_div(C, WARP_SIZE * 8) * WARP_SIZE; }
 
+// A warp's sums of g and g*xhat over its columns of each row of a batch ([2r] and [2r+1]), moved as
+// one 16-byte (ROWS = 2) or 8-byte (ROWS = 1) shared-memory access.
+template <int ROWS>
+struct alignas(8 * ROWS) LayerNormBwdRowSums {
+    static_assert(ROWS == 1 || ROWS == 2, "row sums are moved as one 8- or 16-byte access");
+    float v[2 * ROWS];
+};
+
 // Bytes of shared memory of a backward block of `groups` row groups:
 //   ring     [STAGES][ROWS][3 tensors][block threads] 16-byte pieces (later reused for the groups'
 //            column sums [groups-1][3][group_threads*8] floats)
-//   row_sums [2 parities][groups][2*ROWS][group_warps] floats
+//   row_sums [2 parities][groups][group_warps] LayerNormBwdRowSums<ROWS> (2*ROWS floats each)
 //   stats    [STAGES][block warps][mean x ROWS, rstd x ROWS] floats
 __host__ __device__ inline int layernorm_bwd_ring_pieces(int groups, int group_threads, int rows, int stages) {
     return stages * rows * 3 * groups * group_threads;
@@ -71,43 +81,88 @@ __host__ __device__ inline size_t layernorm_bwd_smem_bytes(int groups, int group
 // Forward thread layout: one warp per row, lane l owning the 8-column pieces l, l+32, ...,
 // l+32*(CHUNKS-1) of it. Each warp walks the rows warp, warp + total_warps, ... (a grid sized to the
 // device: every row's result is computed the same way whichever warp takes it), and the rows reach it
-// through its own ring of STAGES rows in shared memory that cp.async fills STAGES-1 rows ahead, so
-// loads stay in flight without holding registers. Each lane copies and later reads only its own
-// pieces, so its own cp.async.wait_group orders them and no barrier is needed.
+// through its own ring of STAGES rows in shared memory: as soon as a row has been read out of its
+// slot into registers, cp.async starts filling that slot with the row STAGES further on, so STAGES
+// rows are in flight while one is computed, without holding registers. Each lane copies and later
+// reads only its own pieces, so its own cp.async.wait_group orders them and no barrier is needed.
 // Ring of a warp: [STAGES][inputs (1, or 2 with the residual add)][CHUNKS][32 lanes] 16-byte pieces.
 __host__ __device__ inline size_t layernorm_fwd_smem_bytes(int chunks, int stages, int inputs) {
     return (size_t)LAYERNORM_FWD_WARPS * stages * inputs * chunks * WARP_SIZE * 16;
 }
 
+// Two floats rounded to BF16 and packed into one word (lo in the low half), in one instruction.
+__device__ __forceinline__ unsigned int bf16x2_pack(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const unsigned int *>(&v);
+}
+
+// Elementwise sum of two pieces of 8 BF16 values, each rounded once to BF16 (two per instruction).
+// Equal to rounding the FP32 sum: that sum is exact whenever its rounding could change the result
+// (operands more than 2^15 apart leave the larger one either way).
+__device__ __forceinline__ uint4 bf16x8_packed_add(const uint4 &a, const uint4 &b) {
+    uint4 r;
+    const __nv_bfloat162 *pa = reinterpret_cast<const __nv_bfloat162 *>(&a), *pb = reinterpret_cast<const __nv_bfloat162 *>(&b);
+    __nv_bfloat162 *pr = reinterpret_cast<__nv_bfloat162 *>(&r);
+#pragma unroll
+    for (int j = 0; j < 4; j++) pr[j] = __hadd2(pa[j], pb[j]);
+    return r;
+}
+
+// Sum of 8 floats as a balanced tree (a short dependency chain; the order is fixed).
+__device__ __forceinline__ float layernorm_sum8(const float v[8]) {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
 // Starts copying the lane's pieces of `row` of inp1 (and inp2) into ring slot `slot`. Columns at or
-// past C arrive as zeros. Without 16-byte aligned rows (C % 8 != 0) the pieces are loaded and stored
-// synchronously.
-template <int CHUNKS>
+// past C arrive as zeros. Without 16-byte aligned rows (VEC false: C % 8 != 0) the pieces are loaded
+// and stored synchronously.
+template <int CHUNKS, bool VEC>
 __device__ __forceinline__ void layernorm_fwd_issue(uint4 *ring, int slot, int inputs, const bf16 *inp1, const bf16 *inp2,
-                                                    int row, int C, bool vec) {
+                                                    int row, int C) {
     const int lane = threadIdx.x % WARP_SIZE;
     const size_t offset = (size_t)row * C;
 #pragma unroll
-    for (int k = 0; k < CHUNKS; k++) {
-        const int c = (k * WARP_SIZE + lane) * 8;
-        uint4 *dst = ring + (size_t)(slot * inputs * CHUNKS + k) * WARP_SIZE + lane;
-        for (int t = 0; t < inputs; t++) {
-            const bf16 *src = (t == 0 ? inp1 : inp2) + offset;
-            if (vec) {
-                cp_async16(dst + t * CHUNKS * WARP_SIZE, src + (c < C ? c : 0), c < C);
+    for (int t = 0; t < 2; t++) {
+        if (t == inputs) break;
+        const bf16 *src = (t == 0 ? inp1 : inp2) + offset;
+        uint4 *dst = ring + (size_t)((slot * inputs + t) * CHUNKS) * WARP_SIZE + lane;
+#pragma unroll
+        for (int k = 0; k < CHUNKS; k++) {
+            const int c = (k * WARP_SIZE + lane) * 8;
+            if (VEC) {
+                cp_async16(dst + k * WARP_SIZE, src + (c < C ? c : 0), c < C);
             } else {
                 const Bf16x8 v = load_bf16x8(src, c, C, false);
-                dst[t * CHUNKS * WARP_SIZE] = *reinterpret_cast<const uint4 *>(&v);
+                dst[k * WARP_SIZE] = *reinterpret_cast<const uint4 *>(&v);
             }
         }
+    }
+}
+
+// Elements [c, c+8) of a row as one packed piece (columns past C read as zero) and back: one 16-byte
+// access when VEC (C % 8 == 0 and c < C), element by element otherwise.
+template <bool VEC>
+__device__ __forceinline__ uint4 layernorm_load_piece(const bf16 *row, int c, int C) {
+    if (VEC) return *reinterpret_cast<const uint4 *>(row + c);
+    const Bf16x8 v = load_bf16x8(row, c, C, false);
+    return *reinterpret_cast<const uint4 *>(&v);
+}
+template <bool VEC>
+__device__ __forceinline__ void layernorm_store_piece(bf16 *row, int c, int C, const uint4 &v) {
+    if (VEC) {
+        *reinterpret_cast<uint4 *>(row + c) = v;
+    } else {
+        store_bf16x8(row, c, C, false, *reinterpret_cast<const Bf16x8 *>(&v));
     }
 }
 
 // x = inp1[row] (+ inp2[row], then residual_out[row] = x in BF16); writes out[row] = LayerNorm(x),
 // mean[row], rstd[row], for every row of the warp (layout above). inp2 == NULL means no residual add
 // (and residual_out is not written). Statistics are taken on the BF16-rounded x that backward will see.
+// Per lane and row: x - mean is kept in FP32 registers (CHUNKS*8 of them) from the variance pass to the
+// output. VEC: C % 8 == 0, so a piece lies wholly inside or wholly outside the row (16-byte stores).
 // blockDim.x = LAYERNORM_FWD_WARPS * 32; shared memory layernorm_fwd_smem_bytes(CHUNKS, STAGES, inputs).
-template <int CHUNKS, int STAGES>
+template <int CHUNKS, int STAGES, bool VEC>
 __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
     layernorm_forward_kernel(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
                              const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C) {
@@ -115,69 +170,70 @@ __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
     const int lane = threadIdx.x % WARP_SIZE, inputs = inp2 != NULL ? 2 : 1;
     const int warp = blockIdx.x * LAYERNORM_FWD_WARPS + threadIdx.x / WARP_SIZE, total_warps = gridDim.x * LAYERNORM_FWD_WARPS;
     uint4 *ring = reinterpret_cast<uint4 *>(layernorm_smem) + (size_t)(threadIdx.x / WARP_SIZE) * STAGES * inputs * CHUNKS * WARP_SIZE;
-    const bool vec = (C % 8 == 0);
+    const float inv_C = 1.0f / C;
     const int rows = warp < N ? ceil_div(N - warp, total_warps) : 0;  // rows warp + i * total_warps, i < rows
 #pragma unroll
-    for (int i = 0; i < STAGES - 1; i++) {
-        if (i < rows) layernorm_fwd_issue<CHUNKS>(ring, i, inputs, inp1, inp2, warp + i * total_warps, C, vec);
+    for (int i = 0; i < STAGES; i++) {
+        if (i < rows) layernorm_fwd_issue<CHUNKS, VEC>(ring, i, inputs, inp1, inp2, warp + i * total_warps, C);
         cp_async_commit();  // empty groups keep the count of groups per row fixed
     }
     for (int i = 0; i < rows; i++) {
-        const int ahead = i + STAGES - 1;
-        if (ahead < rows) layernorm_fwd_issue<CHUNKS>(ring, ahead % STAGES, inputs, inp1, inp2, warp + ahead * total_warps, C, vec);
-        cp_async_commit();
         cp_async_wait<STAGES - 1>();  // row i has landed (this lane's pieces)
         const int row = warp + i * total_warps;
         const size_t offset = (size_t)row * C;
         const uint4 *piece = ring + (size_t)(i % STAGES) * inputs * CHUNKS * WARP_SIZE + lane;
-        Bf16x8 x[CHUNKS];
+        uint4 x[CHUNKS];
 #pragma unroll
-        for (int k = 0; k < CHUNKS; k++) {
-            const uint4 a = piece[k * WARP_SIZE];
-            x[k] = *reinterpret_cast<const Bf16x8 *>(&a);
+        for (int k = 0; k < CHUNKS; k++) x[k] = piece[k * WARP_SIZE];
+        if (inputs == 2) {
+#pragma unroll
+            for (int k = 0; k < CHUNKS; k++) x[k] = bf16x8_packed_add(x[k], piece[(CHUNKS + k) * WARP_SIZE]);
         }
+        // the slot has been read: start filling it with the row STAGES further on
+        const int ahead = i + STAGES;
+        if (ahead < rows) layernorm_fwd_issue<CHUNKS, VEC>(ring, i % STAGES, inputs, inp1, inp2, warp + ahead * total_warps, C);
+        cp_async_commit();
         if (inputs == 2) {
 #pragma unroll
             for (int k = 0; k < CHUNKS; k++) {
                 const int c = (k * WARP_SIZE + lane) * 8;
-                const uint4 y = piece[(CHUNKS + k) * WARP_SIZE];
-#pragma unroll
-                for (int e = 0; e < 8; e++) x[k].v[e] = __float2bfloat16(__bfloat162float(x[k].v[e]) + bf16x8_packed_get(y, e));
-                if (c < C) store_bf16x8(residual_out + offset, c, C, vec, x[k]);
+                if (c < C) layernorm_store_piece<VEC>(residual_out + offset, c, C, x[k]);
             }
         }
         // out-of-range elements arrived as zero, so they add nothing to the sum
-        float sum = 0.0f;
+        float d[CHUNKS][8], sum = 0.0f;
 #pragma unroll
         for (int k = 0; k < CHUNKS; k++) {
 #pragma unroll
-            for (int e = 0; e < 8; e++) sum += __bfloat162float(x[k].v[e]);
+            for (int e = 0; e < 8; e++) d[k][e] = bf16x8_packed_get(x[k], e);
+            sum += layernorm_sum8(d[k]);
         }
-        const float m = warp_sum(sum) / C;
+        const float m = warp_sum(sum) * inv_C;
         float sq = 0.0f;
 #pragma unroll
         for (int k = 0; k < CHUNKS; k++) {
             const int c = (k * WARP_SIZE + lane) * 8;
+            float squares[8];
 #pragma unroll
             for (int e = 0; e < 8; e++) {
-                const float d = __bfloat162float(x[k].v[e]) - m;
-                sq += (c + e < C) ? d * d : 0.0f;
+                d[k][e] -= m;
+                squares[e] = (VEC || c + e < C) ? d[k][e] * d[k][e] : 0.0f;
             }
+            if (!VEC || c < C) sq += layernorm_sum8(squares);
         }
-        const float s = rsqrtf(warp_sum(sq) / C + LAYERNORM_EPS);
+        const float s = rsqrtf(warp_sum(sq) * inv_C + LAYERNORM_EPS);
 #pragma unroll
         for (int k = 0; k < CHUNKS; k++) {
             const int c = (k * WARP_SIZE + lane) * 8;
             if (c >= C) continue;
             // weight and bias are shared by all rows, so these loads hit L1 after the first row
-            const Bf16x8 w = load_bf16x8(weight, c, C, vec), b = load_bf16x8(bias, c, C, vec);
-            Bf16x8 o;
+            const uint4 wp = layernorm_load_piece<VEC>(weight, c, C), bp = layernorm_load_piece<VEC>(bias, c, C);
+            float o[8];
 #pragma unroll
-            for (int e = 0; e < 8; e++) {
-                const float n = (__bfloat162float(x[k].v[e]) - m) * s;
-                o.v[e] = __float2bfloat16(n * __bfloat162float(w.v[e]) + __bfloat162float(b.v[e]));
-            }
-            store_bf16x8(out + offset, c, C, vec, o);
+            for (int e = 0; e < 8; e++) o[e] = d[k][e] * s * bf16x8_packed_get(wp, e) + bf16x8_packed_get(bp, e);
+            const uint4 packed = make_uint4(bf16x2_pack(o[0], o[1]), bf16x2_pack(o[2], o[3]), bf16x2_pack(o[4], o[5]),
+                                            bf16x2_pack(o[6], o[7]));
+            layernorm_store_piece<VEC>(out + offset, c, C, packed);
         }
         if (lane == 0) {
             mean[row] = m;
@@ -221,9 +277,17 @@ __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, i
     }
 }
 
+// Barrier over the `threads` threads (whole warps) of row group `group` alone: named barrier group + 1
+// (0 is __syncthreads'), so a block's row groups do not wait for each other.
+static_assert(LAYERNORM_BWD_THREADS / WARP_SIZE < 16, "a block's row groups need a named barrier each (ids 1..15)");
+__device__ __forceinline__ void layernorm_group_barrier(int group, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(group + 1), "r"(threads) : "memory");
+}
+
 // Block b handles rows [b*rows_per_block, min(N, (b+1)*rows_per_block)) in the layout above. Per
 // batch: row sums of g and g*xhat by butterfly per warp, then over the group's warps in warp order
-// through row_sums (two buffers by batch parity, so one barrier per batch); dinp[row] += dx rounded
+// through row_sums (two buffers by batch parity, so one barrier of the group per batch; a warp reaches
+// the next batch's barrier only after reading this batch's sums); dinp[row] += dx rounded
 // once to BF16; the thread's column sums. At the end the groups' column sums are added in group
 // order and partials[b] = [dbias | dweight | dinp_colsum] (C floats each, the last only when
 // quantities == 3) is written in FP32. dinp_colsum sums the updated dinp as stored (BF16).
@@ -238,6 +302,7 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
     const int warp = (threadIdx.x % group_threads) / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     const int c = (threadIdx.x % group_threads) * 8;
     const bool vec = (C % 8 == 0);
+    const float inv_C = 1.0f / C;
     uint4 *ring = reinterpret_cast<uint4 *>(layernorm_smem);
     float *row_sums = reinterpret_cast<float *>(ring + layernorm_bwd_ring_pieces(groups, group_threads, ROWS, STAGES));
     float *stats = row_sums + layernorm_bwd_row_sums_floats(groups, group_threads, ROWS);
@@ -285,35 +350,42 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
             sums[2 * r] = warp_sum(sum_g);
             sums[2 * r + 1] = warp_sum(sum_gx);
         }
-        float *rs = row_sums + ((i % 2) * groups + group) * 2 * ROWS * group_warps;
+        LayerNormBwdRowSums<ROWS> *rs = reinterpret_cast<LayerNormBwdRowSums<ROWS> *>(row_sums) + ((i % 2) * groups + group) * group_warps;
         if (lane == 0) {
+            LayerNormBwdRowSums<ROWS> mine;
 #pragma unroll
-            for (int q = 0; q < 2 * ROWS; q++) rs[q * group_warps + warp] = sums[q];
+            for (int q = 0; q < 2 * ROWS; q++) mine.v[q] = sums[q];
+            rs[warp] = mine;
         }
-        __syncthreads();
+        layernorm_group_barrier(group, group_threads);  // only this group reads its row sums
 #pragma unroll
-        for (int q = 0; q < 2 * ROWS; q++) {
-            float total = 0.0f;
-            for (int v = 0; v < group_warps; v++) total += rs[q * group_warps + v];
-            sums[q] = total;
+        for (int q = 0; q < 2 * ROWS; q++) sums[q] = 0.0f;
+        for (int v = 0; v < group_warps; v++) {
+            const LayerNormBwdRowSums<ROWS> other = rs[v];
+#pragma unroll
+            for (int q = 0; q < 2 * ROWS; q++) sums[q] += other.v[q];
         }
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
             const int row = first_row + r;
             const uint4 d = piece[(r * 3) * blockDim.x], x = piece[(r * 3 + 1) * blockDim.x], dinp_old = piece[(r * 3 + 2) * blockDim.x];
-            const float m = st[r], s = st[ROWS + r], mean_g = sums[2 * r] / C, mean_gx = sums[2 * r + 1] / C;
-            Bf16x8 di;
+            const float m = st[r], s = st[ROWS + r], mean_g = sums[2 * r] * inv_C, mean_gx = sums[2 * r + 1] * inv_C;
+            float updated[8];
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 const float dv = bf16x8_packed_get(d, e);
                 const float xhat = (bf16x8_packed_get(x, e) - m) * s;
                 const float dx = s * (dv * w[e] - mean_g - xhat * mean_gx);
-                di.v[e] = __float2bfloat16(bf16x8_packed_get(dinp_old, e) + dx);
+                updated[e] = bf16x8_packed_get(dinp_old, e) + dx;
                 acc_dbias[e] += dv;
                 acc_dweight[e] += dv * xhat;
-                acc_colsum[e] += row < row_end ? __bfloat162float(di.v[e]) : 0.0f;
             }
-            if (row < row_end) store_bf16x8(dinp + (size_t)row * C, c, C, vec, di);
+            const uint4 di = make_uint4(bf16x2_pack(updated[0], updated[1]), bf16x2_pack(updated[2], updated[3]),
+                                        bf16x2_pack(updated[4], updated[5]), bf16x2_pack(updated[6], updated[7]));
+            // a row past row_end arrived as zeros with mean = rstd = 0, so its di is zero and adds nothing
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc_colsum[e] += bf16x8_packed_get(di, e);
+            if (row < row_end) store_bf16x8(dinp + (size_t)row * C, c, C, vec, *reinterpret_cast<const Bf16x8 *>(&di));
         }
     }
     // add the groups' column sums in group order (group 0's first), through the ring's memory
@@ -364,13 +436,16 @@ __global__ void __launch_bounds__(WARP_SIZE *LAYERNORM_REDUCE_SLICES)
     __shared__ float slice_sums[LAYERNORM_REDUCE_SLICES][WARP_SIZE];
     const int width = quantities * C;
     const int col = blockIdx.x * WARP_SIZE + threadIdx.x, slice = threadIdx.y;
+    constexpr int max_per_slice = ceil_div(LAYERNORM_BWD_MAX_BLOCKS, LAYERNORM_REDUCE_SLICES);
     const int per_slice = ceil_div(num_blocks, LAYERNORM_REDUCE_SLICES);
     const int begin = slice * per_slice, end = min(begin + per_slice, num_blocks);
+    // all of the slice's loads are issued before the first add (past `end` they read as zero)
+    float part[max_per_slice];
+#pragma unroll
+    for (int j = 0; j < max_per_slice; j++) part[j] = col < width && begin + j < end ? partials[(size_t)(begin + j) * width + col] : 0.0f;
     float acc = 0.0f;
-    if (col < width) {
-#pragma unroll 8
-        for (int b = begin; b < end; b++) acc += partials[(size_t)b * width + col];
-    }
+#pragma unroll
+    for (int j = 0; j < max_per_slice; j++) acc += part[j];
     slice_sums[slice][threadIdx.x] = acc;
     __syncthreads();
     if (slice != 0 || col >= width) return;
@@ -400,10 +475,10 @@ static inline void layernorm_check_alignment_(int C, const void *a, const void *
                "with C %% 8 == 0 the BF16 tensors must be 16-byte aligned");
 }
 
-// Grid of layernorm_forward_kernel<CHUNKS, STAGES> with `inputs` inputs: as many blocks as fit on the
-// device at once. Queried once per instantiation and input count (the forward runs 2L+1 times a step);
-// the shared-memory limit is set for the two-input size, which covers both.
-template <int CHUNKS, int STAGES>
+// Grid of layernorm_forward_kernel<CHUNKS, STAGES, VEC> with `inputs` inputs: as many blocks as fit on
+// the device at once. Queried once per instantiation and input count (the forward runs 2L+1 times a
+// step); the shared-memory limit is set for the two-input size, which covers both.
+template <int CHUNKS, int STAGES, bool VEC>
 static inline int layernorm_forward_resident_blocks_(int inputs) {
     static int resident[2] = {0, 0};
     if (resident[inputs - 1] == 0) {
@@ -411,9 +486,9 @@ static inline int layernorm_forward_resident_blocks_(int inputs) {
         int device, sms, per_sm = 0;
         cudaCheck(cudaGetDevice(&device));
         cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-        cudaCheck(cudaFuncSetAttribute(layernorm_forward_kernel<CHUNKS, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaCheck(cudaFuncSetAttribute(layernorm_forward_kernel<CHUNKS, STAGES, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        (int)layernorm_fwd_smem_bytes(CHUNKS, STAGES, 2)));
-        cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_forward_kernel<CHUNKS, STAGES>,
+        cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_forward_kernel<CHUNKS, STAGES, VEC>,
                                                                 LAYERNORM_FWD_WARPS * WARP_SIZE, smem));
         shapeCheck(per_sm > 0, "LayerNorm forward: %zu bytes of shared memory per block do not fit", smem);
         resident[inputs - 1] = sms * per_sm;
@@ -421,8 +496,28 @@ static inline int layernorm_forward_resident_blocks_(int inputs) {
     return resident[inputs - 1];
 }
 
-// Launches the forward kernel with a ring of STAGES rows per warp (the dev harness times several), as
-// many blocks as fit on the device at once (fewer for small N); inp2/residual_out NULL or not.
+// Launches layernorm_forward_kernel<CHUNKS, STAGES, C % 8 == 0> on as many blocks as fit on the device
+// at once (fewer for small N).
+template <int CHUNKS, int STAGES>
+static inline void layernorm_forward_launch_(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
+                                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C,
+                                             cudaStream_t stream) {
+    const int inputs = inp2 != NULL ? 2 : 1, block = LAYERNORM_FWD_WARPS * WARP_SIZE;
+    const size_t smem = layernorm_fwd_smem_bytes(CHUNKS, STAGES, inputs);
+    if (C % 8 == 0) {
+        const int grid = min(layernorm_forward_resident_blocks_<CHUNKS, STAGES, true>(inputs), ceil_div(N, LAYERNORM_FWD_WARPS));
+        layernorm_forward_kernel<CHUNKS, STAGES, true><<<grid, block, smem, stream>>>(residual_out, out, mean, rstd, inp1, inp2,
+                                                                                    weight, bias, N, C);
+    } else {
+        const int grid = min(layernorm_forward_resident_blocks_<CHUNKS, STAGES, false>(inputs), ceil_div(N, LAYERNORM_FWD_WARPS));
+        layernorm_forward_kernel<CHUNKS, STAGES, false><<<grid, block, smem, stream>>>(residual_out, out, mean, rstd, inp1, inp2,
+                                                                                     weight, bias, N, C);
+    }
+    cudaCheckLaunch();
+}
+
+// Launches the forward kernel with a ring of STAGES rows per warp (the dev harness times several);
+// inp2/residual_out NULL or not.
 template <int STAGES>
 static inline void layernorm_forward_variant_(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
                                               const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C,
@@ -431,22 +526,16 @@ static inline void layernorm_forward_variant_(bf16 *residual_out, bf16 *out, flo
     const int chunks = layernorm_chunks_(C);
     layernorm_check_alignment_(C, out, inp1, weight, bias);
     if (inp2 != NULL) layernorm_check_alignment_(C, inp2, residual_out, out, out);
-    const int inputs = inp2 != NULL ? 2 : 1;
-    const size_t smem = layernorm_fwd_smem_bytes(chunks, STAGES, inputs);
-    const int block = LAYERNORM_FWD_WARPS * WARP_SIZE;
     switch (chunks) {
 #define LAYERNORM_FWD_CASE(K)                                                                                          \
     case K:                                                                                                            \
-        layernorm_forward_kernel<K, STAGES><<<min(layernorm_forward_resident_blocks_<K, STAGES>(inputs),              \
-                                                  ceil_div(N, LAYERNORM_FWD_WARPS)), block, smem, stream>>>(          \
-            residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C);                                            \
+        layernorm_forward_launch_<K, STAGES>(residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C, stream);  \
         break;
         LAYERNORM_FWD_CASE(1) LAYERNORM_FWD_CASE(2) LAYERNORM_FWD_CASE(3) LAYERNORM_FWD_CASE(4)
         LAYERNORM_FWD_CASE(5) LAYERNORM_FWD_CASE(6) LAYERNORM_FWD_CASE(7) LAYERNORM_FWD_CASE(8)
         LAYERNORM_FWD_CASE(LAYERNORM_MAX_CHUNKS)
 #undef LAYERNORM_FWD_CASE
     }
-    cudaCheckLaunch();
 }
 
 // out = LayerNorm(inp) [N, C]; mean, rstd [N].

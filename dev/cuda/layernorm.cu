@@ -9,12 +9,13 @@ Backward versions (figures in dev/RESULTS.md, "LayerNorm backward" section):
      not kept here: measured from the earlier commit)
   2, 3  row groups with the column sums in registers, the next batch of ROWS = 1 / 2 rows loaded into
      registers while this one is worked on (not kept: 1.2-1.5 TB/s, the loads were not kept in flight)
-  4..8  kernels/ layernorm_backward_kernel<ROWS, STAGES>: the rows come through a shared-memory ring of
-     STAGES batches filled by cp.async; 4 is what layernorm_backward runs
-Forward versions: kernels/ layernorm_forward_kernel<CHUNKS, STAGES> (one warp per row, rows through a
+  4, 5, 7  kernels/ layernorm_backward_kernel<ROWS, STAGES>: the rows come through a shared-memory ring of
+     STAGES batches filled by cp.async; 4 is what layernorm_backward runs (6: ROWS=2 STAGES=5 and 8:
+     ROWS=1 STAGES=8 were never faster and are no longer built)
+Forward versions: kernels/ layernorm_forward_kernel<CHUNKS, STAGES, VEC> (one warp per row, rows through a
 per-warp cp.async ring of STAGES rows; until 2026-11-22 one warp per row loaded straight into
 registers, 8 warps per block, one row per warp: measured from the earlier commit) with STAGES = 2 (what
-layernorm_forward runs) and 3 (4 was slower still: fewer blocks fit per SM); all must give the same bits.
+layernorm_forward runs), 1 and 3 (4 was slower still: fewer blocks fit per SM); all must give the same bits.
 Each backward is timed with and without dinp_colsum (the third column sum). Versions with ROWS =
 LAYERNORM_BWD_ROWS take the same rows in the same order as the kernels/ version and must give its bits.
 
@@ -89,13 +90,12 @@ int main(int argc, char **argv) {
     const BackwardVersion versions[] = {
         {"4 ring ROWS=2 STAGES=3 (kernels/)", 2, layernorm_backward_ring<LAYERNORM_BWD_ROWS, LAYERNORM_BWD_STAGES>},
         {"5 ring ROWS=2 STAGES=4", 2, layernorm_backward_ring<2, 4>},
-        {"6 ring ROWS=2 STAGES=5", 2, layernorm_backward_ring<2, 5>},
         {"7 ring ROWS=1 STAGES=6", 1, layernorm_backward_ring<1, 6>},
-        {"8 ring ROWS=1 STAGES=8", 1, layernorm_backward_ring<1, 8>},
     };
     const int num_versions = sizeof(versions) / sizeof(versions[0]);
     const ForwardVersion fwd_versions[] = {
         {"ring S=2 (kernels/)", layernorm_forward_ring<LAYERNORM_FWD_STAGES>},
+        {"ring S=1", layernorm_forward_ring<1>},
         {"ring S=3", layernorm_forward_ring<3>},
     };
     const int num_fwd_versions = sizeof(fwd_versions) / sizeof(fwd_versions[0]);
