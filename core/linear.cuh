@@ -13,7 +13,7 @@
 // Dgrad of GPT-2 d24 at 0.99 ms against 0.44 ms for the plain GEMM (dev/RESULTS.md), so it is one pass
 // after the plain Dgrad (0.25 ms) that also sums the columns of its result, which are the bias gradient
 // of the layer that produced pre_gelu. Bias gradients sum columns in two deterministic stages (fixed
-// row chunks into FP32 partials, then the partials in chunk order).
+// row chunks into FP32 partials, then column_partials_add of kernels/layer_common.cuh).
 #ifndef CORE_LINEAR_CUH
 #define CORE_LINEAR_CUH
 
@@ -91,15 +91,6 @@ bias_grad_partials_kernel(float *partials, bf16 *dout, const bf16 *pre_gelu, int
     }
 }
 
-// dbias[o] += sum over the chunks, in order, of partials[chunk, o]. One thread per column.
-__global__ void bias_grad_finish_kernel(float *dbias, const float *partials, int chunks, int OC) {
-    const int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= OC) return;
-    float sum = 0.0f;
-    for (int c = 0; c < chunks; c++) sum += partials[(size_t)c * OC + o];
-    dbias[o] += sum;
-}
-
 // ----------------------------------------------------------------------------------------------
 // launchers
 
@@ -118,8 +109,7 @@ static inline void bias_grad(float *dbias, float *partials, bf16 *dout, const bf
     else bias_grad_partials_kernel<false><<<grid, block, 0, stream>>>(partials, dout, NULL, N, OC, rows_per_chunk);
     cudaCheckLaunch();
     if (dbias == NULL) return;
-    bias_grad_finish_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, partials, chunks, OC);
-    cudaCheckLaunch();
+    column_partials_add(dbias, partials, chunks, OC, stream);
 }
 
 // ----------------------------------------------------------------------------------------------

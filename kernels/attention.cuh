@@ -36,12 +36,11 @@
 #include <math.h>
 #include <stdint.h>
 #include "kernels/cuda_common.h"
-#include "kernels/layer_common.cuh"  // cp.async helpers
+#include "kernels/layer_common.cuh"  // cp.async, BF16 packing, column partials
 #include "kernels/sm90_wgmma_common.cuh"
 
 #define ATTN_LOG2E 1.4426950408889634f
 #define ATTN_BIAS_ROWS 64             // rows of a sequence per bias_partials row (a multiple of every backward warp's rows)
-#define ATTN_BIAS_FINISH_LANES 32     // partial rows summed side by side per column by the bias finish kernel
 
 // ----------------------------------------------------------------------------------------------------
 // PTX wrappers
@@ -70,12 +69,6 @@ __device__ __forceinline__ float attn_exp2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
-}
-
-// Two floats as a bf16x2 register (lo in the low half), rounded to nearest even.
-__device__ __forceinline__ uint32_t attn_pack_bf16x2(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -204,10 +197,10 @@ __device__ __forceinline__ void attn_warp_mma_abt_regs(float acc[MT][N / 8][4], 
 // The A fragment of k step kk (columns 16kk..16kk+15) of 16 rows of P held in the C-fragment layout
 // (p[j] = columns 8j..8j+7), rounded to bf16.
 __device__ __forceinline__ void attn_pack_a(uint32_t af[4], const float p[][4], int kk) {
-    af[0] = attn_pack_bf16x2(p[2 * kk][0], p[2 * kk][1]);
-    af[1] = attn_pack_bf16x2(p[2 * kk][2], p[2 * kk][3]);
-    af[2] = attn_pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-    af[3] = attn_pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+    af[0] = bf16x2_pack(p[2 * kk][0], p[2 * kk][1]);
+    af[1] = bf16x2_pack(p[2 * kk][2], p[2 * kk][3]);
+    af[2] = bf16x2_pack(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+    af[3] = bf16x2_pack(p[2 * kk + 1][2], p[2 * kk + 1][3]);
 }
 
 // Warp-level acc[16*MT x HS] += P[16*MT x K] * B[K x HS]: P is held in registers in the C-fragment layout
@@ -252,8 +245,8 @@ __device__ __forceinline__ void attn_warp_store_rows(bf16 *dst, long stride, int
         const int r = tile_row0 + mt * 16 + g;
 #pragma unroll
         for (int j = 0; j < HS / 8; j++) {
-            *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(r, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[mt][j][0] * mul, acc[mt][j][1] * mul);
-            *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(r + 8, j * 8 + 2 * t)) = attn_pack_bf16x2(acc[mt][j][2] * mul, acc[mt][j][3] * mul);
+            *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(r, j * 8 + 2 * t)) = bf16x2_pack(acc[mt][j][0] * mul, acc[mt][j][1] * mul);
+            *reinterpret_cast<uint32_t *>(tile + attn_swizzle<HS>(r + 8, j * 8 + 2 * t)) = bf16x2_pack(acc[mt][j][2] * mul, acc[mt][j][3] * mul);
         }
     }
     __syncwarp();
@@ -957,25 +950,6 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     }
 }
 
-// dbias[c] += sum over the rows r < nrows of partials[r, c] (fp32, [nrows, ncols] row-major), in a fixed
-// order: thread (x, y) of a block sums rows y, y + ATTN_BIAS_FINISH_LANES, ... of column 32 * blockIdx.x + x
-// in row order, then thread (x, 0) adds the lanes in y order to dbias.
-__global__ void __launch_bounds__(32 * ATTN_BIAS_FINISH_LANES) attention_bias_finish_kernel(float *dbias, const float *partials, int nrows, int ncols) {
-    __shared__ float lanes[ATTN_BIAS_FINISH_LANES][33];
-    const int c = blockIdx.x * 32 + threadIdx.x;
-    float sum = 0.f;
-    if (c < ncols) {
-#pragma unroll 4
-        for (int r = threadIdx.y; r < nrows; r += ATTN_BIAS_FINISH_LANES) sum += partials[(long)r * ncols + c];
-    }
-    lanes[threadIdx.y][threadIdx.x] = sum;
-    __syncthreads();
-    if (threadIdx.y != 0 || c >= ncols) return;
-    float total = 0.f;
-    for (int y = 0; y < ATTN_BIAS_FINISH_LANES; y++) total += lanes[y][threadIdx.x];
-    dbias[c] += total;
-}
-
 // ----------------------------------------------------------------------------------------------------
 // Launchers
 
@@ -1104,16 +1078,6 @@ static inline void attention_backward_dq_hs(bf16 *dqkv, float *bias_partials, co
     cudaCheckLaunch();
 }
 
-// Backward step 4 (with a dbias): dbias[3*NH*HS] += the sum of the bias partials that steps 2 and 3 wrote.
-static inline void attention_backward_bias_finish(float *dbias, const float *bias_partials, int B, int T, int NH, int HS, cudaStream_t stream) {
-    const long nrows = attention_bias_partial_rows(B, T);
-    const int ncols = 3 * NH * HS;
-    shapeCheck(nrows <= 2147483647L, "B*ceil(T/%d)=%ld bias partial rows, over the int limit", ATTN_BIAS_ROWS, nrows);
-    const dim3 block(32, ATTN_BIAS_FINISH_LANES);
-    attention_bias_finish_kernel<<<ceil_div(ncols, 32), block, 0, stream>>>(dbias, bias_partials, (int)nrows, ncols);
-    cudaCheckLaunch();
-}
-
 // Causal attention backward: dqkv[B,T,3,NH,HS] (overwritten) from dout, the forward's qkv, out and lse;
 // delta[B,NH,T] fp32 is scratch. With dbias (fp32 [3*NH*HS], else NULL), also dbias += the column sums of
 // dqkv over all B*T rows (the qkv bias gradient, accumulated), through bias_partials, scratch of
@@ -1133,7 +1097,7 @@ static inline void attention_backward(bf16 *dqkv, float *dbias, float *delta, fl
         attention_backward_dkdv_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
         attention_backward_dq_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
     }
-    if (dbias != NULL) attention_backward_bias_finish(dbias, bias_partials, B, T, NH, HS, stream);
+    if (dbias != NULL) column_partials_add(dbias, bias_partials, attention_bias_partial_rows(B, T), 3 * NH * HS, stream);  // step 4
 }
 
 #endif // KERNELS_ATTENTION_CUH

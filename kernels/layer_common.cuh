@@ -1,8 +1,9 @@
 // Device helpers shared by the layer kernels (encoder, layernorm, gelu, classifier, adamw,
-// global_norm, attention): 8-wide BF16 vectors moved as one 16-byte access with a bounds-checked scalar
-// path for rows whose length is not a multiple of 8, warp/block reductions whose order of
-// operations is fixed (so every kernel built on them is bit-reproducible run to run), and cp.async
-// copies into shared memory.
+// global_norm, attention, linear): 8-wide BF16 vectors moved as one 16-byte access with a bounds-checked
+// scalar path for rows whose length is not a multiple of 8, packing of FP32 values into BF16 words,
+// warp/block reductions whose order of operations is fixed (so every kernel built on them is
+// bit-reproducible run to run), the ordered sum of per-chunk column partials, and cp.async copies into
+// shared memory.
 #ifndef KERNELS_LAYER_COMMON_CUH
 #define KERNELS_LAYER_COMMON_CUH
 
@@ -137,6 +138,47 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 __device__ __forceinline__ float bf16x8_packed_get(const uint4 &v, int e) {
     const unsigned int w = e < 2 ? v.x : e < 4 ? v.y : e < 6 ? v.z : v.w;
     return __uint_as_float(e % 2 == 0 ? w << 16 : w & 0xffff0000u);
+}
+
+// Two floats rounded to nearest-even BF16 and packed into one word (lo in the low half), one instruction.
+__device__ __forceinline__ uint32_t bf16x2_pack(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&v);
+}
+
+// Eight floats as one 16-byte piece of BF16 values (the layout bf16x8_packed_get reads).
+__device__ __forceinline__ uint4 bf16x8_pack(const float v[8]) {
+    return make_uint4(bf16x2_pack(v[0], v[1]), bf16x2_pack(v[2], v[3]), bf16x2_pack(v[4], v[5]), bf16x2_pack(v[6], v[7]));
+}
+
+#define COLUMN_PARTIALS_LANES 32  // rows of partials summed side by side per column
+
+// dst[c] += sum over the rows r < nrows of partials[r, c] (FP32 [nrows, ncols] row-major: per-chunk column
+// sums), in a fixed order: thread (x, y) of a block sums rows y, y + COLUMN_PARTIALS_LANES, ... of column
+// 32 * blockIdx.x + x in row order, then thread (x, 0) adds the lanes in y order and that total to dst[c].
+__global__ void __launch_bounds__(WARP_SIZE *COLUMN_PARTIALS_LANES)
+column_partials_add_kernel(float *dst, const float *partials, int nrows, int ncols) {
+    __shared__ float lanes[COLUMN_PARTIALS_LANES][WARP_SIZE + 1];
+    const int c = blockIdx.x * WARP_SIZE + threadIdx.x;
+    float sum = 0.f;
+    if (c < ncols) {
+#pragma unroll 4
+        for (int r = threadIdx.y; r < nrows; r += COLUMN_PARTIALS_LANES) sum += partials[(long)r * ncols + c];
+    }
+    lanes[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= ncols) return;
+    float total = 0.f;
+    for (int y = 0; y < COLUMN_PARTIALS_LANES; y++) total += lanes[y][threadIdx.x];
+    dst[c] += total;
+}
+
+// dst [ncols] (FP32) += the column sums of partials [nrows, ncols], bit-reproducibly (order above).
+static inline void column_partials_add(float *dst, const float *partials, long nrows, int ncols, cudaStream_t stream) {
+    shapeCheck(nrows > 0 && nrows <= 2147483647L && ncols > 0, "column partials: %ld rows x %d columns", nrows, ncols);
+    const dim3 block(WARP_SIZE, COLUMN_PARTIALS_LANES);
+    column_partials_add_kernel<<<ceil_div(ncols, WARP_SIZE), block, 0, stream>>>(dst, partials, (int)nrows, ncols);
+    cudaCheckLaunch();
 }
 
 #endif // KERNELS_LAYER_COMMON_CUH

@@ -90,12 +90,6 @@ __host__ __device__ inline size_t layernorm_fwd_smem_bytes(int chunks, int stage
     return (size_t)LAYERNORM_FWD_WARPS * stages * inputs * chunks * WARP_SIZE * 16;
 }
 
-// Two floats rounded to BF16 and packed into one word (lo in the low half), in one instruction.
-__device__ __forceinline__ unsigned int bf16x2_pack(float lo, float hi) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const unsigned int *>(&v);
-}
-
 // Elementwise sum of two pieces of 8 BF16 values, each rounded once to BF16 (two per instruction).
 // Equal to rounding the FP32 sum: that sum is exact whenever its rounding could change the result
 // (operands more than 2^15 apart leave the larger one either way).
@@ -231,9 +225,7 @@ __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
             float o[8];
 #pragma unroll
             for (int e = 0; e < 8; e++) o[e] = d[k][e] * s * bf16x8_packed_get(wp, e) + bf16x8_packed_get(bp, e);
-            const uint4 packed = make_uint4(bf16x2_pack(o[0], o[1]), bf16x2_pack(o[2], o[3]), bf16x2_pack(o[4], o[5]),
-                                            bf16x2_pack(o[6], o[7]));
-            layernorm_store_piece<VEC>(out + offset, c, C, packed);
+            layernorm_store_piece<VEC>(out + offset, c, C, bf16x8_pack(o));
         }
         if (lane == 0) {
             mean[row] = m;
@@ -380,8 +372,7 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
                 acc_dbias[e] += dv;
                 acc_dweight[e] += dv * xhat;
             }
-            const uint4 di = make_uint4(bf16x2_pack(updated[0], updated[1]), bf16x2_pack(updated[2], updated[3]),
-                                        bf16x2_pack(updated[4], updated[5]), bf16x2_pack(updated[6], updated[7]));
+            const uint4 di = bf16x8_pack(updated);
             // a row past row_end arrived as zeros with mean = rstd = 0, so its di is zero and adds nothing
 #pragma unroll
             for (int e = 0; e < 8; e++) acc_colsum[e] += bf16x8_packed_get(di, e);

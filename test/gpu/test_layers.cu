@@ -140,6 +140,25 @@ static void check_close_each(const char *what, const float *got, const float *wa
           n, rtol, first, got[first], want[first], atol[first]);
 }
 
+// Checks got [C] = init [C] + the column sums of x [N, C] (values the GPU stored), summed here in double.
+// The GPU sums in FP32 through fixed chains of at most a few hundred additions, so it is within
+// 2^-16 * (sum of |terms|) of the exact sum (recursive summation: depth * 2^-24 relative).
+static void check_column_sums(const char *what, const float *got, const float *init, const float *x, int N, int C) {
+    float *want = (float *)malloc_check(C * sizeof(float)), *tol = (float *)malloc_check(C * sizeof(float));
+    for (int c = 0; c < C; c++) {
+        double sum = init[c], sum_abs = fabs(init[c]);
+        for (int n = 0; n < N; n++) {
+            sum += x[(size_t)n * C + c];
+            sum_abs += fabs(x[(size_t)n * C + c]);
+        }
+        want[c] = (float)sum;
+        tol[c] = (float)(sum_abs / 65536.0);
+    }
+    check_close_each(what, got, want, tol, C, 0.0f);
+    free(want);
+    free(tol);
+}
+
 static float max_abs(const float *x, size_t n) {
     float m = 0.0f;
     for (size_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
@@ -381,23 +400,12 @@ static void layernorm_backward_case(int N, int C, int with_colsum) {
                   "layernorm backward wrote past dweight/dbias");
             CHECK(guard_intact(scratch, scratch_floats * sizeof(float)), "layernorm backward wrote past its scratch");
             if (with_colsum) {
-                // colsum0 + sum over rows of the stored dinp, in double; atol 2^-16 * sum of |terms|
+                // colsum0 + sum over rows of the stored dinp
                 float *colsum = download(d_colsum, C);
-                float *colsum_ref = (float *)malloc_check(C * sizeof(float));
-                float *colsum_atol = (float *)malloc_check(C * sizeof(float));
-                for (int c = 0; c < C; c++) {
-                    double sum = colsum0[c], abs_sum = fabs(colsum0[c]);
-                    for (int n = 0; n < N; n++) {
-                        sum += dinp[(size_t)n * C + c];
-                        abs_sum += fabs(dinp[(size_t)n * C + c]);
-                    }
-                    colsum_ref[c] = (float)sum;
-                    colsum_atol[c] = (float)(abs_sum / 65536.0);
-                }
-                check_close_each("layernorm backward dinp_colsum", colsum, colsum_ref, colsum_atol, C, 0.0f);
+                check_column_sums("layernorm backward dinp_colsum", colsum, colsum0, dinp, N, C);
                 CHECK(guard_intact(d_colsum, C * sizeof(float)), "layernorm backward wrote past dinp_colsum");
                 first_colsum = dev_snapshot(d_colsum, C * sizeof(float));
-                free(colsum); free(colsum_ref); free(colsum_atol);
+                free(colsum);
             }
             free(dinp); free(dw); free(db);
             first_dinp = dev_snapshot(d_dinp, act * sizeof(bf16));
@@ -811,20 +819,8 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     check_close_each("linear wgrad (accumulated)", dweight, dweight_ref, dweight_atol, w_n, 0.0f);
     check_close_each("linear bias gradient (accumulated)", dbias, dbias_ref, dbias_atol, OC, 0.0f);
     float *pre_dbias = download(d_pre_dbias, IC);
-    if (gelu) {  // pre_dbias0 + column sums of the BF16 dinp the GPU wrote, summed here in double
-        float *want = (float *)malloc_check(IC * sizeof(float)), *tol = (float *)malloc_check(IC * sizeof(float));
-        for (int c = 0; c < IC; c++) {
-            double sum = pre_dbias0[c], sum_abs = fabs(pre_dbias0[c]);
-            for (int n = 0; n < N; n++) {
-                sum += dinp[(size_t)n * IC + c];
-                sum_abs += fabs(dinp[(size_t)n * IC + c]);
-            }
-            want[c] = (float)sum;
-            tol[c] = (float)(sum_abs / 65536.0);
-        }
-        check_close_each("gelu backward's column sums (pre_gelu_dbias)", pre_dbias, want, tol, IC, 0.0f);
-        free(want);
-        free(tol);
+    if (gelu) {  // pre_dbias0 + column sums of the BF16 dinp the GPU wrote
+        check_column_sums("gelu backward's column sums (pre_gelu_dbias)", pre_dbias, pre_dbias0, dinp, N, IC);
     } else {
         CHECK(memcmp(pre_dbias, pre_dbias0, IC * sizeof(float)) == 0, "pre_gelu_dbias changed without pre_gelu");
     }
