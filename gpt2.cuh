@@ -3,8 +3,9 @@
 // update. Used by train_gpt.cu and test/gpu/test_gpt2_gpu.cu.
 //
 // Numerics (BF16 mode): BF16 weights and activations, FP32 accumulation in every GEMM and reduction,
-// FP32 parameter gradients (accumulated over micro-steps), FP32 master weights and AdamW moments;
-// the BF16 weights are the master weights rounded to nearest after every update.
+// FP32 parameter gradients (written by the first micro-step of an optimizer step, added to by the
+// others: no memset), FP32 master weights and AdamW moments; the BF16 weights are the master weights
+// rounded to nearest after every update.
 //
 // Forward, per layer l (residual stream x, B*T rows of C channels):
 //   ln1 = LN1(x)  [fused into the previous layer's residual add, or after the encoder for l = 0]
@@ -16,7 +17,8 @@
 //   x3 = x2 + (fch_gelu Wfcproj^T + b), then LN1 of layer l+1 (or the final LN) on x3 (fused)
 // then logits = lnf wte^T (tied, padded vocabulary) and the fused softmax + cross-entropy, which
 // leaves dloss * dlogits in the logits buffer. Backward runs the same steps in reverse; the residual
-// gradient is one BF16 buffer that every LayerNorm backward accumulates into.
+// gradient is one BF16 buffer that the final LayerNorm's backward writes and every other LayerNorm
+// backward accumulates into.
 //
 // Determinism: every kernel sums in a fixed order (no floating-point atomics): cuBLASLt GEMMs (one
 // algorithm per shape, fixed for the run by the plan cache: the fastest of the heuristic's candidates
@@ -305,19 +307,18 @@ static inline float gpt2_forward(GPT2 *m, const int *inputs, const int *targets,
     return (float)(sum / N);
 }
 
-// Sets every parameter gradient to zero (start of an optimizer step).
-static inline void gpt2_zero_grad(GPT2 *m) {
-    cudaCheck(cudaMemsetAsync(m->grads, 0, m->layout.num_parameters * sizeof(float), m->stream));
-}
-
 // Whether the attention backward sums the qkv bias gradient for sequences of B x T (its partials fit the
 // scratch: always when T >= 32); otherwise the qkv linear's backward does, in a pass over dqkv.
 static inline bool gpt2_attention_sums_qkv_bias(const GPT2 *m, int B, int T) {
     return attention_bias_partial_rows(B, T) <= (long)m->reg.tensors[m->attn_bias_partials].shape[0];
 }
 
-// Backward of the last forward (which had targets): ACCUMULATES into the FP32 gradients.
-static inline void gpt2_backward(GPT2 *m) {
+// Backward of the last forward (which had targets) into the FP32 gradients. accumulate: 1 adds to them (the
+// later micro-steps of an optimizer step), 0 writes every element (the first micro-step: no memset). Each
+// gradient has one writer, which takes the flag, but wte: the LM head's Wgrad writes or adds, then the encoder
+// adds. The bits are those of zeroed gradients plus accumulate, except that a Wgrad element whose products are
+// all -0.0f may come out -0.0f instead of +0.0f (beta = 0 adds no +0.0f); the norm and AdamW treat both alike.
+static inline void gpt2_backward(GPT2 *m, bool accumulate) {
     const GPT2Config *c = &m->config;
     const int B = m->last_B, T = m->last_T, N = B * T, C = c->channels, L = c->num_layers, NH = c->num_heads, HS = C / NH;
     const int Vp = c->padded_vocab_size;
@@ -328,17 +329,16 @@ static inline void gpt2_backward(GPT2 *m) {
     bf16 *dqkv = GPT2_PTR(m, bf16, m->dqkv), *dfch = GPT2_PTR(m, bf16, m->dfch);
     float *ln_scratch = GPT2_PTR(m, float, m->ln_scratch);
     const bool attn_bias_fused = gpt2_attention_sums_qkv_bias(m, B, T);
-    cudaCheck(cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(bf16), s));
 
     // LM head (tied wte) and the final LayerNorm
     linear_backward(lin, dbtc, gpt2_grad(m, GPT2_WTE), NULL, GPT2_PTR(m, bf16, m->logits),
-                    stash_restore(&m->stash, &r->tensors[m->lnf], s), gpt2_param(m, GPT2_WTE), NULL, NULL, N, C, Vp, s);
+                    stash_restore(&m->stash, &r->tensors[m->lnf], s), gpt2_param(m, GPT2_WTE), NULL, NULL, N, C, Vp, accumulate, s);
     // every LayerNorm backward also sums the columns of the residual gradient it leaves in dres: the
     // dout of the next linear in backward order, so its bias gradient comes from that pass (fcproj
-    // after the final LN and after LN1 of layer l+1, attproj after LN2)
+    // after the final LN and after LN1 of layer l+1, attproj after LN2). The final LN writes dres.
     layernorm_backward(dres, gpt2_grad(m, GPT2_FCPROJB) + (size_t)(L - 1) * C, gpt2_grad(m, GPT2_LNFW), gpt2_grad(m, GPT2_LNFB), ln_scratch, dbtc,
                        GPT2_PTR(m, bf16, m->layer[L - 1].residual3), gpt2_param(m, GPT2_LNFW), GPT2_PTR(m, float, m->lnf_mean),
-                       GPT2_PTR(m, float, m->lnf_rstd), N, C, s);
+                       GPT2_PTR(m, float, m->lnf_rstd), N, C, false, accumulate, s);
     for (int l = L - 1; l >= 0; l--) {
         const GPT2LayerActs *a = &m->layer[l];
         const bf16 *residual = l == 0 ? GPT2_PTR(m, bf16, m->encoded) : GPT2_PTR(m, bf16, m->layer[l - 1].residual3);
@@ -347,30 +347,34 @@ static inline void gpt2_backward(GPT2 *m) {
         // in one pass that also gives the fc bias gradient (so fc's own backward skips it)
         linear_backward(lin, dfch, gpt2_grad(m, GPT2_FCPROJW) + lc * 4 * C, NULL, dres,
                         stash_restore(&m->stash, &r->tensors[a->fch_gelu], s), gpt2_param(m, GPT2_FCPROJW) + lc * 4 * C,
-                        GPT2_PTR(m, bf16, a->fch), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, s);
+                        GPT2_PTR(m, bf16, a->fch), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, accumulate, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_FCW) + lc * 4 * C, NULL, dfch,
-                        stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, NULL, N, C, 4 * C, s);
+                        stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, NULL, N, C, 4 * C,
+                        accumulate, s);
         layernorm_backward(dres, gpt2_grad(m, GPT2_ATTPROJB) + lc, gpt2_grad(m, GPT2_LN2W) + lc, gpt2_grad(m, GPT2_LN2B) + lc, ln_scratch, dbtc,
                            GPT2_PTR(m, bf16, a->residual2), gpt2_param(m, GPT2_LN2W) + lc, GPT2_PTR(m, float, a->ln2_mean),
-                           GPT2_PTR(m, float, a->ln2_rstd), N, C, s);
+                           GPT2_PTR(m, float, a->ln2_rstd), N, C, true, accumulate, s);
         // dres is now the gradient of x2: the attention branch gets it unchanged
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_ATTPROJW) + lc * C, NULL, dres,
-                        stash_restore(&m->stash, &r->tensors[a->atty], s), gpt2_param(m, GPT2_ATTPROJW) + lc * C, NULL, NULL, N, C, C, s);
+                        stash_restore(&m->stash, &r->tensors[a->atty], s), gpt2_param(m, GPT2_ATTPROJW) + lc * C, NULL, NULL, N, C, C,
+                        accumulate, s);
         // the qkv bias gradient comes from the attention backward, which sums the columns of dqkv as it
         // stores them, when its partials fit (T >= 32); else from the qkv linear's own pass over dqkv
         float *qkv_dbias = gpt2_grad(m, GPT2_QKVB) + 3 * lc;
         float *attn_dbias = attn_bias_fused ? qkv_dbias : NULL, *linear_dbias = attn_bias_fused ? NULL : qkv_dbias;
         attention_backward(dqkv, attn_dbias, GPT2_PTR(m, float, m->attn_delta), GPT2_PTR(m, float, m->attn_bias_partials), dbtc,
                            stash_restore(&m->stash, &r->tensors[a->qkv], s), GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse),
-                           B, T, NH, HS, s);
+                           B, T, NH, HS, accumulate, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_QKVW) + lc * 3 * C, linear_dbias, dqkv,
-                        stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, NULL, N, C, 3 * C, s);
+                        stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, NULL, N, C, 3 * C,
+                        accumulate, s);
         float *prev_fcproj_dbias = l > 0 ? gpt2_grad(m, GPT2_FCPROJB) + lc - C : NULL;
         layernorm_backward(dres, prev_fcproj_dbias, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,
-                           gpt2_param(m, GPT2_LN1W) + lc, GPT2_PTR(m, float, a->ln1_mean), GPT2_PTR(m, float, a->ln1_rstd), N, C, s);
+                           gpt2_param(m, GPT2_LN1W) + lc, GPT2_PTR(m, float, a->ln1_mean), GPT2_PTR(m, float, a->ln1_rstd), N, C, true,
+                           accumulate, s);
     }
     encoder_backward(gpt2_grad(m, GPT2_WTE), gpt2_grad(m, GPT2_WPE), GPT2_PTR(m, void, m->encoder_scratch), dres,
-                     GPT2_PTR(m, int, m->inputs), B, T, C, Vp, s);
+                     GPT2_PTR(m, int, m->inputs), B, T, C, Vp, c->max_seq_len, accumulate, s);
 }
 
 // Global L2 norm of the gradients (FP32 sum of squares on the device, square root on the host).

@@ -361,12 +361,11 @@ int main(int argc, char **argv) {
     for (int64_t step = start_step; step < num_steps; step++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        gpt2_zero_grad(&gpt);
         double loss_sum = 0.0;
         for (int micro = 0; micro < setup.grad_accum_steps; micro++) {
             if (dataloader_next_batch(&train_loader, err, sizeof(err)) != 0) fail_flag(rank, world, "-i/--train-data", err);
             loss_sum += gpt2_forward(&gpt, train_loader.inputs, train_loader.targets, cfg.batch_size, cfg.seq_len, dloss);
-            gpt2_backward(&gpt);
+            gpt2_backward(&gpt, micro > 0);  // the first micro-step writes the gradients, the others add
         }
         const float loss = (float)(loss_sum / setup.grad_accum_steps);
         if (!isfinite(loss)) {

@@ -4,7 +4,9 @@
 //          optionally followed by GELU: pre_gelu[N,OC] = that sum, out = gelu(pre_gelu)
 //   Dgrad: dinp[N,IC] = dout[N,OC] . weight[OC,IC]                         BF16 out, overwritten
 //          optionally times gelu'(pre_gelu[N,IC]) when inp was the output of a GELU (its backward)
-//   Wgrad: dweight[OC,IC] += dout[N,OC]^T . inp[N,IC],  dbias[OC] += sum_n dout[n,:]   FP32, accumulated
+//   Wgrad: dweight[OC,IC] += dout[N,OC]^T . inp[N,IC],  dbias[OC] += sum_n dout[n,:]   FP32, accumulated,
+//          or written over (dweight = ..., dbias = ...) when `accumulate` is 0: the first micro-step of an
+//          optimizer step, so that no memset of the gradients is needed (cuBLASLt beta = 0: C is not read)
 // N = B*T tokens, row-major everywhere. Only PRECISION_BF16 is built (cuBLASLt BF16 GEMMs with FP32
 // accumulation); the other modes are rejected at flag parsing and fail here by name.
 //
@@ -97,8 +99,10 @@ bias_grad_partials_kernel(float *partials, bf16 *dout, const bf16 *pre_gelu, int
 // dbias [OC] (FP32) += column sums of dout [N,OC]. With pre_gelu [N,OC] (dout is the gradient of
 // gelu(pre_gelu)), dout is first replaced in place by dout * gelu'(pre_gelu) (BF16) and that is summed;
 // dbias may then be NULL (GELU's backward alone). partials: BIAS_GRAD_MAX_CHUNKS * OC floats.
+// accumulate: 1 adds to dbias, 0 overwrites it (the same bits as adding to zeros).
 // The row chunks depend only on N, so the result is bit-reproducible.
-static inline void bias_grad(float *dbias, float *partials, bf16 *dout, const bf16 *pre_gelu, int N, int OC, cudaStream_t stream) {
+static inline void bias_grad(float *dbias, float *partials, bf16 *dout, const bf16 *pre_gelu, int N, int OC, bool accumulate,
+                             cudaStream_t stream) {
     shapeCheck(N > 0 && OC > 0 && OC % 8 == 0, "bias gradient needs OC %% 8 == 0, got N=%d OC=%d", N, OC);
     shapeCheck((uintptr_t)dout % 16 == 0 && (uintptr_t)pre_gelu % 16 == 0, "dout and pre_gelu must be 16-byte aligned");
     shapeCheck(dbias != NULL || pre_gelu != NULL, "bias gradient: nothing to compute");
@@ -109,7 +113,7 @@ static inline void bias_grad(float *dbias, float *partials, bf16 *dout, const bf
     else bias_grad_partials_kernel<false><<<grid, block, 0, stream>>>(partials, dout, NULL, N, OC, rows_per_chunk);
     cudaCheckLaunch();
     if (dbias == NULL) return;
-    column_partials_add(dbias, partials, chunks, OC, stream);
+    column_partials_add(dbias, partials, chunks, OC, accumulate, stream);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -117,10 +121,11 @@ static inline void bias_grad(float *dbias, float *partials, bf16 *dout, const bf
 
 // Runs one of a linear layer's GEMMs in the context's precision. Operands as in the header comment:
 // Fprop (out, inp, weight, bias or NULL, pre_gelu or NULL), Dgrad (dinp, dout, weight, NULL, NULL),
-// Wgrad (dweight, dout, inp, NULL, NULL).
+// Wgrad (dweight, dout, inp, NULL, NULL). accumulate (Wgrad only): 1 adds the product to dweight, 0 writes it.
 static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void *out, const bf16 *x, const bf16 *y,
-                               const bf16 *bias, bf16 *pre_gelu, int N, int IC, int OC, cudaStream_t stream) {
+                               const bf16 *bias, bf16 *pre_gelu, int N, int IC, int OC, bool accumulate, cudaStream_t stream) {
     shapeCheck(bias == NULL || which == LINEAR_FPROP, "only Fprop takes a bias");
+    shapeCheck(!accumulate || which == LINEAR_WGRAD, "only Wgrad accumulates");
     shapeCheck(pre_gelu == NULL || (which == LINEAR_FPROP && bias != NULL), "GELU fuses into Fprop (with a bias) only");
     switch (ctx->precision) {
     case PRECISION_BF16: {
@@ -144,10 +149,10 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
             g.M = N; g.N = IC; g.K = OC;
             g.c_type = CUDA_R_16BF;
             g.b_transposed = 1;
-        } else {                             // dweight[OC,IC] += dout[N,OC]^T . inp[N,IC]: both [K, .]
+        } else {                             // dweight[OC,IC] (+)= dout[N,OC]^T . inp[N,IC]: both [K, .]
             g.M = OC; g.N = IC; g.K = N;
             g.c_type = CUDA_R_32F;
-            g.beta = 1.0f;
+            g.beta = accumulate ? 1.0f : 0.0f;
             g.a_transposed = 1;
             g.b_transposed = 1;
         }
@@ -162,27 +167,28 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
 // [N,OC] (needs a bias): pre_gelu = that result and out = gelu(pre_gelu).
 static inline void linear_forward(const LinearContext *ctx, bf16 *out, bf16 *pre_gelu, const bf16 *inp, const bf16 *weight,
                                   const bf16 *bias, int N, int IC, int OC, cudaStream_t stream) {
-    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, bias, pre_gelu, N, IC, OC, stream);
+    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, bias, pre_gelu, N, IC, OC, false, stream);
 }
 
 // Dgrad into dinp [N,IC] (overwritten; skipped when dinp is NULL), Wgrad into dweight [OC,IC] and
-// dbias [OC] (FP32, accumulated; dbias NULL when the caller takes the bias gradient from another pass).
+// dbias [OC] (FP32; dbias NULL when the caller takes the bias gradient from another pass).
 // dout [N,OC], inp [N,IC], weight [OC,IC]. With pre_gelu [N,IC] (inp = gelu(pre_gelu)), dinp is the
-// gradient of pre_gelu instead, and pre_gelu_dbias [IC] (FP32, accumulated; may be NULL) += its column
-// sums: the bias gradient of the linear layer whose output was pre_gelu.
+// gradient of pre_gelu instead, and pre_gelu_dbias [IC] (FP32; may be NULL) += its column sums: the
+// bias gradient of the linear layer whose output was pre_gelu.
+// accumulate: 1 adds to dweight, dbias and pre_gelu_dbias; 0 overwrites them (first micro-step).
 static inline void linear_backward(const LinearContext *ctx, bf16 *dinp, float *dweight, float *dbias, const bf16 *dout,
                                    const bf16 *inp, const bf16 *weight, const bf16 *pre_gelu, float *pre_gelu_dbias,
-                                   int N, int IC, int OC, cudaStream_t stream) {
+                                   int N, int IC, int OC, bool accumulate, cudaStream_t stream) {
     shapeCheck(pre_gelu == NULL || dinp != NULL, "GELU's backward needs dinp");
     shapeCheck(pre_gelu_dbias == NULL || pre_gelu != NULL, "pre_gelu_dbias needs pre_gelu");
     shapeCheck((dbias == NULL || OC <= ctx->max_out_channels) && (pre_gelu == NULL || IC <= ctx->max_out_channels),
                "bias gradient of %d / %d channels, scratch sized for %d", OC, IC, ctx->max_out_channels);
     if (dinp != NULL) {
-        linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, NULL, N, IC, OC, stream);
-        if (pre_gelu != NULL) bias_grad(pre_gelu_dbias, ctx->bias_partials, dinp, pre_gelu, N, IC, stream);
+        linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, NULL, N, IC, OC, false, stream);
+        if (pre_gelu != NULL) bias_grad(pre_gelu_dbias, ctx->bias_partials, dinp, pre_gelu, N, IC, accumulate, stream);
     }
-    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, NULL, N, IC, OC, stream);
-    if (dbias != NULL) bias_grad(dbias, ctx->bias_partials, (bf16 *)dout, NULL, N, OC, stream);
+    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, NULL, N, IC, OC, accumulate, stream);
+    if (dbias != NULL) bias_grad(dbias, ctx->bias_partials, (bf16 *)dout, NULL, N, OC, accumulate, stream);
 }
 
 #endif // CORE_LINEAR_CUH

@@ -1081,10 +1081,12 @@ static inline void attention_backward_dq_hs(bf16 *dqkv, float *bias_partials, co
 // Causal attention backward: dqkv[B,T,3,NH,HS] (overwritten) from dout, the forward's qkv, out and lse;
 // delta[B,NH,T] fp32 is scratch. With dbias (fp32 [3*NH*HS], else NULL), also dbias += the column sums of
 // dqkv over all B*T rows (the qkv bias gradient, accumulated), through bias_partials, scratch of
-// attention_backward_bias_scratch_floats(B, T, NH, HS) floats (unused without dbias). Deterministic: the
-// same inputs give bit-identical dqkv and dbias.
+// attention_backward_bias_scratch_floats(B, T, NH, HS) floats (unused without dbias). accumulate: 1 adds to
+// dbias, 0 writes it (the first micro-step of an optimizer step). Deterministic: the same inputs give
+// bit-identical dqkv and dbias.
 static inline void attention_backward(bf16 *dqkv, float *dbias, float *delta, float *bias_partials, const bf16 *dout, const bf16 *qkv,
-                                      const bf16 *out, const float *lse, int B, int T, int NH, int HS, cudaStream_t stream) {
+                                      const bf16 *out, const float *lse, int B, int T, int NH, int HS, bool accumulate,
+                                      cudaStream_t stream) {
     attention_check_shapes(B, T, NH, HS);
     shapeCheck(dbias == NULL || bias_partials != NULL, "the qkv bias gradient needs the bias_partials scratch");
     float *partials = dbias != NULL ? bias_partials : NULL;
@@ -1097,7 +1099,7 @@ static inline void attention_backward(bf16 *dqkv, float *dbias, float *delta, fl
         attention_backward_dkdv_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
         attention_backward_dq_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
     }
-    if (dbias != NULL) column_partials_add(dbias, bias_partials, attention_bias_partial_rows(B, T), 3 * NH * HS, stream);  // step 4
+    if (dbias != NULL) column_partials_add(dbias, bias_partials, attention_bias_partial_rows(B, T), 3 * NH * HS, accumulate, stream);  // step 4
 }
 
 #endif // KERNELS_ATTENTION_CUH

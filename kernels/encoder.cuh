@@ -2,7 +2,9 @@
 // Forward:  out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]            (BF16, sum in FP32, one rounding)
 // Backward: dwte[tokens[b,t],:] += dout[b,t,:], dwpe[t,:] += sum_b dout[b,t,:]
 // Activations are row-major [B*T, C]; tokens int32 [B*T]. Parameter gradients are FP32 or BF16
-// (GradT) and are accumulated into (+=), so several micro-batches and the tied LM head can add to them.
+// (GradT). dwte is always accumulated into (+=): the tied LM head's Wgrad writes it first. dwpe is
+// accumulated into or, in the first micro-step of an optimizer step, written: then all of its rows,
+// those of positions t >= T with zeros, so that no memset is needed.
 //
 // Determinism of the backward: no floating-point atomics. dwpe: each (t, 8 columns) is summed by
 // one thread over b = 0..B-1 in order. dwte: the (token, position) pairs are sorted by token with
@@ -33,22 +35,24 @@ __global__ void encoder_forward_kernel(bf16 *out, const int *tokens, const bf16 
     store_bf16x8(out + (size_t)row * C, c, C, vec, o);
 }
 
-// One thread per (t, 8 columns): dwpe[t, c..c+8) += sum over b = 0..B-1 (in order) of dout[b*T+t, c..].
+// One thread per (t, 8 columns) of the first `rows` rows of dwpe: dwpe[t, c..c+8) += (or, not accumulate,
+// =) the sum over b = 0..B-1 (in order) of dout[b*T+t, c..], which is zero for t >= T.
 template <typename GradT>
-__global__ void encoder_backward_wpe_kernel(GradT *dwpe, const bf16 *dout, int B, int T, int C) {
+__global__ void encoder_backward_wpe_kernel(GradT *dwpe, const bf16 *dout, int B, int T, int C, int rows, bool accumulate) {
     const int groups = (C + 7) / 8;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= T * groups) return;
+    if (idx >= rows * groups) return;
     const int t = idx / groups, c = (idx % groups) * 8;
     const bool vec = (C % 8 == 0);
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    for (int b = 0; b < B; b++) {
+    const int batch = t < T ? B : 0;  // no token sits at a position t >= T
+    for (int b = 0; b < batch; b++) {
         const Bf16x8 d = load_bf16x8(dout + ((size_t)b * T + t) * C, c, C, vec);
 #pragma unroll
         for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
     }
     GradT *dst = dwpe + (size_t)t * C;
-    for (int e = 0; e < 8 && c + e < C; e++) grad_from_float(&dst[c + e], grad_to_float(dst[c + e]) + acc[e]);
+    for (int e = 0; e < 8 && c + e < C; e++) grad_store(&dst[c + e], acc[e], accumulate);
 }
 
 // Fills positions[i] = i (the values that the radix sort carries along with the tokens).
@@ -77,7 +81,7 @@ __global__ void encoder_backward_wte_kernel(GradT *dwte, const bf16 *dout, const
 #pragma unroll
             for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
         }
-        for (int e = 0; e < 8 && c + e < C; e++) grad_from_float(&dst[c + e], grad_to_float(dst[c + e]) + acc[e]);
+        for (int e = 0; e < 8 && c + e < C; e++) grad_store(&dst[c + e], acc[e], true);
     }
 }
 
@@ -104,18 +108,19 @@ static inline size_t encoder_backward_scratch_bytes(int N) {
     return 3 * ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256 + sort_bytes;
 }
 
-// dwte [Vp, C] += scatter of dout; dwpe [>=T, C] += sum over the batch. dout [B*T, C] BF16,
+// dwte [Vp, C] += scatter of dout; dwpe [max_T, C] += sum over the batch (rows t < T). dout [B*T, C] BF16,
 // tokens [B*T] in [0, Vp) (checked by the caller's data path; the sort uses their bits up to Vp).
 // scratch: encoder_backward_scratch_bytes(B*T) bytes of device memory.
+// accumulate (dwpe only): 1 adds to rows t < T, 0 writes all max_T rows (zeros from T on); dwte is always added to.
 template <typename GradT>
 static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, const bf16 *dout, const int *tokens,
-                                    int B, int T, int C, int Vp, cudaStream_t stream) {
-    shapeCheck(B > 0 && T > 0 && C > 0 && Vp > 0, "B=%d T=%d C=%d Vp=%d", B, T, C, Vp);
+                                    int B, int T, int C, int Vp, int max_T, bool accumulate, cudaStream_t stream) {
+    shapeCheck(B > 0 && T > 0 && C > 0 && Vp > 0 && T <= max_T, "B=%d T=%d C=%d Vp=%d max_T=%d", B, T, C, Vp, max_T);
     shapeCheck(C % 8 != 0 || (uintptr_t)dout % 16 == 0, "with C %% 8 == 0 dout must be 16-byte aligned");
     const int N = B * T;
     // dwpe
-    const int wpe_threads = T * ((C + 7) / 8), block = 256;
-    encoder_backward_wpe_kernel<<<ceil_div(wpe_threads, block), block, 0, stream>>>(dwpe, dout, B, T, C);
+    const int wpe_rows = accumulate ? T : max_T, wpe_threads = wpe_rows * ((C + 7) / 8), block = 256;
+    encoder_backward_wpe_kernel<<<ceil_div(wpe_threads, block), block, 0, stream>>>(dwpe, dout, B, T, C, wpe_rows, accumulate);
     cudaCheckLaunch();
     // dwte: stable sort of (token, position) by token, then one block per run of equal tokens
     const size_t slot = ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256;

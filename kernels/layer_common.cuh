@@ -64,6 +64,14 @@ __device__ __forceinline__ float grad_to_float(bf16 g) { return __bfloat162float
 __device__ __forceinline__ void grad_from_float(float *dst, float g) { *dst = g; }
 __device__ __forceinline__ void grad_from_float(bf16 *dst, float g) { *dst = __float2bfloat16(g); }
 
+// The one store of a gradient sum: *dst += sum (accumulate), or *dst = +0.0f + sum without reading *dst (the
+// first micro-step of an optimizer step overwrites), which has the bits of adding to a zeroed gradient,
+// a -0.0f sum included (+0.0f + -0.0f = +0.0f; the compiler may not drop the addition).
+template <typename GradT>
+__device__ __forceinline__ void grad_store(GradT *dst, float sum, bool accumulate) {
+    grad_from_float(dst, (accumulate ? grad_to_float(*dst) : 0.0f) + sum);
+}
+
 // Loads 4 consecutive FP32 or BF16 values (p aligned to 4 elements) as floats, in one access.
 __device__ __forceinline__ void load4_as_float(float out[4], const float *p) {
     const float4 a = *reinterpret_cast<const float4 *>(p);
@@ -153,11 +161,12 @@ __device__ __forceinline__ uint4 bf16x8_pack(const float v[8]) {
 
 #define COLUMN_PARTIALS_LANES 32  // rows of partials summed side by side per column
 
-// dst[c] += sum over the rows r < nrows of partials[r, c] (FP32 [nrows, ncols] row-major: per-chunk column
+// dst[c] (+)= sum over the rows r < nrows of partials[r, c] (FP32 [nrows, ncols] row-major: per-chunk column
 // sums), in a fixed order: thread (x, y) of a block sums rows y, y + COLUMN_PARTIALS_LANES, ... of column
-// 32 * blockIdx.x + x in row order, then thread (x, 0) adds the lanes in y order and that total to dst[c].
+// 32 * blockIdx.x + x in row order, then thread (x, 0) adds the lanes in y order and stores that total to
+// dst[c] with grad_store (added, or written over).
 __global__ void __launch_bounds__(WARP_SIZE *COLUMN_PARTIALS_LANES)
-column_partials_add_kernel(float *dst, const float *partials, int nrows, int ncols) {
+column_partials_add_kernel(float *dst, const float *partials, int nrows, int ncols, bool accumulate) {
     __shared__ float lanes[COLUMN_PARTIALS_LANES][WARP_SIZE + 1];
     const int c = blockIdx.x * WARP_SIZE + threadIdx.x;
     float sum = 0.f;
@@ -170,14 +179,15 @@ column_partials_add_kernel(float *dst, const float *partials, int nrows, int nco
     if (threadIdx.y != 0 || c >= ncols) return;
     float total = 0.f;
     for (int y = 0; y < COLUMN_PARTIALS_LANES; y++) total += lanes[y][threadIdx.x];
-    dst[c] += total;
+    grad_store(&dst[c], total, accumulate);
 }
 
 // dst [ncols] (FP32) += the column sums of partials [nrows, ncols], bit-reproducibly (order above).
-static inline void column_partials_add(float *dst, const float *partials, long nrows, int ncols, cudaStream_t stream) {
+// accumulate: 1 adds to dst, 0 overwrites it (the same bits as adding to zeros).
+static inline void column_partials_add(float *dst, const float *partials, long nrows, int ncols, bool accumulate, cudaStream_t stream) {
     shapeCheck(nrows > 0 && nrows <= 2147483647L && ncols > 0, "column partials: %ld rows x %d columns", nrows, ncols);
     const dim3 block(WARP_SIZE, COLUMN_PARTIALS_LANES);
-    column_partials_add_kernel<<<ceil_div(ncols, WARP_SIZE), block, 0, stream>>>(dst, partials, (int)nrows, ncols);
+    column_partials_add_kernel<<<ceil_div(ncols, WARP_SIZE), block, 0, stream>>>(dst, partials, (int)nrows, ncols, accumulate);
     cudaCheckLaunch();
 }
 

@@ -6,6 +6,8 @@
 // Backward: with xhat = (x-mean)*rstd and g = dout*weight,
 //           dinp += rstd * (g - mean(g) - xhat*mean(g*xhat)), dweight += sum_rows dout*xhat,
 //           dbias += sum_rows dout, and optionally dinp_colsum += sum_rows (updated dinp).
+//           Each += may be a write instead (dinp: accumulate_dinp = 0, the parameter gradients and
+//           dinp_colsum: accumulate = 0), with the bits of adding to zeros; what is written over is not read.
 // The forward uses one warp per row with the row held in registers (each lane owns the 8-column
 // groups lane, lane+32, ...), so a row is read once; the rows reach each warp through a small
 // shared-memory ring filled by cp.async (see layernorm_forward_kernel); CHUNKS = ceil(C/256) groups
@@ -236,11 +238,12 @@ __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
 
 // Starts copying the thread's pieces of rows first_row .. first_row+ROWS-1 into ring slot `slot`.
 // Rows at or past row_end and columns at or past C arrive as zeros (mean = rstd = 0), so they add
-// nothing. Without 16-byte aligned rows (C % 8 != 0) the pieces are loaded and stored synchronously.
+// nothing; so does dinp when it is not accumulated into (accumulate_dinp false: it is not read). Without
+// 16-byte aligned rows (C % 8 != 0) the pieces are loaded and stored synchronously.
 template <int ROWS>
 __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, int slot, const bf16 *dout, const bf16 *inp,
-                                                    const bf16 *dinp, const float *mean, const float *rstd, int first_row,
-                                                    int row_end, int c, int C, bool vec) {
+                                                    const bf16 *dinp, bool accumulate_dinp, const float *mean, const float *rstd,
+                                                    int first_row, int row_end, int c, int C, bool vec) {
     const int lane = threadIdx.x % WARP_SIZE;
 #pragma unroll
     for (int r = 0; r < ROWS; r++) {
@@ -251,12 +254,12 @@ __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, i
         if (vec) {
             cp_async16(dst, dout + offset + (ok ? c : 0), ok);
             cp_async16(dst + blockDim.x, inp + offset + (ok ? c : 0), ok);
-            cp_async16(dst + 2 * blockDim.x, dinp + offset + (ok ? c : 0), ok);
+            cp_async16(dst + 2 * blockDim.x, dinp + offset + (ok && accumulate_dinp ? c : 0), ok && accumulate_dinp);
         } else {
             const bf16 *srcs[3] = {dout, inp, dinp};
 #pragma unroll
             for (int k = 0; k < 3; k++) {
-                const Bf16x8 v = row_ok ? load_bf16x8(srcs[k] + offset, c, C, false) : Bf16x8{};
+                const Bf16x8 v = row_ok && (k < 2 || accumulate_dinp) ? load_bf16x8(srcs[k] + offset, c, C, false) : Bf16x8{};
                 dst[k * blockDim.x] = *reinterpret_cast<const uint4 *>(&v);
             }
         }
@@ -280,13 +283,13 @@ __device__ __forceinline__ void layernorm_group_barrier(int group, int threads) 
 // batch: row sums of g and g*xhat by butterfly per warp, then over the group's warps in warp order
 // through row_sums (two buffers by batch parity, so one barrier of the group per batch; a warp reaches
 // the next batch's barrier only after reading this batch's sums); dinp[row] += dx rounded
-// once to BF16; the thread's column sums. At the end the groups' column sums are added in group
-// order and partials[b] = [dbias | dweight | dinp_colsum] (C floats each, the last only when
-// quantities == 3) is written in FP32. dinp_colsum sums the updated dinp as stored (BF16).
+// once to BF16 (dinp[row] = +0 + dx when not accumulate_dinp); the thread's column sums. At the end the
+// groups' column sums are added in group order and partials[b] = [dbias | dweight | dinp_colsum] (C
+// floats each, the last only when quantities == 3) is written in FP32. dinp_colsum sums the updated dinp as stored (BF16).
 // blockDim.x = groups * layernorm_bwd_group_threads(C); shared memory layernorm_bwd_smem_bytes.
 template <int ROWS, int STAGES>
 __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
-    layernorm_backward_kernel(bf16 *dinp, float *partials, const bf16 *dout, const bf16 *inp, const bf16 *weight,
+    layernorm_backward_kernel(bf16 *dinp, bool accumulate_dinp, float *partials, const bf16 *dout, const bf16 *inp, const bf16 *weight,
                               const float *mean, const float *rstd, int N, int C, int rows_per_block, int quantities) {
     extern __shared__ __align__(16) unsigned char layernorm_smem[];
     const int group_threads = layernorm_bwd_group_threads(C), group_warps = group_threads / WARP_SIZE;
@@ -313,14 +316,15 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
 #pragma unroll
     for (int i = 0; i < STAGES - 1; i++) {
         if (i < batches)
-            layernorm_bwd_issue<ROWS>(ring, stats, i, dout, inp, dinp, mean, rstd, group_row0 + i * step, row_end, c, C, vec);
+            layernorm_bwd_issue<ROWS>(ring, stats, i, dout, inp, dinp, accumulate_dinp, mean, rstd, group_row0 + i * step, row_end, c,
+                                      C, vec);
         cp_async_commit();  // empty groups keep the count of groups per batch fixed
     }
     for (int i = 0; i < batches; i++) {
         const int ahead = i + STAGES - 1;
         if (ahead < batches)
-            layernorm_bwd_issue<ROWS>(ring, stats, ahead % STAGES, dout, inp, dinp, mean, rstd, group_row0 + ahead * step,
-                                      row_end, c, C, vec);
+            layernorm_bwd_issue<ROWS>(ring, stats, ahead % STAGES, dout, inp, dinp, accumulate_dinp, mean, rstd,
+                                      group_row0 + ahead * step, row_end, c, C, vec);
         cp_async_commit();
         cp_async_wait<STAGES - 1>();  // batch i has landed (this thread's pieces)
         __syncwarp();                           // and the warp's mean/rstd
@@ -417,13 +421,13 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
 
 // Column sums of the partials: block (32 x LAYERNORM_REDUCE_SLICES threads) handles 32 columns of
 // [dbias | dweight | dinp_colsum] (quantities*C columns); thread row y sums the partial rows of slice y
-// (contiguous, in order), then thread row 0 adds the slice sums in slice order and adds the total to
-// dbias[c], dweight[c] or dinp_colsum[c].
+// (contiguous, in order), then thread row 0 adds the slice sums in slice order and stores the total to
+// dbias[c], dweight[c] or dinp_colsum[c] with grad_store (added, or written over).
 #define LAYERNORM_REDUCE_SLICES 16
 template <typename GradT>
 __global__ void __launch_bounds__(WARP_SIZE *LAYERNORM_REDUCE_SLICES)
     layernorm_param_grad_kernel(GradT *dweight, GradT *dbias, float *dinp_colsum, const float *partials,
-                                int num_blocks, int C, int quantities) {
+                                int num_blocks, int C, int quantities, bool accumulate) {
     __shared__ float slice_sums[LAYERNORM_REDUCE_SLICES][WARP_SIZE];
     const int width = quantities * C;
     const int col = blockIdx.x * WARP_SIZE + threadIdx.x, slice = threadIdx.y;
@@ -443,12 +447,8 @@ __global__ void __launch_bounds__(WARP_SIZE *LAYERNORM_REDUCE_SLICES)
     float total = 0.0f;
 #pragma unroll
     for (int y = 0; y < LAYERNORM_REDUCE_SLICES; y++) total += slice_sums[y][threadIdx.x];
-    if (col >= 2 * C) {
-        dinp_colsum[col - 2 * C] += total;
-    } else {
-        GradT *dst = col < C ? &dbias[col] : &dweight[col - C];
-        grad_from_float(dst, grad_to_float(*dst) + total);
-    }
+    if (col >= 2 * C) grad_store(&dinp_colsum[col - 2 * C], total, accumulate);
+    else grad_store(col < C ? &dbias[col] : &dweight[col - C], total, accumulate);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -568,14 +568,15 @@ static inline size_t layernorm_backward_scratch_floats(int N, int C) {
 }
 
 // Second stage of the backward: adds the column sums of the first `blocks` partial rows in scratch to
-// dbias, dweight and, when not NULL, dinp_colsum.
+// dbias, dweight and, when not NULL, dinp_colsum (or writes them there: accumulate 0).
 template <typename GradT>
 static inline void layernorm_backward_reduce_(GradT *dweight, GradT *dbias, float *dinp_colsum, const float *scratch,
-                                              int blocks, int C, cudaStream_t stream) {
+                                              int blocks, int C, bool accumulate, cudaStream_t stream) {
     const int quantities = dinp_colsum != NULL ? 3 : 2;
     const dim3 reduce_block(WARP_SIZE, LAYERNORM_REDUCE_SLICES);
     layernorm_param_grad_kernel<<<ceil_div(quantities * C, WARP_SIZE), reduce_block, 0, stream>>>(dweight, dbias, dinp_colsum,
-                                                                                                  scratch, blocks, C, quantities);
+                                                                                                  scratch, blocks, C, quantities,
+                                                                                                  accumulate);
     cudaCheckLaunch();
 }
 
@@ -585,7 +586,8 @@ static inline void layernorm_backward_reduce_(GradT *dweight, GradT *dbias, floa
 template <int ROWS, int STAGES, typename GradT>
 static inline void layernorm_backward_variant_(bf16 *dinp, float *dinp_colsum, GradT *dweight, GradT *dbias, float *scratch,
                                                const bf16 *dout, const bf16 *inp, const bf16 *weight, const float *mean,
-                                               const float *rstd, int N, int C, cudaStream_t stream) {
+                                               const float *rstd, int N, int C, bool accumulate_dinp, bool accumulate,
+                                               cudaStream_t stream) {
     shapeCheck(N > 0 && C > 0 && C <= LAYERNORM_MAX_C, "LayerNorm backward needs N > 0 and 0 < C <= %d, got N=%d C=%d",
                LAYERNORM_MAX_C, N, C);
     layernorm_check_alignment_(C, dinp, dout, inp, weight);
@@ -594,9 +596,9 @@ static inline void layernorm_backward_variant_(bf16 *dinp, float *dinp_colsum, G
     const size_t smem = layernorm_bwd_smem_bytes(g.groups, group_threads, ROWS, STAGES);
     cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel<ROWS, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     layernorm_backward_kernel<ROWS, STAGES><<<g.blocks, g.groups * group_threads, smem, stream>>>(
-        dinp, scratch, dout, inp, weight, mean, rstd, N, C, g.rows_per_block, dinp_colsum != NULL ? 3 : 2);
+        dinp, accumulate_dinp, scratch, dout, inp, weight, mean, rstd, N, C, g.rows_per_block, dinp_colsum != NULL ? 3 : 2);
     cudaCheckLaunch();
-    layernorm_backward_reduce_(dweight, dbias, dinp_colsum, scratch, g.blocks, C, stream);
+    layernorm_backward_reduce_(dweight, dbias, dinp_colsum, scratch, g.blocks, C, accumulate, stream);
 }
 
 // dinp [N, C] += input gradient (BF16); dweight, dbias [C] += parameter gradients; if dinp_colsum
@@ -604,12 +606,15 @@ static inline void layernorm_backward_variant_(bf16 *dinp, float *dinp_colsum, G
 // BF16 (the bias gradient of a linear layer whose output gradient is dinp).
 // dout [N, C], inp [N, C] (the x that forward normalized), weight [C], mean/rstd [N] from forward.
 // scratch: layernorm_backward_scratch_floats(N, C) floats of device memory.
+// accumulate_dinp: 1 adds to dinp, 0 writes it (dinp not read); accumulate: the same for dweight, dbias
+// and dinp_colsum (0 in the first micro-step of an optimizer step).
 template <typename GradT>
 static inline void layernorm_backward(bf16 *dinp, float *dinp_colsum, GradT *dweight, GradT *dbias, float *scratch,
                                       const bf16 *dout, const bf16 *inp, const bf16 *weight, const float *mean,
-                                      const float *rstd, int N, int C, cudaStream_t stream) {
+                                      const float *rstd, int N, int C, bool accumulate_dinp, bool accumulate, cudaStream_t stream) {
     layernorm_backward_variant_<LAYERNORM_BWD_ROWS, LAYERNORM_BWD_STAGES>(dinp, dinp_colsum, dweight, dbias, scratch, dout, inp,
-                                                                          weight, mean, rstd, N, C, stream);
+                                                                          weight, mean, rstd, N, C, accumulate_dinp, accumulate,
+                                                                          stream);
 }
 
 #endif // KERNELS_LAYERNORM_CUH

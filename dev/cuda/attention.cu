@@ -104,7 +104,7 @@ static void run(const Variant &v, Part part, const Buffers &d, int B, int T, int
         v.dkdv(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
     if (part == PART_DQ || part == PART_DQ_SUMS || part == PART_BACKWARD || part == PART_BACKWARD_BIAS)
         v.dq(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
-    if (part == PART_BACKWARD_BIAS || part == PART_BIAS_FINISH) column_partials_add(d.dbias, d.bias_partials, attention_bias_partial_rows(B, T), 3 * NH * v.HS, 0);
+    if (part == PART_BACKWARD_BIAS || part == PART_BIAS_FINISH) column_partials_add(d.dbias, d.bias_partials, attention_bias_partial_rows(B, T), 3 * NH * v.HS, true, 0);
 }
 
 static float random_normal(uint64_t *state) {

@@ -38,8 +38,8 @@ int main(void) {
         std::vector<unsigned char> ref;
         for (int run = 0; run < 2; run++) {
             restore();
-            cudaCheck(cudaMemset(dbias, 0, OC * sizeof(float)));
-            bias_grad(dbias, partials, dout, pre_gelu, N, OC, 0);
+            cudaCheck(cudaMemset(dbias, 0xFF, OC * sizeof(float)));  // NaN: written over, not read
+            bias_grad(dbias, partials, dout, pre_gelu, N, OC, false, 0);
             std::vector<unsigned char> got(OC * sizeof(float) + (gelu ? n * sizeof(bf16) : 0));
             cudaCheck(cudaMemcpy(got.data(), dbias, OC * sizeof(float), cudaMemcpyDeviceToHost));
             if (gelu) cudaCheck(cudaMemcpy(got.data() + OC * sizeof(float), dout, n * sizeof(bf16), cudaMemcpyDeviceToHost));
@@ -49,7 +49,7 @@ int main(void) {
                 return 1;
             }
         }
-        const float us = bench_median_us(reps, restore, [&] { bias_grad(dbias, partials, dout, pre_gelu, N, OC, 0); });
+        const float us = bench_median_us(reps, restore, [&] { bias_grad(dbias, partials, dout, pre_gelu, N, OC, false, 0); });
         const char *name = gelu ? "gelu bwd + bias grad" : "bias grad";
         bench_report(name, us, bytes);
         char line[160];

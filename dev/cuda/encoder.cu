@@ -46,7 +46,7 @@ int main(void) {
         float us = bench_median_us(reps, [] {}, [&] { encoder_forward(out, tokens, wte, wpe, B, T, C, 0); });
         snprintf(name, sizeof(name), "encoder_forward C=%d", C);
         bench_report(name, us, 2.0 * ((double)act * 2 + (double)T * C));
-        us = bench_median_us(reps, [] {}, [&] { encoder_backward<float>(dwte, dwpe, scratch, dout, tokens, B, T, C, Vp, 0); });
+        us = bench_median_us(reps, [] {}, [&] { encoder_backward<float>(dwte, dwpe, scratch, dout, tokens, B, T, C, Vp, T, true, 0); });
         snprintf(name, sizeof(name), "encoder_backward C=%d", C);
         bench_report(name, us, 2.0 * act + 8.0 * ((double)distinct * C + (double)T * C));
         cudaCheck(cudaFree(wte)); cudaCheck(cudaFree(wpe)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(out));

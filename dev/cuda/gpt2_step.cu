@@ -1,8 +1,8 @@
 /*
 Where one GPT-2 BF16 training step's time goes (gpt2.cuh): builds a randomly initialized preset model,
 runs WARMUP steps (the first one also chooses the cuBLASLt algorithms, kernels/matmul_cublaslt.cuh), then
-times STEPS steps phase by phase between CUDA events on the model's stream: zero-grad + forward (with the
-fused classifier), backward, global norm + AdamW. Then times every GEMM of one step on its own (same shapes,
+times STEPS steps phase by phase between CUDA events on the model's stream: forward (with the fused
+classifier), backward (one micro-step per step, so it writes the gradients: no memset), global norm + AdamW. Then times every GEMM of one step on its own (same shapes,
 same linear dispatch point, random operands) and prints their sum, and how the plan cache chose; then
 every other kernel of the step on its own (on the model's tensors, layer 0 for every layer), so that the
 two tables add up to about the step time.
@@ -81,10 +81,9 @@ int main(int argc, char **argv) {
     double sum_fwd = 0, sum_bwd = 0, sum_upd = 0;
     for (int step = 0; step < WARMUP + STEPS; step++) {
         cudaCheck(cudaEventRecord(ev[0], m.stream));
-        gpt2_zero_grad(&m);
         gpt2_forward(&m, inputs, inputs + 1, B, T, 1.0f / ((float)B * T));
         cudaCheck(cudaEventRecord(ev[1], m.stream));
-        gpt2_backward(&m);
+        gpt2_backward(&m, false);
         cudaCheck(cudaEventRecord(ev[2], m.stream));
         gpt2_update(&m, &opt, 1e-4f, step + 1);
         cudaCheck(cudaEventRecord(ev[3], m.stream));
@@ -137,14 +136,14 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof(gemms) / sizeof(gemms[0]); i++) {
         const StepGemm *g = &gemms[i];
         // operands as linear_backward / linear_forward pass them: Fprop (out, inp, weight), Dgrad (dinp, dout,
-        // weight), Wgrad (dweight, dout, inp); x holds the activation-shaped operand, y the weight
+        // weight), Wgrad (dweight, dout, inp; written, as in the step); x holds the activation-shaped operand, y the weight
         void *dst = g->which == LINEAR_WGRAD ? (void *)dweight : (void *)out;
         const bf16 *second = g->which == LINEAR_WGRAD ? out : y;
         bf16 *pre_gelu = g->gelu ? aux : NULL;
         const bf16 *b = g->bias ? bias : NULL;
-        linear_gemm(&m.linear, g->which, dst, x, second, b, pre_gelu, N, g->IC, g->OC, m.stream);  // warm-up, plan
+        linear_gemm(&m.linear, g->which, dst, x, second, b, pre_gelu, N, g->IC, g->OC, false, m.stream);  // warm-up, plan
         cudaCheck(cudaEventRecord(ev[0], m.stream));
-        for (int r = 0; r < GEMM_REPS; r++) linear_gemm(&m.linear, g->which, dst, x, second, b, pre_gelu, N, g->IC, g->OC, m.stream);
+        for (int r = 0; r < GEMM_REPS; r++) linear_gemm(&m.linear, g->which, dst, x, second, b, pre_gelu, N, g->IC, g->OC, false, m.stream);
         cudaCheck(cudaEventRecord(ev[1], m.stream));
         const double ms = elapsed_ms(ev[0], ev[1]) / GEMM_REPS;
         const double tflops = 2.0 * N * g->IC * g->OC / (ms * 1e9);
@@ -172,7 +171,6 @@ int main(int argc, char **argv) {
         printf("  %-28s %8.3f ms x %3d = %7.2f ms/step\n", name, ms_, per_step, ms_ * (per_step));             \
         other_total += ms_ * (per_step);                                                                         \
     } while (0)
-    TIME_OP("zero grad + dres memset", 1, { gpt2_zero_grad(&m); cudaCheck(cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(bf16), m.stream)); });
     TIME_OP("encoder forward", 1, encoder_forward(GPT2_PTR(&m, bf16, m.encoded), GPT2_PTR(&m, int, m.inputs), gpt2_param(&m, GPT2_WTE),
                                                   gpt2_param(&m, GPT2_WPE), B, T, C, m.stream));
     TIME_OP("residual + layernorm fwd", 2 * L + 1,
@@ -185,16 +183,18 @@ int main(int argc, char **argv) {
                                               1.0f / N, N, cfg.vocab_size, Vp, m.stream));
     TIME_OP("layernorm bwd + next bias grad", 2 * L + 1,
             layernorm_backward(dres, gpt2_grad(&m, GPT2_ATTPROJB), gpt2_grad(&m, GPT2_LN2W), gpt2_grad(&m, GPT2_LN2B), ln_scratch, dbtc, GPT2_PTR(&m, bf16, a0->residual2),
-                               gpt2_param(&m, GPT2_LN2W), GPT2_PTR(&m, float, a0->ln2_mean), GPT2_PTR(&m, float, a0->ln2_rstd), N, C, m.stream));
+                               gpt2_param(&m, GPT2_LN2W), GPT2_PTR(&m, float, a0->ln2_mean), GPT2_PTR(&m, float, a0->ln2_rstd), N, C, true, false,
+                               m.stream));
     // as the model runs it: with the qkv bias gradient (T >= 32; shorter sequences sum it in a pass not timed here)
     float *attn_qkv_dbias = gpt2_attention_sums_qkv_bias(&m, B, T) ? gpt2_grad(&m, GPT2_QKVB) : NULL;
     TIME_OP("attention bwd + qkv bias grad", L, attention_backward(GPT2_PTR(&m, bf16, m.dqkv), attn_qkv_dbias, GPT2_PTR(&m, float, m.attn_delta),
                                                                   GPT2_PTR(&m, float, m.attn_bias_partials), dbtc, GPT2_PTR(&m, bf16, a0->qkv),
-                                                                  GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse), B, T, NH, HS, m.stream));
+                                                                  GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse), B, T, NH, HS, false,
+                                                                  m.stream));
     TIME_OP("gelu backward + bias grad fc", L, bias_grad(gpt2_grad(&m, GPT2_FCB), m.linear.bias_partials, GPT2_PTR(&m, bf16, m.dfch),
-                                                         GPT2_PTR(&m, bf16, a0->fch), N, 4 * C, m.stream));
+                                                         GPT2_PTR(&m, bf16, a0->fch), N, 4 * C, false, m.stream));
     TIME_OP("encoder backward", 1, encoder_backward(gpt2_grad(&m, GPT2_WTE), gpt2_grad(&m, GPT2_WPE), GPT2_PTR(&m, void, m.encoder_scratch),
-                                                    dres, GPT2_PTR(&m, int, m.inputs), B, T, C, Vp, m.stream));
+                                                    dres, GPT2_PTR(&m, int, m.inputs), B, T, C, Vp, cfg.max_seq_len, false, m.stream));
     TIME_OP("global norm", 1, global_norm_squared(GPT2_PTR(&m, float, m.norm_out), GPT2_PTR(&m, float, m.norm_scratch), m.grads,
                                                   (long long)m.layout.num_parameters, m.stream));
     TIME_OP("adamw", 1, adamw_update(m.params, m.master, m.m, m.v, m.grads, &m.adamw_plan, hp, m.stream));

@@ -61,7 +61,8 @@ template <int ROWS, int STAGES>
 static void layernorm_backward_ring(bf16 *dinp, float *dinp_colsum, float *dweight, float *dbias, float *scratch,
                                     const bf16 *dout, const bf16 *inp, const bf16 *weight, const float *mean,
                                     const float *rstd, int N, int C) {
-    layernorm_backward_variant_<ROWS, STAGES>(dinp, dinp_colsum, dweight, dbias, scratch, dout, inp, weight, mean, rstd, N, C, 0);
+    layernorm_backward_variant_<ROWS, STAGES>(dinp, dinp_colsum, dweight, dbias, scratch, dout, inp, weight, mean, rstd, N, C, true,
+                                              true, 0);
 }
 
 typedef void (*ForwardFn)(bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *, int, int);
@@ -203,7 +204,7 @@ int main(int argc, char **argv) {
             }
         }
         LayerNormBwdGeometry g = layernorm_backward_geometry_(N, C, LAYERNORM_BWD_ROWS);
-        us = bench_median_us(reps, [] {}, [&] { layernorm_backward_reduce_(dw, db, colsum, scratch, g.blocks, C, (cudaStream_t)0); });
+        us = bench_median_us(reps, [] {}, [&] { layernorm_backward_reduce_(dw, db, colsum, scratch, g.blocks, C, true, (cudaStream_t)0); });
         snprintf(name, sizeof(name), "  of which the column sums of %d partials", g.blocks);
         bench_report(name, us, 4.0 * 3 * C * g.blocks);
 

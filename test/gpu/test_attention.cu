@@ -4,7 +4,8 @@
 // B*NH), plus sharply peaked softmaxes that exercise the online rescaling; and bit-identical results
 // from repeated runs (the backward uses no atomics). The qkv bias gradient that the backward sums on the
 // way (dbias += column sums of dqkv) is checked against the column sums of the GPU's own dqkv and of the
-// reference dqkv, for accumulation (+=) and for bit-identical reruns; a run without it gives the same dqkv.
+// reference dqkv, for accumulation (+=) and for overwriting (accumulate = 0: a second run, written over NaN,
+// must give the bits of the first, accumulated into zeros); a run without it gives the same dqkv.
 //
 // Tolerances, with u = 2^-8 the unit roundoff of bf16:
 //  - out: the kernel rounds P to bf16 before P*V (relative error <= u per term, so |error| <= u*max|V|)
@@ -135,23 +136,24 @@ static void test_attention_case(void) {
     cudaCheck(cudaMemset(d_dqkv, 0xFF, n_qkv * sizeof(bf16)));
     cudaCheck(cudaMemset(d_dqkv2, 0xFF, n_qkv * sizeof(bf16)));
 
-    // dbias 0 and 1 start from zero (the same bits twice), dbias 2 from random values (the sum is added)
+    // dbias 0 starts from zero (accumulated into), dbias 1 from NaN (written over: the same bits as dbias 0,
+    // also from a second run), dbias 2 from random values (the sum is added)
     std::vector<float> h_dbias_init(n_bias);
     for (int i = 0; i < n_bias; i++) h_dbias_init[i] = (float)rng_normal();
     cudaCheck(cudaMemset(d_dbias[0], 0, n_bias * sizeof(float)));
-    cudaCheck(cudaMemset(d_dbias[1], 0, n_bias * sizeof(float)));
+    cudaCheck(cudaMemset(d_dbias[1], 0xFF, n_bias * sizeof(float)));
     cudaCheck(cudaMemcpy(d_dbias[2], h_dbias_init.data(), n_bias * sizeof(float), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemset(d_partials, 0xFF, attention_backward_bias_scratch_floats(B, T, NH, HS) * sizeof(float)));
 
     attention_forward(d_out, d_lse, d_qkv, B, T, NH, HS, 0);
-    attention_backward(d_dqkv, d_dbias[0], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
-    attention_backward(d_dqkv2, NULL, d_delta, NULL, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    attention_backward(d_dqkv, d_dbias[0], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, true, 0);
+    attention_backward(d_dqkv2, NULL, d_delta, NULL, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, true, 0);
     cudaCheck(cudaDeviceSynchronize());
     std::vector<bf16> h_dqkv_nobias(n_qkv);
     cudaCheck(cudaMemcpy(h_dqkv_nobias.data(), d_dqkv2, n_qkv * sizeof(bf16), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemset(d_dqkv2, 0xFF, n_qkv * sizeof(bf16)));
-    attention_backward(d_dqkv2, d_dbias[1], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
-    attention_backward(d_dqkv2, d_dbias[2], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, 0);
+    attention_backward(d_dqkv2, d_dbias[1], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, false, 0);
+    attention_backward(d_dqkv2, d_dbias[2], d_delta, d_partials, d_dout, d_qkv, d_out, d_lse, B, T, NH, HS, true, 0);
     cudaCheck(cudaDeviceSynchronize());
 
     std::vector<bf16> h_out(n_out), h_dqkv(n_qkv), h_dqkv2(n_qkv);
@@ -234,7 +236,7 @@ static void test_attention_case(void) {
     CHECK(nonfinite == 0, "dbias: %ld non-finite values", nonfinite);
     CHECK(bad_own == 0, "dbias: %ld of %d columns differ from the column sums of the GPU's dqkv by more than fp32 reassociation", bad_own, n_bias);
     CHECK(bad_ref == 0, "dbias: %ld of %d columns differ from the reference column sums by more than the dqkv error", bad_ref, n_bias);
-    CHECK(unequal_rerun == 0, "dbias: %ld columns differ between two runs", unequal_rerun);
+    CHECK(unequal_rerun == 0, "dbias: %ld columns differ between a run into zeros and one written over NaN", unequal_rerun);
     CHECK(unequal_add == 0, "dbias: %ld columns are not init + sum (not accumulated?)", unequal_add);
 
     cudaCheck(cudaFree(d_qkv));

@@ -2,6 +2,9 @@
 // a small model (L=4, C=256, 4 heads of 64, V=509 padded to 512, T=64, B=4) with the same initial
 // weights on both sides; the forward/backward check also runs at B=16, T=16, where the qkv bias gradient
 // comes from the qkv linear's pass instead of the attention backward (whose partials cover T >= 32).
+// Gradients are taken over two micro-batches: the first backward writes them (over NaN: no memset), the
+// second adds; the bits must be those of two accumulating backwards into zeroed gradients (up to the sign
+// of zeros, see test_linear_wgrad_signed_zero in test_layers.cu).
 //
 // Tolerances. The GPU keeps weights and activations in BF16 (unit roundoff u = 2^-8) and accumulates
 // in FP32; the CPU reference is FP32 throughout and gets the BF16-rounded weights. Each BF16 rounding
@@ -74,11 +77,10 @@ static void build_gpu(GPT2 *m, const GPT2Config *cfg, const float *params) {
 // One optimizer step on the GPU over GRAD_ACCUM micro-batches; returns the mean loss.
 static float gpu_step(GPT2 *m, const int *inputs, const int *targets, int step) {
     const int BT = TEST_B * TEST_T;
-    gpt2_zero_grad(m);
     double loss = 0.0;
     for (int k = 0; k < GRAD_ACCUM; k++) {
         loss += gpt2_forward(m, inputs + k * BT, targets + k * BT, TEST_B, TEST_T, 1.0f / (BT * GRAD_ACCUM));
-        gpt2_backward(m);
+        gpt2_backward(m, k > 0);
     }
     gpt2_update(m, &TEST_OPT, TEST_LR, step);
     return (float)(loss / GRAD_ACCUM);
@@ -93,17 +95,28 @@ static float *init_params(const GPT2Config *cfg, size_t *n) {
     return p;
 }
 
-// Loss, logits and every parameter gradient of one forward/backward of B x T tokens (B*T = TEST_B*TEST_T)
-// against the CPU. fused_qkv_bias says which pass must give the qkv bias gradient: the attention backward
-// (sequences of T >= 32) or, for shorter ones, the qkv linear's own pass over dqkv.
+// Runs forward and backward of GRAD_ACCUM micro-batches of B x T tokens, the first backward with accumulate =
+// first_accumulates (the others add); returns the mean loss.
+static float gpu_micro_steps(GPT2 *m, const int *inputs, const int *targets, int B, int T, bool first_accumulates) {
+    double loss = 0.0;
+    for (int k = 0; k < GRAD_ACCUM; k++) {
+        loss += gpt2_forward(m, inputs + k * B * T, targets + k * B * T, B, T, 1.0f / (B * T * GRAD_ACCUM));
+        gpt2_backward(m, k > 0 || first_accumulates);
+    }
+    return (float)(loss / GRAD_ACCUM);
+}
+
+// Loss, logits and every parameter gradient of forward/backward over GRAD_ACCUM micro-batches of B x T tokens
+// (B*T = TEST_B*TEST_T) against the CPU. fused_qkv_bias says which pass must give the qkv bias gradient: the
+// attention backward (sequences of T >= 32) or, for shorter ones, the qkv linear's own pass over dqkv.
 static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias) {
     GPT2Config cfg = test_config();
     size_t n;
     float *params = init_params(&cfg, &n);
     const int BT = B * T, Vp = cfg.padded_vocab_size;
     printf("  B=%d T=%d\n", B, T);
-    int *inputs = (int *)malloc_check(BT * sizeof(int)), *targets = (int *)malloc_check(BT * sizeof(int));
-    random_tokens(inputs, targets, 1, cfg.vocab_size, 77);
+    int *inputs = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int)), *targets = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int));
+    random_tokens(inputs, targets, GRAD_ACCUM, cfg.vocab_size, 77);
 
     GPT2 gpu;
     build_gpu(&gpu, &cfg, params);
@@ -123,17 +136,32 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias) {
     printf("  logits relative L2 error %.3e (bound %.3e)\n", logits_err, 4 * BF16_U);
     CHECK(logits_err <= 4 * BF16_U, "logits relative L2 error %.3e", logits_err);
 
-    // loss and gradients
-    gpt2_zero_grad(&gpu);
-    float gpu_loss = gpt2_forward(&gpu, inputs, targets, B, T, 1.0f / BT);
-    gpt2_backward(&gpu);
+    // loss and gradients: the GPU's first backward writes over NaN gradients and a NaN residual gradient
+    cudaCheck(cudaMemset(gpu.grads, 0xFF, n * sizeof(float)));
+    cudaCheck(cudaMemset(gpu.reg.tensors[gpu.dresidual].data, 0xFF, (size_t)BT * cfg.channels * sizeof(bf16)));
+    const float gpu_loss = gpu_micro_steps(&gpu, inputs, targets, B, T, false);
     gpt2_cpu_zero_grad(&cpu);
-    gpt2_cpu_backward(&cpu, 1);
+    gpt2_cpu_backward(&cpu, GRAD_ACCUM);  // of micro-batch 0, whose forward gave the logits above
+    cpu_loss += gpt2_cpu_forward(&cpu, inputs + BT, targets + BT);
+    gpt2_cpu_backward(&cpu, GRAD_ACCUM);
+    cpu_loss /= GRAD_ACCUM;
     printf("  loss gpu %.6f cpu %.6f (|diff| %.2e, bound %.2e)\n", gpu_loss, cpu_loss, fabsf(gpu_loss - cpu_loss), 4 * BF16_U * cpu_loss);
     CHECK(fabsf(gpu_loss - cpu_loss) <= 4 * BF16_U * cpu_loss, "loss gpu %f cpu %f", gpu_loss, cpu_loss);
-    float *grads = (float *)malloc_check(n * sizeof(float));
+    float *grads = (float *)malloc_check(n * sizeof(float)), *grads_zeroed = (float *)malloc_check(n * sizeof(float));
     cudaCheck(cudaDeviceSynchronize());
     cudaCheck(cudaMemcpy(grads, gpu.grads, n * sizeof(float), cudaMemcpyDeviceToHost));
+    // the same micro-steps into zeroed gradients, both accumulating (a memset, as before the overwrite mode)
+    cudaCheck(cudaMemset(gpu.grads, 0, n * sizeof(float)));
+    gpu_micro_steps(&gpu, inputs, targets, B, T, true);
+    cudaCheck(cudaMemcpy(grads_zeroed, gpu.grads, n * sizeof(float), cudaMemcpyDeviceToHost));
+    size_t differ = 0, signed_zeros = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&grads[i], &grads_zeroed[i], sizeof(float)) == 0) continue;
+        differ++;
+        signed_zeros += grads[i] == 0.0f && grads_zeroed[i] == 0.0f;
+    }
+    printf("  written vs zeroed + accumulated: %zu of %zu gradients differ, %zu of them zeros of another sign\n", differ, n, signed_zeros);
+    CHECK(differ == signed_zeros, "%zu gradients written over NaN differ from those accumulated into zeros", differ - signed_zeros);
     double worst = 0.0;
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
         const GPT2ParamTensor *t = &cpu.layout.tensors[i];
@@ -145,7 +173,7 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias) {
     printf("  worst gradient relative L2 error %.3e (bound %.3e)\n", worst, 12 * BF16_U);
     gpt2_cpu_free(&cpu);
     gpt2_free(&gpu);
-    free(params); free(inputs); free(targets); free(logits_bf16); free(logits); free(grads);
+    free(params); free(inputs); free(targets); free(logits_bf16); free(logits); free(grads); free(grads_zeroed);
 }
 
 static void test_forward_backward_matches_cpu(void) { forward_backward_matches_cpu(TEST_B, TEST_T, true); }

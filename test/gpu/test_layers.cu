@@ -11,6 +11,8 @@
 //   FP32 sums           |gpu - ref| <= 2^-16 * sum|terms| (a different FP32 summation order).
 // Every output is poisoned (NaN bytes) before each run, and a guard region after it must stay
 // untouched; every test runs its kernels twice on the same inputs and requires identical bits.
+// Gradient writers also run in overwrite mode (accumulate = 0, the first micro-step of an optimizer
+// step): over outputs poisoned with NaN they must give the bits of accumulating into zeros.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,13 +185,34 @@ static void *dev_snapshot(const void *d, size_t bytes) {
     return copy;
 }
 
+#define MAX_WRITTEN 4
+
+// The overwrite mode of a gradient writer: run(false) over the outputs bufs[0..n) poisoned with NaN must
+// leave the same bits as run(true) over the same outputs zeroed (what a memset before accumulating gave).
+// run sets any other buffer it reads or adds to itself, the same way in both modes.
+template <typename Run>
+static void check_overwrite_matches_zeroed(const char *what, Run run, void *const *bufs, const size_t *sizes, int n) {
+    void *zeroed[MAX_WRITTEN];
+    for (int k = 0; k < n; k++) cudaCheck(cudaMemset(bufs[k], 0, sizes[k]));
+    run(true);
+    for (int k = 0; k < n; k++) zeroed[k] = dev_snapshot(bufs[k], sizes[k]);
+    for (int k = 0; k < n; k++) dev_poison(bufs[k], sizes[k]);
+    run(false);
+    cudaCheck(cudaDeviceSynchronize());
+    for (int k = 0; k < n; k++) {
+        CHECK(same_bits(zeroed[k], bufs[k], sizes[k]), "%s: output %d written over NaN differs from accumulating into zeros", what, k);
+        cudaCheck(cudaFree(zeroed[k]));
+    }
+}
+
 // ----------------------------------------------------------------------------------------------
 // encoder
 
+// dwpe has max_T >= T rows: accumulating leaves rows t >= T alone, overwriting writes zeros there.
 template <typename GradT>
-static void encoder_case(int B, int T, int C, int Vp, int token_range) {
+static void encoder_case(int B, int T, int max_T, int C, int Vp, int token_range) {
     const int N = B * T;
-    const size_t act = (size_t)N * C;
+    const size_t act = (size_t)N * C, wpe_n = (size_t)max_T * C;
     float *wte = random_bf16_values((size_t)Vp * C, 0.0f, 0.5f);
     float *wpe = random_bf16_values((size_t)T * C, 0.0f, 0.5f);
     float *dout = random_bf16_values(act, 0.0f, 1.0f);
@@ -198,18 +221,18 @@ static void encoder_case(int B, int T, int C, int Vp, int token_range) {
     tokens[0] = Vp - 1;  // the last row of the table
     // gradients start from random values (the kernels accumulate)
     float *dwte0 = random_bf16_values((size_t)Vp * C, 0.0f, 1.0f);
-    float *dwpe0 = random_bf16_values((size_t)T * C, 0.0f, 1.0f);
+    float *dwpe0 = random_bf16_values(wpe_n, 0.0f, 1.0f);
 
     // reference
     float *out_ref = (float *)malloc_check(act * sizeof(float));
     cpu_encoder_forward(out_ref, tokens, wte, wpe, B, T, C);
-    float *dwte_ref = copy_floats(dwte0, (size_t)Vp * C), *dwpe_ref = copy_floats(dwpe0, (size_t)T * C);
+    float *dwte_ref = copy_floats(dwte0, (size_t)Vp * C), *dwpe_ref = copy_floats(dwpe0, wpe_n);
     cpu_encoder_backward(dwte_ref, dwpe_ref, dout, tokens, B, T, C);
     // atol of the FP32 sums: 2^-16 * (sum of |terms|), terms are the initial value and the dout rows
     float *dwte_atol = (float *)malloc_check((size_t)Vp * C * sizeof(float));
-    float *dwpe_atol = (float *)malloc_check((size_t)T * C * sizeof(float));
+    float *dwpe_atol = (float *)malloc_check(wpe_n * sizeof(float));
     for (size_t i = 0; i < (size_t)Vp * C; i++) dwte_atol[i] = fabsf(dwte0[i]);
-    for (size_t i = 0; i < (size_t)T * C; i++) dwpe_atol[i] = fabsf(dwpe0[i]);
+    for (size_t i = 0; i < wpe_n; i++) dwpe_atol[i] = fabsf(dwpe0[i]);
     for (int i = 0; i < N; i++) {
         for (int c = 0; c < C; c++) {
             dwte_atol[(size_t)tokens[i] * C + c] += fabsf(dout[(size_t)i * C + c]);
@@ -217,7 +240,7 @@ static void encoder_case(int B, int T, int C, int Vp, int token_range) {
         }
     }
     for (size_t i = 0; i < (size_t)Vp * C; i++) dwte_atol[i] *= 1.0f / 65536.0f;
-    for (size_t i = 0; i < (size_t)T * C; i++) dwpe_atol[i] *= 1.0f / 65536.0f;
+    for (size_t i = 0; i < wpe_n; i++) dwpe_atol[i] *= 1.0f / 65536.0f;
     const float grad_rtol = sizeof(GradT) == 2 ? BF16_EPS : 0.0f;
 
     // GPU
@@ -226,35 +249,44 @@ static void encoder_case(int B, int T, int C, int Vp, int token_range) {
     int *d_tokens = dev_ints(tokens, N);
     bf16 *d_out = (bf16 *)dev_alloc(act * sizeof(bf16));
     GradT *d_dwte = (GradT *)dev_alloc((size_t)Vp * C * sizeof(GradT));
-    GradT *d_dwpe = (GradT *)dev_alloc((size_t)T * C * sizeof(GradT));
+    GradT *d_dwpe = (GradT *)dev_alloc(wpe_n * sizeof(GradT));
     void *scratch = dev_alloc(encoder_backward_scratch_bytes(N));
     void *first_out = NULL, *first_dwte = NULL, *first_dwpe = NULL;
     for (int run = 0; run < 2; run++) {
         dev_poison(d_out, act * sizeof(bf16));
         upload(d_dwte, dwte0, (size_t)Vp * C);
-        upload(d_dwpe, dwpe0, (size_t)T * C);
+        upload(d_dwpe, dwpe0, wpe_n);
         encoder_forward(d_out, d_tokens, d_wte, d_wpe, B, T, C, 0);
-        encoder_backward<GradT>(d_dwte, d_dwpe, scratch, d_dout, d_tokens, B, T, C, Vp, 0);
+        encoder_backward<GradT>(d_dwte, d_dwpe, scratch, d_dout, d_tokens, B, T, C, Vp, max_T, true, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (run == 0) {
-            float *out = download(d_out, act), *dwte = download(d_dwte, (size_t)Vp * C), *dwpe = download(d_dwpe, (size_t)T * C);
+            float *out = download(d_out, act), *dwte = download(d_dwte, (size_t)Vp * C), *dwpe = download(d_dwpe, wpe_n);
             // forward: one rounding of an FP32 sum of two BF16 values
             check_close("encoder forward", out, out_ref, act, BF16_EPS, 0.0f);
             check_close_each("encoder backward dwte", dwte, dwte_ref, dwte_atol, (size_t)Vp * C, grad_rtol);
-            check_close_each("encoder backward dwpe", dwpe, dwpe_ref, dwpe_atol, (size_t)T * C, grad_rtol);
+            check_close_each("encoder backward dwpe", dwpe, dwpe_ref, dwpe_atol, wpe_n, grad_rtol);
             CHECK(guard_intact(d_out, act * sizeof(bf16)), "encoder forward wrote past its output");
             CHECK(guard_intact(d_dwte, (size_t)Vp * C * sizeof(GradT)), "encoder backward wrote past dwte");
-            CHECK(guard_intact(d_dwpe, (size_t)T * C * sizeof(GradT)), "encoder backward wrote past dwpe");
+            CHECK(guard_intact(d_dwpe, wpe_n * sizeof(GradT)), "encoder backward wrote past dwpe");
             free(out); free(dwte); free(dwpe);
             first_out = dev_snapshot(d_out, act * sizeof(bf16));
             first_dwte = dev_snapshot(d_dwte, (size_t)Vp * C * sizeof(GradT));
-            first_dwpe = dev_snapshot(d_dwpe, (size_t)T * C * sizeof(GradT));
+            first_dwpe = dev_snapshot(d_dwpe, wpe_n * sizeof(GradT));
         } else {
             CHECK(same_bits(first_out, d_out, act * sizeof(bf16)), "encoder forward not deterministic");
             CHECK(same_bits(first_dwte, d_dwte, (size_t)Vp * C * sizeof(GradT)), "encoder backward dwte not deterministic");
-            CHECK(same_bits(first_dwpe, d_dwpe, (size_t)T * C * sizeof(GradT)), "encoder backward dwpe not deterministic");
+            CHECK(same_bits(first_dwpe, d_dwpe, wpe_n * sizeof(GradT)), "encoder backward dwpe not deterministic");
         }
     }
+    // overwrite mode: dwpe written (all max_T rows); dwte is always added to, here from the same values in both modes
+    void *written[1] = {d_dwpe};
+    const size_t written_bytes[1] = {wpe_n * sizeof(GradT)};
+    check_overwrite_matches_zeroed("encoder backward dwpe", [&](bool accumulate) {
+        upload(d_dwte, dwte0, (size_t)Vp * C);
+        encoder_backward<GradT>(d_dwte, d_dwpe, scratch, d_dout, d_tokens, B, T, C, Vp, max_T, accumulate, 0);
+    }, written, written_bytes, 1);
+    CHECK(guard_intact(d_dwpe, wpe_n * sizeof(GradT)), "encoder backward (overwrite) wrote past dwpe");
+    CHECK(same_bits(first_dwte, d_dwte, (size_t)Vp * C * sizeof(GradT)), "encoder backward dwte depends on the dwpe mode");
     cudaCheck(cudaFree(d_wte)); cudaCheck(cudaFree(d_wpe)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_tokens));
     cudaCheck(cudaFree(d_out)); cudaCheck(cudaFree(d_dwte)); cudaCheck(cudaFree(d_dwpe)); cudaCheck(cudaFree(scratch));
     cudaCheck(cudaFree(first_out)); cudaCheck(cudaFree(first_dwte)); cudaCheck(cudaFree(first_dwpe));
@@ -263,11 +295,11 @@ static void encoder_case(int B, int T, int C, int Vp, int token_range) {
 }
 
 static void test_encoder(void) {
-    encoder_case<float>(1, 1, 768, 64, 64);
-    encoder_case<float>(1, 37, 100, 50, 5);       // C not a multiple of 8; many repeated tokens
-    encoder_case<float>(4, 1024, 768, 1000, 1000);
-    encoder_case<float>(2, 64, 768, 50304, 50257);
-    encoder_case<bf16>(3, 37, 1600, 300, 20);
+    encoder_case<float>(1, 1, 1, 768, 64, 64);
+    encoder_case<float>(1, 37, 64, 100, 50, 5);       // C not a multiple of 8; many repeated tokens; rows past T
+    encoder_case<float>(4, 1024, 1024, 768, 1000, 1000);
+    encoder_case<float>(2, 64, 1024, 768, 50304, 50257);
+    encoder_case<bf16>(3, 37, 40, 1600, 300, 20);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -388,7 +420,7 @@ static void layernorm_backward_case(int N, int C, int with_colsum) {
         upload(d_db, db0, C);
         if (with_colsum) upload(d_colsum, colsum0, C);
         dev_poison(scratch, scratch_floats * sizeof(float));
-        layernorm_backward<GradT>(d_dinp, d_colsum, d_dw, d_db, scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, 0);
+        layernorm_backward<GradT>(d_dinp, d_colsum, d_dw, d_db, scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, true, true, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (run == 0) {
             float *dinp = download(d_dinp, act), *dw = download(d_dw, C), *db = download(d_db, C);
@@ -419,6 +451,23 @@ static void layernorm_backward_case(int N, int C, int with_colsum) {
                 CHECK(same_bits(first_colsum, d_colsum, C * sizeof(float)), "layernorm backward dinp_colsum not deterministic");
         }
     }
+    // overwrite modes, one flag at a time (the other's outputs start from the random values in both runs)
+    void *dinp_buf[1] = {d_dinp};
+    const size_t dinp_bytes[1] = {act * sizeof(bf16)};
+    check_overwrite_matches_zeroed("layernorm backward dinp", [&](bool accumulate_dinp) {
+        upload(d_dw, dw0, C);
+        upload(d_db, db0, C);
+        if (with_colsum) upload(d_colsum, colsum0, C);
+        layernorm_backward<GradT>(d_dinp, d_colsum, d_dw, d_db, scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, accumulate_dinp, true, 0);
+    }, dinp_buf, dinp_bytes, 1);
+    void *param_bufs[3] = {d_dw, d_db, d_colsum};
+    const size_t param_bytes[3] = {C * sizeof(GradT), C * sizeof(GradT), C * sizeof(float)};
+    check_overwrite_matches_zeroed("layernorm backward dweight, dbias, dinp_colsum", [&](bool accumulate) {
+        upload(d_dinp, dinp0, act);
+        layernorm_backward<GradT>(d_dinp, d_colsum, d_dw, d_db, scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, true, accumulate, 0);
+    }, param_bufs, param_bytes, with_colsum ? 3 : 2);
+    CHECK(guard_intact(d_dinp, act * sizeof(bf16)) && guard_intact(d_dw, C * sizeof(GradT)) && guard_intact(d_db, C * sizeof(GradT)),
+          "layernorm backward (overwrite) wrote past an output");
     cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_w)); cudaCheck(cudaFree(d_mean));
     cudaCheck(cudaFree(d_rstd)); cudaCheck(cudaFree(d_dinp)); cudaCheck(cudaFree(d_dw)); cudaCheck(cudaFree(d_db));
     cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(first_dinp)); cudaCheck(cudaFree(first_dw)); cudaCheck(cudaFree(first_db));
@@ -798,7 +847,7 @@ static void linear_case(int N, int IC, int OC, int gelu) {
         upload(d_dbias, dbias0, OC);
         upload(d_pre_dbias, pre_dbias0, IC);
         linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_pre : NULL, gelu ? d_pre_dbias : NULL,
-                        N, IC, OC, 0);
+                        N, IC, OC, true, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (run == 0) {
             first[0] = dev_snapshot(d_dinp, in_n * sizeof(bf16));
@@ -824,6 +873,16 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     } else {
         CHECK(memcmp(pre_dbias, pre_dbias0, IC * sizeof(float)) == 0, "pre_gelu_dbias changed without pre_gelu");
     }
+    // overwrite mode: dweight (cuBLASLt beta = 0), dbias and pre_gelu_dbias written; dinp is written in both modes
+    void *grad_bufs[3] = {d_dweight, d_dbias, d_pre_dbias};
+    const size_t grad_bytes[3] = {w_n * sizeof(float), OC * sizeof(float), IC * sizeof(float)};
+    check_overwrite_matches_zeroed("linear backward", [&](bool accumulate) {
+        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_pre : NULL, gelu ? d_pre_dbias : NULL,
+                        N, IC, OC, accumulate, 0);
+    }, grad_bufs, grad_bytes, gelu ? 3 : 2);
+    CHECK(guard_intact(d_dweight, w_n * sizeof(float)) && guard_intact(d_dbias, OC * sizeof(float)) &&
+              guard_intact(d_pre_dbias, IC * sizeof(float)),
+          "linear backward N=%d IC=%d OC=%d (overwrite): wrote past an output", N, IC, OC);
 
     for (int i = 0; i < 4; i++) cudaCheck(cudaFree(first[i]));
     void *dev[] = {d_inp, d_weight, d_bias, d_dout, d_pre, d_out, d_pre_out, d_dinp, d_dweight, d_dbias, d_pre_dbias, ctx.bias_partials};
@@ -832,6 +891,50 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     float *host[] = {inp, weight, bias, dout, pre, dweight0, dbias0, pre_dbias0, pre_ref, out_ref, atol, abs_inp, abs_weight, abs_bias,
                      dinp_ref, dinp_atol, dweight_ref, dbias_ref, dweight_atol, dbias_atol, abs_dout, out, dinp, dweight, dbias, pre_dbias};
     for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++) free(host[i]);
+}
+
+// The one case where the Wgrad's overwrite mode may differ from accumulating into zeros: an element whose
+// products are all -0.0f (here inp's column 0 is +0 and dout's column 0 negative in every row, so dweight[0, 0]
+// sums N products -0.0f). Added to a zeroed +0.0f it is +0.0f; cuBLASLt with beta = 0 adds nothing and may
+// leave -0.0f. Every element must have the same bits in both modes or be a zero in both; the test prints how
+// many zeros differ in sign on this device (the norm and AdamW treat +0 and -0 alike: dev/RESULTS.md).
+static void test_linear_wgrad_signed_zero(void) {
+    const int N = 256, IC = 64, OC = 64;
+    const size_t w_n = (size_t)OC * IC;
+    float *inp = random_bf16_values((size_t)N * IC, 0.0f, 1.0f), *dout = random_bf16_values((size_t)N * OC, 0.0f, 1.0f);
+    for (int n = 0; n < N; n++) {
+        inp[(size_t)n * IC] = 0.0f;
+        dout[(size_t)n * OC] = -0.5f - fabsf(dout[(size_t)n * OC]);
+    }
+    MatmulContext matmul;
+    matmul_context_init(&matmul);
+    LinearContext ctx;
+    ctx.precision = PRECISION_BF16;
+    ctx.matmul = &matmul;
+    ctx.max_out_channels = OC;
+    ctx.bias_partials = NULL;  // no bias gradient here
+    bf16 *d_inp = dev_from_host<bf16>(inp, (size_t)N * IC), *d_dout = dev_from_host<bf16>(dout, (size_t)N * OC);
+    float *d_dweight = (float *)dev_alloc(w_n * sizeof(float));
+    float *got[2];
+    for (int accumulate = 1; accumulate >= 0; accumulate--) {  // into zeros, then over NaN
+        cudaCheck(cudaMemset(d_dweight, accumulate ? 0 : POISON_BYTE, w_n * sizeof(float)));
+        linear_backward(&ctx, NULL, d_dweight, NULL, d_dout, d_inp, NULL, NULL, NULL, N, IC, OC, accumulate, 0);
+        cudaCheck(cudaDeviceSynchronize());
+        got[accumulate] = download(d_dweight, w_n);
+    }
+    size_t differ = 0, signed_zeros = 0;
+    for (size_t i = 0; i < w_n; i++) {
+        if (memcmp(&got[0][i], &got[1][i], sizeof(float)) == 0) continue;
+        differ++;
+        signed_zeros += got[0][i] == 0.0f && got[1][i] == 0.0f;
+    }
+    printf("  dweight[0,0] (all products -0): %g accumulated into +0, %g written; %zu of %zu elements differ in the sign of a zero\n",
+           got[1][0], got[0][0], signed_zeros, w_n);
+    CHECK(got[1][0] == 0.0f && got[0][0] == 0.0f, "dweight[0,0] is not a zero");
+    CHECK(differ == signed_zeros, "%zu elements differ in other than the sign of a zero", differ - signed_zeros);
+    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_dweight));
+    matmul_context_free(&matmul);
+    free(inp); free(dout); free(got[0]); free(got[1]);
 }
 
 static void test_linear(void) {
@@ -858,5 +961,6 @@ int main(void) {
     RUN_TEST(test_adamw);
     RUN_TEST(test_global_norm);
     RUN_TEST(test_linear);
+    RUN_TEST(test_linear_wgrad_signed_zero);
     return testing_finish();
 }
