@@ -5,7 +5,8 @@
 // into the product. Output C is BF16 or FP32, row-major [M,N].
 //
 // One context per device holds the handle, the workspace and a cache of the chosen algorithm per
-// problem (shape, types, accumulation mode, alignments), so repeated calls on one shape pay for the choice once.
+// problem (shape, types, accumulation mode, whether C is read (beta != 0), alignments), so repeated calls on one
+// shape pay for the choice once.
 // The choice is made on the first call of a problem, on its real operands: the heuristic proposes up to
 // MATMUL_TUNE_CANDIDATES algorithms, each runs once and the checksum of its output (C, and aux for
 // GELU_BIAS) is compared with that of the heuristic's first proposal; only the candidates whose output is
@@ -80,6 +81,7 @@ typedef struct {
     int fast_accum;
     int a_transposed, b_transposed;
     MatmulEpilogue epilogue;
+    int reads_c;                    // beta != 0: tuned with C read (bit-identity checked that way), so its own plan
     int align_a, align_b, align_c;  // bytes (power of two, at most 256) the chosen algorithm may assume
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t layout_a, layout_b, layout_c;  // in cuBLASLt's naming (a = our B)
@@ -316,8 +318,8 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
         MatmulPlan *p = &ctx->plans[i];
         if (p->M == g->M && p->N == g->N && p->K == g->K && p->a_type == g->a_type && p->b_type == g->b_type &&
             p->c_type == g->c_type && p->fast_accum == g->fast_accum && p->a_transposed == g->a_transposed &&
-            p->b_transposed == g->b_transposed && p->epilogue == g->epilogue && p->align_a == align_a &&
-            p->align_b == align_b && p->align_c == align_c) return p;
+            p->b_transposed == g->b_transposed && p->epilogue == g->epilogue && p->reads_c == (g->beta != 0.0f) &&
+            p->align_a == align_a && p->align_b == align_b && p->align_c == align_c) return p;
     }
     if (ctx->num_plans == MATMUL_PLAN_CACHE_SIZE) {
         set_error(err, err_size, "matmul: plan cache full (%d problems)", MATMUL_PLAN_CACHE_SIZE);
@@ -329,6 +331,7 @@ static inline MatmulPlan *matmul_plan_get(MatmulContext *ctx, const MatmulArgs *
     p->a_type = g->a_type; p->b_type = g->b_type; p->c_type = g->c_type; p->fast_accum = g->fast_accum;
     p->a_transposed = g->a_transposed; p->b_transposed = g->b_transposed;
     p->epilogue = g->epilogue;
+    p->reads_c = g->beta != 0.0f;
     p->align_a = align_a; p->align_b = align_b; p->align_c = align_c;
 
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
