@@ -326,7 +326,6 @@ __device__ __forceinline__ void attn_zero(float x[M][N][4]) {
 // with the mma.sync path. B tiles are the swizzled 64-column tiles above: 128-byte rows whose 16-byte chunks
 // are XORed with row % 8, which is wgmma's 128-byte swizzle when the tile starts on a 1024-byte boundary.
 
-
 // Shared-memory descriptor of a 64-column swizzled tile at shared address `addr` (1024-byte aligned, or
 // advanced from such an address by whole k steps): 128-byte swizzle, 8-row groups 1024 bytes apart. K-major
 // operands (rows = N, columns = K) ignore the leading offset; the transposed (MN-major) reads step over
@@ -354,22 +353,6 @@ __device__ __forceinline__ void attn_wgmma_m64n64k16(float (&d)[8][4], const uin
 #else
     __trap();
 #endif
-}
-
-// Makes this thread's completed cp.async writes to shared memory visible to wgmma's (async-proxy) reads;
-// each thread calls it after its cp.async wait and before the barrier that publishes the tiles.
-__device__ __forceinline__ void attn_fence_proxy_async() {
-#if SM90_HAS_WGMMA
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-// Keeps the compiler from moving reads of an accumulator written by wgmma above the wait.
-__device__ __forceinline__ void attn_wg_fence_acc(float (&d)[8][4]) {
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[j][e])::"memory");
-    }
 }
 
 // Warpgroup acc[64 x 64] = A[64 x 64] * B[64 x 64]^T (issued, not waited for): A in registers (this warp's
@@ -489,7 +472,7 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
 
     for (int tile = 0; tile < ntiles; tile++) {
         cp_async_wait<AHEAD - 1>();   // this tile's group is complete
-        if constexpr (WG) attn_fence_proxy_async();
+        if constexpr (WG) wgmma_fence_proxy_async();
         __syncthreads();   // tile visible to all; everyone is done with the stage refilled next
         if (tile + AHEAD < ntiles) load_key_tile((tile + AHEAD) % STAGES, tile + AHEAD);
         cp_async_commit();   // empty past the end, so that every tile keeps one group
@@ -508,7 +491,7 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
             } else {
                 wgmma_wait<0>();
             }
-            attn_wg_fence_acc(s[0]);
+            wgmma_pin(s[0]);
         } else {
             attn_zero<MT, BC / 8>(s);
             attn_warp_mma_abt<HS, MT, BC>(s, aQ, warp * WR, cK);
@@ -562,7 +545,7 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
         }
         if constexpr (WG) {   // the previous tile's P V is in O: rescale it now
             wgmma_wait<0>();
-            attn_wg_fence_acc(o[0]);
+            wgmma_pin(o[0]);
 #pragma unroll
             for (int e = 0; e < 4; e++) {
 #pragma unroll
@@ -575,7 +558,7 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
                 attn_wg_mma_ab(o[0], pf, cV);
                 wgmma_commit();
                 wgmma_wait<0>();
-                attn_wg_fence_acc(o[0]);
+                wgmma_pin(o[0]);
             }
         } else {
             attn_warp_mma_pb<HS, MT, BC>(o, s, cV);
@@ -710,7 +693,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     for (int qt = qt_first; qt < qt_end; qt++) {
         const int stage = (qt - qt_first) % STAGES;
         cp_async_wait<AHEAD - 1>();   // this tile's group is complete
-        if constexpr (WG) attn_fence_proxy_async();
+        if constexpr (WG) wgmma_fence_proxy_async();
         __syncthreads();   // tile visible to all; everyone is done with the stage refilled next
         if (qt + AHEAD < qt_end) load_query_tile((qt - qt_first + AHEAD) % STAGES, qt + AHEAD);
         cp_async_commit();   // empty past the end, so that every tile keeps one group
@@ -728,7 +711,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
             attn_wg_mma_abt(dp[0], vf[0], cdO);
             wgmma_commit();
             wgmma_wait<1>();   // S^T, and the previous tile's dV and dK
-            attn_wg_fence_acc(s[0]);
+            wgmma_pin(s[0]);
         } else {
             attn_zero<MT, BQ / 8>(s);
             attn_zero<MT, BQ / 8>(dp);
@@ -759,7 +742,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
             attn_wg_mma_pb(dv[0], s[0], cdO, accumulate);
             wgmma_commit();
             wgmma_wait<1>();   // dP^T
-            attn_wg_fence_acc(dp[0]);
+            wgmma_pin(dp[0]);
         } else {
             attn_warp_mma_pb<HS, MT, BQ>(dv, s, cdO);
         }
@@ -784,8 +767,8 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     }
     if constexpr (WG) {
         wgmma_wait<0>();
-        attn_wg_fence_acc(dv[0]);
-        attn_wg_fence_acc(dk[0]);
+        wgmma_pin(dv[0]);
+        wgmma_pin(dk[0]);
     }
 
     attn_warp_store_rows<HS, MT>(dqkv + qkv_base + (long)NH * HS, row_stride, wk0, T, dk, scale, sK, warp * WR, BIAS);
@@ -874,7 +857,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     for (int tile = 0; tile < ntiles; tile++) {
         const int stage = tile % STAGES;
         cp_async_wait<AHEAD - 1>();   // this tile's group is complete
-        if constexpr (WG) attn_fence_proxy_async();
+        if constexpr (WG) wgmma_fence_proxy_async();
         __syncthreads();   // tile visible to all; everyone is done with the stage refilled next
         if (tile + AHEAD < ntiles) load_key_tile((tile + AHEAD) % STAGES, tile + AHEAD);
         cp_async_commit();   // empty past the end, so that every tile keeps one group
@@ -894,7 +877,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
             attn_wg_mma_abt(dp[0], dof[0], cV);
             wgmma_commit();
             wgmma_wait<1>();   // S, and the previous tile's dQ
-            attn_wg_fence_acc(s[0]);
+            wgmma_pin(s[0]);
         } else {
             attn_zero<MT, BK / 8>(s);
             attn_zero<MT, BK / 8>(dp);
@@ -920,7 +903,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         }
         if constexpr (WG) {
             wgmma_wait<0>();   // dP
-            attn_wg_fence_acc(dp[0]);
+            wgmma_pin(dp[0]);
         }
         // dS = P (dP - delta) in dp, then dQ += dS K
 #pragma unroll
@@ -941,7 +924,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     }
     if constexpr (WG) {
         wgmma_wait<0>();
-        attn_wg_fence_acc(dq[0]);
+        wgmma_pin(dq[0]);
     }
     attn_warp_store_rows<HS, MT>(dqkv + qkv_base, row_stride, wq0, T, dq, scale, sQ, warp * WR, BIAS);
     if constexpr (BIAS) {

@@ -59,7 +59,6 @@ static_assert(DQ_THREADS / 128 == (DQ_BM / 64) * (DQ_BN / DQ_WG_N), "one warpgro
 // ----------------------------------------------------------------------------
 // Device helpers (sm_90a only)
 
-
 // wgmma shared-memory descriptor of a K-major tile with the 128-byte swizzle: rows of 128 bytes,
 // 8-row (1024-byte) swizzle atoms stacked along M/N (stride byte offset 1024). `addr`: the tile's
 // shared-memory address (state space offset), 1024-aligned.
@@ -72,12 +71,6 @@ __device__ __forceinline__ uint64_t dq_smem_desc(uint32_t addr) {
 }
 
 #define DQ_ACC_REGS (64 * DQ_WG_N / 128)  // FP32 accumulators per thread of a warpgroup
-
-// Keeps the compiler from moving accumulator reads/writes across the asynchronous wgmma.
-__device__ __forceinline__ void dq_fence_acc(float (&d)[DQ_ACC_REGS]) {
-#pragma unroll
-    for (int i = 0; i < DQ_ACC_REGS; i++) asm volatile("" : "+f"(d[i])::"memory");
-}
 
 #define DQ_ACC8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), \
                    "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
@@ -106,13 +99,6 @@ __device__ __forceinline__ void dq_wgmma_m64n128k16(float (&d)[DQ_ACC_REGS], uin
 // 16-byte store to a shared-memory address (state space offset).
 __device__ __forceinline__ void dq_st_shared_v4(uint32_t addr, uint4 v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
-}
-
-// Makes this thread's ordinary shared-memory stores visible to the async proxy (wgmma operand reads).
-__device__ __forceinline__ void dq_fence_proxy_async() {
-#if SM90_HAS_WGMMA
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
 }
 
 // ----------------------------------------------------------------------------
@@ -204,7 +190,7 @@ __device__ __forceinline__ void dq_mainloop_step(float (&acc)[DQ_ACC_REGS], DqCh
     uint32_t stage = smem + (kt % DQ_STAGES) * DQ_STAGE_BYTES;
     uint64_t desc_a = dq_smem_desc(stage + (warpgroup / 2) * 64 * DQ_BK * 2);
     uint64_t desc_b = dq_smem_desc(stage + DQ_A_TILE_BYTES + (warpgroup % 2) * DQ_WG_N * DQ_BK * 2);
-    dq_fence_acc(acc);
+    wgmma_pin(acc);
     wgmma_fence();
 #pragma unroll
     for (int k16 = 0; k16 < DQ_BK / 16; k16++) {
@@ -212,14 +198,14 @@ __device__ __forceinline__ void dq_mainloop_step(float (&acc)[DQ_ACC_REGS], DqCh
         dq_wgmma_m64n128k16<Fmt::kHalf>(acc, desc_a + 2 * k16, desc_b + 2 * k16);
     }
     wgmma_commit();
-    dq_fence_acc(acc);
+    wgmma_pin(acc);
     if (kt + 1 < num_k_tiles) {
         dq_store_tile<Fmt>(next, map, smem + ((kt + 1) % DQ_STAGES) * DQ_STAGE_BYTES);
-        dq_fence_proxy_async();
+        wgmma_fence_proxy_async();
     }
     if (kt + 3 < num_k_tiles) dq_load_tile<Fmt>(next, map, kt + 3, K);
     wgmma_wait<1>();
-    dq_fence_acc(acc);
+    wgmma_pin(acc);
     __syncthreads();
 }
 
@@ -251,7 +237,7 @@ __global__ void __launch_bounds__(DQ_THREADS, 1)
     dq_load_tile<Fmt>(regs_even, map, 0, K);
     if (num_k_tiles > 1) dq_load_tile<Fmt>(regs_odd, map, 1, K);
     dq_store_tile<Fmt>(regs_even, map, smem);
-    dq_fence_proxy_async();
+    wgmma_fence_proxy_async();
     if (num_k_tiles > 2) dq_load_tile<Fmt>(regs_even, map, 2, K);
     __syncthreads();
     for (int kt = 0; kt < num_k_tiles; kt += 2) {
@@ -259,7 +245,7 @@ __global__ void __launch_bounds__(DQ_THREADS, 1)
         if (kt + 1 < num_k_tiles) dq_mainloop_step<Fmt>(acc, regs_even, map, smem, kt + 1, num_k_tiles, K, warpgroup);
     }
     wgmma_wait<0>();
-    dq_fence_acc(acc);
+    wgmma_pin(acc);
 
     float scale = alpha * Fmt::kAlphaCorrection;
     if (alpha_a != NULL) scale *= *alpha_a;

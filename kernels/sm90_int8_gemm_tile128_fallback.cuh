@@ -138,13 +138,6 @@ __device__ __forceinline__ void i8g_tma_load_2d(void *dst, const CUtensorMap *ma
 #define I8G_DESC_HI ((uint64_t)(1024 >> 4) << 32 | 1ull << 62)
 __device__ __forceinline__ uint32_t i8g_smem_desc_lo(const void *tile) { return ((i8g_smem_addr(tile) & 0x3FFFFu) >> 4) | (1u << 16); }
 
-
-// Pins the accumulator registers at this point, so no read of them moves above the preceding wait.
-__device__ __forceinline__ void i8g_fence_registers(int32_t (&d)[64]) {
-#pragma unroll
-    for (int i = 0; i < 64; i++) asm volatile("" : "+r"(d[i])::"memory");
-}
-
 // d[64 x 128] (+)= a[64 x 32] . b[128 x 32]^T, s8 operands from shared memory, s32 accumulators in the
 // wgmma fragment layout (register i of lane l in warp w: row 16w + l/4 + 8*((i/2)%2), column
 // 8*(i/4) + 2*(l%4) + i%2). accumulate = 0 overwrites d.
@@ -356,7 +349,7 @@ __device__ __forceinline__ void i8g_promote(float (&acc)[64], const int32_t (&d)
 // consumer warpgroup on every block of the cluster) and adds d's scaled sums to acc.
 template <int CS>
 __device__ __forceinline__ void i8g_retire(float (&acc)[64], int32_t (&d)[64], const I8gStep &st, uint64_t *empty) {
-    i8g_fence_registers(d);
+    wgmma_pin(d);
     if (threadIdx.x % 128 == 0) {
         if constexpr (CS > 1) {
             for (int r = 0; r < CS; r++) i8g_mbar_arrive_cluster(&empty[st.stage], (uint32_t)r);

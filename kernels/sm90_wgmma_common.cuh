@@ -6,8 +6,14 @@
 //                    accumulators), before issuing them
 //   wgmma_commit():  closes the products issued so far into a group
 //   wgmma_wait<N>(): blocks until at most N of the most recent groups are still running
+//   wgmma_fence_proxy_async(): after this thread's ordinary (or cp.async, once waited for) writes to shared
+//                    memory that wgmma will read as operands, before the barrier that publishes them
+//   wgmma_pin(acc):  after a wait, keeps the compiler from moving reads of the accumulator registers (a
+//                    float or int32 array, any rank) that the products wrote above that wait
 #ifndef KERNELS_SM90_WGMMA_COMMON_CUH
 #define KERNELS_SM90_WGMMA_COMMON_CUH
+
+#include <stdint.h>
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SM90_HAS_WGMMA 1
@@ -30,6 +36,19 @@ __device__ __forceinline__ void wgmma_wait() {
 #if SM90_HAS_WGMMA
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
 #endif
+}
+__device__ __forceinline__ void wgmma_fence_proxy_async() {
+#if SM90_HAS_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_pin(float &x) { asm volatile("" : "+f"(x)::"memory"); }
+__device__ __forceinline__ void wgmma_pin(int32_t &x) { asm volatile("" : "+r"(x)::"memory"); }
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_pin(T (&x)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) wgmma_pin(x[i]);
 }
 
 #endif // KERNELS_SM90_WGMMA_COMMON_CUH

@@ -83,23 +83,23 @@ __global__ void __launch_bounds__(384, 1) igmma_ceiling_kernel(int steps, float 
     while (true) {
         if (++s == steps) {
             wgmma_wait<0>();
-            i8g_fence_registers(part0);
+            wgmma_pin(part0);
             if (CONVERT) i8g_promote(acc, part0, st);
             break;
         }
         i8g_issue_stage(part1, a, b);
         wgmma_wait<1>();
-        i8g_fence_registers(part0);
+        wgmma_pin(part0);
         if (CONVERT) i8g_promote(acc, part0, st);
         if (++s == steps) {
             wgmma_wait<0>();
-            i8g_fence_registers(part1);
+            wgmma_pin(part1);
             if (CONVERT) i8g_promote(acc, part1, st);
             break;
         }
         i8g_issue_stage(part0, a, b);
         wgmma_wait<1>();
-        i8g_fence_registers(part1);
+        wgmma_pin(part1);
         if (CONVERT) i8g_promote(acc, part1, st);
     }
     float sum = 0.0f;

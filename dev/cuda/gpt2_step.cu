@@ -2,8 +2,9 @@
 Where one GPT-2 BF16 training step's time goes (gpt2.cuh): builds a randomly initialized preset model,
 runs WARMUP steps (the first one also chooses the cuBLASLt algorithms, kernels/matmul_cublaslt.cuh), then
 times STEPS steps phase by phase between CUDA events on the model's stream: forward (with the fused
-classifier), backward (one micro-step per step, so it writes the gradients: no memset), global norm + AdamW. Then times every GEMM of one step on its own (same shapes,
-same linear dispatch point, random operands) and prints their sum, and how the plan cache chose; then
+classifier), backward (one micro-step per step, so it writes the gradients: no memset), global norm +
+AdamW. Then times every GEMM of one step on its own (same shapes, same linear dispatch point, random
+operands) and prints their sum, and how the plan cache chose; then
 every other kernel of the step on its own (on the model's tensors, layer 0 for every layer), so that the
 two tables add up to about the step time.
 

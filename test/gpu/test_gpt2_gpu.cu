@@ -74,27 +74,6 @@ static void build_gpu(GPT2 *m, const GPT2Config *cfg, const float *params) {
     gpt2_set_params(m, params);
 }
 
-// One optimizer step on the GPU over GRAD_ACCUM micro-batches; returns the mean loss.
-static float gpu_step(GPT2 *m, const int *inputs, const int *targets, int step) {
-    const int BT = TEST_B * TEST_T;
-    double loss = 0.0;
-    for (int k = 0; k < GRAD_ACCUM; k++) {
-        loss += gpt2_forward(m, inputs + k * BT, targets + k * BT, TEST_B, TEST_T, 1.0f / (BT * GRAD_ACCUM));
-        gpt2_backward(m, k > 0);
-    }
-    gpt2_update(m, &TEST_OPT, TEST_LR, step);
-    return (float)(loss / GRAD_ACCUM);
-}
-
-static float *init_params(const GPT2Config *cfg, size_t *n) {
-    GPT2ParamLayout layout;
-    gpt2_param_layout(cfg, &layout);
-    *n = layout.num_parameters;
-    float *p = (float *)malloc_check(*n * sizeof(float));
-    gpt2_init_params(cfg, p, 1234);
-    return p;
-}
-
 // Runs forward and backward of GRAD_ACCUM micro-batches of B x T tokens, the first backward with accumulate =
 // first_accumulates (the others add); returns the mean loss.
 static float gpu_micro_steps(GPT2 *m, const int *inputs, const int *targets, int B, int T, bool first_accumulates) {
@@ -104,6 +83,23 @@ static float gpu_micro_steps(GPT2 *m, const int *inputs, const int *targets, int
         gpt2_backward(m, k > 0 || first_accumulates);
     }
     return (float)(loss / GRAD_ACCUM);
+}
+
+// One optimizer step on the GPU over GRAD_ACCUM micro-batches (the first backward writes the gradients);
+// returns the mean loss.
+static float gpu_step(GPT2 *m, const int *inputs, const int *targets, int step) {
+    const float loss = gpu_micro_steps(m, inputs, targets, TEST_B, TEST_T, false);
+    gpt2_update(m, &TEST_OPT, TEST_LR, step);
+    return loss;
+}
+
+static float *init_params(const GPT2Config *cfg, size_t *n) {
+    GPT2ParamLayout layout;
+    gpt2_param_layout(cfg, &layout);
+    *n = layout.num_parameters;
+    float *p = (float *)malloc_check(*n * sizeof(float));
+    gpt2_init_params(cfg, p, 1234);
+    return p;
 }
 
 // Loss, logits and every parameter gradient of forward/backward over GRAD_ACCUM micro-batches of B x T tokens
