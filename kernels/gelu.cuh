@@ -21,6 +21,24 @@ __device__ __forceinline__ float gelu_tanh_grad(float x) {
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
+// gelu(x) and gelu'(x) together, for GEMM epilogues where instructions count. With e = exp(2u) and
+// s = 1 / (e + 1): 1 + tanh(u) = 2 e s and 1 - tanh(u)^2 = 4 e s^2, so
+//   gelu(x) = x e s,   gelu'(x) = e s (1 + x s k (2 + 6 * 0.044715 x^2))
+// one ex2.approx and one rcp.approx (relative errors ~2^-22 and 1 ulp), no cancellation near x << 0
+// where tanhf's 1 + tanh loses bits. exp's argument is capped at 2^6 (e s = 1 to FP32 precision there).
+__device__ __forceinline__ void gelu_tanh_and_grad(float x, float &gelu, float &grad) {
+    const float x2 = x * x;
+    // 2u log2(e) = x (2k log2e + 2k 0.044715 log2e x^2)
+    const float t = fminf(x * fmaf(x2, 2.0f * 0.044715f * GELU_SCALING_FACTOR * 1.4426950408889634f,
+                                   2.0f * GELU_SCALING_FACTOR * 1.4426950408889634f), 64.0f);
+    float e, s;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(t));
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(s) : "f"(e + 1.0f));
+    const float es = e * s;
+    gelu = x * es;
+    grad = fmaf(es * (x * s), fmaf(x2, 6.0f * 0.044715f * GELU_SCALING_FACTOR, 2.0f * GELU_SCALING_FACTOR), es);
+}
+
 // One thread per 8 elements: out[i] = gelu(inp[i]). out may alias inp.
 __global__ void gelu_forward_kernel(bf16 *out, const bf16 *inp, long long n) {
     const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;

@@ -24,10 +24,9 @@
 #ifndef KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
 #define KERNELS_SM90_INT8_GEMM_TILE128_FALLBACK_CUH
 
-#include <cuda.h>
-#include <cudaTypedefs.h>
 #include "kernels/cuda_common.h"
 #include "kernels/sm90_wgmma_common.cuh"
+#include "kernels/sm90_tma_common.cuh"
 #include "kernels/int8_tile128_fallback.h"
 
 #define I8G_BM 128
@@ -54,31 +53,6 @@ static_assert(I8G_BM == 2 * 64 && I8G_THREADS == 3 * 128, "two consumer warpgrou
 
 // ---- PTX wrappers (sm_90a)
 
-__device__ __forceinline__ uint32_t i8g_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void i8g_mbar_init(uint64_t *bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(i8g_smem_addr(bar)), "r"(count));
-}
-
-__device__ __forceinline__ void i8g_mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(i8g_smem_addr(bar)), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void i8g_mbar_arrive(uint64_t *bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(i8g_smem_addr(bar)) : "memory");
-}
-
-// Spins until the phase with parity `parity` of the barrier at shared address `bar` has completed.
-__device__ __forceinline__ void i8g_mbar_wait(uint32_t bar, uint32_t parity) {
-    asm volatile(
-        "{\n"
-        ".reg .pred done;\n"
-        "I8G_WAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra I8G_WAIT_%=;\n"
-        "}\n" ::"r"(bar), "r"(parity) : "memory");
-}
-
 // Shared-memory loads on 32-bit shared addresses (no generic-address path through L1). Volatile, so they
 // stay after the barrier wait that makes the data valid.
 __device__ __forceinline__ float i8g_lds_f32(uint32_t addr) {
@@ -92,51 +66,6 @@ __device__ __forceinline__ float2 i8g_lds_f32x2(uint32_t addr) {
     asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
     return v;
 }
-
-// Arrives on the barrier at the same shared-memory offset in block `rank` of the cluster. CTA-scope
-// (default) semantics suffice: the arrival only says that this block's wgmma finished reading the stage
-// (wgmma.wait_group came first), so nothing the arriving thread wrote must become visible to the peer.
-__device__ __forceinline__ void i8g_mbar_arrive_cluster(uint64_t *bar, uint32_t rank) {
-    uint32_t remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(i8g_smem_addr(bar)), "r"(rank));
-    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
-}
-
-__device__ __forceinline__ uint32_t i8g_cluster_rank() {
-    uint32_t rank;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
-    return rank;
-}
-
-// All threads of all blocks of the cluster meet here (release/acquire at cluster scope).
-__device__ __forceinline__ void i8g_cluster_sync() {
-    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
-}
-
-// 2D tensor copy of the box at (c0, c1) into shared memory at the same offset in every block of
-// `mask` (cluster ranks), completing on the barrier at the same offset in each.
-__device__ __forceinline__ void i8g_tma_load_2d_multicast(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1,
-                                                          uint16_t mask) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
-        " [%0], [%1, {%3, %4}], [%2], %5;"
-        ::"r"(i8g_smem_addr(dst)), "l"((uint64_t)map), "r"(i8g_smem_addr(bar)), "r"(c0), "r"(c1), "h"(mask) : "memory");
-}
-
-// 2D tensor copy of the box at (c0 = column, c1 = row) into shared memory, completing on `bar`.
-__device__ __forceinline__ void i8g_tma_load_2d(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];"
-        ::"r"(i8g_smem_addr(dst)), "l"((uint64_t)map), "r"(i8g_smem_addr(bar)), "r"(c0), "r"(c1) : "memory");
-}
-
-// wgmma descriptor of a K-major tile in shared memory written with 128-byte swizzle: rows of 128 bytes,
-// 8-row groups 1024 bytes apart (stride byte offset), tile base 1024-byte aligned.
-// Low word: the address in 16-byte units (14 bits: shared addresses stay under 2^18) and a leading byte
-// offset of 1 (unused with swizzle); high word, the same for every tile: stride byte offset and the swizzle
-// mode. Tiles 16 * t bytes apart have low words t apart.
-#define I8G_DESC_HI ((uint64_t)(1024 >> 4) << 32 | 1ull << 62)
-__device__ __forceinline__ uint32_t i8g_smem_desc_lo(const void *tile) { return ((i8g_smem_addr(tile) & 0x3FFFFu) >> 4) | (1u << 16); }
 
 // d[64 x 128] (+)= a[64 x 32] . b[128 x 32]^T, s8 operands from shared memory, s32 accumulators in the
 // wgmma fragment layout (register i of lane l in warp w: row 16w + l/4 + 8*((i/2)%2), column
@@ -194,41 +123,6 @@ __device__ __forceinline__ I8gList i8g_list(uint8_t *smem, int buffer) {
     list.own_b = list.own_a + I8G_MAX_K_TILES;
     list.n_steps = (int *)(list.own_b + I8G_MAX_K_TILES);
     return list;
-}
-
-// Where the j-th tile of a block lies. Cluster tiles (CM x CN tiles each) are visited in a grouped
-// raster (I8G_GROUP_M tile rows walk the tile columns together, for L2 reuse); cluster c of the grid
-// takes cluster tiles c, c + clusters, c + 2 * clusters, ... Returns false past the last one.
-struct I8gTile {
-    int cmt, cnt;  // cluster tile row and column
-    int mt, nt;    // this block's tile row and column
-    bool inside;   // the block's tile lies inside the matrix (not cluster padding)
-};
-
-template <int CM, int CN>
-__device__ __forceinline__ bool i8g_tile(I8gTile &t, int j, int m_tiles, int n_tiles, int dm, int dn) {
-    const int cm_tiles = (m_tiles + CM - 1) / CM, cn_tiles = (n_tiles + CN - 1) / CN;
-    const int clusters = gridDim.x / (CM * CN);
-    const int ct = blockIdx.x / (CM * CN) + j * clusters;
-    if (ct >= cm_tiles * cn_tiles) return false;
-    const int group_m = I8G_GROUP_M / CM;
-    const int tiles_per_group = group_m * cn_tiles;
-    const int group = ct / tiles_per_group, in_group = ct % tiles_per_group;
-    const int first_cm = group * group_m;
-    const int group_rows = min(cm_tiles - first_cm, group_m);
-    t.cmt = first_cm + in_group % group_rows;
-    t.cnt = in_group / group_rows;
-    t.mt = t.cmt * CM + dm;
-    t.nt = t.cnt * CN + dn;
-    t.inside = t.mt < m_tiles && t.nt < n_tiles;
-    return true;
-}
-
-// 1D bulk copy of `bytes` (multiple of 16, both addresses 16-byte aligned) from global to shared memory,
-// completing on `bar`.
-__device__ __forceinline__ void i8g_bulk_load(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                 ::"r"(i8g_smem_addr(dst)), "l"(src), "r"(bytes), "r"(i8g_smem_addr(bar)) : "memory");
 }
 
 // One warp lists a tile's steps (see I8G_MAX_STEPS): pass 1 of K-tile kt runs when any A tile of the
@@ -303,7 +197,7 @@ struct I8gStep {
 // output is never stored.
 __device__ __forceinline__ void i8g_begin_step(I8gStep &st, const I8gRingPos &pos, const I8gConsumerSmem &sm) {
     st.stage = (int)pos.stage;
-    i8g_mbar_wait(sm.full + 8 * pos.stage, pos.parity);
+    sm90_mbar_wait(sm.full + 8 * pos.stage, pos.parity);
     const float2 info = i8g_lds_f32x2(sm.info + 8 * pos.stage);
     float sa_lo = i8g_lds_f32(sm.ring_row + pos.stage * I8G_BM * 4);
     float sa_hi = i8g_lds_f32(sm.ring_row + pos.stage * I8G_BM * 4 + 8 * 4);
@@ -316,14 +210,14 @@ __device__ __forceinline__ void i8g_begin_step(I8gStep &st, const I8gRingPos &po
 }
 
 // Issues the 4 wgmma (K = 128) of one stage into d: 64 rows of A and 128 rows of B whose descriptors'
-// low words are a_lo and b_lo (i8g_smem_desc_lo). The descriptors advance in their low word only (the
+// low words are a_lo and b_lo (sm90_sw128_desc_lo). The descriptors advance in their low word only (the
 // 14-bit address field cannot carry out).
 __device__ __forceinline__ void i8g_issue_stage(int32_t (&d)[64], uint32_t a_lo, uint32_t b_lo) {
     wgmma_fence();
 #pragma unroll
     for (int k = 0; k < I8G_BK / 32; k++) {
         // +32 bytes along the swizzled row = +2 in the descriptor's 16-byte address units.
-        i8g_wgmma_m64n128k32(d, I8G_DESC_HI | (a_lo + 2 * k), I8G_DESC_HI | (b_lo + 2 * k), k > 0);
+        i8g_wgmma_m64n128k32(d, SM90_SW128_DESC_HI | (a_lo + 2 * k), SM90_SW128_DESC_HI | (b_lo + 2 * k), k > 0);
     }
     wgmma_commit();
 }
@@ -352,15 +246,15 @@ __device__ __forceinline__ void i8g_retire(float (&acc)[64], int32_t (&d)[64], c
     wgmma_pin(d);
     if (threadIdx.x % 128 == 0) {
         if constexpr (CS > 1) {
-            for (int r = 0; r < CS; r++) i8g_mbar_arrive_cluster(&empty[st.stage], (uint32_t)r);
+            for (int r = 0; r < CS; r++) sm90_mbar_arrive_cluster(&empty[st.stage], (uint32_t)r);
         } else {
-            i8g_mbar_arrive(&empty[st.stage]);
+            sm90_mbar_arrive(&empty[st.stage]);
         }
     }
     i8g_promote(acc, d, st);
 }
 
-// Persistent blocks, each computing 128 x 128 output tiles in turn (see i8g_tile and the header
+// Persistent blocks, each computing 128 x 128 output tiles in turn (see sm90_tile and the header
 // comment). Warp 0 issues the copies, warp 1 writes each tile's list (I8gList) one tile ahead, the two
 // consumer warpgroups compute; the ring of stages runs on across tiles, so the next tile's copies
 // overlap this tile's last steps and its stores. Blocks form clusters of CM x CN tiles (CM tile rows x
@@ -392,34 +286,34 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
     uint64_t *list_empty = (uint64_t *)(smem + I8G_OFF_LIST_EMPTY);
 
     const int m_tiles = int8fb_row_tiles(M), n_tiles = int8fb_row_tiles(N), k_tiles = int8fb_k_tiles(K);
-    const int rank = CS == 1 ? 0 : (int)i8g_cluster_rank();
+    const int rank = CS == 1 ? 0 : (int)sm90_cluster_rank();
     const int dm = rank / CN, dn = rank % CN;
     const size_t rows_pad = (size_t)m_tiles * I8G_BM;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < I8G_STAGES; s++) {
-            i8g_mbar_init(&full[s], 1);
-            i8g_mbar_init(&empty[s], 2 * CS);
+            sm90_mbar_init(&full[s], 1);
+            sm90_mbar_init(&empty[s], 2 * CS);
         }
         for (int b = 0; b < 2; b++) {
-            i8g_mbar_init(&list_full[b], 32);   // every lane of the list warp
-            i8g_mbar_init(&list_empty[b], 3);   // the copy thread and one thread per consumer warpgroup
+            sm90_mbar_init(&list_full[b], 32);   // every lane of the list warp
+            sm90_mbar_init(&list_empty[b], 3);   // the copy thread and one thread per consumer warpgroup
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
-    if constexpr (CS > 1) i8g_cluster_sync();  // every block's barriers exist before any copy lands
+    if constexpr (CS > 1) sm90_cluster_sync();  // every block's barriers exist before any copy lands
 
     const int warpgroup = threadIdx.x / 128;
-    I8gTile tile;
+    Sm90Tile tile;
     if (warpgroup == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(I8G_PRODUCER_REGS));
         if (threadIdx.x / 32 == 1) {
             // List warp: the step list, this block's fallback flags and B's tile scales of each tile.
             const int lane = threadIdx.x % 32;
-            for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
+            for (int j = 0; sm90_tile<CM, CN, I8G_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
                 const I8gList list = i8g_list(smem, j % 2);
-                i8g_mbar_wait(i8g_smem_addr(&list_empty[j % 2]), ((uint32_t)(j / 2) & 1) ^ 1);
+                sm90_mbar_wait(sm90_smem_addr(&list_empty[j % 2]), ((uint32_t)(j / 2) & 1) ^ 1);
                 const int n = i8g_list_steps(list.steps, flags_a, flags_b, tile.cmt * CM, min(CM, m_tiles - tile.cmt * CM),
                                              tile.cnt * CN, min(CN, n_tiles - tile.cnt * CN), k_tiles);
                 for (int kt = lane; kt < k_tiles; kt += 32) {
@@ -428,7 +322,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                     list.sb[kt] = tile.nt < n_tiles ? scale_b[(size_t)tile.nt * k_tiles + kt] : 0.0f;
                 }
                 if (lane == 0) *list.n_steps = n;
-                i8g_mbar_arrive(&list_full[j % 2]);  // release: this lane's writes are visible to the waiters
+                sm90_mbar_arrive(&list_full[j % 2]);  // release: this lane's writes are visible to the waiters
             }
         } else if (threadIdx.x == 0) {
             // Copy thread: this block's share of each stage's tiles, its own 128 A row scales and the
@@ -439,30 +333,30 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             uint16_t mask_b = 0;                                          // blocks sharing this B tile
             for (int i = 0; i < CM; i++) mask_b |= (uint16_t)(1 << (i * CN + dn));
             uint32_t g = 0;  // the block's step count, over all its tiles
-            for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
+            for (int j = 0; sm90_tile<CM, CN, I8G_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
                 const I8gList list = i8g_list(smem, j % 2);
-                i8g_mbar_wait(i8g_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
+                sm90_mbar_wait(sm90_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
                 const int n = *list.n_steps;
                 const uint32_t stage_bytes = 2 * I8G_TILE_BYTES + (tile.inside ? I8G_BM * 4 : 0);
                 for (int i = 0; i < n; i++, g++) {
                     const int kt = list.steps[i] >> 2, pass = list.steps[i] & 3, stage = g % I8G_STAGES;
-                    i8g_mbar_wait(i8g_smem_addr(&empty[stage]), ((g / I8G_STAGES) & 1) ^ 1);
+                    sm90_mbar_wait(sm90_smem_addr(&empty[stage]), ((g / I8G_STAGES) & 1) ^ 1);
                     const bool counted = tile.inside && !(pass == 1 && !list.own_a[kt]) && !(pass == 2 && !list.own_b[kt]);
                     const float sb = counted ? list.sb[kt] : 0.0f;
                     // Written before the arrival, whose release makes it visible with the stage's copies.
                     info[stage] = make_float2(pass == 2 ? int8fb_residual_scale(sb) : sb, pass == 1 ? 1.0f : 0.0f);
-                    i8g_mbar_arrive_expect_tx(&full[stage], stage_bytes);
+                    sm90_mbar_arrive_expect_tx(&full[stage], stage_bytes);
                     uint8_t *dst_a = tiles_a + stage * I8G_TILE_BYTES + dn * a_rows * I8G_BK;
                     uint8_t *dst_b = tiles_b + stage * I8G_TILE_BYTES + dm * b_rows * I8G_BK;
                     const CUtensorMap *src_a = pass == 1 ? &map_a2 : &map_a1, *src_b = pass == 2 ? &map_b2 : &map_b1;
-                    if constexpr (CN > 1) i8g_tma_load_2d_multicast(dst_a, src_a, &full[stage], kt * I8G_BK, tile.mt * I8G_BM + dn * a_rows, mask_a);
-                    else i8g_tma_load_2d(dst_a, src_a, &full[stage], kt * I8G_BK, tile.mt * I8G_BM);
-                    if constexpr (CM > 1) i8g_tma_load_2d_multicast(dst_b, src_b, &full[stage], kt * I8G_BK, tile.nt * I8G_BN + dm * b_rows, mask_b);
-                    else i8g_tma_load_2d(dst_b, src_b, &full[stage], kt * I8G_BK, tile.nt * I8G_BN);
+                    if constexpr (CN > 1) sm90_tma_load_2d_multicast(dst_a, src_a, &full[stage], kt * I8G_BK, tile.mt * I8G_BM + dn * a_rows, mask_a);
+                    else sm90_tma_load_2d(dst_a, src_a, &full[stage], kt * I8G_BK, tile.mt * I8G_BM);
+                    if constexpr (CM > 1) sm90_tma_load_2d_multicast(dst_b, src_b, &full[stage], kt * I8G_BK, tile.nt * I8G_BN + dm * b_rows, mask_b);
+                    else sm90_tma_load_2d(dst_b, src_b, &full[stage], kt * I8G_BK, tile.nt * I8G_BN);
                     if (tile.inside)
-                        i8g_bulk_load(ring + stage * I8G_BM, scale_a + (size_t)kt * rows_pad + (size_t)tile.mt * I8G_BM, I8G_BM * 4, &full[stage]);
+                        sm90_bulk_load(ring + stage * I8G_BM, scale_a + (size_t)kt * rows_pad + (size_t)tile.mt * I8G_BM, I8G_BM * 4, &full[stage]);
                 }
-                i8g_mbar_arrive(&list_empty[j % 2]);
+                sm90_mbar_arrive(&list_empty[j % 2]);
             }
         }
     } else {
@@ -475,16 +369,16 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
         const int lane = threadIdx.x % 32, warp_in_group = (threadIdx.x % 128) / 32;
         const int local_row = consumer * 64 + warp_in_group * 16 + lane / 4;  // and local_row + 8
         I8gConsumerSmem sm;
-        sm.full = i8g_smem_addr(full);
-        sm.ring_row = i8g_smem_addr(ring + local_row);
-        sm.info = i8g_smem_addr(smem + I8G_OFF_INFO);
-        sm.desc_a = i8g_smem_desc_lo(tiles_a + consumer * 64 * I8G_BK);
-        sm.desc_b = i8g_smem_desc_lo(tiles_b);
+        sm.full = sm90_smem_addr(full);
+        sm.ring_row = sm90_smem_addr(ring + local_row);
+        sm.info = sm90_smem_addr(smem + I8G_OFF_INFO);
+        sm.desc_a = sm90_sw128_desc_lo(tiles_a + consumer * 64 * I8G_BK);
+        sm.desc_b = sm90_sw128_desc_lo(tiles_b);
         constexpr uint32_t desc_stride = I8G_TILE_BYTES / 16;
         I8gRingPos pos = {0, 0};  // runs on over all the block's tiles
-        for (int j = 0; i8g_tile<CM, CN>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
+        for (int j = 0; sm90_tile<CM, CN, I8G_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
             const I8gList list = i8g_list(smem, j % 2);
-            i8g_mbar_wait(i8g_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
+            sm90_mbar_wait(sm90_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
             const int n = *list.n_steps;
             float acc[64];
 #pragma unroll
@@ -539,41 +433,14 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             }
             // Every thread of the warpgroup is done with the list before one of them releases it.
             asm volatile("bar.sync %0, 128;" ::"r"(1 + consumer) : "memory");
-            if (threadIdx.x % 128 == 0) i8g_mbar_arrive(&list_empty[j % 2]);
+            if (threadIdx.x % 128 == 0) sm90_mbar_arrive(&list_empty[j % 2]);
         }
     }
     // No block leaves while a peer may still copy into its shared memory or arrive on its barriers.
-    if constexpr (CS > 1) i8g_cluster_sync();
+    if constexpr (CS > 1) sm90_cluster_sync();
 }
 
 // ---- host side
-
-// Tensor map of an int8 [rows, cols] row-major matrix, read in boxes of box_rows x 128 columns with
-// 128-byte swizzle; boxes past the edges are zero-filled.
-static inline CUtensorMap int8fb_tensor_map(const int8_t *data, int rows, int cols, int box_rows) {
-    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
-    if (encode == NULL) {
-        cudaDriverEntryPointQueryResult found;
-        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", (void **)&encode, 12000, cudaEnableDefault, &found));
-        if (found != cudaDriverEntryPointSuccess || encode == NULL) {
-            fprintf(stderr, "error: the CUDA driver has no cuTensorMapEncodeTiled\n");
-            exit(1);
-        }
-    }
-    CUtensorMap map;
-    cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
-    cuuint64_t strides[1] = {(cuuint64_t)cols};
-    cuuint32_t box[2] = {I8G_BK, (cuuint32_t)box_rows};
-    cuuint32_t elem_strides[2] = {1, 1};
-    CUresult res = encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)data, dims, strides, box, elem_strides,
-                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (res != CUDA_SUCCESS) {
-        fprintf(stderr, "error: cuTensorMapEncodeTiled failed (%d) for a %d x %d int8 matrix\n", (int)res, rows, cols);
-        exit(1);
-    }
-    return map;
-}
 
 // out[M,N] (device, row-major, float or bf16) = dequant(a)[M,K] . dequant(b)[N,K]^T, where a (ROW_CHUNK)
 // and b (PER_TILE) are quantized operands on the device with M = a->rows, N = b->rows, K = a->cols =
@@ -591,22 +458,17 @@ static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOpe
     shapeCheck(int8fb_k_tiles(K) <= I8G_MAX_K_TILES, "K=%d: at most %d K-tiles", K, I8G_MAX_K_TILES);
     shapeCheck(((uintptr_t)a->q1 | (uintptr_t)b->q1 | (uintptr_t)a->q2 | (uintptr_t)b->q2 | (uintptr_t)a->scale | (uintptr_t)out) % 16 == 0,
                "q1, q2, A's scales and out must be 16-byte aligned");
-    CUtensorMap map_a1 = int8fb_tensor_map(a->q1, M, K, I8G_BM / CN), map_b1 = int8fb_tensor_map(b->q1, N, K, I8G_BN / CM);
+    CUtensorMap map_a1 = sm90_tensor_map_sw128(a->q1, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, M, K, I8G_BM / CN), map_b1 = sm90_tensor_map_sw128(b->q1, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, N, K, I8G_BN / CM);
     // A NULL q2 is never read (no tile of that operand falls back): its map points at q1.
-    CUtensorMap map_a2 = a->q2 != NULL ? int8fb_tensor_map(a->q2, M, K, I8G_BM / CN) : map_a1;
-    CUtensorMap map_b2 = b->q2 != NULL ? int8fb_tensor_map(b->q2, N, K, I8G_BN / CM) : map_b1;
+    CUtensorMap map_a2 = a->q2 != NULL ? sm90_tensor_map_sw128(a->q2, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, M, K, I8G_BM / CN) : map_a1;
+    CUtensorMap map_b2 = b->q2 != NULL ? sm90_tensor_map_sw128(b->q2, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, N, K, I8G_BN / CM) : map_b1;
     static bool smem_set = false;
     if (!smem_set) {
         cudaCheck(cudaFuncSetAttribute(int8fb_gemm_kernel<OutT, CM, CN>, cudaFuncAttributeMaxDynamicSharedMemorySize, I8G_SMEM_BYTES));
         smem_set = true;
     }
     // Persistent: at most one cluster per CS multiprocessors, each taking cluster tiles in turn.
-    static int sms = 0;
-    if (sms == 0) {
-        int device;
-        cudaCheck(cudaGetDevice(&device));
-        cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    }
+    const int sms = sm90_sm_count();
     const int cluster_tiles = ceil_div(int8fb_row_tiles(M), CM) * ceil_div(int8fb_row_tiles(N), CN);
     const int clusters = cluster_tiles < sms / (CM * CN) ? cluster_tiles : sms / (CM * CN);
     cudaLaunchConfig_t config = {};

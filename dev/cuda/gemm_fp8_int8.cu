@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(384, 1) igmma_ceiling_kernel(int steps, float 
         return;
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(I8G_CONSUMER_REGS));
-    const uint32_t a = i8g_smem_desc_lo(tiles + (warpgroup - 1) * 64 * I8G_BK), b = i8g_smem_desc_lo(tiles + I8G_TILE_BYTES);
+    const uint32_t a = sm90_sw128_desc_lo(tiles + (warpgroup - 1) * 64 * I8G_BK), b = sm90_sw128_desc_lo(tiles + I8G_TILE_BYTES);
     float acc[64];
 #pragma unroll
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;
