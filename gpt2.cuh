@@ -12,8 +12,8 @@
 //   qkv = ln1 Wqkv^T + b     (linear; qkv laid out [B,T,3,NH,HS] as the attention kernel reads it)
 //   atty, lse = causal flash attention(qkv)
 //   x2 = x + (atty Wproj^T + b),  ln2 = LN2(x2)          (fused residual + LayerNorm)
-//   fch = ln2 Wfc^T + b,  fch_gelu = GELU(fch)   (bias and GELU in the GEMM epilogue; GELU's backward
-//   is a pass after the fcproj Dgrad that also sums the fc bias gradient)
+//   x = bf16(ln2 Wfc^T + b), fch_gelu = GELU(x), fch_gelu_grad = GELU'(x)   (one GEMM with GELU in its epilogue;
+//   the fcproj Dgrad multiplies by fch_gelu_grad in its epilogue and gives the fc bias gradient's partials)
 //   x3 = x2 + (fch_gelu Wfcproj^T + b), then LN1 of layer l+1 (or the final LN) on x3 (fused)
 // then logits = lnf wte^T (tied, padded vocabulary) and the fused softmax + cross-entropy, which
 // leaves dloss * dlogits in the logits buffer. Backward runs the same steps in reverse; the residual
@@ -52,7 +52,7 @@ typedef struct {
     int atty, lse;                 // attention output [N,C] (stashed: proj input), lse [B,NH,T]
     int residual2;                 // x2 [N,C]
     int ln2, ln2_mean, ln2_rstd;   // LN2 output (stashed: fc input)
-    int fch, fch_gelu;             // [N,4C] pre-activation and GELU output (stashed: fcproj input)
+    int fch_gelu_grad, fch_gelu;   // [N,4C] GELU'(pre-activation) and GELU output (stashed: fcproj input)
     int residual3;                 // x3 [N,C]
 } GPT2LayerActs;
 
@@ -136,7 +136,7 @@ static inline void gpt2_register(GPT2 *m) {
         a->ln2 = registry_add2(r, "ln2", l, A, DTYPE_BF16, N, C);
         a->ln2_mean = registry_add1(r, "ln2_mean", l, A, DTYPE_FP32, N);
         a->ln2_rstd = registry_add1(r, "ln2_rstd", l, A, DTYPE_FP32, N);
-        a->fch = registry_add2(r, "fch", l, A, DTYPE_BF16, N, 4 * C);
+        a->fch_gelu_grad = registry_add2(r, "fch_gelu_grad", l, A, DTYPE_BF16, N, 4 * C);
         a->fch_gelu = registry_add2(r, "fch_gelu", l, A, DTYPE_BF16, N, 4 * C);
         a->residual3 = registry_add2(r, "residual3", l, A, DTYPE_BF16, N, C);
     }
@@ -161,7 +161,7 @@ static inline void gpt2_register(GPT2 *m) {
     // the attention backward's qkv bias partials: attention_bias_partial_rows(B, T) = B*ceil(T/64) rows of 3C,
     // at most N/32 rows for sequences of T >= 32 tokens (gpt2_backward sums shorter ones in the qkv linear)
     m->attn_bias_partials = registry_add2(r, "attention_bias_partials", -1, W, DTYPE_FP32, N / 32 > 0 ? N / 32 : 1, 3 * C);
-    m->bias_partials = registry_add2(r, "bias_partials", -1, W, DTYPE_FP32, BIAS_GRAD_MAX_CHUNKS, 4 * C);
+    m->bias_partials = registry_add2(r, "bias_partials", -1, W, DTYPE_FP32, linear_bias_partial_rows((long)N), 4 * C);
     // the cuBLASLt algorithm trials (first step) save the largest accumulated FP32 output here: a Wgrad
     m->matmul_trial = registry_add2(r, "matmul_trial", -1, W, DTYPE_FP32, Vp > 4 * C ? Vp : 4 * C, C);
     r->external_bytes[MEM_WORKSPACE] = MATMUL_CONTEXT_DEVICE_BYTES;
@@ -200,6 +200,7 @@ static inline int gpt2_build(GPT2 *m, const GPT2Config *cfg, int max_tokens, Pre
     m->linear.matmul = &m->matmul;
     m->linear.bias_partials = GPT2_PTR(m, float, m->bias_partials);
     m->linear.max_out_channels = 4 * cfg->channels;
+    m->linear.bias_partial_rows = (int)m->reg.tensors[m->bias_partials].shape[0];
     stash_init(&m->stash, precision);
     size_t sizes[GPT2_NUM_PARAM_TENSORS];
     int decay[GPT2_NUM_PARAM_TENSORS];
@@ -279,7 +280,7 @@ static inline float gpt2_forward(GPT2 *m, const int *inputs, const int *targets,
                                          GPT2_PTR(m, float, a->ln2_rstd), residual, branch, gpt2_param(m, GPT2_LN2W) + lc,
                                          gpt2_param(m, GPT2_LN2B) + lc, N, C, s);
         stash_save(&m->stash, &r->tensors[a->ln2], s);
-        linear_forward(lin, GPT2_PTR(m, bf16, a->fch_gelu), GPT2_PTR(m, bf16, a->fch), GPT2_PTR(m, bf16, a->ln2),
+        linear_forward(lin, GPT2_PTR(m, bf16, a->fch_gelu), GPT2_PTR(m, bf16, a->fch_gelu_grad), GPT2_PTR(m, bf16, a->ln2),
                        gpt2_param(m, GPT2_FCW) + lc * 4 * C, gpt2_param(m, GPT2_FCB) + 4 * lc, N, C, 4 * C, s);
         stash_save(&m->stash, &r->tensors[a->fch_gelu], s);
         linear_forward(lin, branch, NULL, GPT2_PTR(m, bf16, a->fch_gelu), gpt2_param(m, GPT2_FCPROJW) + lc * 4 * C,
@@ -343,11 +344,11 @@ static inline void gpt2_backward(GPT2 *m, bool accumulate) {
         const GPT2LayerActs *a = &m->layer[l];
         const bf16 *residual = l == 0 ? GPT2_PTR(m, bf16, m->encoded) : GPT2_PTR(m, bf16, m->layer[l - 1].residual3);
         const size_t lc = (size_t)l * C;
-        // dres is the gradient of x3: the fcproj branch gets it unchanged; GELU's backward follows its Dgrad
-        // in one pass that also gives the fc bias gradient (so fc's own backward skips it)
+        // dres is the gradient of x3: the fcproj branch gets it unchanged; its Dgrad epilogue applies GELU's
+        // backward and gives the fc bias gradient (so fc's own backward skips it)
         linear_backward(lin, dfch, gpt2_grad(m, GPT2_FCPROJW) + lc * 4 * C, NULL, dres,
                         stash_restore(&m->stash, &r->tensors[a->fch_gelu], s), gpt2_param(m, GPT2_FCPROJW) + lc * 4 * C,
-                        GPT2_PTR(m, bf16, a->fch), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, accumulate, s);
+                        GPT2_PTR(m, bf16, a->fch_gelu_grad), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, accumulate, s);
         linear_backward(lin, dbtc, gpt2_grad(m, GPT2_FCW) + lc * 4 * C, NULL, dfch,
                         stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, NULL, N, C, 4 * C,
                         accumulate, s);

@@ -409,7 +409,7 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
 
 // Cluster shape of bf16_gemm_epilogue (CM tile rows sharing B's tiles x CN tile columns sharing A's):
 // measured in dev/cuda/gemm_bf16_gelu.cu.
-#define BG_DEFAULT_CM 2
+#define BG_DEFAULT_CM 1
 #define BG_DEFAULT_CN 1
 
 // Layout of B in bf16_gemm_epilogue: [N,K] row-major (a weight in Fprop, K-major) or [K,N] row-major.

@@ -15,8 +15,8 @@ Tolerances (eps = 2^-8, one BF16 rounding; S = sum over K of |a b|, FP32 accumul
 Outputs are filled with NaN first; a second run must give the same bits.
 
 Speed: GPT-2 fc Fprop (bias + GELU) and fcproj Dgrad (+ GELU backward + fc bias gradient) at d24 (B=32, T=1024)
-and d12 (B=64, T=1024), against cuBLASLt plain, cuBLASLt GELU_AUX_BIAS, and cuBLASLt Dgrad + the GELU pass of
-core/linear.cuh. Median of 20 runs after an L2 flush (dev/cuda/layer_bench.cuh); TFLOP/s = 2 M N K / time.
+and d12 (B=64, T=1024), against cuBLASLt with the bias epilogue, cuBLASLt GELU_AUX_BIAS, and cuBLASLt Dgrad
+followed by GELU's backward (kernels/gelu.cuh) and the bias gradient (core/linear.cuh) as separate passes. Median of 20 runs after an L2 flush (dev/cuda/layer_bench.cuh); TFLOP/s = 2 M N K / time.
 
 Compile and run:
   make build/dev/gemm_bf16_gelu && ./build/dev/gemm_bf16_gelu          (correctness, then speed)
@@ -205,6 +205,7 @@ static void speed(const char *name, int M, int C) {
     ctx.precision = PRECISION_BF16;
     ctx.matmul = &matmul;
     ctx.max_out_channels = N;
+    ctx.bias_partial_rows = chunks;
     ctx.bias_partials = part;
     auto none = [] {};
     auto report = [&](const char *what, float us) {
@@ -212,8 +213,21 @@ static void speed(const char *name, int M, int C) {
         fflush(stdout);
     };
     const int reps = 20;
-    report("cuBLASLt Fprop + bias", bench_median_us(reps, none, [&] { linear_gemm(&ctx, LINEAR_FPROP, out, a, w_nk, bias, NULL, M, K, N, false, 0); }));
-    report("cuBLASLt Fprop + bias + GELU_AUX", bench_median_us(reps, none, [&] { linear_gemm(&ctx, LINEAR_FPROP, out, a, w_nk, bias, aux, M, K, N, false, 0); }));
+    // cuBLASLt, called directly: the bias epilogue, and GELU_AUX_BIAS (stores the pre-activation and gelu of it)
+    auto cublaslt_fprop = [&](bool gelu) {
+        MatmulArgs g;
+        memset(&g, 0, sizeof(g));
+        g.a_type = g.b_type = g.c_type = CUDA_R_16BF;
+        g.alpha = 1.0f;
+        g.M = M; g.N = N; g.K = K;
+        g.A = a; g.B = w_nk; g.C = out;
+        g.epilogue = gelu ? MATMUL_EPILOGUE_GELU_BIAS : MATMUL_EPILOGUE_BIAS;
+        g.bias = bias;
+        g.aux = gelu ? aux : NULL;
+        matmul_cublaslt(&matmul, &g, 0);
+    };
+    report("cuBLASLt Fprop + bias", bench_median_us(reps, none, [&] { cublaslt_fprop(false); }));
+    report("cuBLASLt Fprop + bias + GELU_AUX", bench_median_us(reps, none, [&] { cublaslt_fprop(true); }));
     for (int cl = 0; cl < 4; cl++) {
         char what[96];
         snprintf(what, sizeof(what), "sm90 plain, B [N,K], cluster %s", CLUSTER_NAMES[cl]);
@@ -223,9 +237,10 @@ static void speed(const char *name, int M, int C) {
     }
     // fcproj Dgrad: the layer's weight is [OC = C, IC = 4C]; dinp [M, 4C]
     report("cuBLASLt Dgrad", bench_median_us(reps, none, [&] { linear_gemm(&ctx, LINEAR_DGRAD, out, a, w_kn, NULL, NULL, M, N, K, false, 0); }));
-    report("cuBLASLt Dgrad + GELU pass + fc bias grad", bench_median_us(reps, none, [&] {
+    report("cuBLASLt Dgrad + gelu_backward + bias_grad", bench_median_us(reps, none, [&] {
                linear_gemm(&ctx, LINEAR_DGRAD, out, a, w_kn, NULL, NULL, M, N, K, false, 0);
-               bias_grad(dbias, part, out, pre, M, N, false, 0);
+               gelu_backward(out, pre, out, (long long)M * N, 0);
+               bias_grad(dbias, part, out, M, N, false, 0);
            }));
     for (int cl = 0; cl < 4; cl++) {
         char what[96];

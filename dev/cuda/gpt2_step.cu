@@ -113,7 +113,7 @@ int main(int argc, char **argv) {
         {"qkv fprop", LINEAR_FPROP, C, 3 * C, 1, 0, L},        {"attproj fprop", LINEAR_FPROP, C, C, 1, 0, L},
         {"fc fprop+gelu", LINEAR_FPROP, C, 4 * C, 1, 1, L},    {"fcproj fprop", LINEAR_FPROP, 4 * C, C, 1, 0, L},
         {"lm head fprop", LINEAR_FPROP, C, Vp, 0, 0, 1},       {"lm head dgrad", LINEAR_DGRAD, C, Vp, 0, 0, 1},
-        {"lm head wgrad", LINEAR_WGRAD, C, Vp, 0, 0, 1},       {"fcproj dgrad", LINEAR_DGRAD, 4 * C, C, 0, 0, L},
+        {"lm head wgrad", LINEAR_WGRAD, C, Vp, 0, 0, 1},       {"fcproj dgrad+gelu", LINEAR_DGRAD, 4 * C, C, 0, 1, L},
         {"fcproj wgrad", LINEAR_WGRAD, 4 * C, C, 0, 0, L},     {"fc dgrad", LINEAR_DGRAD, C, 4 * C, 0, 0, L},
         {"fc wgrad", LINEAR_WGRAD, C, 4 * C, 0, 0, L},         {"attproj dgrad", LINEAR_DGRAD, C, C, 0, 0, L},
         {"attproj wgrad", LINEAR_WGRAD, C, C, 0, 0, L},        {"qkv dgrad", LINEAR_DGRAD, C, 3 * C, 0, 0, L},
@@ -140,11 +140,11 @@ int main(int argc, char **argv) {
         // weight), Wgrad (dweight, dout, inp; written, as in the step); x holds the activation-shaped operand, y the weight
         void *dst = g->which == LINEAR_WGRAD ? (void *)dweight : (void *)out;
         const bf16 *second = g->which == LINEAR_WGRAD ? out : y;
-        bf16 *pre_gelu = g->gelu ? aux : NULL;
+        bf16 *gelu_grad = g->gelu ? aux : NULL;
         const bf16 *b = g->bias ? bias : NULL;
-        linear_gemm(&m.linear, g->which, dst, x, second, b, pre_gelu, N, g->IC, g->OC, false, m.stream);  // warm-up, plan
+        linear_gemm(&m.linear, g->which, dst, x, second, b, gelu_grad, N, g->IC, g->OC, false, m.stream);  // warm-up, plan
         cudaCheck(cudaEventRecord(ev[0], m.stream));
-        for (int r = 0; r < GEMM_REPS; r++) linear_gemm(&m.linear, g->which, dst, x, second, b, pre_gelu, N, g->IC, g->OC, false, m.stream);
+        for (int r = 0; r < GEMM_REPS; r++) linear_gemm(&m.linear, g->which, dst, x, second, b, gelu_grad, N, g->IC, g->OC, false, m.stream);
         cudaCheck(cudaEventRecord(ev[1], m.stream));
         const double ms = elapsed_ms(ev[0], ev[1]) / GEMM_REPS;
         const double tflops = 2.0 * N * g->IC * g->OC / (ms * 1e9);
@@ -192,8 +192,8 @@ int main(int argc, char **argv) {
                                                                   GPT2_PTR(&m, float, m.attn_bias_partials), dbtc, GPT2_PTR(&m, bf16, a0->qkv),
                                                                   GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse), B, T, NH, HS, false,
                                                                   m.stream));
-    TIME_OP("gelu backward + bias grad fc", L, bias_grad(gpt2_grad(&m, GPT2_FCB), m.linear.bias_partials, GPT2_PTR(&m, bf16, m.dfch),
-                                                         GPT2_PTR(&m, bf16, a0->fch), N, 4 * C, false, m.stream));
+    TIME_OP("fc bias grad (tile partials)", L, column_partials_add(gpt2_grad(&m, GPT2_FCB), m.linear.bias_partials, ceil_div(N, BG_BM), 4 * C,
+                                                                 false, m.stream));
     TIME_OP("encoder backward", 1, encoder_backward(gpt2_grad(&m, GPT2_WTE), gpt2_grad(&m, GPT2_WPE), GPT2_PTR(&m, void, m.encoder_scratch),
                                                     dres, GPT2_PTR(&m, int, m.inputs), B, T, C, Vp, cfg.max_seq_len, false, m.stream));
     TIME_OP("global norm", 1, global_norm_squared(GPT2_PTR(&m, float, m.norm_out), GPT2_PTR(&m, float, m.norm_scratch), m.grads,

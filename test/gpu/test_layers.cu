@@ -763,15 +763,16 @@ static float *abs_copy(const float *x, size_t n) {
 }
 
 // One linear layer inp [N,IC] -> [N,OC] forward and backward. Forward with a bias, and with GELU when
-// `gelu`. Backward of a layer whose input came from a GELU when `gelu` (inp = gelu(pre), the Dgrad
-// becomes the gradient of pre and pre_gelu_dbias gets its column sums), else plain; Wgrad and dbias
-// accumulate onto random values. Tolerances (eps = 2^-8, K = the summed dimension):
+// `gelu` (out = gelu(x), gelu_grad = gelu'(x), x = the BF16 pre-activation). Backward of a layer whose
+// input came from a GELU when `gelu` (inp = gelu(pre), gelu_grad = bf16(gelu'(pre)); the Dgrad becomes the
+// gradient of pre and gelu_dbias gets its column sums), else plain; Wgrad and dbias accumulate onto random
+// values. Tolerances (eps = 2^-8, K = the summed dimension):
 //   FP32 sums of K products in another order:     |err| <= 2^-14 * sum|terms|   (K*2^-24 for K <= 1024)
 //   BF16 GEMM outputs:                             + eps*|ref| (one rounding)
-//   GELU of the pre-activation:                    1.2 * pre's bound (|gelu'| <= 1.13) + 2^-12 for cuBLASLt's
-//                                                  own evaluation of tanh, + eps*|ref|
+//   GELU and GELU' of the pre-activation x:        x is off by its sum bound + eps |x| (its BF16 rounding);
+//                                                  times 1.2 (|gelu'| <= 1.13) or 0.8 (|gelu''| <= 0.8), + eps*|ref|
 //   GELU's backward after the BF16 Dgrad:          2*eps*|ref| (two roundings) + 1.2 * the Dgrad's bound
-//   pre_gelu_dbias: column sums of the GPU's own BF16 dinp, |err| <= 2^-16 * sum|terms| (FP32, N terms)
+//   gelu_dbias: column sums of the GPU's own BF16 dinp, |err| <= 2^-16 * sum|terms| (FP32, N terms)
 static void linear_case(int N, int IC, int OC, int gelu) {
     const size_t in_n = (size_t)N * IC, out_n = (size_t)N * OC, w_n = (size_t)OC * IC;
     const float sum_rtol = 1.0f / 16384.0f;
@@ -780,7 +781,11 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     float *bias = random_bf16_values(OC, 0.0f, 0.1f);
     float *dout = random_bf16_values(out_n, 0.0f, 1.0f);
     float *pre = random_bf16_values(in_n, 0.0f, 1.5f);
-    if (gelu) {  // the layer's input is gelu(pre) in BF16, as the model stores it
+    float *gelu_grad = (float *)calloc(in_n, sizeof(float)), *ones = (float *)malloc_check(in_n * sizeof(float));
+    for (size_t i = 0; i < in_n; i++) ones[i] = 1.0f;
+    cpu_gelu_backward(gelu_grad, pre, ones, in_n);
+    for (size_t i = 0; i < in_n; i++) gelu_grad[i] = bf16_round(gelu_grad[i]);
+    if (gelu) {  // the layer's input is gelu(pre) in BF16, as the model stores it, beside bf16(gelu'(pre))
         cpu_gelu_forward(inp, pre, in_n);
         for (size_t i = 0; i < in_n; i++) inp[i] = bf16_round(inp[i]);
     }
@@ -793,14 +798,15 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     ctx.precision = PRECISION_BF16;
     ctx.matmul = &matmul;
     ctx.max_out_channels = IC > OC ? IC : OC;
-    cudaCheck(cudaMalloc(&ctx.bias_partials, (size_t)BIAS_GRAD_MAX_CHUNKS * ctx.max_out_channels * sizeof(float)));
+    ctx.bias_partial_rows = linear_bias_partial_rows(N);
+    cudaCheck(cudaMalloc(&ctx.bias_partials, (size_t)ctx.bias_partial_rows * ctx.max_out_channels * sizeof(float)));
     bf16 *d_inp = dev_from_host<bf16>(inp, in_n), *d_weight = dev_from_host<bf16>(weight, w_n);
     bf16 *d_bias = dev_from_host<bf16>(bias, OC), *d_dout = dev_from_host<bf16>(dout, out_n);
-    bf16 *d_pre = dev_from_host<bf16>(pre, in_n);
-    bf16 *d_out = (bf16 *)dev_alloc(out_n * sizeof(bf16)), *d_pre_out = (bf16 *)dev_alloc(out_n * sizeof(bf16));
+    bf16 *d_gelu_grad = dev_from_host<bf16>(gelu_grad, in_n);
+    bf16 *d_out = (bf16 *)dev_alloc(out_n * sizeof(bf16)), *d_gelu_grad_out = (bf16 *)dev_alloc(out_n * sizeof(bf16));
     bf16 *d_dinp = (bf16 *)dev_alloc(in_n * sizeof(bf16));
     float *d_dweight = (float *)dev_alloc(w_n * sizeof(float)), *d_dbias = (float *)dev_alloc(OC * sizeof(float));
-    float *d_pre_dbias = (float *)dev_alloc(IC * sizeof(float));
+    float *d_gelu_dbias = (float *)dev_alloc(IC * sizeof(float));
 
     // forward
     float *pre_ref = (float *)malloc_check(out_n * sizeof(float)), *out_ref = (float *)malloc_check(out_n * sizeof(float));
@@ -809,17 +815,28 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     cpu_matmul_forward(pre_ref, inp, weight, bias, N, IC, OC);
     cpu_matmul_forward(atol, abs_inp, abs_weight, abs_bias, N, IC, OC);
     for (size_t i = 0; i < out_n; i++) atol[i] *= sum_rtol;
-    if (gelu) cpu_gelu_forward(out_ref, pre_ref, out_n);
-    linear_forward(&ctx, d_out, gelu ? d_pre_out : NULL, d_inp, d_weight, d_bias, N, IC, OC, 0);
+    float *grad_ref = (float *)calloc(out_n, sizeof(float));
+    if (gelu) {
+        float *out_ones = (float *)malloc_check(out_n * sizeof(float));
+        for (size_t i = 0; i < out_n; i++) out_ones[i] = 1.0f;
+        cpu_gelu_forward(out_ref, pre_ref, out_n);
+        cpu_gelu_backward(grad_ref, pre_ref, out_ones, out_n);
+        free(out_ones);
+    }
+    linear_forward(&ctx, d_out, gelu ? d_gelu_grad_out : NULL, d_inp, d_weight, d_bias, N, IC, OC, 0);
     cudaCheck(cudaDeviceSynchronize());
     float *out = download(d_out, out_n);
     CHECK(guard_intact(d_out, out_n * sizeof(bf16)), "linear forward N=%d IC=%d OC=%d: wrote past the output", N, IC, OC);
     if (gelu) {
-        float *pre_out = download(d_pre_out, out_n);
-        check_close_each("linear forward pre-activation", pre_out, pre_ref, atol, out_n, BF16_EPS);
-        for (size_t i = 0; i < out_n; i++) atol[i] = 1.2f * atol[i] + 1.0f / 4096.0f;
-        check_close_each("linear forward gelu output", out, out_ref, atol, out_n, BF16_EPS);
-        free(pre_out);
+        float *grad_out = download(d_gelu_grad_out, out_n);
+        CHECK(guard_intact(d_gelu_grad_out, out_n * sizeof(bf16)), "linear forward N=%d IC=%d OC=%d: wrote past gelu_grad", N, IC, OC);
+        float *x_atol = (float *)malloc_check(out_n * sizeof(float));
+        for (size_t i = 0; i < out_n; i++) x_atol[i] = 1.2f * (atol[i] + fabsf(pre_ref[i]) * BF16_EPS) + 1e-6f;
+        check_close_each("linear forward gelu output", out, out_ref, x_atol, out_n, BF16_EPS);
+        for (size_t i = 0; i < out_n; i++) x_atol[i] = 0.8f * (atol[i] + fabsf(pre_ref[i]) * BF16_EPS) + 1e-6f;
+        check_close_each("linear forward gelu' output", grad_out, grad_ref, x_atol, out_n, BF16_EPS);
+        free(grad_out);
+        free(x_atol);
     } else {
         check_close_each("linear forward", out, pre_ref, atol, out_n, BF16_EPS);
     }
@@ -834,61 +851,57 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     for (size_t i = 0; i < in_n; i++) dinp_atol[i] *= (gelu ? 1.2f : 1.0f) * sum_rtol;
     for (size_t i = 0; i < w_n; i++) dweight_atol[i] *= sum_rtol;
     for (int i = 0; i < OC; i++) dbias_atol[i] *= sum_rtol;
-    if (gelu) {  // the gradient of pre: gelu'(pre) * (dout . weight)
-        float *raw = dinp_ref;
-        dinp_ref = (float *)calloc(in_n, sizeof(float));
-        cpu_gelu_backward(dinp_ref, pre, raw, in_n);
-        free(raw);
-    }
+    if (gelu)  // the gradient of pre: (dout . weight) * the stored bf16(gelu'(pre))
+        for (size_t i = 0; i < in_n; i++) dinp_ref[i] *= gelu_grad[i];
     void *first[4] = {NULL, NULL, NULL, NULL};
     for (int run = 0; run < 2; run++) {
         dev_poison(d_dinp, in_n * sizeof(bf16));
         upload(d_dweight, dweight0, w_n);
         upload(d_dbias, dbias0, OC);
-        upload(d_pre_dbias, pre_dbias0, IC);
-        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_pre : NULL, gelu ? d_pre_dbias : NULL,
+        upload(d_gelu_dbias, pre_dbias0, IC);
+        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_gelu_grad : NULL, gelu ? d_gelu_dbias : NULL,
                         N, IC, OC, true, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (run == 0) {
             first[0] = dev_snapshot(d_dinp, in_n * sizeof(bf16));
             first[1] = dev_snapshot(d_dweight, w_n * sizeof(float));
             first[2] = dev_snapshot(d_dbias, OC * sizeof(float));
-            first[3] = dev_snapshot(d_pre_dbias, IC * sizeof(float));
+            first[3] = dev_snapshot(d_gelu_dbias, IC * sizeof(float));
             continue;
         }
         CHECK(same_bits(first[0], d_dinp, in_n * sizeof(bf16)) && same_bits(first[1], d_dweight, w_n * sizeof(float)) &&
-                  same_bits(first[2], d_dbias, OC * sizeof(float)) && same_bits(first[3], d_pre_dbias, IC * sizeof(float)),
+                  same_bits(first[2], d_dbias, OC * sizeof(float)) && same_bits(first[3], d_gelu_dbias, IC * sizeof(float)),
               "linear backward N=%d IC=%d OC=%d gelu=%d: two runs differ", N, IC, OC, gelu);
     }
     float *dinp = download(d_dinp, in_n), *dweight = download(d_dweight, w_n), *dbias = download(d_dbias, OC);
     CHECK(guard_intact(d_dinp, in_n * sizeof(bf16)) && guard_intact(d_dweight, w_n * sizeof(float)) &&
-              guard_intact(d_dbias, OC * sizeof(float)) && guard_intact(d_pre_dbias, IC * sizeof(float)),
+              guard_intact(d_dbias, OC * sizeof(float)) && guard_intact(d_gelu_dbias, IC * sizeof(float)),
           "linear backward N=%d IC=%d OC=%d: wrote past an output", N, IC, OC);
     check_close_each(gelu ? "linear dgrad + gelu backward" : "linear dgrad", dinp, dinp_ref, dinp_atol, in_n, gelu ? 2 * BF16_EPS : BF16_EPS);
     check_close_each("linear wgrad (accumulated)", dweight, dweight_ref, dweight_atol, w_n, 0.0f);
     check_close_each("linear bias gradient (accumulated)", dbias, dbias_ref, dbias_atol, OC, 0.0f);
-    float *pre_dbias = download(d_pre_dbias, IC);
+    float *pre_dbias = download(d_gelu_dbias, IC);
     if (gelu) {  // pre_dbias0 + column sums of the BF16 dinp the GPU wrote
-        check_column_sums("gelu backward's column sums (pre_gelu_dbias)", pre_dbias, pre_dbias0, dinp, N, IC);
+        check_column_sums("gelu backward's column sums (gelu_dbias)", pre_dbias, pre_dbias0, dinp, N, IC);
     } else {
-        CHECK(memcmp(pre_dbias, pre_dbias0, IC * sizeof(float)) == 0, "pre_gelu_dbias changed without pre_gelu");
+        CHECK(memcmp(pre_dbias, pre_dbias0, IC * sizeof(float)) == 0, "gelu_dbias changed without gelu_grad");
     }
-    // overwrite mode: dweight (cuBLASLt beta = 0), dbias and pre_gelu_dbias written; dinp is written in both modes
-    void *grad_bufs[3] = {d_dweight, d_dbias, d_pre_dbias};
+    // overwrite mode: dweight (cuBLASLt beta = 0), dbias and gelu_dbias written; dinp is written in both modes
+    void *grad_bufs[3] = {d_dweight, d_dbias, d_gelu_dbias};
     const size_t grad_bytes[3] = {w_n * sizeof(float), OC * sizeof(float), IC * sizeof(float)};
     check_overwrite_matches_zeroed("linear backward", [&](bool accumulate) {
-        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_pre : NULL, gelu ? d_pre_dbias : NULL,
+        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_gelu_grad : NULL, gelu ? d_gelu_dbias : NULL,
                         N, IC, OC, accumulate, 0);
     }, grad_bufs, grad_bytes, gelu ? 3 : 2);
     CHECK(guard_intact(d_dweight, w_n * sizeof(float)) && guard_intact(d_dbias, OC * sizeof(float)) &&
-              guard_intact(d_pre_dbias, IC * sizeof(float)),
+              guard_intact(d_gelu_dbias, IC * sizeof(float)),
           "linear backward N=%d IC=%d OC=%d (overwrite): wrote past an output", N, IC, OC);
 
     for (int i = 0; i < 4; i++) cudaCheck(cudaFree(first[i]));
-    void *dev[] = {d_inp, d_weight, d_bias, d_dout, d_pre, d_out, d_pre_out, d_dinp, d_dweight, d_dbias, d_pre_dbias, ctx.bias_partials};
+    void *dev[] = {d_inp, d_weight, d_bias, d_dout, d_gelu_grad, d_out, d_gelu_grad_out, d_dinp, d_dweight, d_dbias, d_gelu_dbias, ctx.bias_partials};
     for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) cudaCheck(cudaFree(dev[i]));
     matmul_context_free(&matmul);
-    float *host[] = {inp, weight, bias, dout, pre, dweight0, dbias0, pre_dbias0, pre_ref, out_ref, atol, abs_inp, abs_weight, abs_bias,
+    float *host[] = {inp, weight, bias, dout, pre, gelu_grad, ones, grad_ref, dweight0, dbias0, pre_dbias0, pre_ref, out_ref, atol, abs_inp, abs_weight, abs_bias,
                      dinp_ref, dinp_atol, dweight_ref, dbias_ref, dweight_atol, dbias_atol, abs_dout, out, dinp, dweight, dbias, pre_dbias};
     for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++) free(host[i]);
 }
@@ -912,6 +925,7 @@ static void test_linear_wgrad_signed_zero(void) {
     ctx.precision = PRECISION_BF16;
     ctx.matmul = &matmul;
     ctx.max_out_channels = OC;
+    ctx.bias_partial_rows = 0;
     ctx.bias_partials = NULL;  // no bias gradient here
     bf16 *d_inp = dev_from_host<bf16>(inp, (size_t)N * IC), *d_dout = dev_from_host<bf16>(dout, (size_t)N * OC);
     float *d_dweight = (float *)dev_alloc(w_n * sizeof(float));
