@@ -2,7 +2,9 @@
 // fcproj layer's Dgrad, whose element-wise GELU work it keeps off device memory:
 //   C[M,N] = A[M,K] . B^T, FP32 accumulation; A row-major [M,K] (K-major); B either [N,K] row-major
 //   (K-major, B_KMAJOR: a weight in Fprop) or [K,N] row-major (N-major: a weight in Dgrad); then by EPI:
-//   BF16_GEMM_PLAIN:         out = bf16(C)
+//   BF16_GEMM_PLAIN:         out = bf16(C + bias[n])   (bias may be NULL; the mainloop's yardstick against
+//                            cuBLASLt in dev/cuda/gemm_bf16_gelu.cu: the trainer keeps cuBLASLt for plain
+//                            GEMMs, which measured no slower in the d24 step, dev/RESULTS.md)
 //   BF16_GEMM_BIAS_GELU:     x = bf16(C + bias[n]); out = bf16(gelu(x)), aux = bf16(gelu'(x))
 //   BF16_GEMM_GELU_BACKWARD: out = bf16(bf16(C) * aux), and col_partials[m / 128, n] = the sum over the
 //                            128-row tile of out's BF16 values (FP32, a fixed order): the bias gradient of
@@ -375,7 +377,7 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
             uint32_t bias2[32];
 #pragma unroll
             for (int g = 0; g < 32; g++)
-                bias2[g] = EPI == BF16_GEMM_BIAS_GELU && bias != NULL && col + 8 * g < N
+                bias2[g] = EPI != BF16_GEMM_GELU_BACKWARD && bias != NULL && col + 8 * g < N
                                ? *reinterpret_cast<const uint32_t *>(bias + col + 8 * g) : 0u;
             wgmma_wait<0>();
             wgmma_pin(acc);
@@ -429,7 +431,7 @@ static inline void bf16_gemm_require_sm90() {
     checked = 1;
 }
 
-// See the header comment: out [M,N] (and aux [M,N]) from A [M,K] and B; bias [N] or NULL (BIAS_GELU);
+// See the header comment: out [M,N] (and aux [M,N]) from A [M,K] and B; bias [N] or NULL (PLAIN, BIAS_GELU);
 // col_partials [ceil(M / 128), N] FP32 (GELU_BACKWARD). Clusters of CM x CN tiles.
 template <int EPI, bool B_KMAJOR, int CM, int CN>
 static inline void bf16_gemm_epilogue_clustered(bf16 *out, bf16 *aux, const bf16 *a, const bf16 *b, const bf16 *bias, float *col_partials,
