@@ -196,11 +196,8 @@ static inline int gpt2_build(GPT2 *m, const GPT2Config *cfg, int max_tokens, Pre
     m->v = GPT2_PTR(m, float, m->v_id[0]);
     const RegTensor *trial = &m->reg.tensors[m->matmul_trial];
     matmul_context_set_trial_buffer(&m->matmul, trial->data, trial->numel * dtype_size(trial->dtype));
-    m->linear.precision = precision;
-    m->linear.matmul = &m->matmul;
-    m->linear.bias_partials = GPT2_PTR(m, float, m->bias_partials);
-    m->linear.max_out_channels = 4 * cfg->channels;
-    m->linear.bias_partial_rows = (int)m->reg.tensors[m->bias_partials].shape[0];
+    m->linear = linear_context(precision, &m->matmul, GPT2_PTR(m, float, m->bias_partials), (int)m->reg.tensors[m->bias_partials].shape[0],
+                               4 * cfg->channels);
     stash_init(&m->stash, precision);
     size_t sizes[GPT2_NUM_PARAM_TENSORS];
     int decay[GPT2_NUM_PARAM_TENSORS];

@@ -47,6 +47,19 @@ static inline int linear_bias_partial_rows(long N) {
     return tiles > BIAS_GRAD_MAX_CHUNKS ? (int)tiles : BIAS_GRAD_MAX_CHUNKS;
 }
 
+// A context for `precision` whose bias gradients use bias_partials ([bias_partial_rows, max_out_channels]
+// FP32; NULL with 0 rows when the caller takes no bias gradient).
+static inline LinearContext linear_context(Precision precision, MatmulContext *matmul, float *bias_partials, int bias_partial_rows,
+                                           int max_out_channels) {
+    LinearContext ctx;
+    ctx.precision = precision;
+    ctx.matmul = matmul;
+    ctx.bias_partials = bias_partials;
+    ctx.max_out_channels = max_out_channels;
+    ctx.bias_partial_rows = bias_partial_rows;
+    return ctx;
+}
+
 // ----------------------------------------------------------------------------------------------
 // kernels
 

@@ -292,14 +292,10 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
     const int dm = rank / CN, dn = rank % CN;
 
     if (threadIdx.x == 0) {
-        for (int s = 0; s < BG_STAGES; s++) {
-            sm90_mbar_init(&full[s], 1);
-            sm90_mbar_init(&empty[s], 2 * CS);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        sm90_ring_barriers_init(full, empty, BG_STAGES, 2 * CS);
+        sm90_fence_barrier_init();
     }
-    __syncthreads();
-    if constexpr (CS > 1) sm90_cluster_sync();  // every block's barriers exist before any copy lands
+    sm90_barriers_ready<CS>();
 
     const int warpgroup = threadIdx.x / 128;
     Sm90Tile tile;
@@ -454,19 +450,8 @@ static inline void bf16_gemm_epilogue_clustered(bf16 *out, bf16 *aux, const bf16
     constexpr int CS = CM * CN;
     const int cluster_tiles = ceil_div(ceil_div(M, BG_BM), CM) * ceil_div(ceil_div(N, BG_BN), CN);
     const int clusters = std::min(cluster_tiles, sm90_sm_count() / CS);
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(clusters * CS);
-    config.blockDim = dim3(BG_THREADS);
-    config.dynamicSmemBytes = BG_SMEM_BYTES;
-    config.stream = stream;
-    cudaLaunchAttribute attr = {};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = CS;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    config.attrs = &attr;
-    config.numAttrs = CS > 1 ? 1 : 0;
-    cudaCheck(cudaLaunchKernelEx(&config, bf16_gemm_kernel<EPI, B_KMAJOR, CM, CN>, map_a, map_b, out, aux, bias, col_partials, M, N, K));
+    sm90_launch_clusters(bf16_gemm_kernel<EPI, B_KMAJOR, CM, CN>, clusters * CS, CS, BG_THREADS, BG_SMEM_BYTES, stream, map_a, map_b, out, aux,
+                         bias, col_partials, M, N, K);
 }
 
 // The same with the default cluster shape, epilogue and B's layout chosen at run time.

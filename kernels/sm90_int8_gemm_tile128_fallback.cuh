@@ -291,18 +291,14 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
     const size_t rows_pad = (size_t)m_tiles * I8G_BM;
 
     if (threadIdx.x == 0) {
-        for (int s = 0; s < I8G_STAGES; s++) {
-            sm90_mbar_init(&full[s], 1);
-            sm90_mbar_init(&empty[s], 2 * CS);
-        }
+        sm90_ring_barriers_init(full, empty, I8G_STAGES, 2 * CS);
         for (int b = 0; b < 2; b++) {
             sm90_mbar_init(&list_full[b], 32);   // every lane of the list warp
             sm90_mbar_init(&list_empty[b], 3);   // the copy thread and one thread per consumer warpgroup
         }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        sm90_fence_barrier_init();
     }
-    __syncthreads();
-    if constexpr (CS > 1) sm90_cluster_sync();  // every block's barriers exist before any copy lands
+    sm90_barriers_ready<CS>();
 
     const int warpgroup = threadIdx.x / 128;
     Sm90Tile tile;
@@ -471,20 +467,9 @@ static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOpe
     const int sms = sm90_sm_count();
     const int cluster_tiles = ceil_div(int8fb_row_tiles(M), CM) * ceil_div(int8fb_row_tiles(N), CN);
     const int clusters = cluster_tiles < sms / (CM * CN) ? cluster_tiles : sms / (CM * CN);
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(clusters * CM * CN);
-    config.blockDim = dim3(I8G_THREADS);
-    config.dynamicSmemBytes = I8G_SMEM_BYTES;
-    config.stream = stream;
-    cudaLaunchAttribute attr = {};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = CM * CN;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    config.attrs = &attr;
-    config.numAttrs = CM * CN > 1 ? 1 : 0;
-    cudaCheck(cudaLaunchKernelEx(&config, int8fb_gemm_kernel<OutT, CM, CN>, map_a1, map_a2, map_b1, map_b2, (const float *)a->scale,
-                                 (const uint8_t *)a->fallback, (const float *)b->scale, (const uint8_t *)b->fallback, out, M, N, K));
+    sm90_launch_clusters(int8fb_gemm_kernel<OutT, CM, CN>, clusters * CM * CN, CM * CN, I8G_THREADS, I8G_SMEM_BYTES, stream, map_a1, map_a2,
+                         map_b1, map_b2, (const float *)a->scale, (const uint8_t *)a->fallback, (const float *)b->scale,
+                         (const uint8_t *)b->fallback, out, M, N, K);
 }
 
 // out = dequant(a) . dequant(b)^T with the default cluster shape (see int8fb_gemm_clustered).

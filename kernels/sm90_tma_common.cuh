@@ -36,6 +36,17 @@ __device__ __forceinline__ void sm90_mbar_wait(uint32_t bar, uint32_t parity) {
         "}\n" ::"r"(bar), "r"(parity) : "memory");
 }
 
+// One thread sets up a ring of `stages` stages: full[s] completes on one arrival plus the stage's copied bytes,
+// empty[s] on `empty_arrivals` consumer arrivals. That thread then calls sm90_fence_barrier_init after its
+// last barrier init, and every thread sm90_barriers_ready<CS>() before any copy is issued.
+__device__ __forceinline__ void sm90_ring_barriers_init(uint64_t *full, uint64_t *empty, int stages, uint32_t empty_arrivals) {
+    for (int s = 0; s < stages; s++) {
+        sm90_mbar_init(&full[s], 1);
+        sm90_mbar_init(&empty[s], empty_arrivals);
+    }
+}
+__device__ __forceinline__ void sm90_fence_barrier_init() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+
 // Arrives on the barrier at the same shared-memory offset in block `rank` of the cluster. CTA-scope
 // (default) semantics suffice when the arrival only says that this block's wgmma finished reading a stage
 // (wgmma.wait_group came first): nothing the arriving thread wrote must become visible to the peer.
@@ -54,6 +65,14 @@ __device__ __forceinline__ uint32_t sm90_cluster_rank() {
 // All threads of all blocks of the cluster meet here (release/acquire at cluster scope).
 __device__ __forceinline__ void sm90_cluster_sync() {
     asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
+}
+
+// Every block's barriers are initialized (and visible cluster-wide) before any thread goes on: a block
+// barrier, then, in clusters of CS > 1 blocks, a cluster barrier (a peer may multicast into this block).
+template <int CS>
+__device__ __forceinline__ void sm90_barriers_ready() {
+    __syncthreads();
+    if constexpr (CS > 1) sm90_cluster_sync();
 }
 
 // 2D tensor copy of the box at (c0 = column, c1 = row) into shared memory, completing on `bar`.
@@ -146,6 +165,26 @@ static inline CUtensorMap sm90_tensor_map_sw128(const void *data, CUtensorMapDat
         exit(1);
     }
     return map;
+}
+
+// Launches a persistent kernel on `blocks` blocks (a multiple of cluster_size) of `threads` threads with
+// `smem` bytes of dynamic shared memory, in clusters of cluster_size blocks along x when that is above 1.
+template <typename... KernelArgs, typename... Args>
+static inline void sm90_launch_clusters(void (*kernel)(KernelArgs...), int blocks, int cluster_size, int threads, size_t smem,
+                                        cudaStream_t stream, Args... args) {
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(blocks);
+    config.blockDim = dim3(threads);
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    cudaLaunchAttribute attr = {};
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = cluster_size;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    config.attrs = &attr;
+    config.numAttrs = cluster_size > 1 ? 1 : 0;
+    cudaCheck(cudaLaunchKernelEx(&config, kernel, args...));
 }
 
 // Multiprocessors of the current device (queried once).

@@ -202,12 +202,7 @@ static void speed(const char *name, int M, int C) {
     cudaCheck(cudaMalloc(&dbias, N * sizeof(float)));
     MatmulContext matmul;
     matmul_context_init(&matmul);
-    LinearContext ctx;
-    ctx.precision = PRECISION_BF16;
-    ctx.matmul = &matmul;
-    ctx.max_out_channels = N;
-    ctx.bias_partial_rows = chunks;
-    ctx.bias_partials = part;
+    const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, part, chunks, N);
     auto none = [] {};
     auto report = [&](const char *what, float us) {
         printf("%-5s M=%d N=%d K=%d  %-44s %8.1f us %7.1f TFLOP/s\n", name, M, N, K, what, us, flops / (us * 1e-6) / 1e12);

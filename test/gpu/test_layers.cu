@@ -794,12 +794,9 @@ static void linear_case(int N, int IC, int OC, int gelu) {
 
     MatmulContext matmul;
     matmul_context_init(&matmul);
-    LinearContext ctx;
-    ctx.precision = PRECISION_BF16;
-    ctx.matmul = &matmul;
-    ctx.max_out_channels = IC > OC ? IC : OC;
-    ctx.bias_partial_rows = linear_bias_partial_rows(N);
-    cudaCheck(cudaMalloc(&ctx.bias_partials, (size_t)ctx.bias_partial_rows * ctx.max_out_channels * sizeof(float)));
+    float *d_bias_partials;
+    cudaCheck(cudaMalloc(&d_bias_partials, (size_t)linear_bias_partial_rows(N) * (IC > OC ? IC : OC) * sizeof(float)));
+    const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, d_bias_partials, linear_bias_partial_rows(N), IC > OC ? IC : OC);
     bf16 *d_inp = dev_from_host<bf16>(inp, in_n), *d_weight = dev_from_host<bf16>(weight, w_n);
     bf16 *d_bias = dev_from_host<bf16>(bias, OC), *d_dout = dev_from_host<bf16>(dout, out_n);
     bf16 *d_gelu_grad = dev_from_host<bf16>(gelu_grad, in_n);
@@ -898,7 +895,7 @@ static void linear_case(int N, int IC, int OC, int gelu) {
           "linear backward N=%d IC=%d OC=%d (overwrite): wrote past an output", N, IC, OC);
 
     for (int i = 0; i < 4; i++) cudaCheck(cudaFree(first[i]));
-    void *dev[] = {d_inp, d_weight, d_bias, d_dout, d_gelu_grad, d_out, d_gelu_grad_out, d_dinp, d_dweight, d_dbias, d_gelu_dbias, ctx.bias_partials};
+    void *dev[] = {d_inp, d_weight, d_bias, d_dout, d_gelu_grad, d_out, d_gelu_grad_out, d_dinp, d_dweight, d_dbias, d_gelu_dbias, d_bias_partials};
     for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) cudaCheck(cudaFree(dev[i]));
     matmul_context_free(&matmul);
     float *host[] = {inp, weight, bias, dout, pre, gelu_grad, ones, grad_ref, dweight0, dbias0, pre_dbias0, pre_ref, out_ref, atol, abs_inp, abs_weight, abs_bias,
@@ -921,12 +918,7 @@ static void test_linear_wgrad_signed_zero(void) {
     }
     MatmulContext matmul;
     matmul_context_init(&matmul);
-    LinearContext ctx;
-    ctx.precision = PRECISION_BF16;
-    ctx.matmul = &matmul;
-    ctx.max_out_channels = OC;
-    ctx.bias_partial_rows = 0;
-    ctx.bias_partials = NULL;  // no bias gradient here
+    const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, NULL, 0, OC);  // no bias gradient here
     bf16 *d_inp = dev_from_host<bf16>(inp, (size_t)N * IC), *d_dout = dev_from_host<bf16>(dout, (size_t)N * OC);
     float *d_dweight = (float *)dev_alloc(w_n * sizeof(float));
     float *got[2];
