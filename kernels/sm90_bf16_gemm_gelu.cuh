@@ -42,8 +42,8 @@
 #define BG_GROUP_M 8         // tile rows walking the tile columns together (L2 reuse)
 #define BG_THREADS 384
 #define BG_CHUNKS 8          // slices of a tile's epilogue, one per K-step of the next tile
-#define BG_CONSUMER_REGS 232 // 128 accumulators + 64 packed results of the previous tile + addresses
-#define BG_PRODUCER_REGS 40  // 128 * (2 * 232 + 40) <= 65536
+#define BG_CONSUMER_REGS 240 // 128 accumulators + 64 packed results of the previous tile + addresses, GELU math
+#define BG_PRODUCER_REGS 24  // 128 * (2 * 240 + 24) <= 65536 (240/24 measured 2-3% faster than 232/40)
 #define BG_A_BYTES (BG_BM * BG_BK * 2)
 #define BG_B_BYTES (BG_BN * BG_BK * 2)
 #define BG_OFF_B (BG_STAGES * BG_A_BYTES)
