@@ -13,7 +13,7 @@
 // derivative are taken at the BF16-rounded pre-activation (what the backward saw when it stored that), and
 // the Dgrad is rounded to BF16 before its product with gelu' (as the separate GELU pass did). What changes
 // against that pass: gelu'(x) is stored in BF16 by the forward instead of x (one more rounding of the
-// factor, 2^-9 relative), and both come from gelu_tanh_and_grad (ex2/rcp.approx, ~1e-7 relative).
+// factor, at most 2^-8 relative), and both come from gelu_tanh_and_grad (ex2/rcp.approx, ~1e-7 relative).
 //
 // Structure: persistent blocks of 3 warpgroups over 128 x 256 output tiles. Warpgroup 0: one thread issues
 // the tensor copies (TMA, 128-byte swizzle) of A's 128 x 64 and B's 256 x 64 tiles of each K-step into a
@@ -21,8 +21,13 @@
 // (128 FP32 accumulators per thread). The epilogue of a tile overlaps the next tile's products: at the end
 // of tile t the accumulators are rounded to BF16 pairs (64 registers), then tile t+1's K-loop runs and
 // after each K-step's wgmma are issued, one of BG_CHUNKS slices of tile t's epilogue (GELU math, stores,
-// column sums) runs on the CUDA cores while the tensor cores work. Blocks may form clusters of CM x CN
-// tiles that share A's and B's tiles through TMA multicast (each loads its part).
+// column sums) runs on the CUDA cores while the tensor cores work; a quad transpose makes every store a
+// 16-byte piece (4-byte stores from the fragment layout left the kernel L2-bound: 500 vs 360 us at d24).
+// Blocks may form clusters of CM x CN tiles that share A's and B's tiles through TMA multicast.
+// Measured (H100, dev/RESULTS.md): the plain mainloop runs at cuBLASLt's speed (753 vs 741 TFLOP/s at the d24
+// fc shape), the GELU backward replaces cuBLASLt's Dgrad plus a GELU pass at 0.85x their time, but the
+// forward's GELU math hides poorly behind the products (tensor pipe 61% busy): it costs about what
+// cuBLASLt's GELU_AUX epilogue does.
 // Shape rules (checked by the launcher): M, N >= 1, N % 8 == 0, K % 8 == 0; partial tiles are zero-filled
 // by the tensor copies and masked at the stores.
 #ifndef KERNELS_SM90_BF16_GEMM_GELU_CUH
