@@ -21,7 +21,6 @@
 #define CORE_LINEAR_CUH
 
 #include "core/precision.h"
-#include "kernels/gelu.cuh"
 #include "kernels/layer_common.cuh"
 #include "kernels/matmul_cublaslt.cuh"
 #include "kernels/sm90_bf16_gemm_gelu.cuh"

@@ -1,4 +1,5 @@
-// GELU with the tanh approximation (GPT-2), for the places where the GEMM epilogue does not apply it.
+// GELU with the tanh approximation (GPT-2): the formulas the GEMM epilogues use (kernels/sm90_bf16_gemm_gelu.cuh)
+// and elementwise kernels for the places where no GEMM epilogue applies it.
 //   gelu(x)  = 0.5 x (1 + tanh(k (x + 0.044715 x^3))),  k = sqrt(2/pi)
 //   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) k (1 + 3*0.044715 x^2),  u = k (x + 0.044715 x^3)
 // Operands are flat BF16 arrays of n elements (any layout); math in FP32, one rounding per output.
@@ -10,19 +11,8 @@
 
 #define GELU_SCALING_FACTOR 0.7978845608028654f  // sqrt(2/pi)
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
-}
-
-__device__ __forceinline__ float gelu_tanh_grad(float x) {
-    const float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
-    const float th = tanhf(u);
-    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
-}
-
-// gelu(x) and gelu'(x) together, for GEMM epilogues where instructions count. With e = exp(2u) and
-// s = 1 / (e + 1): 1 + tanh(u) = 2 e s and 1 - tanh(u)^2 = 4 e s^2, so
+// gelu(x) and gelu'(x) together. With e = exp(2u) and s = 1 / (e + 1): 1 + tanh(u) = 2 e s and
+// 1 - tanh(u)^2 = 4 e s^2, so
 //   gelu(x) = x e s,   gelu'(x) = e s (1 + x s k (2 + 6 * 0.044715 x^2))
 // one ex2.approx and one rcp.approx (relative errors ~2^-22 and 1 ulp), no cancellation near x << 0
 // where tanhf's 1 + tanh loses bits. exp's argument is capped at 2^6 (e s = 1 to FP32 precision there).
@@ -37,6 +27,18 @@ __device__ __forceinline__ void gelu_tanh_and_grad(float x, float &gelu, float &
     const float es = e * s;
     gelu = x * es;
     grad = fmaf(es * (x * s), fmaf(x2, 6.0f * 0.044715f * GELU_SCALING_FACTOR, 2.0f * GELU_SCALING_FACTOR), es);
+}
+
+// Either one alone (the compiler drops the other's instructions).
+__device__ __forceinline__ float gelu_tanh(float x) {
+    float gelu, grad;
+    gelu_tanh_and_grad(x, gelu, grad);
+    return gelu;
+}
+__device__ __forceinline__ float gelu_tanh_grad(float x) {
+    float gelu, grad;
+    gelu_tanh_and_grad(x, gelu, grad);
+    return grad;
 }
 
 // One thread per 8 elements: out[i] = gelu(inp[i]). out may alias inp.

@@ -96,8 +96,8 @@ struct BgPending {
     size_t offset;     // element offset in out / aux of this thread's first row, at column 8 * (lane % 4) of the tile
     uint32_t rows_ok;  // bit h: row half h lies inside the matrix
     uint32_t cols_ok;  // bit g: column group g (8 columns) lies inside the matrix
-    int mt;            // tile row (for the column partials)
-    bool inside;
+    int mt, col0;      // tile row and first column (for the column partials)
+    bool inside;       // the tile lies inside the matrix (not cluster padding)
 };
 
 // Where a chunk's stores go. In chunk CH, after bg_quad_transpose, lane q of a quad holds the 8 columns of
@@ -234,37 +234,25 @@ static_assert(BG_CHUNKS == 8, "bg_epilogue_chunk_at lists the chunks");
 
 // After all chunks of the pending tile: the 256 consumer threads meet, then thread t adds the 8 warps'
 // sums of column t (warp order) into the tile's row of col_partials.
-__device__ __forceinline__ void bg_finish_colsums(const BgPending &p, const float *colsum, float *col_partials, int col0, int N) {
+__device__ __forceinline__ void bg_finish_colsums(const BgPending &p, const float *colsum, float *col_partials, int N) {
     asm volatile("bar.sync 1, 256;" ::: "memory");
     const int t = threadIdx.x - 128;
     float total = 0.0f;
 #pragma unroll
     for (int w = 0; w < 8; w++) total += colsum[w * BG_BN + t];
-    if (p.inside && col0 + t < N) col_partials[(size_t)p.mt * N + col0 + t] = total;
+    if (p.inside && p.col0 + t < N) col_partials[(size_t)p.mt * N + p.col0 + t] = total;
 }
 
-// Releases ring stage s: one arrival per consumer warpgroup on that stage's barrier in every block of the
-// cluster (after the wgmma that read it completed).
-template <int CS>
-__device__ __forceinline__ void bg_release(uint64_t *empty, uint32_t s) {
-    if (threadIdx.x % 128 == 0) {
-        if constexpr (CS > 1) {
-            for (int r = 0; r < CS; r++) sm90_mbar_arrive_cluster(&empty[s], (uint32_t)r);
-        } else {
-            sm90_mbar_arrive(&empty[s]);
-        }
-    }
-}
-
-// Waits until stage s (fill parity `parity`) has landed, then issues its 4 K16 products into acc (first:
+// Waits until the stage at ring position pos has landed, then issues its 4 K16 products into acc (first:
 // the tile's first K-step, which overwrites acc). desc_a / desc_b: low descriptor words of stage 0.
 template <bool B_KMAJOR>
-__device__ __forceinline__ void bg_issue_stage(float (&acc)[128], uint32_t full_addr, uint32_t s, uint32_t parity, uint32_t desc_a,
+__device__ __forceinline__ void bg_issue_stage(float (&acc)[128], uint32_t full_addr, const Sm90RingPos<BG_STAGES> &pos, uint32_t desc_a,
                                                uint32_t desc_b, bool first) {
+    const uint32_t s = pos.stage;
     // per K16 step: 32 bytes along a K-major row; 2 groups of 8 rows (2048 bytes) in an N-major box
     constexpr uint32_t b_k16 = B_KMAJOR ? 2 : 2048 / 16;
     constexpr uint64_t b_hi = B_KMAJOR ? SM90_SW128_DESC_HI : BG_NMAJOR_DESC_HI;
-    sm90_mbar_wait(full_addr + 8 * s, parity);
+    sm90_mbar_wait(full_addr + 8 * s, pos.parity);
     wgmma_fence();
 #pragma unroll
     for (int k = 0; k < BG_BK / 16; k++)
@@ -308,13 +296,13 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(BG_PRODUCER_REGS));
         constexpr int a_rows = BG_BM / CN;  // rows of A this block copies
         constexpr int b_rows = BG_BN / CM;  // rows (K-major) or columns (N-major) of B this block copies
-        const uint16_t mask_a = (uint16_t)(((1 << CN) - 1) << (dm * CN));  // blocks sharing this A tile
-        uint16_t mask_b = 0;                                               // blocks sharing this B tile
-        for (int i = 0; i < CM; i++) mask_b |= (uint16_t)(1 << (i * CN + dn));
-        uint32_t stage = 0, parity = 0;
+        uint16_t mask_a, mask_b;
+        sm90_multicast_masks<CM, CN>(dm, dn, mask_a, mask_b);
+        Sm90RingPos<BG_STAGES> pos;
         for (int j = 0; threadIdx.x == 0 && sm90_tile<CM, CN, BG_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
-            for (int kt = 0; kt < k_tiles; kt++) {
-                sm90_mbar_wait(sm90_smem_addr(&empty[stage]), parity ^ 1);
+            for (int kt = 0; kt < k_tiles; kt++, pos.advance()) {
+                const uint32_t stage = pos.stage;
+                sm90_mbar_wait(sm90_smem_addr(&empty[stage]), pos.parity ^ 1);
                 sm90_mbar_arrive_expect_tx(&full[stage], BG_A_BYTES + BG_B_BYTES);
                 uint8_t *dst_a = tiles_a + stage * BG_A_BYTES + dn * a_rows * BG_BK * 2;
                 if constexpr (CN > 1) sm90_tma_load_2d_multicast(dst_a, &map_a, &full[stage], kt * BG_BK, tile.mt * BG_BM + dn * a_rows, mask_a);
@@ -331,10 +319,6 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
                         else sm90_tma_load_2d(dst_b + box * 64 * BG_BK * 2, &map_b, &full[stage], n0, kt * BG_BK);
                     }
                 }
-                if (++stage == BG_STAGES) {
-                    stage = 0;
-                    parity ^= 1;
-                }
             }
         }
     } else {
@@ -349,29 +333,25 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
         float acc[128];
         BgPending pend;  // the previous tile, whose epilogue runs during this tile's K-loop
         bool pending = false;
-        int pend_col0 = 0;
-        uint32_t stage = 0, parity = 0;
+        Sm90RingPos<BG_STAGES> pos;
         int j = 0;
         for (; sm90_tile<CM, CN, BG_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
             float *colsum = colsum_buf + ((j + 1) % 2) * 8 * BG_BN;  // the pending tile's (j - 1) buffer
             uint32_t prev_stage = 0;
             for (int kt = 0; kt < k_tiles; kt++) {
-                bg_issue_stage<B_KMAJOR>(acc, full_addr, stage, parity, desc_a, desc_b, kt == 0);
+                bg_issue_stage<B_KMAJOR>(acc, full_addr, pos, desc_a, desc_b, kt == 0);
                 if (kt > 0) {
                     wgmma_wait<1>();
-                    bg_release<CS>(empty, prev_stage);
+                    sm90_release_stage<CS>(empty, prev_stage);
                 }
-                prev_stage = stage;
-                if (++stage == BG_STAGES) {
-                    stage = 0;
-                    parity ^= 1;
-                }
+                prev_stage = pos.stage;
+                pos.advance();
                 // a slice of the previous tile's epilogue while this K-step's products run
                 if (pending && kt < BG_CHUNKS && kt + 1 < k_tiles) bg_epilogue_chunk_at<EPI>(kt, pend, out, aux, colsum, N);
             }
             if (pending) {  // the chunks the K-loop had no room for (K < (BG_CHUNKS + 1) * BG_BK), then the sums
                 for (int ch = k_tiles - 1; ch < BG_CHUNKS; ch++) bg_epilogue_chunk_at<EPI>(ch, pend, out, aux, colsum, N);
-                if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_finish_colsums(pend, colsum, col_partials, pend_col0, N);
+                if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_finish_colsums(pend, colsum, col_partials, N);
             }
             // this tile's bias pairs, loaded while its last K-step's products run
             const int col = tile.nt * BG_BN + 2 * (lane % 4);
@@ -382,7 +362,7 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
                                ? *reinterpret_cast<const uint32_t *>(bias + col + 8 * g) : 0u;
             wgmma_wait<0>();
             wgmma_pin(acc);
-            bg_release<CS>(empty, prev_stage);
+            sm90_release_stage<CS>(empty, prev_stage);
 #pragma unroll
             for (int pk = 0; pk < 64; pk++)
                 pend.packed[pk] = bf16x2_pack(acc[2 * pk] + bg_lo(bias2[pk / 2]), acc[2 * pk + 1] + bg_hi(bias2[pk / 2]));
@@ -392,15 +372,15 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
             pend.cols_ok = 0;
             for (int g = 0; g < 32; g++) pend.cols_ok |= col + 8 * g < N ? 1u << g : 0u;
             pend.mt = tile.mt;
+            pend.col0 = tile.nt * BG_BN;
             pend.inside = tile.inside;
-            pend_col0 = tile.nt * BG_BN;
             pending = true;
             if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_load_aux<0>(pend, aux, N);
         }
         if (pending) {  // the last tile's epilogue
             float *colsum = colsum_buf + ((j + 1) % 2) * 8 * BG_BN;
             for (int ch = 0; ch < BG_CHUNKS; ch++) bg_epilogue_chunk_at<EPI>(ch, pend, out, aux, colsum, N);
-            if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_finish_colsums(pend, colsum, col_partials, pend_col0, N);
+            if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_finish_colsums(pend, colsum, col_partials, N);
         }
     }
     // No block leaves while a peer may still copy into its shared memory or arrive on its barriers.

@@ -166,18 +166,8 @@ struct I8gConsumerSmem {
     uint32_t desc_a, desc_b;
 };
 
-// The ring position of a consumer or of the copy thread: stage, and the parity of the stage's current
-// fill. Advances by one step.
-struct I8gRingPos {
-    uint32_t stage, parity;
-};
-
-__device__ __forceinline__ void i8g_advance(I8gRingPos &pos) {
-    if (++pos.stage == I8G_STAGES) {
-        pos.stage = 0;
-        pos.parity ^= 1;
-    }
-}
+// The ring position of a consumer or of the copy thread.
+typedef Sm90RingPos<I8G_STAGES> I8gRingPos;
 
 // A consumer's view of one step: its ring stage and the scales of its two rows (A's row scale times B's
 // effective scale of the step). The copy thread writes each stage's step description into shared memory
@@ -244,13 +234,7 @@ __device__ __forceinline__ void i8g_promote(float (&acc)[64], const int32_t (&d)
 template <int CS>
 __device__ __forceinline__ void i8g_retire(float (&acc)[64], int32_t (&d)[64], const I8gStep &st, uint64_t *empty) {
     wgmma_pin(d);
-    if (threadIdx.x % 128 == 0) {
-        if constexpr (CS > 1) {
-            for (int r = 0; r < CS; r++) sm90_mbar_arrive_cluster(&empty[st.stage], (uint32_t)r);
-        } else {
-            sm90_mbar_arrive(&empty[st.stage]);
-        }
-    }
+    sm90_release_stage<CS>(empty, (uint32_t)st.stage);
     i8g_promote(acc, d, st);
 }
 
@@ -325,18 +309,17 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             // step's description (I8gStep).
             float2 *info = (float2 *)(smem + I8G_OFF_INFO);
             constexpr int a_rows = I8G_BM / CN, b_rows = I8G_BN / CM;
-            uint16_t mask_a = (uint16_t)(((1 << CN) - 1) << (dm * CN));  // blocks sharing this A tile
-            uint16_t mask_b = 0;                                          // blocks sharing this B tile
-            for (int i = 0; i < CM; i++) mask_b |= (uint16_t)(1 << (i * CN + dn));
-            uint32_t g = 0;  // the block's step count, over all its tiles
+            uint16_t mask_a, mask_b;
+            sm90_multicast_masks<CM, CN>(dm, dn, mask_a, mask_b);
+            I8gRingPos pos;  // runs on over all the block's tiles
             for (int j = 0; sm90_tile<CM, CN, I8G_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
                 const I8gList list = i8g_list(smem, j % 2);
                 sm90_mbar_wait(sm90_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
                 const int n = *list.n_steps;
                 const uint32_t stage_bytes = 2 * I8G_TILE_BYTES + (tile.inside ? I8G_BM * 4 : 0);
-                for (int i = 0; i < n; i++, g++) {
-                    const int kt = list.steps[i] >> 2, pass = list.steps[i] & 3, stage = g % I8G_STAGES;
-                    sm90_mbar_wait(sm90_smem_addr(&empty[stage]), ((g / I8G_STAGES) & 1) ^ 1);
+                for (int i = 0; i < n; i++, pos.advance()) {
+                    const int kt = list.steps[i] >> 2, pass = list.steps[i] & 3, stage = (int)pos.stage;
+                    sm90_mbar_wait(sm90_smem_addr(&empty[stage]), pos.parity ^ 1);
                     const bool counted = tile.inside && !(pass == 1 && !list.own_a[kt]) && !(pass == 2 && !list.own_b[kt]);
                     const float sb = counted ? list.sb[kt] : 0.0f;
                     // Written before the arrival, whose release makes it visible with the stage's copies.
@@ -371,7 +354,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
         sm.desc_a = sm90_sw128_desc_lo(tiles_a + consumer * 64 * I8G_BK);
         sm.desc_b = sm90_sw128_desc_lo(tiles_b);
         constexpr uint32_t desc_stride = I8G_TILE_BYTES / 16;
-        I8gRingPos pos = {0, 0};  // runs on over all the block's tiles
+        I8gRingPos pos;  // runs on over all the block's tiles
         for (int j = 0; sm90_tile<CM, CN, I8G_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
             const I8gList list = i8g_list(smem, j % 2);
             sm90_mbar_wait(sm90_smem_addr(&list_full[j % 2]), (uint32_t)(j / 2) & 1);
@@ -386,7 +369,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
             I8gStep st0, st1;
             i8g_begin_step(st0, pos, sm);
             i8g_issue_stage(part0, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
-            i8g_advance(pos);
+            pos.advance();
             int i = 1;
             while (true) {
                 if (i == n) {
@@ -397,7 +380,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                 i++;
                 i8g_begin_step(st1, pos, sm);
                 i8g_issue_stage(part1, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
-                i8g_advance(pos);
+                pos.advance();
                 wgmma_wait<1>();
                 i8g_retire<CS>(acc, part0, st0, empty);
                 if (i == n) {
@@ -408,7 +391,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
                 i++;
                 i8g_begin_step(st0, pos, sm);
                 i8g_issue_stage(part0, sm.desc_a + pos.stage * desc_stride, sm.desc_b + pos.stage * desc_stride);
-                i8g_advance(pos);
+                pos.advance();
                 wgmma_wait<1>();
                 i8g_retire<CS>(acc, part1, st1, empty);
             }

@@ -47,6 +47,19 @@ __device__ __forceinline__ void sm90_ring_barriers_init(uint64_t *full, uint64_t
 }
 __device__ __forceinline__ void sm90_fence_barrier_init() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
 
+// Position in a ring of STAGES stages (of a copy thread or a consumer): stage, and the parity of the stage's
+// current fill. advance() moves one step on.
+template <int STAGES>
+struct Sm90RingPos {
+    uint32_t stage = 0, parity = 0;
+    __device__ __forceinline__ void advance() {
+        if (++stage == STAGES) {
+            stage = 0;
+            parity ^= 1;
+        }
+    }
+};
+
 // Arrives on the barrier at the same shared-memory offset in block `rank` of the cluster. CTA-scope
 // (default) semantics suffice when the arrival only says that this block's wgmma finished reading a stage
 // (wgmma.wait_group came first): nothing the arriving thread wrote must become visible to the peer.
@@ -60,6 +73,27 @@ __device__ __forceinline__ uint32_t sm90_cluster_rank() {
     uint32_t rank;
     asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
     return rank;
+}
+
+// A consumer warpgroup releases ring stage s (its wgmma that read the stage completed): one arrival, by the
+// warpgroup's first thread, on that stage's empty barrier in every block of the cluster of CS blocks.
+template <int CS>
+__device__ __forceinline__ void sm90_release_stage(uint64_t *empty, uint32_t s) {
+    if (threadIdx.x % 128 != 0) return;
+    if constexpr (CS > 1) {
+        for (int r = 0; r < CS; r++) sm90_mbar_arrive_cluster(&empty[s], (uint32_t)r);
+    } else {
+        sm90_mbar_arrive(&empty[s]);
+    }
+}
+
+// The blocks of a CM x CN cluster (rank = dm * CN + dn) that share this block's A tile (its tile row) and
+// its B tile (its tile column), as TMA multicast masks.
+template <int CM, int CN>
+__device__ __forceinline__ void sm90_multicast_masks(int dm, int dn, uint16_t &mask_a, uint16_t &mask_b) {
+    mask_a = (uint16_t)(((1 << CN) - 1) << (dm * CN));
+    mask_b = 0;
+    for (int i = 0; i < CM; i++) mask_b |= (uint16_t)(1 << (i * CN + dn));
 }
 
 // All threads of all blocks of the cluster meet here (release/acquire at cluster scope).

@@ -27,9 +27,8 @@ Compile and run:
 #include <vector>
 #include "dev/cuda/layer_bench.cuh"
 #include "core/linear.cuh"
+#include "kernels/gelu.cuh"
 #include "kernels/sm90_bf16_gemm_gelu.cuh"
-
-static float bf16_to_float(bf16 x) { return __bfloat162float(x); }
 
 static double gelu_ref(double x) {
     const double k = 0.7978845608028654;
@@ -95,8 +94,8 @@ static int check_shape(int M, int N, int K) {
     // double-precision product and the sum of |terms|
     std::vector<double> C((size_t)M * N), S((size_t)M * N);
     std::vector<float> af(a.size()), bf(b_nk.size());
-    for (size_t i = 0; i < a.size(); i++) af[i] = bf16_to_float(a[i]);
-    for (size_t i = 0; i < b_nk.size(); i++) bf[i] = bf16_to_float(b_nk[i]);
+    for (size_t i = 0; i < a.size(); i++) af[i] = __bfloat162float(a[i]);
+    for (size_t i = 0; i < b_nk.size(); i++) bf[i] = __bfloat162float(b_nk[i]);
 #pragma omp parallel for schedule(dynamic, 4)
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
@@ -153,16 +152,16 @@ static int check_shape(int M, int N, int K) {
                         if (err != err) worst = INFINITY;
                     };
                     for (size_t i = 0; i < (size_t)M * N; i++) {
-                        const double c = C[i], s = S[i], o = bf16_to_float(out[i]);
+                        const double c = C[i], s = S[i], o = __bfloat162float(out[i]);
                         if (epi == BF16_GEMM_PLAIN) {
-                            const double x = c + bf16_to_float(bias[i % N]);
+                            const double x = c + __bfloat162float(bias[i % N]);
                             note(fabs(o - x), eps * fabs(x) + acc_tol * s);
                         } else if (epi == BF16_GEMM_BIAS_GELU) {
-                            const double x = c + bf16_to_float(bias[i % N]), xt = eps * fabs(x) + acc_tol * s;
+                            const double x = c + __bfloat162float(bias[i % N]), xt = eps * fabs(x) + acc_tol * s;
                             note(fabs(o - gelu_ref(x)), 1.13 * xt + eps * fabs(gelu_ref(x)) + 1e-6);
-                            note(fabs(bf16_to_float(auxo[i]) - gelu_grad_ref(x)), 0.8 * xt + eps * fabs(gelu_grad_ref(x)) + 1e-6);
+                            note(fabs(__bfloat162float(auxo[i]) - gelu_grad_ref(x)), 0.8 * xt + eps * fabs(gelu_grad_ref(x)) + 1e-6);
                         } else {
-                            const double g = bf16_to_float(aux_in[i]);
+                            const double g = __bfloat162float(aux_in[i]);
                             note(fabs(o - c * g), fabs(g) * (eps * fabs(c) + acc_tol * s) + eps * fabs(c * g));
                         }
                     }
@@ -171,7 +170,7 @@ static int check_shape(int M, int N, int K) {
                             for (int n = 0; n < N; n++) {
                                 double sum = 0.0, abs_sum = 0.0;
                                 for (int r = t * BG_BM; r < M && r < (t + 1) * BG_BM; r++) {
-                                    const double v = bf16_to_float(out[(size_t)r * N + n]);
+                                    const double v = __bfloat162float(out[(size_t)r * N + n]);
                                     sum += v;
                                     abs_sum += fabs(v);
                                 }
@@ -197,7 +196,7 @@ static void speed(const char *name, int M, int C) {
     float *part, *dbias;
     cudaCheck(cudaMalloc(&out, (size_t)M * N * sizeof(bf16)));
     cudaCheck(cudaMalloc(&aux, (size_t)M * N * sizeof(bf16)));
-    const int chunks = std::max(BIAS_GRAD_MAX_CHUNKS, ceil_div(M, BG_BM));
+    const int chunks = linear_bias_partial_rows(M);
     cudaCheck(cudaMalloc(&part, (size_t)chunks * N * sizeof(float)));
     cudaCheck(cudaMalloc(&dbias, N * sizeof(float)));
     MatmulContext matmul;
