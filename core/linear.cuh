@@ -10,18 +10,21 @@
 // N = B*T tokens, row-major everywhere. Only PRECISION_BF16 is built; the other modes are rejected at flag
 // parsing and fail here by name.
 //
-// BF16 GEMMs: cuBLASLt (FP32 accumulation), with the bias in its epilogue; the two GEMMs next to a GELU run
-// the Hopper kernel of kernels/sm90_bf16_gemm_gelu.cuh instead, whose epilogues keep GELU's element-wise
-// work off device memory: the Fprop stores gelu(x) and gelu'(x) (not x), and the Dgrad multiplies by
-// gelu'(x) and sums the 128-row column partials of its result, the bias gradient of the layer that produced
-// x. On the H100 that pair beat cuBLASLt's GELU_AUX Fprop plus its Dgrad and a separate GELU pass
-// (dev/RESULTS.md). Bias gradients sum columns in two deterministic stages (fixed row chunks into FP32
+// BF16 GEMMs: cuBLASLt (FP32 accumulation), with the bias in its epilogue; on a Hopper GPU the two GEMMs next
+// to a GELU run the kernel of kernels/sm90_bf16_gemm_gelu.cuh instead, whose epilogues keep GELU's
+// element-wise work off device memory: the Fprop stores gelu(x) and gelu'(x) (not x), and the Dgrad
+// multiplies by gelu'(x) and sums the 128-row column partials of its result, the bias gradient of the layer
+// that produced x. On the H100 that pair beat cuBLASLt's GELU_AUX Fprop plus its Dgrad and a separate GELU
+// pass (dev/RESULTS.md). Other GPUs get the same results through cuBLASLt and element-wise passes
+// (gelu_forward writing both outputs; gelu_backward_tile_colsums): the same formulas and roundings, the
+// products summed in cuBLASLt's order. Bias gradients sum columns in two deterministic stages (fixed row chunks into FP32
 // partials, then column_partials_add of kernels/layer_common.cuh).
 #ifndef CORE_LINEAR_CUH
 #define CORE_LINEAR_CUH
 
 #include "core/precision.h"
 #include "kernels/layer_common.cuh"
+#include "kernels/gelu.cuh"
 #include "kernels/matmul_cublaslt.cuh"
 #include "kernels/sm90_bf16_gemm_gelu.cuh"
 
@@ -37,6 +40,7 @@ typedef struct {
     float *bias_partials;   // [bias_partial_rows, max_out_channels] FP32 scratch of the bias gradients
     int max_out_channels;   // columns bias_partials was sized for
     int bias_partial_rows;  // rows bias_partials was sized for: linear_bias_partial_rows(tokens)
+    bool gelu_gemm_sm90;    // the GELU Fprop / Dgrad run the Hopper kernel (an sm_90a build on a Hopper GPU)
 } LinearContext;
 
 // Rows of bias partials the bias gradients of up to N tokens need: bias_grad's row chunks, or the GELU
@@ -46,8 +50,8 @@ static inline int linear_bias_partial_rows(long N) {
     return tiles > BIAS_GRAD_MAX_CHUNKS ? (int)tiles : BIAS_GRAD_MAX_CHUNKS;
 }
 
-// A context for `precision` whose bias gradients use bias_partials ([bias_partial_rows, max_out_channels]
-// FP32; NULL with 0 rows when the caller takes no bias gradient).
+// A context for `precision` on the current device whose bias gradients use bias_partials ([bias_partial_rows,
+// max_out_channels] FP32; NULL with 0 rows when the caller takes no bias gradient).
 static inline LinearContext linear_context(Precision precision, MatmulContext *matmul, float *bias_partials, int bias_partial_rows,
                                            int max_out_channels) {
     LinearContext ctx;
@@ -56,6 +60,7 @@ static inline LinearContext linear_context(Precision precision, MatmulContext *m
     ctx.bias_partials = bias_partials;
     ctx.max_out_channels = max_out_channels;
     ctx.bias_partial_rows = bias_partial_rows;
+    ctx.gelu_gemm_sm90 = sm90_wgmma_compiled();
     return ctx;
 }
 
@@ -64,21 +69,34 @@ static inline LinearContext linear_context(Precision precision, MatmulContext *m
 
 // partials[chunk, o] = sum over the rows of row chunk `blockIdx.y` of dout[row, o]. Thread (x, y) of a block
 // owns 8 columns and the rows y, y + BIAS_GRAD_ROWS, ... of the chunk, which it loads BIAS_GRAD_UNROLL at a
-// time before it adds any; the BIAS_GRAD_ROWS lanes are then added in y order. bias_grad_rows_ does ROWS of
-// a thread's rows, r, r + BIAS_GRAD_ROWS, ...: all loads first, then the sums in row order.
-template <int ROWS>
-__device__ __forceinline__ void bias_grad_rows_(float (&acc)[8], const bf16 *dout, int r, int o, int OC) {
+// time before it adds any; the BIAS_GRAD_ROWS lanes are then added in y order. GELU_BACKWARD: first
+// dinp[row, o] = bf16(dout[row, o] * gelu_grad[row, o]) (dinp may alias dout), and the sums are of dinp.
+// bias_grad_rows_ does ROWS of a thread's rows, r, r + BIAS_GRAD_ROWS, ...: all loads first, then the sums
+// in row order.
+template <bool GELU_BACKWARD, int ROWS>
+__device__ __forceinline__ void bias_grad_rows_(float (&acc)[8], const bf16 *dout, const bf16 *gelu_grad, bf16 *dinp, int r, int o, int OC) {
     Bf16x8 d[ROWS];
 #pragma unroll
     for (int u = 0; u < ROWS; u++) d[u] = load_bf16x8(dout + (size_t)(r + u * BIAS_GRAD_ROWS) * OC, o, OC, true);
+    if constexpr (GELU_BACKWARD) {
+#pragma unroll
+        for (int u = 0; u < ROWS; u++) {
+            const size_t row = (size_t)(r + u * BIAS_GRAD_ROWS) * OC;
+            const Bf16x8 g = load_bf16x8(gelu_grad + row, o, OC, true);
+#pragma unroll
+            for (int e = 0; e < 8; e++) d[u].v[e] = __float2bfloat16(__bfloat162float(d[u].v[e]) * __bfloat162float(g.v[e]));
+            store_bf16x8(dinp + row, o, OC, true, d[u]);
+        }
+    }
 #pragma unroll
     for (int u = 0; u < ROWS; u++)
 #pragma unroll
         for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d[u].v[e]);
 }
 
+template <bool GELU_BACKWARD>
 __global__ void __launch_bounds__(WARP_SIZE *BIAS_GRAD_ROWS)
-bias_grad_partials_kernel(float *partials, const bf16 *dout, int N, int OC, int rows_per_chunk) {
+bias_grad_partials_kernel(float *partials, const bf16 *dout, const bf16 *gelu_grad, bf16 *dinp, int N, int OC, int rows_per_chunk) {
     __shared__ float lanes[BIAS_GRAD_ROWS][WARP_SIZE * 8];
     const int o = (blockIdx.x * WARP_SIZE + threadIdx.x) * 8;
     const int row_begin = blockIdx.y * rows_per_chunk;
@@ -87,8 +105,8 @@ bias_grad_partials_kernel(float *partials, const bf16 *dout, int N, int OC, int 
     if (o < OC) {
         int r = row_begin + threadIdx.y;
         for (; r + (BIAS_GRAD_UNROLL - 1) * BIAS_GRAD_ROWS < row_end; r += BIAS_GRAD_UNROLL * BIAS_GRAD_ROWS)
-            bias_grad_rows_<BIAS_GRAD_UNROLL>(acc, dout, r, o, OC);
-        for (; r < row_end; r += BIAS_GRAD_ROWS) bias_grad_rows_<1>(acc, dout, r, o, OC);
+            bias_grad_rows_<GELU_BACKWARD, BIAS_GRAD_UNROLL>(acc, dout, gelu_grad, dinp, r, o, OC);
+        for (; r < row_end; r += BIAS_GRAD_ROWS) bias_grad_rows_<GELU_BACKWARD, 1>(acc, dout, gelu_grad, dinp, r, o, OC);
     }
 #pragma unroll
     for (int e = 0; e < 8; e++) lanes[threadIdx.y][threadIdx.x * 8 + e] = acc[e];
@@ -113,9 +131,20 @@ static inline void bias_grad(float *dbias, float *partials, const bf16 *dout, in
     const int rows_per_chunk = ceil_div(N, BIAS_GRAD_MAX_CHUNKS) < 64 ? 64 : ceil_div(N, BIAS_GRAD_MAX_CHUNKS);
     const int chunks = ceil_div(N, rows_per_chunk);
     const dim3 grid(ceil_div(OC, WARP_SIZE * 8), chunks), block(WARP_SIZE, BIAS_GRAD_ROWS);
-    bias_grad_partials_kernel<<<grid, block, 0, stream>>>(partials, dout, N, OC, rows_per_chunk);
+    bias_grad_partials_kernel<false><<<grid, block, 0, stream>>>(partials, dout, NULL, NULL, N, OC, rows_per_chunk);
     cudaCheckLaunch();
     column_partials_add(dbias, partials, chunks, OC, accumulate, stream);
+}
+
+// GELU's backward after a plain Dgrad (GPUs without the Hopper GELU GEMM): dinp [N,IC] = bf16(dinp *
+// gelu_grad) in place, and partials[t, c] = the sum of dinp[128 t .. 128 t + 127, c]: the 128-row column
+// partials that the Hopper kernel's GELU_BACKWARD epilogue leaves (partials: ceil(N / 128) * IC floats).
+static inline void gelu_backward_tile_colsums(bf16 *dinp, const bf16 *gelu_grad, float *partials, int N, int IC, cudaStream_t stream) {
+    shapeCheck(N > 0 && IC > 0 && IC % 8 == 0, "GELU backward needs IC %% 8 == 0, got N=%d IC=%d", N, IC);
+    shapeCheck(((uintptr_t)dinp | (uintptr_t)gelu_grad) % 16 == 0, "dinp and gelu_grad must be 16-byte aligned");
+    const dim3 grid(ceil_div(IC, WARP_SIZE * 8), ceil_div(N, BG_BM)), block(WARP_SIZE, BIAS_GRAD_ROWS);
+    bias_grad_partials_kernel<true><<<grid, block, 0, stream>>>(partials, dinp, gelu_grad, dinp, N, IC, BG_BM);
+    cudaCheckLaunch();
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -134,18 +163,20 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
                "GELU fuses into Fprop (with a bias) and Dgrad only");
     switch (ctx->precision) {
     case PRECISION_BF16: {
-        if (gelu_grad != NULL && which == LINEAR_FPROP) {  // out[N,OC] = gelu(x), gelu_grad = gelu'(x)
-            bf16_gemm_epilogue(BF16_GEMM_BIAS_GELU, BF16_GEMM_B_NK, (bf16 *)out, gelu_grad, x, y, bias, NULL, N, OC, IC, stream);
-            break;
-        }
-        if (gelu_grad != NULL) {  // dinp[N,IC] = (dout[N,OC] . weight[OC,IC]) * gelu_grad: weight is [K,N]
+        if (gelu_grad != NULL && which == LINEAR_DGRAD)
             shapeCheck(ceil_div(N, BG_BM) <= ctx->bias_partial_rows && IC <= ctx->max_out_channels,
                        "GELU Dgrad of %d tokens x %d channels, bias scratch sized for %d rows x %d", N, IC, ctx->bias_partial_rows,
                        ctx->max_out_channels);
-            bf16_gemm_epilogue(BF16_GEMM_GELU_BACKWARD, BF16_GEMM_B_KN, (bf16 *)out, gelu_grad, x, y, NULL, ctx->bias_partials, N, IC, OC,
-                               stream);
+        if (gelu_grad != NULL && ctx->gelu_gemm_sm90) {
+            if (which == LINEAR_FPROP)  // out[N,OC] = gelu(x), gelu_grad = gelu'(x)
+                bf16_gemm_epilogue(BF16_GEMM_BIAS_GELU, BF16_GEMM_B_NK, (bf16 *)out, gelu_grad, x, y, bias, NULL, N, OC, IC, stream);
+            else                        // dinp[N,IC] = (dout[N,OC] . weight[OC,IC]) * gelu_grad: weight is [K,N]
+                bf16_gemm_epilogue(BF16_GEMM_GELU_BACKWARD, BF16_GEMM_B_KN, (bf16 *)out, gelu_grad, x, y, NULL, ctx->bias_partials, N, IC,
+                                   OC, stream);
             break;
         }
+        // elsewhere the GELU Fprop writes x into gelu_grad, then gelu_forward turns it into gelu'(x) beside
+        // out = gelu(x); the GELU Dgrad multiplies by gelu_grad afterwards
         MatmulArgs g;
         memset(&g, 0, sizeof(g));
         g.a_type = CUDA_R_16BF;
@@ -155,6 +186,7 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
         g.A = x;
         g.B = y;
         if (which == LINEAR_FPROP) {         // out[N,OC] = inp[N,IC] . weight[OC,IC]^T
+            if (gelu_grad != NULL) g.C = gelu_grad;
             g.M = N; g.N = OC; g.K = IC;
             g.c_type = CUDA_R_16BF;
             if (bias != NULL) {
@@ -173,6 +205,8 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
             g.b_transposed = 1;
         }
         matmul_cublaslt(ctx->matmul, &g, stream);
+        if (gelu_grad != NULL && which == LINEAR_FPROP) gelu_forward((bf16 *)out, gelu_grad, gelu_grad, (long long)N * OC, stream);
+        if (gelu_grad != NULL && which == LINEAR_DGRAD) gelu_backward_tile_colsums((bf16 *)out, gelu_grad, ctx->bias_partials, N, IC, stream);
         break;
     }
     default: fatal("linear layer: precision '%s' has no GEMM path built", PRECISION_NAMES[ctx->precision]);

@@ -1,5 +1,5 @@
 // GELU with the tanh approximation (GPT-2): the formulas the GEMM epilogues use (kernels/sm90_bf16_gemm_gelu.cuh)
-// and elementwise kernels for the places where no GEMM epilogue applies it.
+// and elementwise kernels for the places where no GEMM epilogue applies it (GPUs other than Hopper).
 //   gelu(x)  = 0.5 x (1 + tanh(k (x + 0.044715 x^3))),  k = sqrt(2/pi)
 //   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) k (1 + 3*0.044715 x^2),  u = k (x + 0.044715 x^3)
 // Operands are flat BF16 arrays of n elements (any layout); math in FP32, one rounding per output.
@@ -41,15 +41,23 @@ __device__ __forceinline__ float gelu_tanh_grad(float x) {
     return grad;
 }
 
-// One thread per 8 elements: out[i] = gelu(inp[i]). out may alias inp.
-__global__ void gelu_forward_kernel(bf16 *out, const bf16 *inp, long long n) {
+// One thread per 8 elements: out[i] = gelu(inp[i]), and grad[i] = gelu'(inp[i]) when grad is not NULL.
+// out or grad may alias inp.
+__global__ void gelu_forward_kernel(bf16 *out, bf16 *grad, const bf16 *inp, long long n) {
     const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
     if (i >= n) return;
     const int left = n - i < 8 ? (int)(n - i) : 8;
-    Bf16x8 x = load_bf16x8(inp + i, 0, left, true);
+    const Bf16x8 x = load_bf16x8(inp + i, 0, left, true);
+    Bf16x8 g, d;
 #pragma unroll
-    for (int e = 0; e < 8; e++) x.v[e] = __float2bfloat16(gelu_tanh(__bfloat162float(x.v[e])));
-    store_bf16x8(out + i, 0, left, true, x);
+    for (int e = 0; e < 8; e++) {
+        float gelu, gelu_grad;
+        gelu_tanh_and_grad(__bfloat162float(x.v[e]), gelu, gelu_grad);
+        g.v[e] = __float2bfloat16(gelu);
+        d.v[e] = __float2bfloat16(gelu_grad);
+    }
+    store_bf16x8(out + i, 0, left, true, g);
+    if (grad != NULL) store_bf16x8(grad + i, 0, left, true, d);
 }
 
 // One thread per 8 elements: dinp[i] = gelu'(inp[i]) * dout[i]. dinp may alias dout.
@@ -70,11 +78,12 @@ static inline void gelu_check_(long long n, const void *a, const void *b, const 
                "GELU operands must be 16-byte aligned");
 }
 
-// out [n] = gelu(inp [n]).
-static inline void gelu_forward(bf16 *out, const bf16 *inp, long long n, cudaStream_t stream) {
-    gelu_check_(n, out, inp, inp);
+// out [n] = gelu(inp [n]); grad [n] = gelu'(inp [n]) unless grad is NULL (the GELU Fprop's epilogue on GPUs
+// without the Hopper GEMM of core/linear.cuh).
+static inline void gelu_forward(bf16 *out, bf16 *grad, const bf16 *inp, long long n, cudaStream_t stream) {
+    gelu_check_(n, out, inp, grad);
     const int block = 256;
-    gelu_forward_kernel<<<(unsigned)ceil_div<long long>(n, 8LL * block), block, 0, stream>>>(out, inp, n);
+    gelu_forward_kernel<<<(unsigned)ceil_div<long long>(n, 8LL * block), block, 0, stream>>>(out, grad, inp, n);
     cudaCheckLaunch();
 }
 

@@ -10,10 +10,13 @@
 //                    memory that wgmma will read as operands, before the barrier that publishes them
 //   wgmma_pin(acc):  after a wait, keeps the compiler from moving reads of the accumulator registers (a
 //                    float or int32 array, any rank) that the products wrote above that wait
+// Host side: sm90_wgmma_compiled() says whether the device code running on the current GPU has these paths
+// (an sm_90a build on a Hopper GPU; not an sm_90 build, whose wgmma paths compile to nothing).
 #ifndef KERNELS_SM90_WGMMA_COMMON_CUH
 #define KERNELS_SM90_WGMMA_COMMON_CUH
 
 #include <stdint.h>
+#include "kernels/cuda_common.h"
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SM90_HAS_WGMMA 1
@@ -49,6 +52,21 @@ template <typename T, int N>
 __device__ __forceinline__ void wgmma_pin(T (&x)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) wgmma_pin(x[i]);
+}
+
+__global__ void sm90_wgmma_probe_kernel(int *has_wgmma) { *has_wgmma = SM90_HAS_WGMMA; }
+
+static inline bool sm90_wgmma_compiled() {
+    static int known = -1;  // one device per process
+    if (known < 0) {
+        int *d_has;
+        cudaCheck(cudaMalloc(&d_has, sizeof(int)));
+        sm90_wgmma_probe_kernel<<<1, 1>>>(d_has);
+        cudaCheckLaunch();
+        cudaCheck(cudaMemcpy(&known, d_has, sizeof(int), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaFree(d_has));
+    }
+    return known == 1;
 }
 
 #endif // KERNELS_SM90_WGMMA_COMMON_CUH

@@ -15,8 +15,8 @@ Tolerances (eps = 2^-8, one BF16 rounding; S = sum over K of |a b|, FP32 accumul
 Outputs are filled with NaN first; a second run must give the same bits.
 
 Speed: GPT-2 fc Fprop (bias + GELU) and fcproj Dgrad (+ GELU backward + fc bias gradient) at d24 (B=32, T=1024)
-and d12 (B=64, T=1024), against cuBLASLt with the bias epilogue, cuBLASLt GELU_AUX_BIAS, and cuBLASLt Dgrad
-followed by GELU's backward (kernels/gelu.cuh) and the bias gradient (core/linear.cuh) as separate passes. Median of 20 runs after an L2 flush (dev/cuda/layer_bench.cuh); TFLOP/s = 2 M N K / time.
+and d12 (B=64, T=1024), against cuBLASLt with the bias epilogue, cuBLASLt GELU_AUX_BIAS, and the path of
+core/linear.cuh on GPUs other than Hopper (cuBLASLt, then gelu_forward / gelu_backward_tile_colsums). Median of 20 runs after an L2 flush (dev/cuda/layer_bench.cuh); TFLOP/s = 2 M N K / time.
 
 Compile and run:
   make build/dev/gemm_bf16_gelu && ./build/dev/gemm_bf16_gelu          (correctness, then speed)
@@ -202,6 +202,8 @@ static void speed(const char *name, int M, int C) {
     MatmulContext matmul;
     matmul_context_init(&matmul);
     const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, part, chunks, N);
+    LinearContext portable = ctx;  // the GELU GEMMs of GPUs other than Hopper: cuBLASLt + element-wise passes
+    portable.gelu_gemm_sm90 = false;
     auto none = [] {};
     auto report = [&](const char *what, float us) {
         printf("%-5s M=%d N=%d K=%d  %-44s %8.1f us %7.1f TFLOP/s\n", name, M, N, K, what, us, flops / (us * 1e-6) / 1e12);
@@ -223,6 +225,9 @@ static void speed(const char *name, int M, int C) {
     };
     report("cuBLASLt Fprop + bias", bench_median_us(reps, none, [&] { cublaslt_fprop(false); }));
     report("cuBLASLt Fprop + bias + GELU_AUX", bench_median_us(reps, none, [&] { cublaslt_fprop(true); }));
+    report("other GPUs: cuBLASLt Fprop + bias, gelu_forward", bench_median_us(reps, none, [&] {
+               linear_gemm(&portable, LINEAR_FPROP, out, a, w_nk, bias, aux, M, K, N, false, 0);  // fc: IC = K, OC = N
+           }));
     for (int cl = 0; cl < 4; cl++) {
         char what[96];
         snprintf(what, sizeof(what), "sm90 plain + bias, B [N,K], cluster %s", CLUSTER_NAMES[cl]);
@@ -232,10 +237,9 @@ static void speed(const char *name, int M, int C) {
     }
     // fcproj Dgrad: the layer's weight is [OC = C, IC = 4C]; dinp [M, 4C]
     report("cuBLASLt Dgrad", bench_median_us(reps, none, [&] { linear_gemm(&ctx, LINEAR_DGRAD, out, a, w_kn, NULL, NULL, M, N, K, false, 0); }));
-    report("cuBLASLt Dgrad + gelu_backward + bias_grad", bench_median_us(reps, none, [&] {
-               linear_gemm(&ctx, LINEAR_DGRAD, out, a, w_kn, NULL, NULL, M, N, K, false, 0);
-               gelu_backward(out, pre, out, (long long)M * N, 0);
-               bias_grad(dbias, part, out, M, N, false, 0);
+    report("other GPUs: cuBLASLt Dgrad, GELU bwd + fc bias", bench_median_us(reps, none, [&] {
+               linear_gemm(&portable, LINEAR_DGRAD, out, a, w_kn, NULL, pre, M, N, K, false, 0);
+               column_partials_add(dbias, part, ceil_div(M, BG_BM), N, false, 0);
            }));
     for (int cl = 0; cl < 4; cl++) {
         char what[96];

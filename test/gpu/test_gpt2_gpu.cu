@@ -105,17 +105,20 @@ static float *init_params(const GPT2Config *cfg, size_t *n) {
 // Loss, logits and every parameter gradient of forward/backward over GRAD_ACCUM micro-batches of B x T tokens
 // (B*T = TEST_B*TEST_T) against the CPU. fused_qkv_bias says which pass must give the qkv bias gradient: the
 // attention backward (sequences of T >= 32) or, for shorter ones, the qkv linear's own pass over dqkv.
-static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias) {
+// portable_gelu: the MLP's GELU Fprop / Dgrad take the path of GPUs other than Hopper (cuBLASLt and
+// element-wise passes) even on a Hopper GPU.
+static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool portable_gelu) {
     GPT2Config cfg = test_config();
     size_t n;
     float *params = init_params(&cfg, &n);
     const int BT = B * T, Vp = cfg.padded_vocab_size;
-    printf("  B=%d T=%d\n", B, T);
+    printf("  B=%d T=%d%s\n", B, T, portable_gelu ? ", GELU GEMMs of other GPUs" : "");
     int *inputs = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int)), *targets = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int));
     random_tokens(inputs, targets, GRAD_ACCUM, cfg.vocab_size, 77);
 
     GPT2 gpu;
     build_gpu(&gpu, &cfg, params);
+    if (portable_gelu) gpu.linear.gelu_gemm_sm90 = false;
     GPT2Cpu cpu;
     gpt2_cpu_build(&cpu, &cfg, B, T);
     for (size_t i = 0; i < n; i++) cpu.params[i] = bf16_round(params[i]);
@@ -172,8 +175,9 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias) {
     free(params); free(inputs); free(targets); free(logits_bf16); free(logits); free(grads); free(grads_zeroed);
 }
 
-static void test_forward_backward_matches_cpu(void) { forward_backward_matches_cpu(TEST_B, TEST_T, true); }
-static void test_short_sequences_match_cpu(void) { forward_backward_matches_cpu(TEST_B * TEST_T / 16, 16, false); }
+static void test_forward_backward_matches_cpu(void) { forward_backward_matches_cpu(TEST_B, TEST_T, true, false); }
+static void test_short_sequences_match_cpu(void) { forward_backward_matches_cpu(TEST_B * TEST_T / 16, 16, false, false); }
+static void test_portable_gelu_matches_cpu(void) { forward_backward_matches_cpu(TEST_B, TEST_T, true, true); }
 
 // 20 AdamW steps (2 micro-batches each) on the GPU and the CPU from the same weights.
 static void test_training_tracks_cpu(void) {
@@ -293,6 +297,7 @@ int main(void) {
     }
     RUN_TEST(test_forward_backward_matches_cpu);
     RUN_TEST(test_short_sequences_match_cpu);
+    RUN_TEST(test_portable_gelu_matches_cpu);
     RUN_TEST(test_training_tracks_cpu);
     RUN_TEST(test_deterministic_and_resume);
     return testing_finish();

@@ -491,44 +491,55 @@ static void test_layernorm_backward(void) {
 // ----------------------------------------------------------------------------------------------
 // gelu
 
+// in_place: the forward's gelu' overwrites its input (as the GELU Fprop does on GPUs without the Hopper
+// GEMM), the backward's dinp overwrites dout.
 static void gelu_case(long long n, int in_place) {
     float *x = random_bf16_values((size_t)n, 0.0f, 2.0f), *dout = random_bf16_values((size_t)n, 0.0f, 1.0f);
     float *out_ref = (float *)malloc_check((size_t)n * sizeof(float));
     float *dinp_ref = (float *)calloc_check((size_t)n, sizeof(float));  // the reference accumulates
+    float *grad_ref = (float *)calloc_check((size_t)n, sizeof(float)), *ones = (float *)malloc_check((size_t)n * sizeof(float));
+    for (long long i = 0; i < n; i++) ones[i] = 1.0f;
     cpu_gelu_forward(out_ref, x, (size_t)n);
     cpu_gelu_backward(dinp_ref, x, dout, (size_t)n);
+    cpu_gelu_backward(grad_ref, x, ones, (size_t)n);
     bf16 *d_x = dev_from_host<bf16>(x, (size_t)n), *d_dout = (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
-    bf16 *d_out = in_place ? d_x : (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
+    bf16 *d_out = (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
+    bf16 *d_grad = in_place ? d_x : (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
     bf16 *d_dinp = in_place ? d_dout : (bf16 *)dev_alloc((size_t)n * sizeof(bf16));
     bf16 *d_x_copy = (bf16 *)dev_alloc((size_t)n * sizeof(bf16));  // backward input when forward ran in place
-    void *first_out = NULL, *first_dinp = NULL;
+    void *first_out = NULL, *first_grad = NULL, *first_dinp = NULL;
     for (int run = 0; run < 2; run++) {
         upload(d_x, x, (size_t)n);
         upload(d_x_copy, x, (size_t)n);
         upload(d_dout, dout, (size_t)n);
-        if (!in_place) { dev_poison(d_out, (size_t)n * sizeof(bf16)); dev_poison(d_dinp, (size_t)n * sizeof(bf16)); }
-        gelu_forward(d_out, d_x, n, 0);
+        dev_poison(d_out, (size_t)n * sizeof(bf16));
+        if (!in_place) { dev_poison(d_grad, (size_t)n * sizeof(bf16)); dev_poison(d_dinp, (size_t)n * sizeof(bf16)); }
+        gelu_forward(d_out, d_grad, d_x, n, 0);
         gelu_backward(d_dinp, d_x_copy, d_dout, n, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (run == 0) {
-            float *out = download(d_out, (size_t)n), *dinp = download(d_dinp, (size_t)n);
+            float *out = download(d_out, (size_t)n), *grad = download(d_grad, (size_t)n), *dinp = download(d_dinp, (size_t)n);
             // one BF16 rounding; atol covers 1-2 ulp differences of tanhf where 1 + tanh cancels
             check_close("gelu forward", out, out_ref, (size_t)n, BF16_EPS, 1.0f / (1 << 18));
+            check_close("gelu forward's gelu'", grad, grad_ref, (size_t)n, BF16_EPS, 1.0f / (1 << 16));
             check_close("gelu backward", dinp, dinp_ref, (size_t)n, BF16_EPS, 1.0f / (1 << 16));
-            CHECK(guard_intact(d_out, (size_t)n * sizeof(bf16)) && guard_intact(d_dinp, (size_t)n * sizeof(bf16)),
+            CHECK(guard_intact(d_out, (size_t)n * sizeof(bf16)) && guard_intact(d_grad, (size_t)n * sizeof(bf16)) &&
+                      guard_intact(d_dinp, (size_t)n * sizeof(bf16)),
                   "gelu wrote past its output");
-            free(out); free(dinp);
+            free(out); free(grad); free(dinp);
             first_out = dev_snapshot(d_out, (size_t)n * sizeof(bf16));
+            first_grad = dev_snapshot(d_grad, (size_t)n * sizeof(bf16));
             first_dinp = dev_snapshot(d_dinp, (size_t)n * sizeof(bf16));
         } else {
-            CHECK(same_bits(first_out, d_out, (size_t)n * sizeof(bf16)) && same_bits(first_dinp, d_dinp, (size_t)n * sizeof(bf16)),
+            CHECK(same_bits(first_out, d_out, (size_t)n * sizeof(bf16)) && same_bits(first_grad, d_grad, (size_t)n * sizeof(bf16)) &&
+                      same_bits(first_dinp, d_dinp, (size_t)n * sizeof(bf16)),
                   "gelu not deterministic");
         }
     }
-    cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_x_copy));
-    if (!in_place) { cudaCheck(cudaFree(d_out)); cudaCheck(cudaFree(d_dinp)); }
-    cudaCheck(cudaFree(first_out)); cudaCheck(cudaFree(first_dinp));
-    free(x); free(dout); free(out_ref); free(dinp_ref);
+    cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_x_copy)); cudaCheck(cudaFree(d_out));
+    if (!in_place) { cudaCheck(cudaFree(d_grad)); cudaCheck(cudaFree(d_dinp)); }
+    cudaCheck(cudaFree(first_out)); cudaCheck(cudaFree(first_grad)); cudaCheck(cudaFree(first_dinp));
+    free(x); free(dout); free(out_ref); free(dinp_ref); free(grad_ref); free(ones);
 }
 
 static void test_gelu(void) {
@@ -773,7 +784,9 @@ static float *abs_copy(const float *x, size_t n) {
 //                                                  times 1.2 (|gelu'| <= 1.13) or 0.8 (|gelu''| <= 0.8), + eps*|ref|
 //   GELU's backward after the BF16 Dgrad:          2*eps*|ref| (two roundings) + 1.2 * the Dgrad's bound
 //   gelu_dbias: column sums of the GPU's own BF16 dinp, |err| <= 2^-16 * sum|terms| (FP32, N terms)
-static void linear_case(int N, int IC, int OC, int gelu) {
+// portable: the GELU Fprop / Dgrad take the path of GPUs other than Hopper (cuBLASLt + element-wise passes)
+// even on a Hopper GPU.
+static void linear_case(int N, int IC, int OC, int gelu, int portable) {
     const size_t in_n = (size_t)N * IC, out_n = (size_t)N * OC, w_n = (size_t)OC * IC;
     const float sum_rtol = 1.0f / 16384.0f;
     float *inp = random_bf16_values(in_n, 0.0f, 1.0f);
@@ -796,7 +809,8 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     matmul_context_init(&matmul);
     float *d_bias_partials;
     cudaCheck(cudaMalloc(&d_bias_partials, (size_t)linear_bias_partial_rows(N) * (IC > OC ? IC : OC) * sizeof(float)));
-    const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, d_bias_partials, linear_bias_partial_rows(N), IC > OC ? IC : OC);
+    LinearContext ctx = linear_context(PRECISION_BF16, &matmul, d_bias_partials, linear_bias_partial_rows(N), IC > OC ? IC : OC);
+    if (portable) ctx.gelu_gemm_sm90 = false;
     bf16 *d_inp = dev_from_host<bf16>(inp, in_n), *d_weight = dev_from_host<bf16>(weight, w_n);
     bf16 *d_bias = dev_from_host<bf16>(bias, OC), *d_dout = dev_from_host<bf16>(dout, out_n);
     bf16 *d_gelu_grad = dev_from_host<bf16>(gelu_grad, in_n);
@@ -827,7 +841,7 @@ static void linear_case(int N, int IC, int OC, int gelu) {
     if (gelu) {
         float *grad_out = download(d_gelu_grad_out, out_n);
         CHECK(guard_intact(d_gelu_grad_out, out_n * sizeof(bf16)), "linear forward N=%d IC=%d OC=%d: wrote past gelu_grad", N, IC, OC);
-        float *x_atol = (float *)malloc_check(out_n * sizeof(float));
+        float *x_atol = (float *)calloc_check(out_n, sizeof(float));
         for (size_t i = 0; i < out_n; i++) x_atol[i] = 1.2f * (atol[i] + fabsf(pre_ref[i]) * BF16_EPS) + 1e-6f;
         check_close_each("linear forward gelu output", out, out_ref, x_atol, out_n, BF16_EPS);
         for (size_t i = 0; i < out_n; i++) x_atol[i] = 0.8f * (atol[i] + fabsf(pre_ref[i]) * BF16_EPS) + 1e-6f;
@@ -868,7 +882,7 @@ static void linear_case(int N, int IC, int OC, int gelu) {
         }
         CHECK(same_bits(first[0], d_dinp, in_n * sizeof(bf16)) && same_bits(first[1], d_dweight, w_n * sizeof(float)) &&
                   same_bits(first[2], d_dbias, OC * sizeof(float)) && same_bits(first[3], d_gelu_dbias, IC * sizeof(float)),
-              "linear backward N=%d IC=%d OC=%d gelu=%d: two runs differ", N, IC, OC, gelu);
+              "linear backward N=%d IC=%d OC=%d gelu=%d portable=%d: two runs differ", N, IC, OC, gelu, portable);
     }
     float *dinp = download(d_dinp, in_n), *dweight = download(d_dweight, w_n), *dbias = download(d_dbias, OC);
     CHECK(guard_intact(d_dinp, in_n * sizeof(bf16)) && guard_intact(d_dweight, w_n * sizeof(float)) &&
@@ -944,11 +958,13 @@ static void test_linear_wgrad_signed_zero(void) {
 }
 
 static void test_linear(void) {
-    linear_case(1, 8, 8, 0);
-    linear_case(37, 40, 24, 1);      // N and the tile sizes share no factor
-    linear_case(257, 264, 776, 0);
-    linear_case(300, 776, 264, 1);   // fcproj-like: IC > OC
-    linear_case(1024, 768, 3072, 1); // GPT-2 d12's fc/fcproj shapes, one micro-batch row block
+    for (int portable = 0; portable < 2; portable++) {  // the Hopper GELU GEMM (on sm_90), then the path of other GPUs
+        linear_case(1, 8, 8, 0, portable);
+        linear_case(37, 40, 24, 1, portable);      // N and the tile sizes share no factor
+        linear_case(257, 264, 776, 0, portable);
+        linear_case(300, 776, 264, 1, portable);   // fcproj-like: IC > OC
+        linear_case(1024, 768, 3072, 1, portable); // GPT-2 d12's fc/fcproj shapes, one micro-batch row block
+    }
 }
 
 int main(void) {
