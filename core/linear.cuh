@@ -17,8 +17,8 @@
 // that produced x. On the H100 that pair beat cuBLASLt's GELU_AUX Fprop plus its Dgrad and a separate GELU
 // pass (dev/RESULTS.md). Other GPUs get the same results through cuBLASLt and element-wise passes
 // (gelu_forward writing both outputs; gelu_backward_tile_colsums): the same formulas and roundings, the
-// products summed in cuBLASLt's order. Bias gradients sum columns in two deterministic stages (fixed row chunks into FP32
-// partials, then column_partials_add of kernels/layer_common.cuh).
+// products summed in cuBLASLt's order. Bias gradients sum columns in two deterministic stages (fixed row
+// chunks into FP32 partials, then column_partials_add of kernels/layer_common.cuh).
 #ifndef CORE_LINEAR_CUH
 #define CORE_LINEAR_CUH
 
@@ -74,7 +74,8 @@ static inline LinearContext linear_context(Precision precision, MatmulContext *m
 // bias_grad_rows_ does ROWS of a thread's rows, r, r + BIAS_GRAD_ROWS, ...: all loads first, then the sums
 // in row order.
 template <bool GELU_BACKWARD, int ROWS>
-__device__ __forceinline__ void bias_grad_rows_(float (&acc)[8], const bf16 *dout, const bf16 *gelu_grad, bf16 *dinp, int r, int o, int OC) {
+__device__ __forceinline__ void bias_grad_rows_(float (&acc)[8], const bf16 *dout, const bf16 *gelu_grad, bf16 *dinp, int r, int o,
+                                                int OC) {
     Bf16x8 d[ROWS];
 #pragma unroll
     for (int u = 0; u < ROWS; u++) d[u] = load_bf16x8(dout + (size_t)(r + u * BIAS_GRAD_ROWS) * OC, o, OC, true);
@@ -206,7 +207,8 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
         }
         matmul_cublaslt(ctx->matmul, &g, stream);
         if (gelu_grad != NULL && which == LINEAR_FPROP) gelu_forward((bf16 *)out, gelu_grad, gelu_grad, (long long)N * OC, stream);
-        if (gelu_grad != NULL && which == LINEAR_DGRAD) gelu_backward_tile_colsums((bf16 *)out, gelu_grad, ctx->bias_partials, N, IC, stream);
+        if (gelu_grad != NULL && which == LINEAR_DGRAD)
+            gelu_backward_tile_colsums((bf16 *)out, gelu_grad, ctx->bias_partials, N, IC, stream);
         break;
     }
     default: fatal("linear layer: precision '%s' has no GEMM path built", PRECISION_NAMES[ctx->precision]);
