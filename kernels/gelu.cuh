@@ -25,20 +25,8 @@ __device__ __forceinline__ void gelu_tanh_and_grad(float x, float &gelu, float &
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(t));
     asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(s) : "f"(e + 1.0f));
     const float es = e * s;
-    gelu = x * es;
-    grad = fmaf(es * (x * s), fmaf(x2, 6.0f * 0.044715f * GELU_SCALING_FACTOR, 2.0f * GELU_SCALING_FACTOR), es);
-}
-
-// Either one alone (the compiler drops the other's instructions).
-__device__ __forceinline__ float gelu_tanh(float x) {
-    float gelu, grad;
-    gelu_tanh_and_grad(x, gelu, grad);
-    return gelu;
-}
-__device__ __forceinline__ float gelu_tanh_grad(float x) {
-    float gelu, grad;
-    gelu_tanh_and_grad(x, gelu, grad);
-    return grad;
+    gelu = x * es;  // and es x s = gelu s
+    grad = fmaf(gelu * s, fmaf(x2, 6.0f * 0.044715f * GELU_SCALING_FACTOR, 2.0f * GELU_SCALING_FACTOR), es);
 }
 
 // One thread per 8 elements: out[i] = gelu(inp[i]), and grad[i] = gelu'(inp[i]) when grad is not NULL.
@@ -68,7 +56,11 @@ __global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *inp, const bf16 *do
     const Bf16x8 x = load_bf16x8(inp + i, 0, left, true);
     Bf16x8 d = load_bf16x8(dout + i, 0, left, true);
 #pragma unroll
-    for (int e = 0; e < 8; e++) d.v[e] = __float2bfloat16(gelu_tanh_grad(__bfloat162float(x.v[e])) * __bfloat162float(d.v[e]));
+    for (int e = 0; e < 8; e++) {
+        float gelu, gelu_grad;  // the compiler drops gelu's own instructions
+        gelu_tanh_and_grad(__bfloat162float(x.v[e]), gelu, gelu_grad);
+        d.v[e] = __float2bfloat16(gelu_grad * __bfloat162float(d.v[e]));
+    }
     store_bf16x8(dinp + i, 0, left, true, d);
 }
 

@@ -398,23 +398,12 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
 // Layout of B in bf16_gemm_epilogue: [N,K] row-major (a weight in Fprop, K-major) or [K,N] row-major.
 enum Bf16GemmBLayout { BF16_GEMM_B_NK = 0, BF16_GEMM_B_KN };
 
-static inline void bf16_gemm_require_sm90() {
-    if (sm90_wgmma_compiled()) return;
-    int device, major, minor;
-    cudaCheck(cudaGetDevice(&device));
-    cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    cudaCheck(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    fprintf(stderr, "error: the Hopper BF16 GEMM with GELU epilogues needs device code built for sm_90a on a Hopper GPU; this device is "
-                    "sm_%d%d\n", major, minor);
-    exit(1);
-}
-
 // See the header comment: out [M,N] (and aux [M,N]) from A [M,K] and B; bias [N] or NULL (PLAIN, BIAS_GELU);
 // col_partials [ceil(M / 128), N] FP32 (GELU_BACKWARD). Clusters of CM x CN tiles.
 template <int EPI, bool B_KMAJOR, int CM, int CN>
 static inline void bf16_gemm_epilogue_clustered(bf16 *out, bf16 *aux, const bf16 *a, const bf16 *b, const bf16 *bias, float *col_partials,
                                                 int M, int N, int K, cudaStream_t stream) {
-    bf16_gemm_require_sm90();
+    sm90_require_wgmma("the Hopper BF16 GEMM with GELU epilogues");
     shapeCheck(M >= 1 && N >= 1 && K >= 1 && N % 8 == 0 && K % 8 == 0, "M=%d N=%d K=%d: need N %% 8 == 0 and K %% 8 == 0", M, N, K);
     shapeCheck(((uintptr_t)out | (uintptr_t)aux | (uintptr_t)a | (uintptr_t)b | (uintptr_t)bias) % 16 == 0,
                "operands must be 16-byte aligned");

@@ -284,19 +284,6 @@ __global__ void __launch_bounds__(DQ_THREADS, 1)
 // ----------------------------------------------------------------------------
 // Launcher
 
-// Fails with a message unless the current device is Hopper (compute capability 9.0): the kernel
-// uses wgmma, which exists only there (the sm_100a build carries an empty body).
-static inline void dq_require_sm90(const char *what) {
-    int device = 0, major = 0, minor = 0;
-    cudaCheck(cudaGetDevice(&device));
-    cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    cudaCheck(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    if (major != 9 || minor != 0) {
-        fprintf(stderr, "error: %s needs a Hopper GPU (sm_90a, wgmma); this device is sm_%d%d\n", what, major, minor);
-        exit(1);
-    }
-}
-
 // Launches the kernel above after checking the shape rules (see the top of this file).
 template <class Fmt, class OutT>
 static inline void sm90_dequant_gemm(OutT *C, const uint8_t *A, const uint8_t *a_scales, const uint8_t *B,
@@ -309,7 +296,7 @@ static inline void sm90_dequant_gemm(OutT *C, const uint8_t *A, const uint8_t *a
     shapeCheck((size_t)K * 128 < ((size_t)1 << 32), "K=%d too large (128-row strides are 32-bit)", K);
     shapeCheck((uintptr_t)C % (2 * sizeof(OutT)) == 0, "C must be aligned to 2 elements (%d bytes)", (int)(2 * sizeof(OutT)));
     shapeCheck(A != NULL && B != NULL && a_scales != NULL && b_scales != NULL && C != NULL, "NULL pointer");
-    dq_require_sm90(Fmt::kName);
+    sm90_require_wgmma(Fmt::kName);  // the sm_100a build carries an empty body
     static bool smem_attribute_set = false;  // one per template instance
     if (!smem_attribute_set) {
         cudaCheck(cudaFuncSetAttribute(sm90_dequant_gemm_kernel<Fmt, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize,

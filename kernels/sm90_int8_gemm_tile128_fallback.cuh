@@ -429,6 +429,7 @@ int8fb_gemm_kernel(const __grid_constant__ CUtensorMap map_a1, const __grid_cons
 template <typename OutT, int CM, int CN>
 static inline void int8fb_gemm_clustered(const Int8fbOperand *a, const Int8fbOperand *b, OutT *out, cudaStream_t stream) {
     static_assert(sizeof(OutT) == 4 || sizeof(OutT) == 2, "output is float or bf16");
+    sm90_require_wgmma("the Hopper INT8 GEMM with 16-bit fallback");
     const int M = a->rows, N = b->rows, K = a->cols;
     shapeCheck(a->granularity == INT8FB_ROW_CHUNK && b->granularity == INT8FB_PER_TILE,
                "A must have row-chunk scales and B tile scales (got %d, %d)", (int)a->granularity, (int)b->granularity);

@@ -11,7 +11,8 @@
 //   wgmma_pin(acc):  after a wait, keeps the compiler from moving reads of the accumulator registers (a
 //                    float or int32 array, any rank) that the products wrote above that wait
 // Host side: sm90_wgmma_compiled() says whether the device code running on the current GPU has these paths
-// (an sm_90a build on a Hopper GPU; not an sm_90 build, whose wgmma paths compile to nothing).
+// (an sm_90a build on a Hopper GPU; not an sm_90 build, whose wgmma paths compile to nothing);
+// sm90_require_wgmma(what) stops the program with a message unless it does (the Hopper GEMMs' launchers).
 #ifndef KERNELS_SM90_WGMMA_COMMON_CUH
 #define KERNELS_SM90_WGMMA_COMMON_CUH
 
@@ -67,6 +68,17 @@ static inline bool sm90_wgmma_compiled() {
         cudaCheck(cudaFree(d_has));
     }
     return known == 1;
+}
+
+static inline void sm90_require_wgmma(const char *what) {
+    if (sm90_wgmma_compiled()) return;
+    int device, major, minor;
+    cudaCheck(cudaGetDevice(&device));
+    cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    cudaCheck(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    fprintf(stderr, "error: %s needs device code built for sm_90a (wgmma) on a Hopper GPU; this device is sm_%d%d\n", what, major,
+            minor);
+    exit(1);
 }
 
 #endif // KERNELS_SM90_WGMMA_COMMON_CUH

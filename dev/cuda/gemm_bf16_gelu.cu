@@ -16,7 +16,8 @@ Outputs are filled with NaN first; a second run must give the same bits.
 
 Speed: GPT-2 fc Fprop (bias + GELU) and fcproj Dgrad (+ GELU backward + fc bias gradient) at d24 (B=32, T=1024)
 and d12 (B=64, T=1024), against cuBLASLt with the bias epilogue, cuBLASLt GELU_AUX_BIAS, and the path of
-core/linear.cuh on GPUs other than Hopper (cuBLASLt, then gelu_forward / gelu_backward_tile_colsums). Median of 20 runs after an L2 flush (dev/cuda/layer_bench.cuh); TFLOP/s = 2 M N K / time.
+core/linear.cuh on GPUs other than Hopper (cuBLASLt, then gelu_forward / gelu_backward_tile_colsums). Median of
+20 runs after an L2 flush (dev/cuda/layer_bench.cuh); TFLOP/s = 2 M N K / time.
 
 Compile and run:
   make build/dev/gemm_bf16_gelu && ./build/dev/gemm_bf16_gelu          (correctness, then speed)
