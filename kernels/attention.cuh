@@ -19,15 +19,15 @@
 // walks the key/value tiles left of the diagonal with an online softmax, never materializing T x T (with
 // wgmma, FlashAttention-3's overlap of one tile's P V with the next tile's softmax). Blocks of all kernels
 // run in head groups sized to keep the shared K/V (or Q/dout) in L2 (attn_block_head).
-// Backward is bit-deterministic (no atomics), in three kernels:
-//   1. delta = rowsum(dout * out)
+// Backward is bit-deterministic (no atomics), in two kernels:
+//   1. dQ: one block per query block; each warp owns 16*MT queries and walks the key tiles, recomputing
+//      P and dS in registers (a separate pass instead of fp32 atomics, so every result is summed in a
+//      fixed order). Each block first computes delta = rowsum(dout * out) of its queries (it holds their
+//      dout anyway) and leaves it for kernel 2.
 //   2. dK, dV: one block per key block; each warp owns 16*MT keys and walks the query tiles right of the
 //      diagonal, recomputing P^T and dS^T in registers.
-//   3. dQ: one block per query block; each warp owns 16*MT queries and walks the key tiles, recomputing
-//      P and dS in registers (a separate pass instead of fp32 atomics, so every result is summed in a
-//      fixed order).
-// With dbias, kernels 2 and 3 also sum the columns of the dQ, dK, dV values they store (as rounded to bf16)
-// over each 64-row chunk of their rows into bias_partials (one writer per element), and a fourth kernel adds
+// With dbias, both kernels also sum the columns of the dQ, dK, dV values they store (as rounded to bf16)
+// over each 64-row chunk of their rows into bias_partials (one writer per element), and a third kernel adds
 // the partials to dbias in chunk order: the same bits on every run, and no second pass over dqkv.
 // Sequence tails are masked: any T >= 1 works; rows past T are zero-filled on load and never stored.
 #ifndef KERNELS_ATTENTION_CUH
@@ -581,34 +581,6 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
     attn_warp_store_rows<HS, MT>(out + (long)b * T * NH * HS + (long)h * HS, (long)NH * HS, wq0, T, o, 1.f, sQ, warp * WR, false);
 }
 
-// delta[b, h, t] = sum_c dout[b, t, h, c] * out[b, t, h, c] in fp32. One row of HS channels per group of
-// HS/8 lanes, each lane reading 16 bytes of both; rows in memory order ((b*T + t)*NH + h).
-template <int HS>
-__global__ void attention_backward_delta_kernel(float *delta, const bf16 *dout, const bf16 *out, int T, int NH, long nrows) {
-    constexpr int LANES = HS / 8;
-    const long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) / LANES;
-    const int sub = threadIdx.x % LANES;
-    float acc = 0.f;
-    if (row < nrows) {
-        uint4 a = *reinterpret_cast<const uint4 *>(dout + row * HS + sub * 8);
-        uint4 c = *reinterpret_cast<const uint4 *>(out + row * HS + sub * 8);
-        const __nv_bfloat162 *a2 = reinterpret_cast<const __nv_bfloat162 *>(&a);
-        const __nv_bfloat162 *c2 = reinterpret_cast<const __nv_bfloat162 *>(&c);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float2 fa = __bfloat1622float2(a2[i]), fc = __bfloat1622float2(c2[i]);
-            acc += fa.x * fc.x + fa.y * fc.y;
-        }
-    }
-#pragma unroll
-    for (int off = LANES / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (row < nrows && sub == 0) {
-        long bt = row / NH, b = bt / T, tq = bt % T;
-        int h = (int)(row % NH);
-        delta[(b * NH + h) * T + tq] = acc;
-    }
-}
-
 // Backward dK, dV. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, in head groups (attn_block_head): the block
 // of rank y serves key block y (the first key blocks hold the most work, so they start first). It owns
 // keys [16*MT*NW*y, +16*MT*NW) and walks the query tiles (BQ rows of Q and dout, with their lse and delta,
@@ -781,18 +753,21 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
 }
 
 // Backward dQ. Grid B*NH*ceil(T / (16*MT*NW)), NW warps, ordered like the forward (head groups, query
-// blocks last-first). A block
-// owns 16*MT*NW queries (their Q and dout tiles stay in shared memory) and walks the key tiles (BK rows of K
-// and V, STAGES deep) up to the diagonal. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
-// dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end. The first REG_AS
-// of the warp's fixed A operands Q, dout are held in registers for the whole walk, as in the dK/dV kernel.
+// blocks last-first). A block owns 16*MT*NW queries (their Q and dout tiles stay in shared memory) and walks
+// the key tiles (BK rows of K and V, STAGES deep) up to the diagonal. Before the walk each warp computes
+// delta = rowsum(dout * out) of its queries in fp32 from its dout A fragments and out read at the same
+// places (per thread, then over the 4 lanes of a row: a fixed order), keeps it in registers and writes it
+// to delta [B, NH, T] for the dK/dV kernel. Each warp owns 16*MT queries: S = Q K^T, P = exp(S*scale - lse),
+// dP = dout V^T, dS = P (dP - delta), dQ += dS K in registers; dQ is scaled at the end. The first REG_AS of
+// the warp's fixed A operands Q, dout are held in registers for the whole walk, as in the dK/dV kernel.
 // WGMMA: as in the dK/dV kernel, warpgroups of 64 queries run the three products with wgmma in sm_90a builds,
 // pipelined across key tiles the same way (tile i's dQ product runs into tile i+1, which is why key tiles
 // are then prefetched STAGES - 2 ahead).
 // BIAS: the block's dQ column sums go to bias_partials, for the qkv bias gradient (layout at the top).
 template <int HS, int MT, int NW, int BK, int STAGES, int REG_AS, bool WGMMA, bool BIAS>
-__global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, float *bias_partials, const bf16 *qkv, const bf16 *dout,
-                                                                        const float *lse, const float *delta, int T, int NH, int group_heads) {
+__global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dqkv, float *bias_partials, float *delta, const bf16 *qkv,
+                                                                        const bf16 *dout, const bf16 *out, const float *lse, int T, int NH,
+                                                                        int group_heads) {
     constexpr int WR = 16 * MT, BR = WR * NW, NTHREADS = NW * 32;
     constexpr bool WG = WGMMA && SM90_HAS_WGMMA;
     static_assert(STAGES >= (WGMMA ? 3 : 2), "key tiles are prefetched STAGES - 2 (wgmma) or STAGES - 1 ahead");
@@ -830,13 +805,27 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
         cp_async_commit();
     }
 
+    // out at this thread's places in the warp's dout A fragments (attn_warp_load_a's layout: rows g, g + 8 of
+    // each m-tile, columns 16 kk + 2 t, +1 and 16 kk + 8 + 2 t, +1), read now so that they arrive with the tiles
     const int wq0 = q0 + warp * WR;   // thread row r = 2*mt + i is query wq0 + 16*mt + 8*i + g
+    const bf16 *gO = out + (long)b * T * out_stride + (long)h * HS;
+    uint32_t out_frag[MT][HS / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int kk = 0; kk < HS / 16; kk++) {
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                const int q = wq0 + 16 * mt + g + 8 * (x & 1), col = 16 * kk + 8 * (x >> 1) + 2 * t;
+                out_frag[mt][kk][x] = q < T ? *reinterpret_cast<const uint32_t *>(gO + (long)q * out_stride + col) : 0u;
+            }
+        }
+    }
     float lq[2 * MT], dq_row[2 * MT];
 #pragma unroll
     for (int r = 0; r < 2 * MT; r++) {
         int q = wq0 + (r / 2) * 16 + (r % 2) * 8 + g;
         lq[r] = q < T ? lse[(long)bh * T + q] * ATTN_LOG2E : 0.f;
-        dq_row[r] = q < T ? delta[(long)bh * T + q] : 0.f;
     }
     static_assert(!WGMMA || (HS == 64 && MT == 1 && NW % 4 == 0 && BK == 64 && REG_AS == 2),
                   "the wgmma dQ path is m64n64k16 with Q and dout in registers: HS 64, MT 1, warpgroups, BK 64");
@@ -847,11 +836,31 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
     int accumulate = 0;   // wgmma: whether dq holds a first tile's product
     static_assert(REG_AS >= 0 && REG_AS <= 2, "REG_AS counts the A operands Q, dout held in registers");
     uint32_t qf[MT][HS / 16][4], dof[MT][HS / 16][4];
-    if constexpr (REG_AS > 0) {
-        cp_async_wait<AHEAD - 1>();
-        __syncthreads();
-        attn_warp_load_a<HS, MT>(qf, aQ, warp * WR);
-        if constexpr (REG_AS > 1) attn_warp_load_a<HS, MT>(dof, adO, warp * WR);
+    cp_async_wait<AHEAD - 1>();   // Q, dout and the first key tile
+    __syncthreads();
+    if constexpr (REG_AS > 0) attn_warp_load_a<HS, MT>(qf, aQ, warp * WR);
+    attn_warp_load_a<HS, MT>(dof, adO, warp * WR);   // kept for the walk with REG_AS > 1, else for delta only
+    // delta of the thread's rows: its products, then over the 4 lanes of each row (a fixed order); zero past T
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float acc = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < HS / 16; kk++) {
+#pragma unroll
+                for (int x = i; x < 4; x += 2) {
+                    const float2 fa = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&dof[mt][kk][x]));
+                    const float2 fc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&out_frag[mt][kk][x]));
+                    acc += fa.x * fc.x + fa.y * fc.y;
+                }
+            }
+            acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+            acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+            dq_row[2 * mt + i] = acc;
+            const int q = wq0 + 16 * mt + 8 * i + g;
+            if (t == 0 && q < T) delta[(long)bh * T + q] = acc;
+        }
     }
 
     for (int tile = 0; tile < ntiles; tile++) {
@@ -1008,17 +1017,6 @@ static inline void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int
     else attention_forward_hs<128>(out, lse, qkv, B, T, NH, stream);
 }
 
-// Backward step 1 for one head size: delta = rowsum(dout * out).
-template <int HS>
-static inline void attention_backward_delta_hs(float *delta, const bf16 *dout, const bf16 *out, int B, int T, int NH, cudaStream_t stream) {
-    const long nrows = (long)B * T * NH;
-    const int threads = 256;
-    const long blocks = ceil_div(nrows * (HS / 8), (long)threads);
-    shapeCheck(blocks <= 2147483647L, "B*T*NH=%ld rows is over the grid's x limit", nrows);
-    attention_backward_delta_kernel<HS><<<(unsigned)blocks, threads, 0, stream>>>(delta, dout, out, T, NH, nrows);
-    cudaCheckLaunch();
-}
-
 // Rows of the bias partials (layout at the top) of a backward over B sequences of T tokens.
 static inline long attention_bias_partial_rows(int B, int T) { return (long)B * ceil_div(T, ATTN_BIAS_ROWS); }
 
@@ -1028,8 +1026,24 @@ static inline size_t attention_backward_bias_scratch_floats(int B, int T, int NH
     return (size_t)attention_bias_partial_rows(B, T) * 3 * NH * HS;
 }
 
-// Backward step 2 for one head size and tile configuration C: the K and V slots of dqkv, and with
-// bias_partials (else NULL) their column sums (layout at the top).
+// Backward step 1 for one head size and tile configuration C: the Q slot of dqkv and delta [B, NH, T], and
+// with bias_partials (else NULL) the Q slot's column sums (layout at the top).
+template <int HS, class C = AttentionConfig<HS>>
+static inline void attention_backward_dq_hs(bf16 *dqkv, float *bias_partials, float *delta, const bf16 *dout, const bf16 *qkv,
+                                            const bf16 *out, const float *lse, int B, int T, int NH, cudaStream_t stream) {
+    constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
+    auto kernel = bias_partials != NULL ? attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, true>
+                                        : attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, false>;
+    size_t smem = attention_smem(kernel, (size_t)(2 * BR + 2 * C::DQ_STAGES * C::DQ_BK) * HS * sizeof(bf16));
+    const long blocks = (long)B * NH * ceil_div(T, BR);
+    shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
+    const int group_heads = attention_group_heads(B, T, NH, HS, C::DQ_GROUP_MB);
+    kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, bias_partials, delta, qkv, dout, out, lse, T, NH, group_heads);
+    cudaCheckLaunch();
+}
+
+// Backward step 2 for one head size and tile configuration C: the K and V slots of dqkv (with step 1's
+// delta), and with bias_partials (else NULL) their column sums (layout at the top).
 template <int HS, class C = AttentionConfig<HS>>
 static inline void attention_backward_dkdv_hs(bf16 *dqkv, float *bias_partials, const float *delta, const bf16 *dout, const bf16 *qkv,
                                               const float *lse, int B, int T, int NH, cudaStream_t stream) {
@@ -1042,22 +1056,6 @@ static inline void attention_backward_dkdv_hs(bf16 *dqkv, float *bias_partials, 
     shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BKV, blocks);
     const int group_heads = attention_group_heads(B, T, NH, HS, C::DKDV_GROUP_MB);
     kernel<<<(unsigned)blocks, 32 * C::DKDV_WARPS, smem, stream>>>(dqkv, bias_partials, qkv, dout, lse, delta, T, NH, group_heads);
-    cudaCheckLaunch();
-}
-
-// Backward step 3 for one head size and tile configuration C: the Q slot of dqkv, and with bias_partials
-// (else NULL) its column sums (layout at the top).
-template <int HS, class C = AttentionConfig<HS>>
-static inline void attention_backward_dq_hs(bf16 *dqkv, float *bias_partials, const float *delta, const bf16 *dout, const bf16 *qkv,
-                                            const float *lse, int B, int T, int NH, cudaStream_t stream) {
-    constexpr int BR = 16 * C::DQ_MT * C::DQ_WARPS;
-    auto kernel = bias_partials != NULL ? attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, true>
-                                        : attention_backward_dq_kernel<HS, C::DQ_MT, C::DQ_WARPS, C::DQ_BK, C::DQ_STAGES, C::DQ_REG_AS, C::DQ_WGMMA, false>;
-    size_t smem = attention_smem(kernel, (size_t)(2 * BR + 2 * C::DQ_STAGES * C::DQ_BK) * HS * sizeof(bf16));
-    const long blocks = (long)B * NH * ceil_div(T, BR);
-    shapeCheck(blocks <= 2147483647L, "B*NH*ceil(T/%d)=%ld blocks, over the grid limit", BR, blocks);
-    const int group_heads = attention_group_heads(B, T, NH, HS, C::DQ_GROUP_MB);
-    kernel<<<(unsigned)blocks, 32 * C::DQ_WARPS, smem, stream>>>(dqkv, bias_partials, qkv, dout, lse, delta, T, NH, group_heads);
     cudaCheckLaunch();
 }
 
@@ -1074,15 +1072,13 @@ static inline void attention_backward(bf16 *dqkv, float *dbias, float *delta, fl
     shapeCheck(dbias == NULL || bias_partials != NULL, "the qkv bias gradient needs the bias_partials scratch");
     float *partials = dbias != NULL ? bias_partials : NULL;
     if (HS == 64) {
-        attention_backward_delta_hs<64>(delta, dout, out, B, T, NH, stream);
+        attention_backward_dq_hs<64>(dqkv, partials, delta, dout, qkv, out, lse, B, T, NH, stream);
         attention_backward_dkdv_hs<64>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
-        attention_backward_dq_hs<64>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
     } else {
-        attention_backward_delta_hs<128>(delta, dout, out, B, T, NH, stream);
+        attention_backward_dq_hs<128>(dqkv, partials, delta, dout, qkv, out, lse, B, T, NH, stream);
         attention_backward_dkdv_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
-        attention_backward_dq_hs<128>(dqkv, partials, delta, dout, qkv, lse, B, T, NH, stream);
     }
-    if (dbias != NULL) column_partials_add(dbias, bias_partials, attention_bias_partial_rows(B, T), 3 * NH * HS, accumulate, stream);  // step 4
+    if (dbias != NULL) column_partials_add(dbias, bias_partials, attention_bias_partial_rows(B, T), 3 * NH * HS, accumulate, stream);  // step 3
 }
 
 #endif // KERNELS_ATTENTION_CUH

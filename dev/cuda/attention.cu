@@ -2,8 +2,8 @@
 Kernel harness for causal flash attention (kernels/attention.cuh): checks forward and backward against the
 CPU reference at a small size (and the qkv bias gradient that the backward sums on the way against the
 column sums of its dqkv), then times them at the benchmark shapes for several tile configurations
-(VARIANTS): each kernel, forward, backward, their sum, the backward with dK/dV and dQ on two streams, and
-the backward with the qkv bias gradient ("bwd+bias": column sums in dK/dV and dQ, plus the finish kernel),
+(VARIANTS): each kernel (the dQ kernel also computes delta for the dK/dV kernel), forward, backward, their
+sum, and the backward with the qkv bias gradient ("bwd+bias": column sums in dK/dV and dQ, plus the finish kernel),
 and its pieces: dK/dV and dQ with their column sums ("dkdv+s", "dq+s") and the finish kernel alone.
 
 Compile and run:
@@ -39,12 +39,14 @@ struct TileConfig {
     static constexpr int DQ_GROUP_MB = QL;
 };
 typedef void (*ForwardFn)(bf16 *, float *, const bf16 *, int, int, int, cudaStream_t);
-typedef void (*BackwardStepFn)(bf16 *, float *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
+typedef void (*DkdvFn)(bf16 *, float *, const float *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
+typedef void (*DqFn)(bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const float *, int, int, int, cudaStream_t);
 struct Variant {
     int HS;
     const char *name;
     ForwardFn fwd;
-    BackwardStepFn dkdv, dq;
+    DkdvFn dkdv;
+    DqFn dq;
 };
 #define VARIANT(HS, FM, FW, FBC, FS, FG, FB, FL, KM, KW, KBQ, KS, KR, KG, QM, QW, QBK, QS, QR, QG, KL, QL)                   \
     {HS, "f" #FM "/" #FW "/" #FBC "/" #FS "/" #FG "/" #FB "/" #FL " k" #KM "/" #KW "/" #KBQ "/" #KS "/" #KR "/" #KG "/" #KL " q" #QM "/" #QW "/" #QBK "/" #QS "/" #QR "/" #QG "/" #QL, \
@@ -67,15 +69,10 @@ static const Variant VARIANTS[] = {
 };
 static const int NUM_VARIANTS = (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0]));
 
-// Which part of the computation a run performs.
-// PART_BACKWARD_2S is the backward with dK/dV and dQ on two streams (they are independent once delta is
-// done): it measures what overlapping them would save, for callers that have a second stream.
+// Which part of the computation a run performs (PART_DKDV reads the delta that the last PART_DQ left).
 // PART_BACKWARD_BIAS is the backward that also sums the qkv bias gradient (as the model runs it); the
 // PART_*_SUMS parts are its dK/dV and dQ kernels with their column sums, PART_BIAS_FINISH its last kernel.
-enum Part { PART_FORWARD, PART_DELTA, PART_DKDV, PART_DQ, PART_BACKWARD, PART_BACKWARD_2S, PART_BACKWARD_BIAS, PART_DKDV_SUMS, PART_DQ_SUMS,
-            PART_BIAS_FINISH };
-static cudaStream_t side_stream;
-static cudaEvent_t fork_event, join_event;
+enum Part { PART_FORWARD, PART_DQ, PART_DKDV, PART_BACKWARD, PART_BACKWARD_BIAS, PART_DQ_SUMS, PART_DKDV_SUMS, PART_BIAS_FINISH };
 
 struct Buffers {
     bf16 *qkv, *dqkv, *out, *dout;
@@ -84,26 +81,12 @@ struct Buffers {
 
 static void run(const Variant &v, Part part, const Buffers &d, int B, int T, int NH) {
     if (part == PART_FORWARD) v.fwd(d.out, d.lse, d.qkv, B, T, NH, 0);
-    if (part == PART_BACKWARD_2S) {
-        if (v.HS == 64) attention_backward_delta_hs<64>(d.delta, d.dout, d.out, B, T, NH, 0);
-        else attention_backward_delta_hs<128>(d.delta, d.dout, d.out, B, T, NH, 0);
-        cudaCheck(cudaEventRecord(fork_event, 0));
-        cudaCheck(cudaStreamWaitEvent(side_stream, fork_event, 0));
-        v.dkdv(d.dqkv, NULL, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
-        v.dq(d.dqkv, NULL, d.delta, d.dout, d.qkv, d.lse, B, T, NH, side_stream);
-        cudaCheck(cudaEventRecord(join_event, side_stream));
-        cudaCheck(cudaStreamWaitEvent(0, join_event, 0));
-    }
-    if (part == PART_DELTA || part == PART_BACKWARD || part == PART_BACKWARD_BIAS) {
-        if (v.HS == 64) attention_backward_delta_hs<64>(d.delta, d.dout, d.out, B, T, NH, 0);
-        else attention_backward_delta_hs<128>(d.delta, d.dout, d.out, B, T, NH, 0);
-    }
     const bool bias = part == PART_BACKWARD_BIAS || part == PART_DKDV_SUMS || part == PART_DQ_SUMS;
     float *partials = bias ? d.bias_partials : NULL;
+    if (part == PART_DQ || part == PART_DQ_SUMS || part == PART_BACKWARD || part == PART_BACKWARD_BIAS)
+        v.dq(d.dqkv, partials, d.delta, d.dout, d.qkv, d.out, d.lse, B, T, NH, 0);
     if (part == PART_DKDV || part == PART_DKDV_SUMS || part == PART_BACKWARD || part == PART_BACKWARD_BIAS)
         v.dkdv(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
-    if (part == PART_DQ || part == PART_DQ_SUMS || part == PART_BACKWARD || part == PART_BACKWARD_BIAS)
-        v.dq(d.dqkv, partials, d.delta, d.dout, d.qkv, d.lse, B, T, NH, 0);
     if (part == PART_BACKWARD_BIAS || part == PART_BIAS_FINISH) column_partials_add(d.dbias, d.bias_partials, attention_bias_partial_rows(B, T), 3 * NH * v.HS, true, 0);
 }
 
@@ -236,11 +219,8 @@ int main(int argc, char **argv) {
     const int shapes[][4] = {{8, 1024, 12, 64}, {2, 4096, 12, 64}, {32, 1024, 16, 64}, {8, 1024, 16, 128}, {2, 4096, 16, 128}};
     const int nshapes = (int)(sizeof(shapes) / sizeof(shapes[0]));
     const int reps = 20;
-    cudaCheck(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
-    cudaCheck(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
-    cudaCheck(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
-    printf("%-3s %-41s %-16s %8s %7s %8s %8s %8s %8s %7s %8s %7s %8s %8s %8s %8s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "delta", "dkdv",
-           "dq", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd 2s", "bwd+bias", "dkdv+s", "dq+s", "finish");
+    printf("%-3s %-41s %-16s %8s %7s %8s %8s %8s %7s %8s %7s %8s %8s %8s %8s\n", "var", "tiles", "B,T,NH,HS", "fwd ms", "TFLOP/s", "dq+delta",
+           "dkdv", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "bwd+bias", "dq+s", "dkdv+s", "finish");
     for (int s = 0; s < nshapes; s++) {
         const int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], HS = shapes[s][3];
         Buffers d = alloc_random(B, T, NH, HS, NULL, NULL);
@@ -249,25 +229,20 @@ int main(int argc, char **argv) {
             const Variant &v = VARIANTS[i];
             if ((only >= 0 && i != only) || v.HS != HS) continue;
             float f = time_ms(v, PART_FORWARD, d, B, T, NH, flush, flush_bytes, reps);
-            float dl = time_ms(v, PART_DELTA, d, B, T, NH, flush, flush_bytes, reps);
-            float kv = time_ms(v, PART_DKDV, d, B, T, NH, flush, flush_bytes, reps);
             float q = time_ms(v, PART_DQ, d, B, T, NH, flush, flush_bytes, reps);
+            float kv = time_ms(v, PART_DKDV, d, B, T, NH, flush, flush_bytes, reps);
             float b = time_ms(v, PART_BACKWARD, d, B, T, NH, flush, flush_bytes, reps);
-            float b2 = time_ms(v, PART_BACKWARD_2S, d, B, T, NH, flush, flush_bytes, reps);
             float bb = time_ms(v, PART_BACKWARD_BIAS, d, B, T, NH, flush, flush_bytes, reps);
-            float kvs = time_ms(v, PART_DKDV_SUMS, d, B, T, NH, flush, flush_bytes, reps);
             float qs = time_ms(v, PART_DQ_SUMS, d, B, T, NH, flush, flush_bytes, reps);
+            float kvs = time_ms(v, PART_DKDV_SUMS, d, B, T, NH, flush, flush_bytes, reps);
             float fin = time_ms(v, PART_BIAS_FINISH, d, B, T, NH, flush, flush_bytes, reps);
             char shape[64];
             snprintf(shape, sizeof(shape), "%d,%d,%d,%d", B, T, NH, HS);
-            printf("%-3d %-41s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, dl,
-                   kv, q, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, b2, bb, kvs, qs, fin);
+            printf("%-3d %-41s %-16s %8.3f %7.1f %8.3f %8.3f %8.3f %7.1f %8.3f %7.1f %8.3f %8.3f %8.3f %8.3f\n", i, v.name, shape, f, fwd_flops / f * 1e-9, q,
+                   kv, b, bwd_flops / b * 1e-9, f + b, (fwd_flops + bwd_flops) / (f + b) * 1e-9, bb, qs, kvs, fin);
         }
         free_buffers(d);
     }
     cudaCheck(cudaFree(flush));
-    cudaCheck(cudaStreamDestroy(side_stream));
-    cudaCheck(cudaEventDestroy(fork_event));
-    cudaCheck(cudaEventDestroy(join_event));
     return failures ? 1 : 0;
 }
