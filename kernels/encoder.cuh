@@ -9,12 +9,17 @@
 // Determinism of the backward: no floating-point atomics. dwpe: each (t, 8 columns) is summed by
 // one thread over b = 0..B-1 in order. dwte: the (token, position) pairs are sorted by token with
 // a stable radix sort (positions stay ascending within a token), and each distinct token's rows are
-// summed by one thread block in that order, in FP32, then added once to dwte.
+// summed by one thread block in a fixed order (row slices, then the slices in order), in FP32, then added
+// once to dwte.
 #ifndef KERNELS_ENCODER_CUH
 #define KERNELS_ENCODER_CUH
 
+#include <algorithm>
 #include <cub/device/device_radix_sort.cuh>
 #include "kernels/layer_common.cuh"
+
+#define ENCODER_WTE_SLICES 4        // slices of a token's rows in the dwte kernel (measured in dev/cuda/encoder.cu)
+#define ENCODER_WTE_SMEM (48 << 10)  // its shared memory for the slice sums, [slices][C] floats
 
 // ----------------------------------------------------------------------------------------------
 // kernels
@@ -61,27 +66,58 @@ __global__ void encoder_iota_kernel(int *positions, int N) {
     if (i < N) positions[i] = i;
 }
 
-// One block per entry i of the token-sorted arrays. The block whose entry starts a run of equal
-// tokens sums dout over that run's positions (ascending, FP32) and adds the sum to dwte[token];
-// the other blocks exit. Each thread owns 8-column groups tid, tid + blockDim.x, ...
+// One block per entry i of the token-sorted arrays. The block whose entry starts a run of equal tokens
+// (the others exit) finds the run's end, blockDim entries per round, sums dout over the run's positions in
+// FP32 and adds the sum to dwte[token]. Its S = blockDim / G slices of G threads split the rows: slice s
+// sums rows s, s + S, ... of the run in order (4 rows in flight; thread tid % G owns the 8-column groups
+// tid % G, + G, ...) into part [S][C] in shared memory, and then each column's S slice sums are added in
+// slice order. The order depends only on the run's length, so the result is deterministic. Real text
+// repeats a few tokens thousands of times per batch: one thread per column summing such a run row by row
+// took milliseconds (dev/RESULTS.md).
 template <typename GradT>
 __global__ void encoder_backward_wte_kernel(GradT *dwte, const bf16 *dout, const int *sorted_tokens,
-                                            const int *sorted_positions, int N, int C) {
+                                            const int *sorted_positions, int N, int C, int G) {
+    extern __shared__ float part[];  // [S][C]
+    __shared__ int run_end;
     const int i = blockIdx.x;
     const int token = sorted_tokens[i];
     if (i > 0 && sorted_tokens[i - 1] == token) return;
-    int end = i + 1;
-    while (end < N && sorted_tokens[end] == token) end++;
+    if (threadIdx.x == 0) run_end = N;
+    __syncthreads();
+    for (int base = i + 1; base < N; base += blockDim.x) {
+        const int k = base + threadIdx.x;
+        const bool other = k < N && sorted_tokens[k] != token;
+        if (other) atomicMin(&run_end, k);
+        if (__syncthreads_or(other)) break;
+    }
+    const int end = run_end, S = blockDim.x / G, s = threadIdx.x / G;
     const bool vec = (C % 8 == 0);
-    GradT *dst = dwte + (size_t)token * C;
-    for (int c = threadIdx.x * 8; c < C; c += blockDim.x * 8) {
+    for (int c = (threadIdx.x % G) * 8; c < C; c += G * 8) {
         float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-        for (int j = i; j < end; j++) {
+        int j = i + s;
+        for (; j + 3 * S < end; j += 4 * S) {
+            Bf16x8 d[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) d[u] = load_bf16x8(dout + (size_t)sorted_positions[j + u * S] * C, c, C, vec);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d[u].v[e]);
+            }
+        }
+        for (; j < end; j += S) {
             const Bf16x8 d = load_bf16x8(dout + (size_t)sorted_positions[j] * C, c, C, vec);
 #pragma unroll
             for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
         }
-        for (int e = 0; e < 8 && c + e < C; e++) grad_store(&dst[c + e], acc[e], true);
+        for (int e = 0; e < 8 && c + e < C; e++) part[s * C + c + e] = acc[e];
+    }
+    __syncthreads();
+    GradT *dst = dwte + (size_t)token * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float total = part[c];
+        for (int q = 1; q < S; q++) total += part[q * C + c];
+        grad_store(&dst[c], total, true);
     }
 }
 
@@ -135,9 +171,13 @@ static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, con
     while ((1 << key_bits) < Vp) key_bits++;
     cudaCheck(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, tokens, sorted_tokens, positions,
                                               sorted_positions, N, 0, key_bits, stream));
+    // G threads per slice of a run's rows, up to ENCODER_WTE_SLICES slices per block
     const int groups = (C + 7) / 8;
-    const int wte_block = groups >= 256 ? 256 : ceil_div(groups, WARP_SIZE) * WARP_SIZE;
-    encoder_backward_wte_kernel<<<N, wte_block, 0, stream>>>(dwte, dout, sorted_tokens, sorted_positions, N, C);
+    const int G = groups >= 256 ? 256 : ceil_div(groups, WARP_SIZE) * WARP_SIZE;
+    const int slices = std::max(1, std::min(ENCODER_WTE_SLICES, (int)(ENCODER_WTE_SMEM / ((size_t)C * sizeof(float)))));
+    shapeCheck((size_t)C * sizeof(float) <= ENCODER_WTE_SMEM, "encoder backward supports C <= %d, got C=%d",
+               (int)(ENCODER_WTE_SMEM / sizeof(float)), C);
+    encoder_backward_wte_kernel<<<N, slices * G, slices * C * sizeof(float), stream>>>(dwte, dout, sorted_tokens, sorted_positions, N, C, G);
     cudaCheckLaunch();
 }
 
