@@ -302,6 +302,7 @@ static void test_encoder(void) {
     encoder_case<bf16>(3, 37, 40, 1600, 300, 20);
     encoder_case<float>(4, 1024, 1024, 768, 1000, 3);    // runs of ~1365 equal tokens, as frequent tokens of real text
     encoder_case<float>(2, 999, 1024, 1600, 64, 2);     // long runs with 224-thread row slices, C = 1600
+    encoder_case<float>(1, 300, 512, 2312, 40, 4);      // 1024-thread blocks (4 slices of 256), two column passes
 }
 
 // ----------------------------------------------------------------------------------------------
