@@ -76,7 +76,7 @@ __global__ void encoder_iota_kernel(int *positions, int N) {
 // took milliseconds (dev/RESULTS.md).
 template <typename GradT>
 __global__ void __launch_bounds__(1024) encoder_backward_wte_kernel(GradT *dwte, const bf16 *dout, const int *sorted_tokens,
-                                            const int *sorted_positions, int N, int C, int G) {
+                                                                    const int *sorted_positions, int N, int C, int G) {
     extern __shared__ float part[];  // [S][C]
     __shared__ int run_end;
     const int i = blockIdx.x;
