@@ -154,7 +154,7 @@ static inline void gpt2_register(GPT2 *m) {
     m->dfch = registry_add2(r, "dfch", -1, A, DTYPE_BF16, N, 4 * C);
     const MemCategory W = MEM_WORKSPACE;
     m->ln_scratch = registry_add1(r, "layernorm_scratch", -1, W, DTYPE_FP32, layernorm_backward_scratch_floats((int)N, (int)C));
-    m->encoder_scratch = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N), 4));
+    m->encoder_scratch = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N, (int)C), 4));
     m->norm_scratch = registry_add1(r, "norm_scratch", -1, W, DTYPE_FP32, (size_t)global_norm_num_blocks((long long)m->layout.num_parameters));
     m->norm_out = registry_add1(r, "norm_out", -1, W, DTYPE_FP32, 1);
     m->attn_delta = registry_add2(r, "attention_delta", -1, W, DTYPE_FP32, N, NH);

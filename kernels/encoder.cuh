@@ -8,9 +8,10 @@
 //
 // Determinism of the backward: no floating-point atomics. dwpe: each (t, 8 columns) is summed by
 // one thread over b = 0..B-1 in order. dwte: the (token, position) pairs are sorted by token with
-// a stable radix sort (positions stay ascending within a token), and each distinct token's rows are
-// summed by one thread block in a fixed order (row slices, then the slices in order), in FP32, then added
-// once to dwte.
+// a stable radix sort (positions stay ascending within a token), the sorted entries are cut into chunks of
+// ENCODER_WTE_CHUNK, and the rows of each run of equal tokens are summed in a fixed order (within a chunk:
+// row slices, then the slices in order; a run that crosses chunks: its pieces in chunk order), in FP32, then
+// added once to dwte. The order depends only on the sorted tokens, so the bits do too.
 #ifndef KERNELS_ENCODER_CUH
 #define KERNELS_ENCODER_CUH
 
@@ -18,8 +19,9 @@
 #include <cub/device/device_radix_sort.cuh>
 #include "kernels/layer_common.cuh"
 
-#define ENCODER_WTE_SLICES 4        // slices of a token's rows in the dwte kernel (measured in dev/cuda/encoder.cu)
-#define ENCODER_WTE_SMEM (48 << 10)  // its shared memory for the slice sums, [slices][C] floats
+#define ENCODER_WTE_CHUNK 32        // sorted entries per block of the dwte pass (one warp's ballot finds the runs)
+#define ENCODER_WTE_SLICES 4        // slices of a piece's rows (measured in dev/cuda/encoder.cu)
+#define ENCODER_WTE_SMEM (48 << 10)  // shared memory for the slice sums, [slices][C] floats
 
 // ----------------------------------------------------------------------------------------------
 // kernels
@@ -66,58 +68,92 @@ __global__ void encoder_iota_kernel(int *positions, int N) {
     if (i < N) positions[i] = i;
 }
 
-// One block per entry i of the token-sorted arrays. The block whose entry starts a run of equal tokens
-// (the others exit) finds the run's end, blockDim entries per round, sums dout over the run's positions in
-// FP32 and adds the sum to dwte[token]. Its S = blockDim / G slices of G threads split the rows: slice s
-// sums rows s, s + S, ... of the run in order (4 rows in flight; thread tid % G owns the 8-column groups
-// tid % G, + G, ...) into part [S][C] in shared memory, and then each column's S slice sums are added in
-// slice order. The order depends only on the run's length, so the result is deterministic. Real text
-// repeats a few tokens thousands of times per batch: one thread per column summing such a run row by row
-// took milliseconds (dev/RESULTS.md).
+// dwte pass 1. One block per chunk of ENCODER_WTE_CHUNK consecutive entries of the token-sorted arrays. The
+// chunk splits into pieces of equal tokens; for each piece in turn the block's S = blockDim / G slices of G
+// threads sum its dout rows (slice s: rows s, s + S, ... of the piece in order, 4 in flight; thread tid % G
+// owns the 8-column groups tid % G, + G, ...) into part [S][C] in shared memory, and each column's slice sums
+// are added in slice order. A piece that is a whole run is added to dwte[token] here; a piece of a run that
+// crosses the chunk's ends goes to head[chunk] [C] when the run began before the chunk, else (the run's
+// first piece) to tail[chunk] [C], for pass 2. Every block sums at most ENCODER_WTE_CHUNK rows, so a token
+// that real text repeats thousands of times per batch is spread over many blocks.
 template <typename GradT>
-__global__ void __launch_bounds__(1024) encoder_backward_wte_kernel(GradT *dwte, const bf16 *dout, const int *sorted_tokens,
-                                                                    const int *sorted_positions, int N, int C, int G) {
+__global__ void __launch_bounds__(1024) encoder_backward_wte_chunk_kernel(GradT *dwte, float *head, float *tail, const bf16 *dout,
+                                                                          const int *sorted_tokens, const int *sorted_positions,
+                                                                          int N, int C, int G) {
+    static_assert(ENCODER_WTE_CHUNK == 32, "one warp's ballot marks the pieces of a chunk");
     extern __shared__ float part[];  // [S][C]
+    const int c0 = blockIdx.x * ENCODER_WTE_CHUNK, c1 = min(c0 + ENCODER_WTE_CHUNK, N);
+    const int lane = threadIdx.x % 32;
+    const int token_of_lane = c0 + lane < c1 ? sorted_tokens[c0 + lane] : -1;
+    const int previous = __shfl_up_sync(0xffffffffu, token_of_lane, 1);
+    // bit l: entry c0 + l starts a piece (every warp computes the same mask)
+    unsigned starts = __ballot_sync(0xffffffffu, c0 + lane < c1 && (lane == 0 || token_of_lane != previous));
+    const int before = c0 > 0 ? sorted_tokens[c0 - 1] : -1, after = c1 < N ? sorted_tokens[c1] : -1;
+    const int S = blockDim.x / G, s = threadIdx.x / G;
+    const bool vec = (C % 8 == 0);
+    while (starts != 0) {
+        const int l0 = __ffs(starts) - 1;
+        starts &= starts - 1;
+        const int p0 = c0 + l0, p1 = starts != 0 ? c0 + __ffs(starts) - 1 : c1;
+        const int token = __shfl_sync(0xffffffffu, token_of_lane, l0);
+        for (int c = (threadIdx.x % G) * 8; c < C; c += G * 8) {
+            float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            int j = p0 + s;
+            for (; j + 3 * S < p1; j += 4 * S) {
+                Bf16x8 d[4];
+#pragma unroll
+                for (int u = 0; u < 4; u++) d[u] = load_bf16x8(dout + (size_t)sorted_positions[j + u * S] * C, c, C, vec);
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d[u].v[e]);
+                }
+            }
+            for (; j < p1; j += S) {
+                const Bf16x8 d = load_bf16x8(dout + (size_t)sorted_positions[j] * C, c, C, vec);
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
+            }
+            for (int e = 0; e < 8 && c + e < C; e++) part[s * C + c + e] = acc[e];
+        }
+        __syncthreads();
+        const bool from_before = l0 == 0 && before == token, into_after = p1 == c1 && after == token;
+        float *piece = from_before ? head + (size_t)blockIdx.x * C : into_after ? tail + (size_t)blockIdx.x * C : NULL;
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float total = part[c];
+            for (int q = 1; q < S; q++) total += part[q * C + c];
+            if (piece != NULL) piece[c] = total;
+            else grad_store(&dwte[(size_t)token * C + c], total, true);
+        }
+        __syncthreads();
+    }
+}
+
+// dwte pass 2. One block per chunk; the block whose chunk holds the first piece of a run that continues past
+// the chunk (pass 1 left it in tail[chunk]) finds the run's end, blockDim entries per round, and adds that
+// piece and the head pieces of the following chunks, in chunk order, to dwte[token]; the other blocks exit.
+template <typename GradT>
+__global__ void encoder_backward_wte_span_kernel(GradT *dwte, const float *head, const float *tail, const int *sorted_tokens,
+                                                 int N, int C) {
     __shared__ int run_end;
-    const int i = blockIdx.x;
-    const int token = sorted_tokens[i];
-    if (i > 0 && sorted_tokens[i - 1] == token) return;
+    const int c0 = blockIdx.x * ENCODER_WTE_CHUNK, c1 = min(c0 + ENCODER_WTE_CHUNK, N);
+    if (c1 == N) return;
+    const int token = sorted_tokens[c1 - 1];
+    if (sorted_tokens[c1] != token) return;                                       // no run crosses the chunk's end
+    if (c0 > 0 && sorted_tokens[c0] == token && sorted_tokens[c0 - 1] == token) return;  // it began before the chunk
     if (threadIdx.x == 0) run_end = N;
     __syncthreads();
-    for (int base = i + 1; base < N; base += blockDim.x) {
+    for (int base = c1 + 1; base < N; base += blockDim.x) {
         const int k = base + threadIdx.x;
         const bool other = k < N && sorted_tokens[k] != token;
         if (other) atomicMin(&run_end, k);
         if (__syncthreads_or(other)) break;
     }
-    const int end = run_end, S = blockDim.x / G, s = threadIdx.x / G;
-    const bool vec = (C % 8 == 0);
-    for (int c = (threadIdx.x % G) * 8; c < C; c += G * 8) {
-        float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-        int j = i + s;
-        for (; j + 3 * S < end; j += 4 * S) {
-            Bf16x8 d[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++) d[u] = load_bf16x8(dout + (size_t)sorted_positions[j + u * S] * C, c, C, vec);
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-#pragma unroll
-                for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d[u].v[e]);
-            }
-        }
-        for (; j < end; j += S) {
-            const Bf16x8 d = load_bf16x8(dout + (size_t)sorted_positions[j] * C, c, C, vec);
-#pragma unroll
-            for (int e = 0; e < 8; e++) acc[e] += __bfloat162float(d.v[e]);
-        }
-        for (int e = 0; e < 8 && c + e < C; e++) part[s * C + c + e] = acc[e];
-    }
-    __syncthreads();
-    GradT *dst = dwte + (size_t)token * C;
+    const int last_chunk = (run_end - 1) / ENCODER_WTE_CHUNK;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float total = part[c];
-        for (int q = 1; q < S; q++) total += part[q * C + c];
-        grad_store(&dst[c], total, true);
+        float total = tail[(size_t)blockIdx.x * C + c];
+        for (int k = blockIdx.x + 1; k <= last_chunk; k++) total += head[(size_t)k * C + c];
+        grad_store(&dwte[(size_t)token * C + c], total, true);
     }
 }
 
@@ -136,17 +172,21 @@ static inline void encoder_forward(bf16 *out, const int *tokens, const bf16 *wte
     cudaCheckLaunch();
 }
 
-// Bytes of device scratch that encoder_backward needs for N = B*T tokens (sort buffers).
-static inline size_t encoder_backward_scratch_bytes(int N) {
+// Bytes of the sort buffers of encoder_backward for N = B*T tokens, and of all its scratch (sort buffers,
+// then head and tail pieces [chunks][C] floats each) for C channels.
+static inline size_t encoder_backward_sort_bytes(int N) {
     size_t sort_bytes = 0;
     cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, (const int *)NULL, (int *)NULL,
                                               (const int *)NULL, (int *)NULL, N));
-    return 3 * ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256 + sort_bytes;
+    return 3 * ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256 + ceil_div<size_t>(sort_bytes, 256) * 256;
+}
+static inline size_t encoder_backward_scratch_bytes(int N, int C) {
+    return encoder_backward_sort_bytes(N) + 2 * (size_t)ceil_div(N, ENCODER_WTE_CHUNK) * C * sizeof(float);
 }
 
 // dwte [Vp, C] += scatter of dout; dwpe [max_T, C] += sum over the batch (rows t < T). dout [B*T, C] BF16,
 // tokens [B*T] in [0, Vp) (checked by the caller's data path; the sort uses their bits up to Vp).
-// scratch: encoder_backward_scratch_bytes(B*T) bytes of device memory.
+// scratch: encoder_backward_scratch_bytes(B*T, C) bytes of device memory.
 // accumulate (dwpe only): 1 adds to rows t < T, 0 writes all max_T rows (zeros from T on); dwte is always added to.
 template <typename GradT>
 static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, const bf16 *dout, const int *tokens,
@@ -158,26 +198,32 @@ static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, con
     const int wpe_rows = accumulate ? T : max_T, wpe_threads = wpe_rows * ((C + 7) / 8), block = 256;
     encoder_backward_wpe_kernel<<<ceil_div(wpe_threads, block), block, 0, stream>>>(dwpe, dout, B, T, C, wpe_rows, accumulate);
     cudaCheckLaunch();
-    // dwte: stable sort of (token, position) by token, then one block per run of equal tokens
+    // dwte: stable sort of (token, position) by token, then the two passes over chunks of the sorted entries
     const size_t slot = ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256;
     int *positions = (int *)scratch;
     int *sorted_positions = (int *)((char *)scratch + slot);
     int *sorted_tokens = (int *)((char *)scratch + 2 * slot);
     void *sort_temp = (char *)scratch + 3 * slot;
-    size_t sort_bytes = encoder_backward_scratch_bytes(N) - 3 * slot;
+    size_t sort_bytes = encoder_backward_sort_bytes(N) - 3 * slot;
+    const int chunks = ceil_div(N, ENCODER_WTE_CHUNK);
+    float *head = (float *)((char *)scratch + encoder_backward_sort_bytes(N));
+    float *tail = head + (size_t)chunks * C;
     encoder_iota_kernel<<<ceil_div(N, block), block, 0, stream>>>(positions, N);
     cudaCheckLaunch();
     int key_bits = 1;
     while ((1 << key_bits) < Vp) key_bits++;
     cudaCheck(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, tokens, sorted_tokens, positions,
                                               sorted_positions, N, 0, key_bits, stream));
-    // G threads per slice of a run's rows, up to ENCODER_WTE_SLICES slices per block
+    // G threads per slice of a piece's rows, up to ENCODER_WTE_SLICES slices per block
     const int groups = (C + 7) / 8;
     const int G = groups >= 256 ? 256 : ceil_div(groups, WARP_SIZE) * WARP_SIZE;
     const int slices = std::max(1, std::min(ENCODER_WTE_SLICES, (int)(ENCODER_WTE_SMEM / ((size_t)C * sizeof(float)))));
     shapeCheck((size_t)C * sizeof(float) <= ENCODER_WTE_SMEM, "encoder backward supports C <= %d, got C=%d",
                (int)(ENCODER_WTE_SMEM / sizeof(float)), C);
-    encoder_backward_wte_kernel<<<N, slices * G, slices * C * sizeof(float), stream>>>(dwte, dout, sorted_tokens, sorted_positions, N, C, G);
+    encoder_backward_wte_chunk_kernel<<<chunks, slices * G, slices * C * sizeof(float), stream>>>(dwte, head, tail, dout, sorted_tokens,
+                                                                                                sorted_positions, N, C, G);
+    cudaCheckLaunch();
+    encoder_backward_wte_span_kernel<<<chunks, block, 0, stream>>>(dwte, head, tail, sorted_tokens, N, C);
     cudaCheckLaunch();
 }
 

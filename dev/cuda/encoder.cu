@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
         cudaCheck(cudaMalloc(&tokens, N * sizeof(int)));
         cudaCheck(cudaMemcpy(tokens, tokens_host.data(), N * sizeof(int), cudaMemcpyHostToDevice));
         void *scratch;
-        cudaCheck(cudaMalloc(&scratch, encoder_backward_scratch_bytes(N)));
+        cudaCheck(cudaMalloc(&scratch, encoder_backward_scratch_bytes(N, C)));
         printf("B=%d T=%d C=%d: %d tokens, %d distinct, longest run %d\n", B, T, C, N, distinct, longest);
         const size_t act = (size_t)N * C;
         bf16 *wte = bench_alloc_random<bf16>((size_t)Vp * C, 1, 0.0f, 0.1f), *wpe = bench_alloc_random<bf16>((size_t)T * C, 2, 0.0f, 0.1f);

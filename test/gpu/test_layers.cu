@@ -250,7 +250,7 @@ static void encoder_case(int B, int T, int max_T, int C, int Vp, int token_range
     bf16 *d_out = (bf16 *)dev_alloc(act * sizeof(bf16));
     GradT *d_dwte = (GradT *)dev_alloc((size_t)Vp * C * sizeof(GradT));
     GradT *d_dwpe = (GradT *)dev_alloc(wpe_n * sizeof(GradT));
-    void *scratch = dev_alloc(encoder_backward_scratch_bytes(N));
+    void *scratch = dev_alloc(encoder_backward_scratch_bytes(N, C));
     void *first_out = NULL, *first_dwte = NULL, *first_dwpe = NULL;
     for (int run = 0; run < 2; run++) {
         dev_poison(d_out, act * sizeof(bf16));
