@@ -204,9 +204,10 @@ static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, con
     int *sorted_positions = (int *)((char *)scratch + slot);
     int *sorted_tokens = (int *)((char *)scratch + 2 * slot);
     void *sort_temp = (char *)scratch + 3 * slot;
-    size_t sort_bytes = encoder_backward_sort_bytes(N) - 3 * slot;
+    const size_t sort_end = encoder_backward_sort_bytes(N);
+    size_t sort_bytes = sort_end - 3 * slot;
     const int chunks = ceil_div(N, ENCODER_WTE_CHUNK);
-    float *head = (float *)((char *)scratch + encoder_backward_sort_bytes(N));
+    float *head = (float *)((char *)scratch + sort_end);
     float *tail = head + (size_t)chunks * C;
     encoder_iota_kernel<<<ceil_div(N, block), block, 0, stream>>>(positions, N);
     cudaCheckLaunch();

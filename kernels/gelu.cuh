@@ -1,5 +1,6 @@
 // GELU with the tanh approximation (GPT-2): the formulas the GEMM epilogues use (kernels/sm90_bf16_gemm_gelu.cuh)
-// and elementwise kernels for the places where no GEMM epilogue applies it (GPUs other than Hopper).
+// and an elementwise forward for where no GEMM epilogue applies it (the GELU Fprop on GPUs other than Hopper,
+// whose GELU Dgrad multiplies by the stored gelu' in core/linear.cuh).
 //   gelu(x)  = 0.5 x (1 + tanh(k (x + 0.044715 x^3))),  k = sqrt(2/pi)
 //   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) k (1 + 3*0.044715 x^2),  u = k (x + 0.044715 x^3)
 // Operands are flat BF16 arrays of n elements (any layout); math in FP32, one rounding per output.
@@ -48,42 +49,13 @@ __global__ void gelu_forward_kernel(bf16 *out, bf16 *grad, const bf16 *inp, long
     if (grad != NULL) store_bf16x8(grad + i, 0, left, true, d);
 }
 
-// One thread per 8 elements: dinp[i] = gelu'(inp[i]) * dout[i]. dinp may alias dout.
-__global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *inp, const bf16 *dout, long long n) {
-    const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-    if (i >= n) return;
-    const int left = n - i < 8 ? (int)(n - i) : 8;
-    const Bf16x8 x = load_bf16x8(inp + i, 0, left, true);
-    Bf16x8 d = load_bf16x8(dout + i, 0, left, true);
-#pragma unroll
-    for (int e = 0; e < 8; e++) {
-        float gelu, gelu_grad;  // the compiler drops gelu's own instructions
-        gelu_tanh_and_grad(__bfloat162float(x.v[e]), gelu, gelu_grad);
-        d.v[e] = __float2bfloat16(gelu_grad * __bfloat162float(d.v[e]));
-    }
-    store_bf16x8(dinp + i, 0, left, true, d);
-}
-
-static inline void gelu_check_(long long n, const void *a, const void *b, const void *c) {
-    shapeCheck(n > 0, "n=%lld", n);
-    shapeCheck((uintptr_t)a % 16 == 0 && (uintptr_t)b % 16 == 0 && (uintptr_t)c % 16 == 0,
-               "GELU operands must be 16-byte aligned");
-}
-
 // out [n] = gelu(inp [n]); grad [n] = gelu'(inp [n]) unless grad is NULL (the GELU Fprop's epilogue on GPUs
 // without the Hopper GEMM of core/linear.cuh).
 static inline void gelu_forward(bf16 *out, bf16 *grad, const bf16 *inp, long long n, cudaStream_t stream) {
-    gelu_check_(n, out, inp, grad);
+    shapeCheck(n > 0, "n=%lld", n);
+    shapeCheck(((uintptr_t)out | (uintptr_t)grad | (uintptr_t)inp) % 16 == 0, "GELU operands must be 16-byte aligned");
     const int block = 256;
     gelu_forward_kernel<<<(unsigned)ceil_div<long long>(n, 8LL * block), block, 0, stream>>>(out, grad, inp, n);
-    cudaCheckLaunch();
-}
-
-// dinp [n] = gelu'(inp [n]) * dout [n].
-static inline void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, long long n, cudaStream_t stream) {
-    gelu_check_(n, dinp, inp, dout);
-    const int block = 256;
-    gelu_backward_kernel<<<(unsigned)ceil_div<long long>(n, 8LL * block), block, 0, stream>>>(dinp, inp, dout, n);
     cudaCheckLaunch();
 }
 
