@@ -193,6 +193,8 @@ static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, con
                                     int B, int T, int C, int Vp, int max_T, bool accumulate, cudaStream_t stream) {
     shapeCheck(B > 0 && T > 0 && C > 0 && Vp > 0 && T <= max_T, "B=%d T=%d C=%d Vp=%d max_T=%d", B, T, C, Vp, max_T);
     shapeCheck(C % 8 != 0 || (uintptr_t)dout % 16 == 0, "with C %% 8 == 0 dout must be 16-byte aligned");
+    shapeCheck((size_t)C * sizeof(float) <= ENCODER_WTE_SMEM, "encoder backward supports C <= %d, got C=%d",
+               (int)(ENCODER_WTE_SMEM / sizeof(float)), C);
     const int N = B * T;
     // dwpe
     const int wpe_rows = accumulate ? T : max_T, wpe_threads = wpe_rows * ((C + 7) / 8), block = 256;
@@ -218,9 +220,7 @@ static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, con
     // G threads per slice of a piece's rows, up to ENCODER_WTE_SLICES slices per block
     const int groups = (C + 7) / 8;
     const int G = groups >= 256 ? 256 : ceil_div(groups, WARP_SIZE) * WARP_SIZE;
-    const int slices = std::max(1, std::min(ENCODER_WTE_SLICES, (int)(ENCODER_WTE_SMEM / ((size_t)C * sizeof(float)))));
-    shapeCheck((size_t)C * sizeof(float) <= ENCODER_WTE_SMEM, "encoder backward supports C <= %d, got C=%d",
-               (int)(ENCODER_WTE_SMEM / sizeof(float)), C);
+    const int slices = std::min(ENCODER_WTE_SLICES, (int)(ENCODER_WTE_SMEM / ((size_t)C * sizeof(float))));
     encoder_backward_wte_chunk_kernel<<<chunks, slices * G, slices * C * sizeof(float), stream>>>(dwte, head, tail, dout, sorted_tokens,
                                                                                                 sorted_positions, N, C, G);
     cudaCheckLaunch();
