@@ -673,7 +673,12 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         if (qs + BQ - 1 < skip_k0) continue;   // every query of this tile is left of these keys
         const uint32_t cQ = aQ + stage * BQ * HS * 2, cdO = adO + stage * BQ * HS * 2;
         const float *cL = sL + stage * BQ, *cD = sD + stage * BQ;
-        const bool need_mask = qs < wk0 + WR - 1 || qs + BQ > T;
+        // causal mask: query qs + 8j + 2t + (e & 1) is left of key wk0 + 16mt + 8i + g when 8j + (e & 1) <
+        // first_q[2mt + i] (one compare with a constant per score). Queries past T need no mask: their Q,
+        // dout, lse and delta rows are zero-filled, so P^T = 1 and dS^T = 0 there and both products add zeros.
+        int first_q[2 * MT];
+#pragma unroll
+        for (int r = 0; r < 2 * MT; r++) first_q[r] = wk0 + 8 * r + g - qs - 2 * t;
 
         // P^T = exp(S^T * scale - lse) in s, masked; with wgmma it runs while dP^T is still being computed
         float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
@@ -700,12 +705,8 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
             for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float p = attn_exp2(s[mt][j][e] * scale_log2 - lq2[e & 1]);
-                    if (need_mask) {
-                        int q = qs + j * 8 + 2 * t + (e & 1), key = wk0 + mt * 16 + g + (e >> 1) * 8;
-                        if (q < key || q >= T) p = 0.f;
-                    }
-                    s[mt][j][e] = p;
+                    const float p = attn_exp2(s[mt][j][e] * scale_log2 - lq2[e & 1]);
+                    s[mt][j][e] = j * 8 + (e & 1) < first_q[2 * mt + (e >> 1)] ? 0.f : p;
                 }
             }
         }
@@ -876,7 +877,12 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
             continue;
         }
         const uint32_t cK = aK + stage * BK * HS * 2, cV = aV + stage * BK * HS * 2;
-        const bool need_mask = k0 + BK - 1 > wq0 || k0 + BK > T;
+        // causal mask: key k0 + 8j + 2t + (e & 1) is right of query wq0 + 16mt + 8i + g when 8j + (e & 1) >
+        // last_key[2mt + i] (one compare with a constant per score). Keys past T are right of every query
+        // < T; the rows past T are not stored.
+        int last_key[2 * MT];
+#pragma unroll
+        for (int r = 0; r < 2 * MT; r++) last_key[r] = wq0 + 8 * r + g - k0 - 2 * t;
 
         // P = exp(S * scale - lse) in s, masked; with wgmma it runs while dP is still being computed
         float s[MT][BK / 8][4], dp[MT][BK / 8][4];
@@ -901,12 +907,8 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
             for (int j = 0; j < BK / 8; j++) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float p = attn_exp2(s[mt][j][e] * scale_log2 - lq[2 * mt + (e >> 1)]);
-                    if (need_mask) {
-                        int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + mt * 16 + g + (e >> 1) * 8;
-                        if (key > q || key >= T) p = 0.f;
-                    }
-                    s[mt][j][e] = p;
+                    const float p = attn_exp2(s[mt][j][e] * scale_log2 - lq[2 * mt + (e >> 1)]);
+                    s[mt][j][e] = j * 8 + (e & 1) > last_key[2 * mt + (e >> 1)] ? 0.f : p;
                 }
             }
         }
