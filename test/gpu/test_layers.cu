@@ -496,8 +496,10 @@ static void test_layernorm_backward(void) {
 
 // gelu_forward's two outputs, gelu(x) and gelu'(x) (what the GELU Fprop stores on GPUs without the Hopper
 // GEMM; its Dgrad's product with gelu' is checked in test_linear). in_place: gelu' overwrites x, as there.
-static void gelu_case(long long n, int in_place) {
-    float *x = random_bf16_values((size_t)n, 0.0f, 2.0f);
+// x ~ N(0, std^2): std 2 for the usual pre-activations, 20 for the tails (exp overflows below x = -10.5;
+// gelu' = 1 in FP32 above x = 6.5).
+static void gelu_case(long long n, int in_place, float std) {
+    float *x = random_bf16_values((size_t)n, 0.0f, std);
     float *out_ref = (float *)malloc_check((size_t)n * sizeof(float));
     float *grad_ref = (float *)calloc_check((size_t)n, sizeof(float)), *ones = (float *)malloc_check((size_t)n * sizeof(float));
     for (long long i = 0; i < n; i++) ones[i] = 1.0f;
@@ -534,10 +536,11 @@ static void gelu_case(long long n, int in_place) {
 }
 
 static void test_gelu(void) {
-    gelu_case(1, 0);
-    gelu_case(37 * 100, 0);   // n % 8 == 4
-    gelu_case(37 * 101, 1);   // odd n, in place
-    gelu_case(4096LL * 768 * 4, 0);
+    gelu_case(1, 0, 2.0f);
+    gelu_case(37 * 100, 0, 2.0f);   // n % 8 == 4
+    gelu_case(37 * 101, 1, 2.0f);   // odd n, in place
+    gelu_case(4096LL * 768 * 4, 0, 2.0f);
+    gelu_case(1 << 20, 0, 20.0f);
 }
 
 // ----------------------------------------------------------------------------------------------
