@@ -48,18 +48,27 @@
 #define BG_THREADS 384
 #define BG_CHUNKS 8          // slices of a tile's epilogue, one per K-step of the next tile
 #define BG_CONSUMER_REGS 240 // 128 accumulators + 64 packed results of the previous tile + addresses, GELU math
-#define BG_PRODUCER_REGS 24  // 128 * (2 * 240 + 24) <= 65536 (240/24 measured 2-3% faster than 232/40)
+#define BG_PRODUCER_REGS 24  // 2 * 240 + 24 = 3 * 168, the registers each thread launches with: setmaxnreg moves registers within the block's pool (240/24 measured 2-3% faster than 232/40)
 #define BG_A_BYTES (BG_BM * BG_BK * 2)
 #define BG_B_BYTES (BG_BN * BG_BK * 2)
 #define BG_OFF_B (BG_STAGES * BG_A_BYTES)
+#define BG_AUX_COLS (BG_BN / BG_CHUNKS)       // GELU_BACKWARD: columns of aux per epilogue chunk
+#define BG_AUX_BUFS 2                          // chunks of aux in shared memory (copied ahead of their chunk)
+#define BG_AUX_BYTES (BG_BM * BG_AUX_COLS * 2) // one chunk: 128 rows x 64 bytes
 #define BG_OFF_COLSUM (BG_OFF_B + BG_STAGES * BG_B_BYTES)  // float [2][8 warps][256]: column sums per warp
-#define BG_OFF_FULL (BG_OFF_COLSUM + 2 * 8 * BG_BN * 4)    // uint64 [stages]
+#define BG_OFF_AUX (BG_OFF_COLSUM + 2 * 8 * BG_BN * 4)     // bf16 [BG_AUX_BUFS][128][BG_AUX_COLS]
+#define BG_OFF_FULL (BG_OFF_AUX + BG_AUX_BUFS * BG_AUX_BYTES) // uint64 [stages]
 #define BG_OFF_EMPTY (BG_OFF_FULL + BG_STAGES * 8)         // uint64 [stages]
-#define BG_SMEM_BYTES (BG_OFF_EMPTY + BG_STAGES * 8 + 1024)
+#define BG_OFF_AUX_FULL (BG_OFF_EMPTY + BG_STAGES * 8)     // uint64 [BG_AUX_BUFS]
+#define BG_OFF_AUX_EMPTY (BG_OFF_AUX_FULL + BG_AUX_BUFS * 8) // uint64 [BG_AUX_BUFS]
+#define BG_SMEM_BYTES (BG_OFF_AUX_EMPTY + BG_AUX_BUFS * 8 + 1024)
 static_assert(BG_SMEM_BYTES <= 227 * 1024, "stages must fit in shared memory");
+static_assert(2 * BG_CONSUMER_REGS + BG_PRODUCER_REGS <= 3 * (65536 / BG_THREADS / 8 * 8),
+              "setmaxnreg moves registers within the block's launch allocation (64K / 384 threads = 168 each): more waits forever");
 static_assert(BG_BM == 2 * 64 && BG_THREADS == 3 * 128, "two consumer warpgroups of m64 rows plus one producer");
 static_assert(BG_BN == 256 && BG_BK * 2 == 128, "wgmma m64n256k16 on 128-byte swizzled rows");
 static_assert(BG_CHUNKS * 8 == BG_BN / 8 * 2, "a chunk is 8 packed pairs: 4 column groups of 8, both row halves");
+static_assert(BG_AUX_COLS == 32 && BG_OFF_AUX % 128 == 0, "a chunk's aux rows are 64 bytes: 4 lanes x 16 bytes");
 
 enum Bf16GemmEpilogue { BF16_GEMM_PLAIN = 0, BF16_GEMM_BIAS_GELU, BF16_GEMM_GELU_BACKWARD };
 
@@ -88,11 +97,9 @@ __device__ __forceinline__ void bg_wgmma_m64n256k16(float (&d)[128], uint64_t de
 #define BG_NMAJOR_LBO_FIELD ((uint32_t)((64 * BG_BK * 2) >> 4) << 16)
 
 // The consumer's state of the previous tile's epilogue: its results rounded to BF16 pairs (packed[p] =
-// fragment registers 2p, 2p+1: column group p / 2, row half p % 2), the aux values of the next two chunks
-// (GELU_BACKWARD: aux[chunk % 2][row half], 8 columns each), and where the tile lies.
+// fragment registers 2p, 2p+1: column group p / 2, row half p % 2), and where the tile lies.
 struct BgPending {
     uint32_t packed[64];
-    uint4 aux[2][2];
     size_t offset;     // element offset in out / aux of this thread's first row, at column 8 * (lane % 4) of the tile
     uint32_t rows_ok;  // bit h: row half h lies inside the matrix
     uint32_t cols_ok;  // bit g: column group g (8 columns) lies inside the matrix
@@ -135,25 +142,45 @@ __device__ __forceinline__ void bg_quad_transpose(uint32_t (&x)[4]) {
     }
 }
 
-// Loads the aux pieces of chunk CH of the pending tile into aux[CH % 2] (zero outside the matrix).
-template <int CH>
-__device__ __forceinline__ void bg_load_aux(BgPending &p, const bf16 *aux, int N) {
-    const BgPlace place(p);
+// A consumer thread's end of the aux ring (GELU_BACKWARD): the aux copy thread puts chunk c of the pending
+// tiles (in the consumers' order) into buffer c % BG_AUX_BUFS, 128 rows x BG_AUX_COLS columns, rows 64 bytes
+// apart, zero outside the matrix; the 8 consumer warps release each buffer once they have read it.
+struct BgAuxRing {
+    uint32_t piece;        // shared address in buffer 0 of this thread's first piece: its row, bytes 16 (lane % 4) + 0..15
+    uint32_t full, empty;  // shared addresses of buffer 0's barriers
+    Sm90RingPos<BG_AUX_BUFS> pos;
+};
+
+// Waits for the ring's current chunk and reads this thread's two pieces (its row and the row 8 below: the
+// 8 columns that bg_quad_transpose gives the lane).
+__device__ __forceinline__ void bg_aux_read(const BgAuxRing &r, uint4 (&a)[2]) {
+    sm90_mbar_wait(r.full + 8 * r.pos.stage, r.pos.parity);
 #pragma unroll
     for (int h = 0; h < 2; h++)
-        p.aux[CH % 2][h] = place.inside(CH, h) ? *reinterpret_cast<const uint4 *>(aux + place.at(CH, h, N)) : make_uint4(0, 0, 0, 0);
+        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(a[h].x), "=r"(a[h].y), "=r"(a[h].z), "=r"(a[h].w)
+                     : "r"(r.piece + r.pos.stage * BG_AUX_BYTES + h * 8 * BG_AUX_COLS * 2) : "memory");
+}
+
+// The warp is done with the ring's current chunk (its values are in registers and used): lane 0 releases the
+// buffer for this warp, and the ring moves on.
+__device__ __forceinline__ void bg_aux_release(BgAuxRing &r) {
+    __syncwarp();
+    if (threadIdx.x % 32 == 0) sm90_mbar_arrive(r.empty + 8 * r.pos.stage);
+    r.pos.advance();
 }
 
 __device__ __forceinline__ float bg_lo(uint32_t v) { return __uint_as_float(v << 16); }
 __device__ __forceinline__ float bg_hi(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
 
 // Chunk CH of the pending tile's epilogue: column groups 4 CH .. 4 CH + 3, both row halves, one 16-byte
-// store per row half and output after the quad transpose. GELU_BACKWARD also sums the lane's 8 columns over
-// its two rows, then over the 8 lanes holding the same columns (reduce-scatter: each lane ends with one
-// column), into colsum[warp][column].
+// store per row half and output after the quad transpose. GELU_BACKWARD reads the chunk's aux from the ring,
+// and also sums the lane's 8 columns over its two rows, then over the 8 lanes holding the same columns
+// (reduce-scatter: each lane ends with one column), into colsum[warp][column].
 template <int EPI, int CH>
-__device__ __forceinline__ void bg_epilogue_chunk(BgPending &p, bf16 *out, bf16 *aux, float *colsum, int N) {
-    if constexpr (EPI == BF16_GEMM_GELU_BACKWARD && CH + 1 < BG_CHUNKS) bg_load_aux<CH + 1>(p, aux, N);
+__device__ __forceinline__ void bg_epilogue_chunk(BgPending &p, bf16 *out, bf16 *aux, BgAuxRing &ring, float *colsum, int N) {
+    uint4 aux_in[2];
+    if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_aux_read(ring, aux_in);
     const BgPlace place(p);
     float sums[8];
 #pragma unroll
@@ -181,7 +208,7 @@ __device__ __forceinline__ void bg_epilogue_chunk(BgPending &p, bf16 *out, bf16 
                 *reinterpret_cast<uint4 *>(aux + at) = make_uint4(d[0], d[1], d[2], d[3]);
             }
         } else {
-            const uint4 a4 = p.aux[CH % 2][h];
+            const uint4 a4 = aux_in[h];
             const uint32_t a[4] = {a4.x, a4.y, a4.z, a4.w};
             uint32_t g[4];
 #pragma unroll
@@ -194,6 +221,7 @@ __device__ __forceinline__ void bg_epilogue_chunk(BgPending &p, bf16 *out, bf16 
         }
     }
     if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) {
+        bg_aux_release(ring);
         // lanes l ^ 16, l ^ 8, l ^ 4 hold the same columns (other rows); keep half, pass half, each step
         const int lane = threadIdx.x % 32;
         const bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
@@ -217,16 +245,16 @@ __device__ __forceinline__ void bg_epilogue_chunk(BgPending &p, bf16 *out, bf16 
 }
 
 template <int EPI>
-__device__ __forceinline__ void bg_epilogue_chunk_at(int ch, BgPending &p, bf16 *out, bf16 *aux, float *colsum, int N) {
+__device__ __forceinline__ void bg_epilogue_chunk_at(int ch, BgPending &p, bf16 *out, bf16 *aux, BgAuxRing &ring, float *colsum, int N) {
     switch (ch) {
-    case 0: bg_epilogue_chunk<EPI, 0>(p, out, aux, colsum, N); break;
-    case 1: bg_epilogue_chunk<EPI, 1>(p, out, aux, colsum, N); break;
-    case 2: bg_epilogue_chunk<EPI, 2>(p, out, aux, colsum, N); break;
-    case 3: bg_epilogue_chunk<EPI, 3>(p, out, aux, colsum, N); break;
-    case 4: bg_epilogue_chunk<EPI, 4>(p, out, aux, colsum, N); break;
-    case 5: bg_epilogue_chunk<EPI, 5>(p, out, aux, colsum, N); break;
-    case 6: bg_epilogue_chunk<EPI, 6>(p, out, aux, colsum, N); break;
-    case 7: bg_epilogue_chunk<EPI, 7>(p, out, aux, colsum, N); break;
+    case 0: bg_epilogue_chunk<EPI, 0>(p, out, aux, ring, colsum, N); break;
+    case 1: bg_epilogue_chunk<EPI, 1>(p, out, aux, ring, colsum, N); break;
+    case 2: bg_epilogue_chunk<EPI, 2>(p, out, aux, ring, colsum, N); break;
+    case 3: bg_epilogue_chunk<EPI, 3>(p, out, aux, ring, colsum, N); break;
+    case 4: bg_epilogue_chunk<EPI, 4>(p, out, aux, ring, colsum, N); break;
+    case 5: bg_epilogue_chunk<EPI, 5>(p, out, aux, ring, colsum, N); break;
+    case 6: bg_epilogue_chunk<EPI, 6>(p, out, aux, ring, colsum, N); break;
+    case 7: bg_epilogue_chunk<EPI, 7>(p, out, aux, ring, colsum, N); break;
     default: break;
     }
 }
@@ -267,8 +295,9 @@ __device__ __forceinline__ void bg_issue_stage(float (&acc)[128], uint32_t full_
 // boxes of 256 / CM x 64 (B_KMAJOR) or [K,N] in boxes of 64 x 64.
 template <int EPI, bool B_KMAJOR, int CM, int CN>
 __global__ void __launch_bounds__(BG_THREADS, 1)
-bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b, bf16 *out, bf16 *aux,
-                 const bf16 *bias, float *col_partials, int M, int N, int K) {
+bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+                 const __grid_constant__ CUtensorMap map_aux, bf16 *out, bf16 *aux, const bf16 *bias, float *col_partials, int M, int N,
+                 int K) {
 #if SM90_HAS_WGMMA
     static_assert((CM == 1 || CM == 2) && (CN == 1 || CN == 2), "clusters of 1 or 2 tiles per dimension");
     constexpr int CS = CM * CN;
@@ -277,8 +306,11 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
     uint8_t *tiles_a = smem;
     uint8_t *tiles_b = smem + BG_OFF_B;
     float *colsum_buf = (float *)(smem + BG_OFF_COLSUM);
+    uint8_t *aux_tiles = smem + BG_OFF_AUX;
     uint64_t *full = (uint64_t *)(smem + BG_OFF_FULL);
     uint64_t *empty = (uint64_t *)(smem + BG_OFF_EMPTY);
+    uint64_t *aux_full = (uint64_t *)(smem + BG_OFF_AUX_FULL);
+    uint64_t *aux_empty = (uint64_t *)(smem + BG_OFF_AUX_EMPTY);
 
     const int m_tiles = ceil_div(M, BG_BM), n_tiles = ceil_div(N, BG_BN), k_tiles = ceil_div(K, BG_BK);
     const int rank = CS == 1 ? 0 : (int)sm90_cluster_rank();
@@ -286,6 +318,7 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
 
     if (threadIdx.x == 0) {
         sm90_ring_barriers_init(full, empty, BG_STAGES, 2 * CS);
+        if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) sm90_ring_barriers_init(aux_full, aux_empty, BG_AUX_BUFS, 8);
         sm90_fence_barrier_init();
     }
     sm90_barriers_ready<CS>();
@@ -321,6 +354,18 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
                 }
             }
         }
+        if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) {
+            // thread 32 copies the aux chunks of the same tiles, in the order the consumers' epilogues take them
+            Sm90RingPos<BG_AUX_BUFS> apos;
+            for (int j = 0; threadIdx.x == 32 && sm90_tile<CM, CN, BG_GROUP_M>(tile, j, m_tiles, n_tiles, dm, dn); j++) {
+                for (int ch = 0; ch < BG_CHUNKS; ch++, apos.advance()) {
+                    sm90_mbar_wait(sm90_smem_addr(&aux_empty[apos.stage]), apos.parity ^ 1);
+                    sm90_mbar_arrive_expect_tx(&aux_full[apos.stage], BG_AUX_BYTES);
+                    sm90_tma_load_2d(aux_tiles + apos.stage * BG_AUX_BYTES, &map_aux, &aux_full[apos.stage], tile.nt * BG_BN + ch * BG_AUX_COLS,
+                                     tile.mt * BG_BM);
+                }
+            }
+        }
     } else {
         asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(BG_CONSUMER_REGS));
         const int consumer = warpgroup - 1;
@@ -329,6 +374,10 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
         const uint32_t desc_a = sm90_sw128_desc_lo(tiles_a + consumer * 64 * BG_BK * 2);
         const uint32_t desc_b = B_KMAJOR ? sm90_sw128_desc_lo(tiles_b) : ((sm90_smem_addr(tiles_b) & 0x3FFFFu) >> 4) | BG_NMAJOR_LBO_FIELD;
         const uint32_t full_addr = sm90_smem_addr(full);
+        BgAuxRing ring;
+        ring.piece = sm90_smem_addr(aux_tiles) + local_row * BG_AUX_COLS * 2 + 16 * (lane % 4);
+        ring.full = sm90_smem_addr(aux_full);
+        ring.empty = sm90_smem_addr(aux_empty);
 
         float acc[128];
         BgPending pend;  // the previous tile, whose epilogue runs during this tile's K-loop
@@ -347,10 +396,10 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
                 prev_stage = pos.stage;
                 pos.advance();
                 // a slice of the previous tile's epilogue while this K-step's products run
-                if (pending && kt < BG_CHUNKS && kt + 1 < k_tiles) bg_epilogue_chunk_at<EPI>(kt, pend, out, aux, colsum, N);
+                if (pending && kt < BG_CHUNKS && kt + 1 < k_tiles) bg_epilogue_chunk_at<EPI>(kt, pend, out, aux, ring, colsum, N);
             }
             if (pending) {  // the chunks the K-loop had no room for (K < (BG_CHUNKS + 1) * BG_BK), then the sums
-                for (int ch = k_tiles - 1; ch < BG_CHUNKS; ch++) bg_epilogue_chunk_at<EPI>(ch, pend, out, aux, colsum, N);
+                for (int ch = k_tiles - 1; ch < BG_CHUNKS; ch++) bg_epilogue_chunk_at<EPI>(ch, pend, out, aux, ring, colsum, N);
                 if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_finish_colsums(pend, colsum, col_partials, N);
             }
             // this tile's bias pairs, loaded while its last K-step's products run
@@ -375,11 +424,10 @@ bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constan
             pend.col0 = tile.nt * BG_BN;
             pend.inside = tile.inside;
             pending = true;
-            if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_load_aux<0>(pend, aux, N);
         }
         if (pending) {  // the last tile's epilogue
             float *colsum = colsum_buf + ((j + 1) % 2) * 8 * BG_BN;
-            for (int ch = 0; ch < BG_CHUNKS; ch++) bg_epilogue_chunk_at<EPI>(ch, pend, out, aux, colsum, N);
+            for (int ch = 0; ch < BG_CHUNKS; ch++) bg_epilogue_chunk_at<EPI>(ch, pend, out, aux, ring, colsum, N);
             if constexpr (EPI == BF16_GEMM_GELU_BACKWARD) bg_finish_colsums(pend, colsum, col_partials, N);
         }
     }
@@ -412,6 +460,10 @@ static inline void bf16_gemm_epilogue_clustered(bf16 *out, bf16 *aux, const bf16
     const CUtensorMap map_a = sm90_tensor_map_sw128(a, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, M, K, BG_BM / CN);
     const CUtensorMap map_b = B_KMAJOR ? sm90_tensor_map_sw128(b, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, N, K, BG_BN / CM)
                                        : sm90_tensor_map_sw128(b, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, K, N, BG_BK);
+    // GELU_BACKWARD reads aux [M,N] in chunks of 128 rows x BG_AUX_COLS columns (unswizzled); unused otherwise
+    const CUtensorMap map_aux = EPI == BF16_GEMM_GELU_BACKWARD
+                                    ? sm90_tensor_map_2d(aux, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, M, N, BG_BM, BG_AUX_COLS, CU_TENSOR_MAP_SWIZZLE_NONE)
+                                    : map_a;
     static bool smem_set = false;
     if (!smem_set) {
         cudaCheck(cudaFuncSetAttribute(bf16_gemm_kernel<EPI, B_KMAJOR, CM, CN>, cudaFuncAttributeMaxDynamicSharedMemorySize, BG_SMEM_BYTES));
@@ -421,7 +473,7 @@ static inline void bf16_gemm_epilogue_clustered(bf16 *out, bf16 *aux, const bf16
     constexpr int CS = CM * CN;
     const int cluster_tiles = ceil_div(ceil_div(M, BG_BM), CM) * ceil_div(ceil_div(N, BG_BN), CN);
     const int clusters = std::min(cluster_tiles, sm90_sm_count() / CS);
-    sm90_launch_clusters(bf16_gemm_kernel<EPI, B_KMAJOR, CM, CN>, clusters * CS, CS, BG_THREADS, BG_SMEM_BYTES, stream, map_a, map_b, out, aux,
+    sm90_launch_clusters(bf16_gemm_kernel<EPI, B_KMAJOR, CM, CN>, clusters * CS, CS, BG_THREADS, BG_SMEM_BYTES, stream, map_a, map_b, map_aux, out, aux,
                          bias, col_partials, M, N, K);
 }
 

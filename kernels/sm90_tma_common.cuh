@@ -21,9 +21,11 @@ __device__ __forceinline__ void sm90_mbar_arrive_expect_tx(uint64_t *bar, uint32
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(sm90_smem_addr(bar)), "r"(bytes) : "memory");
 }
 
-__device__ __forceinline__ void sm90_mbar_arrive(uint64_t *bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(sm90_smem_addr(bar)) : "memory");
+// One arrival on the barrier at shared address `bar`.
+__device__ __forceinline__ void sm90_mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
 }
+__device__ __forceinline__ void sm90_mbar_arrive(uint64_t *bar) { sm90_mbar_arrive(sm90_smem_addr(bar)); }
 
 // Spins until the phase with parity `parity` of the barrier at shared address `bar` has completed.
 __device__ __forceinline__ void sm90_mbar_wait(uint32_t bar, uint32_t parity) {
@@ -173,10 +175,11 @@ __device__ __forceinline__ bool sm90_tile(Sm90Tile &t, int j, int m_tiles, int n
 
 // ---- host side
 
-// Tensor map of a row-major [rows, cols] matrix of `type` (elem_bytes each), read in boxes of box_rows rows
-// x 128 bytes with 128-byte swizzle; boxes past the edges are zero-filled. Rows must be 16-byte aligned.
-static inline CUtensorMap sm90_tensor_map_sw128(const void *data, CUtensorMapDataType type, int elem_bytes, int rows, int cols,
-                                                int box_rows) {
+// Tensor map of a row-major [rows, cols] matrix of `type` (elem_bytes each), read in boxes of box_rows rows x
+// box_cols columns (box_cols * elem_bytes a multiple of 16, at most 128 with 128-byte swizzle) written to shared
+// memory with `swizzle`; boxes past the edges are zero-filled. Rows must be 16-byte aligned.
+static inline CUtensorMap sm90_tensor_map_2d(const void *data, CUtensorMapDataType type, int elem_bytes, int rows, int cols, int box_rows,
+                                             int box_cols, CUtensorMapSwizzle swizzle) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
     if (encode == NULL) {
         cudaDriverEntryPointQueryResult found;
@@ -189,16 +192,22 @@ static inline CUtensorMap sm90_tensor_map_sw128(const void *data, CUtensorMapDat
     CUtensorMap map;
     cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
     cuuint64_t strides[1] = {(cuuint64_t)cols * elem_bytes};
-    cuuint32_t box[2] = {(cuuint32_t)(128 / elem_bytes), (cuuint32_t)box_rows};
+    cuuint32_t box[2] = {(cuuint32_t)box_cols, (cuuint32_t)box_rows};
     cuuint32_t elem_strides[2] = {1, 1};
-    CUresult res = encode(&map, type, 2, (void *)data, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    CUresult res = encode(&map, type, 2, (void *)data, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (res != CUDA_SUCCESS) {
-        fprintf(stderr, "error: cuTensorMapEncodeTiled failed (%d) for a %d x %d matrix of %d-byte elements\n", (int)res, rows, cols,
-                elem_bytes);
+        fprintf(stderr, "error: cuTensorMapEncodeTiled failed (%d) for a %d x %d matrix of %d-byte elements in %d x %d boxes\n", (int)res,
+                rows, cols, elem_bytes, box_rows, box_cols);
         exit(1);
     }
     return map;
+}
+
+// The same in boxes of box_rows rows x 128 bytes with 128-byte swizzle (the GEMM operand tiles).
+static inline CUtensorMap sm90_tensor_map_sw128(const void *data, CUtensorMapDataType type, int elem_bytes, int rows, int cols,
+                                                int box_rows) {
+    return sm90_tensor_map_2d(data, type, elem_bytes, rows, cols, box_rows, 128 / elem_bytes, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 // Launches a persistent kernel on `blocks` blocks (a multiple of cluster_size) of `threads` threads with
