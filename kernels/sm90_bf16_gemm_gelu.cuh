@@ -23,11 +23,14 @@
 // after each K-step's wgmma are issued, one of BG_CHUNKS slices of tile t's epilogue (GELU math, stores,
 // column sums) runs on the CUDA cores while the tensor cores work; a quad transpose makes every store a
 // 16-byte piece (4-byte stores from the fragment layout left the kernel L2-bound: 500 vs 360 us at d24).
+// GELU_BACKWARD's aux (gelu') comes the same way: thread 32 of warpgroup 0 copies each tile's aux in BG_CHUNKS
+// chunks of 128 rows x 32 columns (unswizzled) into a ring of BG_AUX_BUFS buffers, ahead of the epilogue chunk
+// that reads it; the 8 consumer warps release each buffer (per-thread loads one chunk ahead cost 12-15% more).
 // Blocks may form clusters of CM x CN tiles that share A's and B's tiles through TMA multicast.
 // Measured (H100, dev/RESULTS.md): the plain mainloop runs at cuBLASLt's speed (753 vs 741 TFLOP/s at the d24
-// fc shape), the GELU backward replaces cuBLASLt's Dgrad plus a GELU pass at 0.85x their time, but the
-// forward's GELU math hides poorly behind the products (tensor pipe 61% busy): it costs about what
-// cuBLASLt's GELU_AUX epilogue does.
+// fc shape), the GELU backward replaces cuBLASLt's Dgrad plus a GELU pass at 0.74x their time (472 vs 638 us
+// at d24), but the forward's GELU math hides poorly behind the products (tensor pipe 61% busy): it costs
+// about what cuBLASLt's GELU_AUX epilogue does.
 // Shape rules (checked by the launcher): M, N >= 1, N % 8 == 0, K % 8 == 0; partial tiles are zero-filled
 // by the tensor copies and masked at the stores.
 #ifndef KERNELS_SM90_BF16_GEMM_GELU_CUH
@@ -48,7 +51,7 @@
 #define BG_THREADS 384
 #define BG_CHUNKS 8          // slices of a tile's epilogue, one per K-step of the next tile
 #define BG_CONSUMER_REGS 240 // 128 accumulators + 64 packed results of the previous tile + addresses, GELU math
-#define BG_PRODUCER_REGS 24  // 2 * 240 + 24 = 3 * 168, the registers each thread launches with: setmaxnreg moves registers within the block's pool (240/24 measured 2-3% faster than 232/40)
+#define BG_PRODUCER_REGS 24  // 2 * 240 + 24 = 3 * 168, the launch allocation (240/24 measured 2-3% faster than 232/40)
 #define BG_A_BYTES (BG_BM * BG_BK * 2)
 #define BG_B_BYTES (BG_BN * BG_BK * 2)
 #define BG_OFF_B (BG_STAGES * BG_A_BYTES)
