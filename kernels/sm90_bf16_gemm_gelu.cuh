@@ -295,7 +295,8 @@ __device__ __forceinline__ void bg_issue_stage(float (&acc)[128], uint32_t full_
 // Persistent blocks over 128 x 256 tiles (sm90_tile raster); see the header comment. Clusters of CM x CN
 // tiles (1 or 2 each): the CM blocks of a tile column share B's tiles, the CN blocks of a tile row share A's
 // (each loads its share and multicasts it). map_a: A [M,K] in boxes of 128 / CN x 64; map_b: B [N,K] in
-// boxes of 256 / CM x 64 (B_KMAJOR) or [K,N] in boxes of 64 x 64.
+// boxes of 256 / CM x 64 (B_KMAJOR) or [K,N] in boxes of 64 x 64; map_aux (GELU_BACKWARD only): aux [M,N]
+// in unswizzled boxes of 128 x BG_AUX_COLS, one per epilogue chunk, each block copying its own tile's.
 template <int EPI, bool B_KMAJOR, int CM, int CN>
 __global__ void __launch_bounds__(BG_THREADS, 1)
 bf16_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
