@@ -497,16 +497,17 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
             attn_warp_mma_abt<HS, MT, BC>(s, aQ, warp * WR, cK);
         }
 
-        if (k0 + BC - 1 > wq0 || k0 + BC > T) {
+        // causal mask, on the tiles that reach right of the warp's first row: key k0 + 8j + 2t + (e & 1) is right
+        // of query wq0 + 16mt + 8i + g when 8j + (e & 1) > last_key[2mt + i] (one compare with a constant per
+        // score). Keys past T are right of every query < T; rows past T are not stored.
+        if (k0 + BC - 1 > wq0) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
+                const int last_key[2] = {wq0 + 16 * mt + g - k0 - 2 * t, wq0 + 16 * mt + 8 + g - k0 - 2 * t};
 #pragma unroll
                 for (int j = 0; j < BC / 8; j++) {
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int key = k0 + j * 8 + 2 * t + (e & 1), q = wq0 + mt * 16 + g + (e >> 1) * 8;
-                        if (key > q || key >= T) s[mt][j][e] = -INFINITY;
-                    }
+                    for (int e = 0; e < 4; e++) s[mt][j][e] = j * 8 + (e & 1) > last_key[e >> 1] ? -INFINITY : s[mt][j][e];
                 }
             }
         }
