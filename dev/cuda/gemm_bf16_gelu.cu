@@ -21,7 +21,7 @@ core/linear.cuh on GPUs other than Hopper (cuBLASLt, then gelu_forward / gelu_ba
 
 Compile and run:
   make build/dev/gemm_bf16_gelu && ./build/dev/gemm_bf16_gelu          (correctness, then speed)
-  ./build/dev/gemm_bf16_gelu check | speed                             (one part)
+  ./build/dev/gemm_bf16_gelu check | speed | dgrad                     (one part; dgrad: the plain Dgrads)
 */
 #include <math.h>
 #include <string.h>
@@ -257,8 +257,44 @@ static void speed(const char *name, int M, int C) {
     cudaCheck(cudaFree(out)); cudaCheck(cudaFree(aux)); cudaCheck(cudaFree(part)); cudaCheck(cudaFree(dbias));
 }
 
+// The model's plain Dgrads, dinp[M,IC] = dout[M,OC] . W[OC,IC] (B N-major), which the trainer gives to cuBLASLt:
+// cuBLASLt as the trainer calls it (tuned plan), cuBLASLt on a transposed copy of W (the Fprop layout, B K-major:
+// what a stored W^T would allow), and this kernel's plain epilogue with B [K,N] and on W^T.
+static void speed_dgrad(const char *name, int M, int IC, int OC) {
+    const int N = IC, K = OC;
+    const double flops = 2.0 * M * N * K;
+    bf16 *dout = bench_alloc_random<bf16>((size_t)M * K, 1, 0.0f, 1.0f), *w = bench_alloc_random<bf16>((size_t)K * N, 2, 0.0f, 0.03f);
+    bf16 *w_t = bench_alloc_random<bf16>((size_t)N * K, 3, 0.0f, 0.03f), *out;
+    cudaCheck(cudaMalloc(&out, (size_t)M * N * sizeof(bf16)));
+    MatmulContext matmul;
+    matmul_context_init(&matmul);
+    const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, NULL, 0, 0);
+    auto none = [] {};
+    auto report = [&](const char *what, float us) {
+        printf("%-14s M=%d N=%d K=%d  %-36s %8.1f us %7.1f TFLOP/s\n", name, M, N, K, what, us, flops / (us * 1e-6) / 1e12);
+        fflush(stdout);
+    };
+    const int reps = 20;
+    report("cuBLASLt Dgrad (B [K,N], trainer)", bench_median_us(reps, none, [&] {
+               linear_gemm(&ctx, LINEAR_DGRAD, out, dout, w, NULL, NULL, M, IC, OC, false, 0);
+           }));
+    report("cuBLASLt on W^T (B [N,K])", bench_median_us(reps, none, [&] {
+               linear_gemm(&ctx, LINEAR_FPROP, out, dout, w_t, NULL, NULL, M, K, N, false, 0);  // IC = K, OC = N
+           }));
+    for (int cl = 0; cl < 3; cl++) {
+        char what[96];
+        snprintf(what, sizeof(what), "sm90 plain, B [K,N], cluster %s", CLUSTER_NAMES[cl]);
+        report(what, bench_median_us(reps, none, [&] { run_variant(BF16_GEMM_PLAIN, false, cl, out, NULL, dout, w, NULL, NULL, M, N, K); }));
+    }
+    report("sm90 plain on W^T, B [N,K], cluster 1x1",
+           bench_median_us(reps, none, [&] { run_variant(BF16_GEMM_PLAIN, true, 0, out, NULL, dout, w_t, NULL, NULL, M, N, K); }));
+    matmul_context_free(&matmul);
+    cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(w)); cudaCheck(cudaFree(w_t)); cudaCheck(cudaFree(out));
+}
+
 int main(int argc, char **argv) {
     const bool do_check = argc < 2 || strcmp(argv[1], "check") == 0, do_speed = argc < 2 || strcmp(argv[1], "speed") == 0;
+    const bool do_dgrad = argc < 2 || strcmp(argv[1], "dgrad") == 0;
     int failed = 0;
     if (do_check) {
         const int shapes[][3] = {{128, 256, 64}, {1, 8, 8}, {300, 520, 192}, {257, 264, 1000}, {4096, 2048, 128}, {3000, 3072, 768}};
@@ -268,6 +304,14 @@ int main(int argc, char **argv) {
     if (do_speed) {
         speed("d24", 32 * 1024, 1024);
         speed("d12", 64 * 1024, 768);
+    }
+    if (do_dgrad) {
+        speed_dgrad("d24 qkv", 32 * 1024, 1024, 3072);
+        speed_dgrad("d24 attproj", 32 * 1024, 1024, 1024);
+        speed_dgrad("d24 fc", 32 * 1024, 1024, 4096);
+        speed_dgrad("d12 qkv", 64 * 1024, 768, 2304);
+        speed_dgrad("d12 attproj", 64 * 1024, 768, 768);
+        speed_dgrad("d12 fc", 64 * 1024, 768, 3072);
     }
     return failed ? 1 : 0;
 }
