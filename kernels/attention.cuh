@@ -498,8 +498,8 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
         }
 
         // causal mask, on the tiles that reach right of the warp's first row: key k0 + 8j + 2t + (e & 1) is right
-        // of query wq0 + 16mt + 8i + g when 8j + (e & 1) > last_key[2mt + i] (one compare with a constant per
-        // score). Keys past T are right of every query < T; rows past T are not stored.
+        // of query wq0 + 16mt + 8i + g (i = e >> 1) when 8j + (e & 1) > last_key[i], a limit per row and tile (one
+        // compare with a constant per score). Keys past T are right of every query < T; rows past T are not stored.
         if (k0 + BC - 1 > wq0) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
