@@ -10,24 +10,20 @@ with exp2f and 1/y scaled by 1, 1 +- 1.5e-7 and 1, 1 +- 6e-8 (but 1/1 = 1 exactl
 rcp.approx(1.0) = 1.0 for x > 6.5, which test_gelu's std-20 case checks), and the worst error is printed as a fraction of
 test_gelu's bound 2^-8 |ref| + 1e-6 (test/gpu/test_layers.cu), with how many BF16-rounded outputs of the sigmoid
 form differ from the exp(+2u) form's (unscaled).
-  gcc -O2 -o build/gelu_formula_error dev/gelu_formula_error.c -lm && ./build/gelu_formula_error [LIMIT]
+  gcc -O2 -I. -o build/gelu_formula_error dev/gelu_formula_error.c -lm && ./build/gelu_formula_error [LIMIT]
 */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kernels/formats.h"
 
 #define K 0.7978845608028654f  // sqrt(2/pi)
 #define LOG2E 1.4426950408889634f
 
-static float bf16_round(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
+// x rounded to BF16, as a value (so -0 and +0 compare equal)
+static float bf16_value(float x) { return bf16_bits_to_float(bf16_bits_from_float_rne(x)); }
 
 static void gelu_exp_form(float x, float ex2_scale, float rcp_scale, float *gelu, float *grad) {
     const float x2 = x * x;
@@ -81,8 +77,8 @@ int main(int argc, char **argv) {
                     if (form == 1 && a == 0 && b == 0) {
                         float g0, d0;
                         gelu_exp_form(x, 1.0f, 1.0f, &g0, &d0);
-                        differ_gelu += bf16_round(g) != bf16_round(g0);
-                        differ_grad += bf16_round(d) != bf16_round(d0);
+                        differ_gelu += bf16_value(g) != bf16_value(g0);
+                        differ_grad += bf16_value(d) != bf16_value(d0);
                     }
                 }
         }
