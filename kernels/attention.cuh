@@ -71,6 +71,16 @@ __device__ __forceinline__ float attn_exp2(float x) {
     return y;
 }
 
+// The causal mask of a warp's fragment tile (rows row0 + 16mt + 8i + g, i = e >> 1; columns col0 + 8j + 2t +
+// (e & 1)) as one limit per fragment row: column - row = 8j + (e & 1) - limit[2mt + i], so the score lies right
+// of the diagonal when 8j + (e & 1) > limit[2mt + i] and left of it when < (one compare with a constant).
+template <int MT>
+__device__ __forceinline__ void attn_diagonal_limits(int (&limit)[2 * MT], int row0, int col0) {
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int r = 0; r < 2 * MT; r++) limit[r] = row0 + 8 * r + g - col0 - 2 * t;
+}
+
 // ----------------------------------------------------------------------------------------------------
 // Shared-memory tiles: ROWS x HS bf16, row-major, the 16-byte chunks of each row XOR-swizzled by (row % 8)
 // so that ldmatrix (8 rows, one chunk each) and the fragment stores hit distinct banks.
@@ -497,17 +507,17 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) attention_forward_kernel(
             attn_warp_mma_abt<HS, MT, BC>(s, aQ, warp * WR, cK);
         }
 
-        // causal mask, on the tiles that reach right of the warp's first row: key k0 + 8j + 2t + (e & 1) is right
-        // of query wq0 + 16mt + 8i + g (i = e >> 1) when 8j + (e & 1) > last_key[i], a limit per row and tile (one
-        // compare with a constant per score). Keys past T are right of every query < T; rows past T are not stored.
+        // causal mask, on the tiles that reach right of the warp's first row (rows: queries, columns: keys). Keys
+        // past T are right of every query < T; rows past T are not stored.
         if (k0 + BC - 1 > wq0) {
+            int last_key[2 * MT];
+            attn_diagonal_limits<MT>(last_key, wq0, k0);
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
-                const int last_key[2] = {wq0 + 16 * mt + g - k0 - 2 * t, wq0 + 16 * mt + 8 + g - k0 - 2 * t};
 #pragma unroll
                 for (int j = 0; j < BC / 8; j++) {
 #pragma unroll
-                    for (int e = 0; e < 4; e++) s[mt][j][e] = j * 8 + (e & 1) > last_key[e >> 1] ? -INFINITY : s[mt][j][e];
+                    for (int e = 0; e < 4; e++) s[mt][j][e] = j * 8 + (e & 1) > last_key[2 * mt + (e >> 1)] ? -INFINITY : s[mt][j][e];
                 }
             }
         }
@@ -614,7 +624,7 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
     float *sL = reinterpret_cast<float *>(sdO + STAGES * BQ * HS);   // [STAGES][BQ] lse
     float *sD = sL + STAGES * BQ;                                    // [STAGES][BQ]
 
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
     int rank;
     const int bh = attn_block_head(ceil_div(T, BKV), group_heads, &rank), b = bh / NH, h = bh % NH;
     const int k0 = rank * BKV;
@@ -674,12 +684,11 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dkdv_kernel(bf16 *
         if (qs + BQ - 1 < skip_k0) continue;   // every query of this tile is left of these keys
         const uint32_t cQ = aQ + stage * BQ * HS * 2, cdO = adO + stage * BQ * HS * 2;
         const float *cL = sL + stage * BQ, *cD = sD + stage * BQ;
-        // causal mask: query qs + 8j + 2t + (e & 1) is left of key wk0 + 16mt + 8i + g when 8j + (e & 1) <
-        // first_q[2mt + i] (one compare with a constant per score). Queries past T need no mask: their Q,
-        // dout, lse and delta rows are zero-filled, so P^T = 1 and dS^T = 0 there and both products add zeros.
+        // causal mask (rows: keys, columns: queries; a query left of its key is masked). Queries past T need no
+        // mask: their Q, dout, lse and delta rows are zero-filled, so P^T = 1 and dS^T = 0 there and both
+        // products add zeros.
         int first_q[2 * MT];
-#pragma unroll
-        for (int r = 0; r < 2 * MT; r++) first_q[r] = wk0 + 8 * r + g - qs - 2 * t;
+        attn_diagonal_limits<MT>(first_q, wk0, qs);
 
         // P^T = exp(S^T * scale - lse) in s, masked; with wgmma it runs while dP^T is still being computed
         float s[MT][BQ / 8][4], dp[MT][BQ / 8][4];
@@ -878,12 +887,10 @@ __global__ void __launch_bounds__(NW * 32) attention_backward_dq_kernel(bf16 *dq
             continue;
         }
         const uint32_t cK = aK + stage * BK * HS * 2, cV = aV + stage * BK * HS * 2;
-        // causal mask: key k0 + 8j + 2t + (e & 1) is right of query wq0 + 16mt + 8i + g when 8j + (e & 1) >
-        // last_key[2mt + i] (one compare with a constant per score). Keys past T are right of every query
-        // < T; the rows past T are not stored.
+        // causal mask (rows: queries, columns: keys). Keys past T are right of every query < T; the rows past T
+        // are not stored.
         int last_key[2 * MT];
-#pragma unroll
-        for (int r = 0; r < 2 * MT; r++) last_key[r] = wq0 + 8 * r + g - k0 - 2 * t;
+        attn_diagonal_limits<MT>(last_key, wq0, k0);
 
         // P = exp(S * scale - lse) in s, masked; with wgmma it runs while dP is still being computed
         float s[MT][BK / 8][4], dp[MT][BK / 8][4];
