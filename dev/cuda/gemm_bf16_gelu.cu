@@ -188,9 +188,14 @@ static int check_shape(int M, int N, int K) {
     return failed;
 }
 
+// One line of the speed tables: the median time of a GEMM of M x N x K and its rate (2 M N K flops).
+static void print_gemm_time(const char *name, int M, int N, int K, const char *what, float us) {
+    printf("%-11s M=%d N=%d K=%d  %-44s %8.1f us %7.1f TFLOP/s\n", name, M, N, K, what, us, 2.0 * M * N * K / (us * 1e-6) / 1e12);
+    fflush(stdout);
+}
+
 static void speed(const char *name, int M, int C) {
     const int N = 4 * C, K = C;  // fc Fprop: [M,C] . Wfc[4C,C]^T; fcproj Dgrad: dout[M,C] . Wfcproj[C,4C]
-    const double flops = 2.0 * M * N * K;
     bf16 *a = bench_alloc_random<bf16>((size_t)M * K, 1, 0.0f, 1.0f), *w_nk = bench_alloc_random<bf16>((size_t)N * K, 2, 0.0f, 0.03f);
     bf16 *w_kn = bench_alloc_random<bf16>((size_t)K * N, 3, 0.0f, 0.03f), *bias = bench_alloc_random<bf16>(N, 4, 0.0f, 0.1f);
     bf16 *pre = bench_alloc_random<bf16>((size_t)M * N, 5, 0.0f, 2.0f), *out, *aux;
@@ -206,10 +211,7 @@ static void speed(const char *name, int M, int C) {
     LinearContext portable = ctx;  // the GELU GEMMs of GPUs other than Hopper: cuBLASLt + element-wise passes
     portable.gelu_gemm_sm90 = false;
     auto none = [] {};
-    auto report = [&](const char *what, float us) {
-        printf("%-5s M=%d N=%d K=%d  %-44s %8.1f us %7.1f TFLOP/s\n", name, M, N, K, what, us, flops / (us * 1e-6) / 1e12);
-        fflush(stdout);
-    };
+    auto report = [&](const char *what, float us) { print_gemm_time(name, M, N, K, what, us); };
     const int reps = 20;
     // cuBLASLt, called directly: the bias epilogue, and GELU_AUX_BIAS (stores the pre-activation and gelu of it)
     auto cublaslt_fprop = [&](bool gelu) {
@@ -262,7 +264,6 @@ static void speed(const char *name, int M, int C) {
 // what a stored W^T would allow), and this kernel's plain epilogue with B [K,N] and on W^T.
 static void speed_dgrad(const char *name, int M, int IC, int OC) {
     const int N = IC, K = OC;
-    const double flops = 2.0 * M * N * K;
     bf16 *dout = bench_alloc_random<bf16>((size_t)M * K, 1, 0.0f, 1.0f), *w = bench_alloc_random<bf16>((size_t)K * N, 2, 0.0f, 0.03f);
     bf16 *w_t = bench_alloc_random<bf16>((size_t)N * K, 3, 0.0f, 0.03f), *out;
     cudaCheck(cudaMalloc(&out, (size_t)M * N * sizeof(bf16)));
@@ -270,10 +271,7 @@ static void speed_dgrad(const char *name, int M, int IC, int OC) {
     matmul_context_init(&matmul);
     const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, NULL, 0, 0);
     auto none = [] {};
-    auto report = [&](const char *what, float us) {
-        printf("%-14s M=%d N=%d K=%d  %-36s %8.1f us %7.1f TFLOP/s\n", name, M, N, K, what, us, flops / (us * 1e-6) / 1e12);
-        fflush(stdout);
-    };
+    auto report = [&](const char *what, float us) { print_gemm_time(name, M, N, K, what, us); };
     const int reps = 20;
     report("cuBLASLt Dgrad (B [K,N], trainer)", bench_median_us(reps, none, [&] {
                linear_gemm(&ctx, LINEAR_DGRAD, out, dout, w, NULL, NULL, M, IC, OC, false, 0);
