@@ -3,11 +3,14 @@ without it). Runs the script on tinyshakespeare and on small random inputs it wr
 checks the shards against an encoding built independently with tiktoken's own loader."""
 import array
 import base64
+import importlib.util
 import json
 import lzma
 import os
 import random
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,19 +69,77 @@ def expected_stream(docs):
     return out
 
 
-def run_prepare(*args, ok=True):
-    r = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+def file_size_limit(n):
+    """preexec_fn for subprocess: files may grow to n bytes; with SIGXFSZ ignored, a write past that fails
+    with EFBIG ("File too large"), as a write to a full disk fails with ENOSPC. It binds root too."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return limit
+
+
+def run_prepare(*args, ok=True, preamble=None, env=None, max_file_bytes=None):
+    """Runs prepare.py. preamble: Python code run first in the same process (to inject a fault), then the
+    script as __main__; env: extra environment variables; max_file_bytes: see file_size_limit."""
+    cmd = [sys.executable, SCRIPT, *args]
+    if preamble is not None:
+        cmd = [sys.executable, "-c", preamble + "\nimport runpy, sys\n"
+               f"sys.argv = {[SCRIPT, *args]!r}\nrunpy.run_path({SCRIPT!r}, run_name='__main__')\n"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env=dict(os.environ, **env) if env else None,
+                       preexec_fn=file_size_limit(max_file_bytes) if max_file_bytes is not None else None)
     if ok and r.returncode != 0:
         raise AssertionError(f"prepare.py {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
     return r
 
 
-def expect_failure(args, *phrases):
-    r = run_prepare(*args, ok=False)
+def expect_failure(args, *phrases, **kwargs):
+    r = run_prepare(*args, ok=False, **kwargs)
     assert r.returncode != 0, f"prepare.py {' '.join(args)} succeeded on bad input"
     for p in phrases:
         assert p in r.stderr, f"prepare.py {' '.join(args)}: message lacks {p!r}:\n{r.stderr}"
     assert "Traceback" not in r.stderr, f"a traceback instead of a message:\n{r.stderr}"
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("prepare.py: error: ") and \
+        r.stderr.rstrip().endswith(errors[0]), f"not one error line at the end:\n{r.stderr}"
+    return r
+
+
+def deny_access(path):
+    """Preamble for run_prepare: the directory `path` behaves as if unreadable (mode 000) to this process,
+    also for root: listing it, and looking up or opening anything inside it, fail with EACCES."""
+    return f"""
+import builtins, errno, os
+_denied = os.path.abspath({path!r})
+def _guard(real, inside_only):
+    def call(p=".", *a, **k):
+        q = os.path.abspath(os.fsdecode(p)) if isinstance(p, (str, bytes, os.PathLike)) else ""
+        if q.startswith(_denied + os.sep) or (q == _denied and not inside_only):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), p)
+        return real(p, *a, **k)
+    return call
+os.listdir, os.scandir = _guard(os.listdir, False), _guard(os.scandir, False)
+os.stat, builtins.open = _guard(os.stat, True), _guard(builtins.open, True)
+"""
+
+
+def tree(path):
+    """{relative path: bytes} of every file under path, '/' for every directory; None when path is absent."""
+    if not os.path.exists(path):
+        return None
+    found = {}
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            found[os.path.relpath(os.path.join(root, d), path) + "/"] = None
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                found[os.path.relpath(os.path.join(root, f), path)] = fh.read()
+    return found
+
+
+def random_text(n_paragraphs):
+    words = ["the", "cat", "sat", "on", "mat", "Über", "—", "!", "\n", "rain", "Spain", "plain"]
+    return "\n\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(10, 40))) for _ in range(n_paragraphs))
 
 
 def read_shard(path):
@@ -308,10 +369,199 @@ def test_bad_inputs():
     expect_failure(["--input", small, "--out", out, "--tokenizer", big], "token id 66256", "> 65535")
 
 
+def test_truncated_xz():
+    """A cut-off .xz file ends in one error line naming it as truncated, and leaves nothing behind."""
+    need_shared_data()
+    data = lzma.compress(random_text(200).encode())
+    src = os.path.join(TMP, "cut.txt.xz")
+    with open(src, "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+    out = os.path.join(TMP, "cut_out")
+    expect_failure(["--input", src, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "10"], src,
+                   "truncated or corrupt")
+    assert tree(out) is None, f"a failed run left {out} behind: {tree(out)}"
+    assert not any(f.endswith(".tmp") for f in os.listdir(TMP)), os.listdir(TMP)
+
+
+def test_no_text_or_too_few_tokens():
+    """Input without text is called that (not a --val-tokens problem); too little text is named with its
+    counts. Nothing is created either way."""
+    need_shared_data()
+    out = os.path.join(TMP, "notext_out")
+    empty = os.path.join(TMP, "empty.txt")
+    open(empty, "w").close()
+    only_eot = os.path.join(TMP, "only_eot.txt")
+    with open(only_eot, "w") as f:
+        f.write("<|endoftext|>\n<|endoftext|>\n")
+    empty_xz = os.path.join(TMP, "empty.txt.xz")
+    with lzma.open(empty_xz, "wt") as f:
+        f.write("")
+    empties = os.path.join(TMP, "empties")
+    os.makedirs(os.path.join(empties, "sub"), exist_ok=True)
+    for name in ("a.txt", "sub/b.txt"):
+        open(os.path.join(empties, name), "w").close()
+    for src in (empty, only_eot, empty_xz, empties):
+        r = expect_failure(["--input", src, "--out", out, "--tokenizer", GPT2_DIR], src, "holds no text", "0 tokens")
+        assert "--val-tokens" not in r.stderr, f"advice that cannot help:\n{r.stderr}"
+        r = expect_failure(["--input", src, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "1"], "holds no text")
+    expect_failure(["--input", empties, "--out", out, "--tokenizer", GPT2_DIR], "(2 files)")
+    small = os.path.join(TMP, "few.txt")
+    with open(small, "w") as f:
+        f.write("just a few words\n\nand more\n")
+    n = len(expected_stream(blank_line_sections("just a few words\n\nand more\n")))
+    expect_failure(["--input", small, "--out", out, "--tokenizer", GPT2_DIR], small, "too few tokens",
+                   f"{n} tokens in 2 documents", "--val-tokens 32768, the default", f"--val-tokens below {n}")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", str(n)],
+                   f"{n} tokens in 2 documents", f"(--val-tokens {n})")
+    assert tree(out) is None, f"a failed run left {out} behind"
+    run_prepare("--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", str(n - 1), "--quiet")
+    assert read_shard(os.path.join(out, "few_train.bin")) == expected_stream(["and more\n"])[-1:]
+
+
+def test_failure_creates_nothing():
+    """Every input, the tokenizer and --out are checked before anything is created: a failed check leaves
+    no new --out directory (nor its parents)."""
+    out = os.path.join(TMP, "never", "made")
+
+    def fails(args, *phrases, **kwargs):
+        expect_failure(args, *phrases, **kwargs)
+        assert tree(os.path.join(TMP, "never")) is None, f"prepare.py {' '.join(args)} failed and created --out"
+    small = os.path.join(TMP, "small.txt")
+    with open(small, "w") as f:
+        f.write("just a few words\n")
+    missing = os.path.join(TMP, "no_such_input.txt")
+    fails(["--input", missing, "--out", out], missing, "no such file")
+    fails(["--input", small, "--out", out, "--tokenizer", os.path.join(TMP, "nope")], "no such file")
+    fails(["--input", small, "--out", os.path.join(small, "sub")], small, "is not a directory")
+    fails(["--input", small, "--out", small], small, "exists and is not a directory")
+    fails(["--input", small, "--out", out], "cannot be imported", "dev/requirements.txt",
+          preamble="import sys; sys.modules['tiktoken'] = None")
+    # downloads that fail (a proxy that refuses connections stands for no network)
+    offline = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "",
+               "NO_PROXY": "", "TIKTOKEN_CACHE_DIR": os.path.join(TMP, "empty_tiktoken_cache")}
+    if importlib.util.find_spec("tiktoken") is not None:
+        fails(["--input", small, "--out", out, "--val-tokens", "1"], "tiktoken cannot load", "--tokenizer",
+              env=offline)
+    if os.path.isdir(GPT2_DIR):
+        fails(["--out", out, "--tokenizer", GPT2_DIR], "download of", "failed", env=offline)
+
+
+def test_failed_write_leaves_out_dir_as_it_was():
+    """A write that fails (file size limit, as on a full disk) removes the run's temporary files and
+    leaves --out as it was: the earlier run's shards, tokenizer file and stamp untouched, no half set."""
+    need_shared_data()
+    text = random_text(60)
+    src = os.path.join(TMP, "fulldisk.txt")
+    with open(src, "w", encoding="utf-8") as f:
+        f.write(text)
+    out = os.path.join(TMP, "fulldisk_out")
+    base = ["--input", src, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "100", "--quiet"]
+    run_prepare(*base, "--shard-size", "700")
+    with open(os.path.join(out, "other.txt"), "w") as f:
+        f.write("not ours")
+    before = tree(out)
+    assert len([f for f in before if f.startswith("fulldisk_train_")]) >= 2, sorted(before)
+    # 600 bytes: the first shard (1 KiB header) fails; 20000: every shard fits, gpt2_tokenizer.bin does not
+    for limit in (600, 20000):
+        expect_failure(base + ["--shard-size", "300", "--force"], "cannot write", "File too large",
+                       max_file_bytes=limit)
+        assert tree(out) == before, f"limit {limit}: the failed run changed {out}: " \
+            f"{sorted(set(tree(out)) ^ set(before))} added/removed, or contents changed"
+    fresh = os.path.join(TMP, "fulldisk_new", "sub")
+    expect_failure(base[:2] + ["--out", fresh] + base[4:], "cannot write", max_file_bytes=20000)
+    assert tree(os.path.join(TMP, "fulldisk_new")) is None, "a failed run left its new --out behind"
+    # without the limit the same run succeeds and replaces the earlier shards
+    run_prepare(*base, "--shard-size", "300", "--force")
+    after = tree(out)
+    assert after["other.txt"] == b"not ours" and not any(f.endswith(".tmp") for f in after), sorted(after)
+    names = outputs(out, "fulldisk")
+    tokens = sum((read_shard(os.path.join(out, n)) for n in names if n.startswith("fulldisk_val")), []) + \
+        sum((read_shard(os.path.join(out, n)) for n in names if n.startswith("fulldisk_train")), [])
+    assert tokens == expected_stream(blank_line_sections(text)), "tokens differ after the successful run"
+    assert all(len(read_shard(os.path.join(out, n))) <= 300 for n in names), names
+
+
+def test_unreadable_and_odd_inputs():
+    """Unreadable tokenizer and input directories, a dangling link among the inputs, a damaged stamp file
+    and malformed --val-tokens give a message (or, for the stamp, a normal run), never a traceback."""
+    need_shared_data()
+    out = os.path.join(TMP, "odd_out")
+    small = os.path.join(TMP, "small.txt")
+    with open(small, "w") as f:
+        f.write("just a few words\n")
+    locked = os.path.join(TMP, "locked_gpt2")
+    os.makedirs(locked, exist_ok=True)
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copyfile(os.path.join(GPT2_DIR, name), os.path.join(locked, name))
+    expect_failure(["--input", small, "--out", out, "--tokenizer", locked, "--val-tokens", "1"], locked,
+                   "cannot read the directory", "Permission denied", preamble=deny_access(locked))
+    corpus = os.path.join(TMP, "odd_corpus")
+    os.makedirs(os.path.join(corpus, "locked"), exist_ok=True)
+    for name in ("a.txt", "locked/b.txt"):
+        with open(os.path.join(corpus, name), "w") as f:
+            f.write(random_text(3))
+    expect_failure(["--input", corpus, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "1"],
+                   os.path.join(corpus, "locked"), "Permission denied",
+                   preamble=deny_access(os.path.join(corpus, "locked")))
+    dangling = os.path.join(corpus, "c.txt")
+    os.symlink(os.path.join(TMP, "gone.txt"), dangling)
+    expect_failure(["--input", corpus, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "1"],
+                   dangling, "cannot read input")
+    os.remove(dangling)
+    for bad in ("abc", "1.5", "-3"):
+        expect_failure(["--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", bad], "--val-tokens")
+    expect_failure(["--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", str(10**30)],
+                   "too few tokens")
+    assert tree(out) is None, "a failed run created --out"
+    os.makedirs(out)
+    for stamp in ("[]", '"x"', '{"settings": 1, "outputs": []}', "{"):
+        with open(os.path.join(out, "small.prepare.json"), "w") as f:
+            f.write(stamp)
+        r = run_prepare("--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "1")
+        assert "up to date" not in r.stdout, r.stdout
+    r = run_prepare("--input", small, "--out", out, "--tokenizer", GPT2_DIR, "--val-tokens", "1")
+    assert "up to date" in r.stdout, r.stdout
+
+
+def test_test_data_without_shared_data_is_a_skip():
+    """`make test-data` without ../shared/data prepares nothing, and test/run_tests.sh counts it as
+    skipped (not passed); a real failure of the target still counts as failed."""
+    if shutil.which("make") is None:
+        raise testing.Skip("make not found")
+    runner = os.path.join(ROOT, "test", "run_tests.sh")
+    for env, last in (({"SHARED_DATA": os.path.join(TMP, "no_shared_data")}, "0 passed, 0 failed, 1 skipped"),
+                      ({"SHARED_DATA": os.path.join(TMP, "fake_shared"), "PYTHON": "false"}, "0 passed, 1 failed, 0 skipped")):
+        os.makedirs(os.path.join(TMP, "fake_shared", "tinyshakespeare"), exist_ok=True)
+        open(os.path.join(TMP, "fake_shared", "tinyshakespeare", "input.txt"), "w").close()
+        r = subprocess.run(["bash", runner, "-c", "test-data"], capture_output=True, text=True, cwd=ROOT,
+                           timeout=120, env=dict({k: v for k, v in os.environ.items()
+                                                  if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}, **env))
+        assert r.stdout.rstrip().splitlines()[-1] == last, f"{env}: expected '{last}':\n{r.stdout}{r.stderr}"
+
+
+def test_write_atomically_cleans_up():
+    """write_atomically (used for the downloaded input) leaves neither the file nor its .tmp when the write
+    fails, and says which file it could not write."""
+    target = os.path.join(TMP, "atomic", "file.bin")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(SCRIPT)!r}); import prepare\n"
+            f"try:\n    prepare.write_atomically({target!r}, [b'x' * 5000, b'y' * 5000])\n"
+            f"except prepare.PrepareError as e:\n    print('error:', e)\n")
+    r = subprocess.run([sys.executable, "-B", "-c", code], capture_output=True, text=True, timeout=60,
+                       preexec_fn=file_size_limit(4096))
+    assert r.returncode == 0 and "cannot write" in r.stdout and target in r.stdout, r.stdout + r.stderr
+    assert os.listdir(os.path.dirname(target)) == [], os.listdir(os.path.dirname(target))
+    r = subprocess.run([sys.executable, "-B", "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
+    assert os.listdir(os.path.dirname(target)) == ["file.bin"] and os.path.getsize(target) == 10000
+
+
 def main():
     print(f"test_prepare: TEST_SEED={SEED}")
     for t in (test_tinyshakespeare, test_tokenizer_routes_agree, test_text_directory, test_endoftext_separated_xz,
-              test_bad_arguments, test_bad_inputs):
+              test_bad_arguments, test_bad_inputs, test_truncated_xz, test_no_text_or_too_few_tokens,
+              test_failure_creates_nothing, test_failed_write_leaves_out_dir_as_it_was, test_unreadable_and_odd_inputs,
+              test_write_atomically_cleans_up, test_test_data_without_shared_data_is_a_skip):
         testing.run(t)
     shutil.rmtree(TMP, ignore_errors=True)
     testing.finish()

@@ -29,17 +29,28 @@ Tokenizer (--tokenizer): a directory with encoder.json + vocab.bpe (preferred wh
 there: they are OpenAI's original files and are checked against each other), or a directory holding
 one .tiktoken file (r50k_base.tiktoken preferred when there are several), or a .tiktoken file.
 For a .tiktoken file the EOT id is the largest rank + 1. Without --tokenizer, tiktoken's "gpt2"
-encoding is used (downloaded by tiktoken). Without --input, tinyshakespeare is downloaded into --out.
+encoding is used (downloaded by tiktoken). Without --input, tinyshakespeare is downloaded into --out
+(and kept there for later runs).
+
+Errors: a problem with the flags, the inputs, the tokenizer or the outputs ends the run with one line
+"prepare.py: error: ..." and exit status 1. The inputs, the tokenizer and --out are checked before
+anything is created, and --out is created only when the text is tokenized. The outputs of a run are
+written under temporary names (<file>.tmp) and put in place only when all of them were written; a run
+that fails removes its temporary files (and the --out directories it created), so --out is left as it
+was: earlier outputs are neither deleted nor overwritten.
 """
 import argparse
 import array
 import base64
 import glob
 import hashlib
+import http.client
+import importlib
 import json
 import lzma
 import os
 import re
+import stat
 import sys
 import time
 import urllib.request
@@ -59,6 +70,16 @@ EOT_LINE = re.compile(r"^<\|endoftext\|>\r?$\n?", re.MULTILINE)
 
 class PrepareError(Exception):
     """A problem with the user's input, flags or files; printed as one line, exit status 1."""
+
+
+def require(module):
+    """Imports a package of dev/requirements.txt, or says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise PrepareError(f"the Python package '{module.split('.')[0]}' cannot be imported ({e}); install the "
+                           f"packages of dev/requirements.txt (pip install -r dev/requirements.txt, or "
+                           f"bash scripts/setup.sh)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +197,10 @@ def resolve_tokenizer(path):
         return "tiktoken", [path]
     if not os.path.isdir(path):
         raise PrepareError(f"--tokenizer '{path}': no such file or directory")
+    try:
+        os.listdir(path)
+    except OSError as e:
+        raise PrepareError(f"--tokenizer '{path}': cannot read the directory: {e.strerror}")
     encoder, merges = os.path.join(path, "encoder.json"), os.path.join(path, "vocab.bpe")
     if os.path.isfile(encoder) and os.path.isfile(merges):
         return "gpt2-files", [encoder, merges]
@@ -193,11 +218,16 @@ def resolve_tokenizer(path):
 
 
 def build_encoding(kind, files):
-    import tiktoken
+    tiktoken = require("tiktoken")
     if kind == "tiktoken-gpt2":
-        enc = tiktoken.get_encoding("gpt2")
+        try:
+            enc = tiktoken.get_encoding("gpt2")
+        except Exception as e:  # a failed download surfaces as requests', urllib3's or tiktoken's own errors
+            raise PrepareError(f"tiktoken cannot load its 'gpt2' encoding (downloaded on first use): "
+                               f"{type(e).__name__}: {str(e)[:300]}; give --tokenizer DIR with encoder.json + "
+                               f"vocab.bpe (or a .tiktoken file) to use local files")
     else:
-        from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer pattern
+        r50k_pat_str = require("tiktoken_ext.openai_public").r50k_pat_str  # GPT-2's pre-tokenizer pattern
         ranks, eot_id = load_gpt2_files(*files) if kind == "gpt2-files" else load_tiktoken_file(files[0])
         ids = sorted(list(ranks.values()) + [eot_id])
         if ids != list(range(len(ids))):
@@ -213,7 +243,8 @@ def build_encoding(kind, files):
     return enc
 
 
-def write_tokenizer_bin(enc, path):
+def tokenizer_bin(enc):
+    """The chunks of gpt2_tokenizer.bin for this encoding."""
     header = array.array("I", [0] * HEADER_WORDS)
     header[0], header[1], header[2], header[3] = TOKENIZER_MAGIC, TOKENIZER_VERSION, enc.n_vocab, enc.eot_token
     if sys.byteorder == "big":
@@ -222,24 +253,38 @@ def write_tokenizer_bin(enc, path):
     for i in range(enc.n_vocab):
         token = enc.decode_single_token_bytes(i)
         if not 1 <= len(token) <= 255:
-            raise PrepareError(f"token {i} is {len(token)} bytes long; {path} stores 1..255")
+            raise PrepareError(f"token {i} is {len(token)} bytes long; gpt2_tokenizer.bin stores 1..255")
         body.append(len(token))
         body += token
-    write_atomically(path, [header.tobytes(), bytes(body)])
+    return [header.tobytes(), bytes(body)]
 
 
 # ---------------------------------------------------------------------------------------------
 # input text
 
 def input_files(path):
+    """The input files, each checked to be a readable file."""
     if not os.path.exists(path):
         raise PrepareError(f"--input '{path}': no such file or directory")
     if os.path.isfile(path):
-        return [path]
-    files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names
-                   if f.endswith(".txt") or f.endswith(".xz"))
-    if not files:
-        raise PrepareError(f"--input '{path}': no .txt or .xz files in this directory (searched recursively)")
+        files = [path]
+    elif not os.path.isdir(path):
+        raise PrepareError(f"--input '{path}': neither a regular file nor a directory")
+    else:
+        def unreadable(e):
+            raise PrepareError(f"--input '{path}': cannot read the directory '{e.filename}': {e.strerror}")
+        files = sorted(os.path.join(root, f) for root, _, names in os.walk(path, onerror=unreadable) for f in names
+                       if f.endswith(".txt") or f.endswith(".xz"))
+        if not files:
+            raise PrepareError(f"--input '{path}': no .txt or .xz files in this directory (searched recursively)")
+    for f in files:
+        try:
+            if not stat.S_ISREG(os.stat(f).st_mode):
+                raise PrepareError(f"input '{f}' is not a regular file")
+            with open(f, "rb"):
+                pass
+        except OSError as e:
+            raise PrepareError(f"cannot read input '{f}': {e.strerror}")
     return files
 
 
@@ -253,8 +298,11 @@ def read_input(path):
             return f.read()
     except OSError as e:
         raise PrepareError(f"cannot read input '{path}': {e.strerror or e}")
+    except EOFError:
+        raise PrepareError(f"input '{path}' is truncated or corrupt: its .xz data ends before the end of the "
+                           f"compressed stream")
     except lzma.LZMAError as e:
-        raise PrepareError(f"input '{path}' is not a valid .xz file: {e}")
+        raise PrepareError(f"input '{path}' is not a valid .xz file (corrupt, or not .xz data): {e}")
     except UnicodeDecodeError as e:
         raise PrepareError(f"input '{path}' is not UTF-8 text (byte {e.start} of the text)")
 
@@ -273,6 +321,7 @@ def split_documents(text, mode):
 
 
 def download_tinyshakespeare(out_dir, quiet):
+    """The path of tinyshakespeare in out_dir, downloaded (and out_dir created) when it is not there yet."""
     path = os.path.join(out_dir, "tinyshakespeare_input.txt")
     if not os.path.exists(path):
         if not quiet:
@@ -280,8 +329,9 @@ def download_tinyshakespeare(out_dir, quiet):
         try:
             with urllib.request.urlopen(TINYSHAKESPEARE_URL, timeout=60) as r:
                 data = r.read()
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
             raise PrepareError(f"download of {TINYSHAKESPEARE_URL} failed: {e}")
+        make_out_dir(out_dir)
         write_atomically(path, [data])
     return path
 
@@ -291,7 +341,7 @@ def download_tinyshakespeare(out_dir, quiet):
 
 def tokenize(enc, files, split_mode, quiet):
     """All tokens of all files, each document preceded by EOT, as an array of uint16."""
-    from tqdm import tqdm
+    tqdm = require("tqdm").tqdm
     tokens = array.array("H")
     n_docs = 0
     batch_chars = 8 << 20  # documents are encoded in batches of about this many characters
@@ -316,15 +366,116 @@ def tokenize(enc, files, split_mode, quiet):
     return tokens, n_docs
 
 
-def write_atomically(path, chunks):
-    tmp = path + ".tmp"
+def write_file(path, chunks, shown=None):
+    """Writes and fsyncs path; when that fails, nothing of path is left (and PrepareError names `shown`)."""
     try:
-        with open(tmp, "wb") as f:
+        with open(path, "wb") as f:
             for c in chunks:
                 f.write(c)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise PrepareError(f"cannot write '{shown or path}': {e.strerror or e}")
+        raise
+
+
+def write_atomically(path, chunks):
+    """path appears whole or not at all: written to path.tmp, then renamed; no .tmp is left on failure."""
+    tmp = path + ".tmp"
+    write_file(tmp, chunks, shown=path)
+    try:
         os.replace(tmp, path)
     except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
         raise PrepareError(f"cannot write '{path}': {e.strerror}")
+
+
+def make_out_dir(out_dir):
+    """Creates out_dir and its missing parents; returns the directories it created, outermost first."""
+    created, p = [], os.path.abspath(out_dir)
+    while not os.path.isdir(p):
+        created.insert(0, p)
+        p = os.path.dirname(p)
+    try:
+        for d in created:
+            os.mkdir(d)
+    except OSError as e:
+        remove_dirs(created)
+        raise PrepareError(f"--out '{out_dir}': cannot create the directory: {e.strerror}")
+    return created
+
+
+def remove_dirs(dirs):
+    """Removes those of dirs (outermost first) that exist and are empty."""
+    for d in reversed(dirs):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
+def check_out_dir(out_dir):
+    """Fails, creating nothing, when out_dir cannot be a directory that this process writes in."""
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise PrepareError(f"--out '{out_dir}': exists and is not a directory")
+        parent = out_dir
+    else:
+        parent = os.path.dirname(os.path.abspath(out_dir))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise PrepareError(f"--out '{out_dir}': '{parent}' is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PrepareError(f"--out '{out_dir}': no permission to write in '{parent}'")
+
+
+class Outputs:
+    """The files of one run in out_dir: each written as <file>.tmp by add(), all put in place by commit(),
+    or all temporary files removed by discard(), so a failed run leaves out_dir as it was."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+        self.pending = []  # (temporary path, final path)
+        self.sizes = {}  # file name -> size in bytes
+
+    def add(self, fname, chunks):
+        """Writes fname's temporary file."""
+        path = os.path.join(self.out_dir, fname)
+        self.pending.append((path + ".tmp", path))  # before writing: discard() also covers a write cut short
+        write_file(path + ".tmp", chunks, shown=path)
+        self.sizes[fname] = os.path.getsize(path + ".tmp")
+
+    def discard(self):
+        for tmp, _ in self.pending:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        self.pending = []
+
+    def commit(self, obsolete):
+        """Deletes the files `obsolete` (paths, in this order), then renames every temporary file to its
+        name, in the order added (so the run's stamp, added last, appears last). Only deletions and renames
+        are left to fail here, after all the data was written."""
+        try:
+            for path in obsolete:
+                if os.path.lexists(path):
+                    os.remove(path)
+            while self.pending:
+                tmp, path = self.pending[0]
+                os.replace(tmp, path)
+                self.pending.pop(0)
+        except OSError as e:
+            raise PrepareError(f"cannot put the outputs in place in '{self.out_dir}': {e.strerror} ({e.filename})")
 
 
 def shard_names(name, split, n_tokens, shard_size):
@@ -334,7 +485,7 @@ def shard_names(name, split, n_tokens, shard_size):
     return [f"{name}_{split}_{k:06d}.bin" for k in range(n_shards)]
 
 
-def write_split(out_dir, name, split, tokens, shard_size):
+def write_split(outputs, name, split, tokens, shard_size):
     """Writes the tokens as ceil(n / shard_size) shards of near-equal size; returns [(file, count)]."""
     names = shard_names(name, split, len(tokens), shard_size)
     written = []
@@ -346,17 +497,16 @@ def write_split(out_dir, name, split, tokens, shard_size):
         if sys.byteorder == "big":
             header.byteswap()
             body.byteswap()
-        write_atomically(os.path.join(out_dir, fname), [header.tobytes(), body.tobytes()])
+        outputs.add(fname, [header.tobytes(), body.tobytes()])
         written.append((fname, hi - lo))
     return written
 
 
-def remove_old_shards(out_dir, name):
-    """Deletes shards of an earlier run under this name, so a glob never mixes two runs."""
+def old_shards(out_dir, name):
+    """Shards of an earlier run under this name (deleted when the new ones are in place, so a glob never
+    mixes two runs)."""
     own = re.compile(re.escape(name) + r"_(train|val)(_\d{6})?\.bin$")
-    for f in os.listdir(out_dir):
-        if own.match(f):
-            os.remove(os.path.join(out_dir, f))
+    return [os.path.join(out_dir, f) for f in os.listdir(out_dir) if own.match(f)]
 
 
 def file_signature(path):
@@ -384,9 +534,12 @@ def outputs_current(stamp_path, settings, out_dir):
             stamp = json.load(f)
     except (OSError, ValueError):
         return False
-    if stamp.get("settings") != settings:
+    if not isinstance(stamp, dict) or stamp.get("settings") != settings:
         return False
-    for fname, size in stamp.get("outputs", {}).items():
+    outputs = stamp.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return False
+    for fname, size in outputs.items():
         p = os.path.join(out_dir, fname)
         if not os.path.isfile(p) or os.path.getsize(p) != size:
             return False
@@ -433,17 +586,25 @@ def default_name(input_path):
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", base) or "data"
 
 
+def describe_input(input_path, files):
+    if input_path is None or os.path.isfile(input_path):
+        return f"input '{files[0]}'"
+    return f"input '{input_path}' ({len(files)} file{'s' if len(files) != 1 else ''})"
+
+
 def main(argv):
     t0 = time.time()
     args = parse_args(argv)
     say = (lambda *a: None) if args.quiet else print
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        raise PrepareError(f"--out '{args.out}': cannot create the directory: {e.strerror}")
-    files = input_files(args.input) if args.input is not None else [download_tinyshakespeare(args.out, args.quiet)]
-    name = args.name or default_name(args.input)
+    # every check before anything is created
+    check_out_dir(args.out)
+    files = input_files(args.input) if args.input is not None else None
     tok_kind, tok_files = resolve_tokenizer(args.tokenizer)
+    require("tiktoken")
+    require("tqdm")
+    if files is None:
+        files = [download_tinyshakespeare(args.out, args.quiet)]
+    name = args.name or default_name(args.input)
     settings = run_settings(args, files, tok_kind, tok_files)
     stamp_path = os.path.join(args.out, f"{name}.prepare.json")
     if not args.force and outputs_current(stamp_path, settings, args.out):
@@ -454,22 +615,33 @@ def main(argv):
     say(f"tokenizer: {tok_kind} {' '.join(tok_files)} (vocab {enc.n_vocab}, EOT {enc.eot_token})")
     say(f"input: {len(files)} file(s), {sum(os.path.getsize(f) for f in files) / 1e6:.1f} MB on disk")
     tokens, n_docs = tokenize(enc, files, args.split, args.quiet)
+    what = describe_input(args.input, files)
+    if not tokens:
+        raise PrepareError(f"{what} holds no text: 0 documents, 0 tokens (empty, or nothing but "
+                           f"{EOT_TEXT} separator lines)")
     val_tokens = args.val_tokens if args.val_tokens is not None else max(DEFAULT_VAL_TOKENS, len(tokens) // 100)
     if val_tokens >= len(tokens):
-        raise PrepareError(f"the input gives {len(tokens)} tokens; --val-tokens {val_tokens} leaves none for "
-                           f"training (give a smaller --val-tokens)")
+        how = "" if args.val_tokens is not None else ", the default"
+        raise PrepareError(f"{what} holds too few tokens: {len(tokens)} tokens in {n_docs} document"
+                           f"{'s' if n_docs != 1 else ''}, and the validation split (--val-tokens {val_tokens}{how}) "
+                           f"takes them all and leaves none for training; give more text, or --val-tokens below "
+                           f"{len(tokens)}")
 
-    if os.path.exists(stamp_path):
-        os.remove(stamp_path)
-    remove_old_shards(args.out, name)
-    written = write_split(args.out, name, "val", tokens[:val_tokens], args.shard_size)
-    written += write_split(args.out, name, "train", tokens[val_tokens:], args.shard_size)
-    write_tokenizer_bin(enc, os.path.join(args.out, "gpt2_tokenizer.bin"))
-    outputs = {f: os.path.getsize(os.path.join(args.out, f)) for f, _ in written}
-    outputs["gpt2_tokenizer.bin"] = os.path.getsize(os.path.join(args.out, "gpt2_tokenizer.bin"))
-    stamp = {"settings": settings, "documents": n_docs, "tokens": len(tokens), "val_tokens": val_tokens,
-             "shards": dict(written), "outputs": outputs}
-    write_atomically(stamp_path, [json.dumps(stamp, indent=1).encode()])
+    created = make_out_dir(args.out)
+    outputs = Outputs(args.out)
+    try:
+        written = write_split(outputs, name, "val", tokens[:val_tokens], args.shard_size)
+        written += write_split(outputs, name, "train", tokens[val_tokens:], args.shard_size)
+        outputs.add("gpt2_tokenizer.bin", tokenizer_bin(enc))
+        stamp = {"settings": settings, "documents": n_docs, "tokens": len(tokens), "val_tokens": val_tokens,
+                 "shards": dict(written), "outputs": dict(outputs.sizes)}
+        outputs.add(os.path.basename(stamp_path), [json.dumps(stamp, indent=1).encode()])
+        # the old stamp is deleted first, so that an interrupted commit is never taken for up to date
+        outputs.commit([stamp_path] + old_shards(args.out, name))
+    except BaseException:
+        outputs.discard()
+        remove_dirs(created)
+        raise
     dt = time.time() - t0
     say(f"documents: {n_docs}, tokens: {len(tokens)} (val {val_tokens}, train {len(tokens) - val_tokens})")
     for fname, count in written:
