@@ -100,7 +100,7 @@ test-data:
 	@if [ -f $(SHARED_DATA)/tinyshakespeare/input.txt ]; then \
 	  $(PYTHON) dev/data/prepare.py --input $(SHARED_DATA)/tinyshakespeare/input.txt --name tiny_shakespeare \
 	    --tokenizer $(SHARED_DATA)/gpt2 --out $(TEST_DATA_DIR) --quiet; \
-	else echo "test-data: $(SHARED_DATA) not found, tests on real text will be skipped"; fi
+	else echo "skip test-data: $(SHARED_DATA) not found, tests on real text will be skipped"; fi
 
 # CI: every build counts as a test (so a compile error is reported and counted), then the CPU tests.
 # The first, parallel make only warms the builds; the runner re-runs each target and records its result.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Test runner used by `make test` (CPU) and `make test-gpu` (device).
 #   test/run_tests.sh [-c make-target]... [-t test-command]...
-# -c: a build that counts as one test (e.g. compiling a CUDA target with nvcc);
+# -c: a build that counts as one test (e.g. compiling a CUDA target with nvcc); a target that succeeds
+#     but prints a line "skip TARGET: reason" (e.g. test-data without ../shared/data) counts as skipped;
 # -t: a test program that ends with "RESULT passed=P failed=F skipped=S" (test/testing.h,
 #     test/testing.py); a program that exits non-zero without failures, or prints no RESULT
 #     line, counts as one failure.
@@ -15,7 +16,12 @@ run_build() {
     local target=$1 log="$logdir/build_$(echo "$1" | tr '/ ' '__').log"
     local t0=$SECONDS
     if make --no-print-directory "$target" >"$log" 2>&1; then
-        passed=$((passed + 1)); echo "ok   build $target ($((SECONDS - t0)) s)"
+        local skip; skip=$(awk -v p="skip $target: " 'index($0, p) == 1 { print; exit }' "$log")
+        if [ -n "$skip" ]; then
+            skipped=$((skipped + 1)); echo "skip build $target (${skip#"skip $target: "})"
+        else
+            passed=$((passed + 1)); echo "ok   build $target ($((SECONDS - t0)) s)"
+        fi
     else
         failed=$((failed + 1)); failures+=("build $target"); echo "FAIL build $target (log: $log)"; tail -n 30 "$log"
     fi
