@@ -1,4 +1,4 @@
-// Checkpoints: llm.c-compatible GPT-2 model files and the training-state file for exact resume.
+// Checkpoints: llm.c-compatible GPT-2 model files (the training-state file is core/train_state.h).
 // Every write is atomic (temporary file, fsync, rename); every read validates what it reads and
 // reports problems through a return code and a message naming the file.
 // Plain C, also compiled as C++ by nvcc.
@@ -10,25 +10,6 @@
 //   then every parameter tensor in llm.c's order (core/gpt2_model.h), fp32 or bf16; nothing after.
 //   bf16 is written by rounding the fp32 parameters to nearest even (kernels/formats.h) and widened
 //   exactly on load.
-//
-// Training-state file (this project's format, little-endian), written next to a model file:
-//   uint64 header[64]:
-//     [0]  magic 20261122            [1]  version 1
-//     [2]  step: optimizer steps completed (the run resumes at this step)
-//     [3]  num_parameters of the whole model
-//     [4]  shard_offset, [5] shard_size: the parameter range [offset, offset+size) that the
-//          arrays below cover (the whole model, or one rank's ZeRO shard)
-//     [6]  has_master: 1 when the fp32 master weights follow (model file written in bf16)
-//     [7]  host RNG state (core/rng.h)
-//     [8]  dataloader seed, [9] dataloader epoch, [10] dataloader position (DataLoaderPosition)
-//     [11] micro-batch size B, [12] sequence length T, [13] total batch size in tokens,
-//     [14] world size, [15] rank of the process that wrote the file (run settings that must
-//          match on resume)
-//     [16..63] reserved, written as 0
-//   float32 m[shard_size]   AdamW first moment
-//   float32 v[shard_size]   AdamW second moment
-//   float32 master[shard_size]   only when has_master
-//   and nothing after.
 #ifndef CORE_CHECKPOINT_H
 #define CORE_CHECKPOINT_H
 
@@ -43,7 +24,6 @@
 
 #include "core/gpt2_model.h"
 #include "core/utils.h"
-#include "dataloader/dataloader.h"
 #include "kernels/formats.h"
 
 #define MODEL_FILE_MAGIC 20240326
@@ -51,10 +31,6 @@
 #define MODEL_FILE_VERSION_BF16 5
 #define MODEL_FILE_HEADER_INTS 256
 #define MODEL_FILE_CHUNK ((size_t)1 << 16)  // parameters converted to/from bf16 at a time
-
-#define TRAIN_STATE_MAGIC 20261122ull
-#define TRAIN_STATE_VERSION 1ull
-#define TRAIN_STATE_HEADER_WORDS 64
 
 // ----------------------------------------------------------------------------
 // Atomic file writes: data goes to "<path>.tmp.<pid>", which is flushed, fsynced and renamed
@@ -302,148 +278,6 @@ static inline int model_file_load(const char *path, const GPT2Config *want, GPT2
     }
     *params = p;
     return 0;
-}
-
-// ----------------------------------------------------------------------------
-// Training-state files
-
-// Run settings that must be the same when a run resumes from a state file.
-typedef struct {
-    uint64_t batch_size;        // micro-batch B per process
-    uint64_t seq_len;           // T
-    uint64_t total_batch_size;  // tokens per optimizer step
-    uint64_t world_size;        // number of processes
-    uint64_t rank;              // the process that wrote (and must read) this file
-} TrainRunConfig;
-
-// Everything in a training-state file except its arrays.
-typedef struct {
-    uint64_t step;            // optimizer steps completed
-    uint64_t num_parameters;  // of the whole model
-    uint64_t shard_offset;    // the arrays cover parameters [shard_offset, shard_offset + shard_size)
-    uint64_t shard_size;
-    int has_master;           // fp32 master weights stored (model file in bf16)
-    uint64_t rng_state;       // core/rng.h state
-    DataLoaderPosition data;  // where the dataloader resumes
-    TrainRunConfig run;
-} TrainState;
-
-// Writes a training-state file: the header from *st, then m, v (shard_size floats each) and,
-// when st->has_master, master. Atomic. Returns 0, or -1 with a message.
-static inline int train_state_write(const char *path, const TrainState *st, const float *m, const float *v, const float *master, char *err, size_t err_size) {
-    if (st->shard_offset + st->shard_size > st->num_parameters)
-        return set_error(err, err_size, "cannot write '%s': shard [%llu, %llu) exceeds the %llu parameters", path,
-                         (unsigned long long)st->shard_offset, (unsigned long long)(st->shard_offset + st->shard_size), (unsigned long long)st->num_parameters);
-    if (st->has_master && master == NULL)
-        return set_error(err, err_size, "cannot write '%s': has_master is set but no master weights were given", path);
-    uint64_t header[TRAIN_STATE_HEADER_WORDS];
-    memset(header, 0, sizeof(header));
-    header[0] = TRAIN_STATE_MAGIC;
-    header[1] = TRAIN_STATE_VERSION;
-    header[2] = st->step;
-    header[3] = st->num_parameters;
-    header[4] = st->shard_offset;
-    header[5] = st->shard_size;
-    header[6] = st->has_master ? 1 : 0;
-    header[7] = st->rng_state;
-    header[8] = st->data.seed;
-    header[9] = st->data.epoch;
-    header[10] = st->data.position;
-    header[11] = st->run.batch_size;
-    header[12] = st->run.seq_len;
-    header[13] = st->run.total_batch_size;
-    header[14] = st->run.world_size;
-    header[15] = st->run.rank;
-    size_t bytes = (size_t)st->shard_size * sizeof(float);
-    AtomicWriter w;
-    if (atomic_writer_open(&w, path, err, err_size) != 0) return -1;
-    if (atomic_writer_write(&w, header, sizeof(header), err, err_size) != 0) return -1;
-    if (atomic_writer_write(&w, m, bytes, err, err_size) != 0) return -1;
-    if (atomic_writer_write(&w, v, bytes, err, err_size) != 0) return -1;
-    if (st->has_master && atomic_writer_write(&w, master, bytes, err, err_size) != 0) return -1;
-    return atomic_writer_commit(&w, err, err_size);
-}
-
-// Reads and validates the header of a training-state file (magic, version, shard range, exact
-// file length) into *st. Returns 0, or -1 with a message naming the file.
-static inline int train_state_read_header(const char *path, TrainState *st, char *err, size_t err_size) {
-    long long size;
-    FILE *f = checkpoint_open_read(path, &size, err, err_size);
-    if (f == NULL) return -1;
-    uint64_t header[TRAIN_STATE_HEADER_WORDS];
-    int rc = checkpoint_read(f, header, sizeof(header), path, "the 512-byte training-state header", err, err_size);
-    fclose(f);
-    if (rc != 0) return -1;
-    if (header[0] != TRAIN_STATE_MAGIC)
-        return set_error(err, err_size, "'%s' is not a training-state file: magic %llu, expected %llu", path, (unsigned long long)header[0], TRAIN_STATE_MAGIC);
-    if (header[1] != TRAIN_STATE_VERSION)
-        return set_error(err, err_size, "'%s': unsupported training-state version %llu (expected %llu)", path, (unsigned long long)header[1], TRAIN_STATE_VERSION);
-    if (header[6] > 1) return set_error(err, err_size, "'%s': bad has_master flag %llu", path, (unsigned long long)header[6]);
-    if (header[4] > header[3] || header[5] > header[3] - header[4])
-        return set_error(err, err_size, "'%s': shard [%llu, +%llu) exceeds the %llu parameters", path,
-                         (unsigned long long)header[4], (unsigned long long)header[5], (unsigned long long)header[3]);
-    st->step = header[2];
-    st->num_parameters = header[3];
-    st->shard_offset = header[4];
-    st->shard_size = header[5];
-    st->has_master = (int)header[6];
-    st->rng_state = header[7];
-    st->data.seed = header[8];
-    st->data.epoch = header[9];
-    st->data.position = header[10];
-    st->run.batch_size = header[11];
-    st->run.seq_len = header[12];
-    st->run.total_batch_size = header[13];
-    st->run.world_size = header[14];
-    st->run.rank = header[15];
-    long long expected = (long long)sizeof(header) + (long long)st->shard_size * 4 * (st->has_master ? 3 : 2);
-    if (size != expected)
-        return set_error(err, err_size, "'%s': file is %lld bytes but its header (%llu values per array, %s master weights) needs exactly %lld (%s)",
-                         path, size, (unsigned long long)st->shard_size, st->has_master ? "with" : "without", expected,
-                         size < expected ? "truncated" : "trailing bytes");
-    return 0;
-}
-
-// Checks that a saved run's settings match the resuming run's; -1 with a message naming the
-// first setting that differs.
-static inline int train_state_check_run(const char *path, const TrainRunConfig *saved, const TrainRunConfig *now, char *err, size_t err_size) {
-    const char *names[5] = {"micro-batch size B", "sequence length T", "total batch size", "world size", "rank"};
-    uint64_t s[5] = {saved->batch_size, saved->seq_len, saved->total_batch_size, saved->world_size, saved->rank};
-    uint64_t n[5] = {now->batch_size, now->seq_len, now->total_batch_size, now->world_size, now->rank};
-    for (int i = 0; i < 5; i++) {
-        if (s[i] != n[i])
-            return set_error(err, err_size, "'%s': cannot resume: %s was %llu in the saved run but is %llu now", path, names[i],
-                             (unsigned long long)s[i], (unsigned long long)n[i]);
-    }
-    return 0;
-}
-
-// Loads a training-state file: validates the header (into *st), checks that the saved run
-// settings equal *now and that the file covers `num_parameters` parameters from `shard_offset`
-// in `shard_size` values, then reads m, v and (when st->has_master) master, each of shard_size
-// floats, into the caller's buffers (master may be NULL when the file has none).
-// Returns 0, or -1 with a message naming the file.
-static inline int train_state_load(const char *path, const TrainRunConfig *now, uint64_t num_parameters, uint64_t shard_offset, uint64_t shard_size,
-                                   TrainState *st, float *m, float *v, float *master, char *err, size_t err_size) {
-    if (train_state_read_header(path, st, err, err_size) != 0) return -1;
-    if (train_state_check_run(path, &st->run, now, err, err_size) != 0) return -1;
-    if (st->num_parameters != num_parameters || st->shard_offset != shard_offset || st->shard_size != shard_size)
-        return set_error(err, err_size, "'%s': the file holds parameters [%llu, +%llu) of %llu but [%llu, +%llu) of %llu are needed", path,
-                         (unsigned long long)st->shard_offset, (unsigned long long)st->shard_size, (unsigned long long)st->num_parameters,
-                         (unsigned long long)shard_offset, (unsigned long long)shard_size, (unsigned long long)num_parameters);
-    if (st->has_master && master == NULL)
-        return set_error(err, err_size, "'%s' holds fp32 master weights but the caller gave no buffer for them", path);
-    long long size;
-    FILE *f = checkpoint_open_read(path, &size, err, err_size);
-    if (f == NULL) return -1;
-    size_t bytes = (size_t)shard_size * sizeof(float);
-    int rc = 0;
-    if (fseek(f, TRAIN_STATE_HEADER_WORDS * sizeof(uint64_t), SEEK_SET) != 0) rc = set_error(err, err_size, "'%s': cannot seek past the header", path);
-    if (rc == 0) rc = checkpoint_read(f, m, bytes, path, "the AdamW first moments", err, err_size);
-    if (rc == 0) rc = checkpoint_read(f, v, bytes, path, "the AdamW second moments", err, err_size);
-    if (rc == 0 && st->has_master) rc = checkpoint_read(f, master, bytes, path, "the fp32 master weights", err, err_size);
-    fclose(f);
-    return rc;
 }
 
 #endif // CORE_CHECKPOINT_H

@@ -5,7 +5,7 @@
 // Checkpoint naming: a checkpoint after S completed optimizer steps is two files in the output
 // directory, S printed with 8 digits (more when S needs them):
 //   model_S.bin   the model file (core/checkpoint.h; the trainers write fp32 master weights)
-//   state_S.bin   the training-state file
+//   state_S.bin   the training-state file (core/train_state.h)
 // The model file is written (atomically) before the state file, so a state file implies a complete
 // model file. The latest checkpoint is the largest S for which both files exist; temporary files of
 // interrupted writes ("<name>.tmp.<pid>") never match.

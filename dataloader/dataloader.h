@@ -13,13 +13,15 @@
 // - An epoch visits all W = sum W_s windows in one global order: the shards one after another
 //   (in sorted file-name order, or a permutation of it), the windows of each shard in order (or a
 //   permutation of them). With shuffling, both permutations are drawn from (seed, epoch) and are
-//   identical on every rank; without it the order is sequential in every epoch.
+//   identical on every rank; every seed is valid, 0 included; without shuffling the order is
+//   sequential in every epoch.
 // - Windows are dealt round-robin: the round starting at global window p gives window p + r to rank
 //   r of R. A round happens only when all R windows exist (p + R <= W); the windows after the last
 //   complete round of an epoch (W mod R of them when rounds start at multiples of R) are dropped.
 //   So every rank yields floor(W / R) batches per epoch, the ranks' windows are disjoint, and the
 //   union of their windows is the first R*floor(W/R) windows of the order that R = 1 reads in full.
-// - The position is (seed, epoch, p): p is the start of the next round, equal on all ranks. After
+// - The position is (shuffle, seed, epoch, p): p is the start of the next round, equal on all ranks;
+//   shuffle says whether the order is shuffled (seed alone cannot: 0 is a shuffle seed too). After
 //   the last round of an epoch the loader moves to (epoch + 1, 0) at once. A position saved with
 //   another world size resumes with the windows from p on (a round then starts at p).
 // Memory: one shard's tokens at a time (the largest shard's size), plus small per-shard tables.
@@ -45,9 +47,10 @@
 
 // Where a loader stands, for checkpoints.
 typedef struct {
-    uint64_t seed;      // shuffle seed the loader was created with (0 when not shuffling)
+    uint64_t seed;      // shuffle seed the loader was created with, any value when shuffling; 0 when not
     uint64_t epoch;     // number of completed passes over the data
     uint64_t position;  // index of the next global window within the current epoch
+    uint64_t shuffle;   // 1: the order is shuffled with `seed`, 0: sequential
 } DataLoaderPosition;
 
 typedef struct {
@@ -56,7 +59,7 @@ typedef struct {
     int rank, world;         // this data-parallel rank and the number of ranks
     int vocab_size;          // every token must be < vocab_size
     int shuffle;             // 1: shards and windows permuted per epoch
-    uint64_t seed;           // shuffle seed (0 when not shuffling)
+    uint64_t seed;           // shuffle seed, any value (0 included) when shuffling; 0 when not
     // shard files, in sorted name order ("file index")
     int num_shards;
     char **shard_paths;
@@ -241,9 +244,6 @@ static inline int dataloader_init(DataLoader *dl, const char *pattern, int B, in
         return set_error(err, err_size, "dataloader: rank %d is outside 0..%d (world size %d)", rank, world - 1, world);
     if (vocab_size < 1 || vocab_size > 65536)
         return set_error(err, err_size, "dataloader: vocab_size %d is outside 1..65536 (uint16 tokens)", vocab_size);
-    if (shuffle && seed == 0)
-        return set_error(err, err_size, "dataloader: shuffling needs a nonzero seed (0 marks an unshuffled loader "
-                         "in saved positions)");
     dl->B = B; dl->T = T; dl->rank = rank; dl->world = world; dl->vocab_size = vocab_size;
     dl->shuffle = shuffle ? 1 : 0;
     dl->seed = shuffle ? seed : 0;
@@ -342,16 +342,22 @@ static inline void dataloader_get_position(const DataLoader *dl, DataLoaderPosit
     pos->seed = dl->seed;
     pos->epoch = dl->epoch;
     pos->position = dl->position;
+    pos->shuffle = (uint64_t)dl->shuffle;
 }
 
 // Continues from a saved position: the next batch is the one that followed it when it was saved
 // (with the same data, B, T and world size). Non-zero (message in err) when the position belongs
-// to another shuffle seed or lies beyond this data's epoch.
+// to another order (shuffled or not, another seed) or lies beyond this data's epoch.
 static inline int dataloader_set_position(DataLoader *dl, const DataLoaderPosition *pos, char *err, size_t err_size) {
-    if (pos->seed != dl->seed) {
-        return set_error(err, err_size, "dataloader: saved position has shuffle seed %llu, but this loader %s%llu",
-                         (unsigned long long)pos->seed, dl->shuffle ? "shuffles with seed " : "does not shuffle, seed ",
-                         (unsigned long long)dl->seed);
+    if (pos->shuffle > 1)
+        return set_error(err, err_size, "dataloader: saved position has a bad shuffle flag %llu (0 or 1)", (unsigned long long)pos->shuffle);
+    if (pos->shuffle != (uint64_t)dl->shuffle || (dl->shuffle && pos->seed != dl->seed)) {
+        char saved[64], now[64];
+        if (pos->shuffle) snprintf(saved, sizeof(saved), "the order shuffled with seed %llu", (unsigned long long)pos->seed);
+        else snprintf(saved, sizeof(saved), "the sequential order (no shuffle)");
+        if (dl->shuffle) snprintf(now, sizeof(now), "shuffles with seed %llu", (unsigned long long)dl->seed);
+        else snprintf(now, sizeof(now), "does not shuffle");
+        return set_error(err, err_size, "dataloader: the saved position belongs to %s, but this loader %s", saved, now);
     }
     if (pos->position > dl->total_windows) {
         return set_error(err, err_size, "dataloader: saved position %llu is beyond the %zu windows of an epoch "

@@ -4,7 +4,7 @@
 //   ref_dump --out DIR [--seed S] [-L layers] [--heads NH] [-C channels] [-V vocab] [--vp padded_vocab]
 //            [--max-seq-len maxT] [-b B] [-t T]
 //       Builds a small GPT-2 with the CPU reference (test/reference/gpt2_cpu.h), initialized from the
-//       seed (core/gpt2_model.h) and then perturbed (below), runs forward + backward on one batch of
+//       seed (gpt2_model.h's parameter table) and then perturbed (below), runs forward + backward on one batch of
 //       random tokens and two AdamW steps on that gradient, and writes into DIR:
 //         model.bin       the parameters before the steps, llm.c model file version 3 (fp32)
 //         model_bf16.bin  the same parameters, version 5 (bf16, rounded to nearest even)
@@ -19,7 +19,7 @@
 //   int32 header[256]: [0] magic 20261125, [1] version 1, [2] B, [3] T, [4] num_parameters, rest 0
 //   float32 scalars[8]: loss (mean cross-entropy over the B*T targets), gradient norm, lr, beta1,
 //                       beta2, eps, weight_decay, grad_clip
-//   float32 grads[num_parameters]        d loss / d params, llm.c order (core/gpt2_model.h)
+//   float32 grads[num_parameters]        d loss / d params, llm.c order (gpt2_model.h)
 //   float32 params_step1[num_parameters] after AdamW step 1 (gpt2_cpu_update: clip, then AdamW)
 //   float32 params_step2[num_parameters] after AdamW step 2 with the same gradients
 // grad_clip is set to half the gradient norm so that the clipping is exercised.
@@ -35,9 +35,11 @@
 #include <sys/stat.h>
 
 #include "core/checkpoint.h"
-#include "core/gpt2_model.h"
+#include "core/param_table.h"
 #include "core/rng.h"
 #include "core/utils.h"
+#include "dataloader/dataloader.h"
+#include "gpt2_model.h"
 #include "test/reference/gpt2_cpu.h"
 
 #define REFERENCE_MAGIC 20261125
@@ -130,13 +132,13 @@ static void write_init(const DumpArgs *a) {
     char err[512];
     GPT2Config cfg;
     if (gpt2_config_preset(a->preset, &cfg, err, sizeof(err)) != 0) fatal("flag --init: %s", err);
-    GPT2ParamLayout layout;
-    gpt2_param_layout(&cfg, &layout);
-    float *params = (float *)malloc_check(layout.num_parameters * sizeof(float));
-    gpt2_init_params(&cfg, params, a->seed);
-    if (model_file_write(a->out, &cfg, params, a->version, err, sizeof(err)) != 0) fatal("%s", err);
+    ParamTable table;
+    if (gpt2_param_table(&cfg, &table, err, sizeof(err)) != 0) fatal("flag --init: %s", err);
+    float *params = (float *)malloc_check(table.num_parameters * sizeof(float));
+    param_table_init(&table, params, a->seed);
+    if (gpt2_model_file_write(a->out, &cfg, params, a->version, err, sizeof(err)) != 0) fatal("%s", err);
     printf("ref_dump: wrote %s init (seed %llu, %zu parameters, version %d) to %s\n", a->preset, (unsigned long long)a->seed,
-           layout.num_parameters, a->version, a->out);
+           table.num_parameters, a->version, a->out);
     free(params);
 }
 
@@ -166,9 +168,9 @@ static void write_check_files(const DumpArgs *a) {
     if (mkdir(a->out, 0755) != 0 && errno != EEXIST) fatal("cannot create directory '%s': %s", a->out, strerror(errno));
     GPT2Cpu model;
     gpt2_cpu_build(&model, &a->cfg, a->B, a->T);
-    size_t np = model.layout.num_parameters;
+    size_t np = model.table.num_parameters;
     if (np > 0x7fffffffu) fatal("model has %zu parameters; reference.bin stores the count as int32", np);
-    gpt2_init_params(&a->cfg, model.params, a->seed);
+    param_table_init(&model.table, model.params, a->seed);
     Rng rng;
     rng_seed(&rng, a->seed ^ 0x5EEDF00Dull);
     float *noise = (float *)malloc_check(np * sizeof(float));
@@ -182,9 +184,9 @@ static void write_check_files(const DumpArgs *a) {
 
     char path[4096], err[512];
     join_path(path, sizeof(path), a->out, "model.bin");
-    if (model_file_write(path, &a->cfg, model.params, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0) fatal("%s", err);
+    if (gpt2_model_file_write(path, &a->cfg, model.params, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0) fatal("%s", err);
     join_path(path, sizeof(path), a->out, "model_bf16.bin");
-    if (model_file_write(path, &a->cfg, model.params, MODEL_FILE_VERSION_BF16, err, sizeof(err)) != 0) fatal("%s", err);
+    if (gpt2_model_file_write(path, &a->cfg, model.params, MODEL_FILE_VERSION_BF16, err, sizeof(err)) != 0) fatal("%s", err);
     join_path(path, sizeof(path), a->out, "tokens.bin");
     write_shard(path, tokens, BT + 1);
 

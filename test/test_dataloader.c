@@ -2,7 +2,7 @@
 // rejected with a message naming the file and the problem, batches match the files, ranks
 // partition the windows of the single-rank pass, shuffling is a reproducible permutation, and a
 // saved position resumes bit-identically. Sizes and tokens are random (seed printed; set
-// TEST_SEED to repeat a run).
+// TEST_SEED to repeat a run). Seed 0 is a valid shuffle seed; the order of the other seeds is pinned.
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <math.h>
@@ -128,7 +128,6 @@ static void test_bad_arguments(void) {
     expect_init_error(ds.pattern, 4, 4, 2, 2, 1000, 0, 0, "rank 2", "outside");
     expect_init_error(ds.pattern, 4, 4, 0, 1, 0, 0, 0, "vocab_size 0", "outside");
     expect_init_error(ds.pattern, 4, 4, 0, 1, 65537, 0, 0, "vocab_size 65537", "outside");
-    expect_init_error(ds.pattern, 4, 4, 0, 1, 1000, 1, 0, "seed", "nonzero");
     free_dataset(&ds);
 }
 
@@ -246,7 +245,7 @@ static void test_batches_match_files(void) {
                     int rc = dataloader_next_batch(&dl, err, sizeof(err));
                     CHECK(rc == 0, "next_batch failed: %s", err);
                     if (rc != 0) break;
-                    if (pos.epoch != (uint64_t)epoch || pos.seed != 0) mismatches++;
+                    if (pos.epoch != (uint64_t)epoch || pos.seed != 0 || pos.shuffle != 0) mismatches++;
                     const uint16_t *expect = ds.tokens[s] + w * n;
                     for (size_t i = 0; i < n; i++) {
                         if (dl.inputs[i] != expect[i] || dl.targets[i] != expect[i + 1]) mismatches++;
@@ -418,9 +417,9 @@ static void test_resume(void) {
             dataloader_reset(&dl);
             CHECK(read_batches(&dl, k, again, err) == k, "read failed: %s", err);
             dataloader_get_position(&dl, &pos);
-            CHECK(pos.seed == seed && pos.epoch == k / per_epoch && pos.position == (k % per_epoch) * R,
-                  "after %zu batches: seed %llu epoch %llu position %llu", k, (unsigned long long)pos.seed,
-                  (unsigned long long)pos.epoch, (unsigned long long)pos.position);
+            CHECK(pos.shuffle == (uint64_t)shuffle && pos.seed == seed && pos.epoch == k / per_epoch && pos.position == (k % per_epoch) * R,
+                  "after %zu batches: shuffle %llu seed %llu epoch %llu position %llu", k, (unsigned long long)pos.shuffle,
+                  (unsigned long long)pos.seed, (unsigned long long)pos.epoch, (unsigned long long)pos.position);
             DataLoader resumed;
             if (open_loader(&resumed, ds.pattern, B, T, rank, R, V, shuffle, seed) != 0) continue;
             int rc = dataloader_set_position(&resumed, &pos, err, sizeof(err));
@@ -454,12 +453,22 @@ static void test_position_checks(void) {
     if (open_loader(&shuffled, ds.pattern, B, T, 0, 1, V, 1, 77) != 0) { dataloader_free(&plain); free_dataset(&ds); return; }
     DataLoaderPosition pos;
     dataloader_get_position(&shuffled, &pos);
-    CHECK(dataloader_set_position(&plain, &pos, err, sizeof(err)) != 0 && strstr(err, "seed 77") != NULL,
+    CHECK(dataloader_set_position(&plain, &pos, err, sizeof(err)) != 0 &&
+              strstr(err, "the saved position belongs to the order shuffled with seed 77, but this loader does not shuffle") != NULL,
           "a shuffled position was accepted by an unshuffled loader: %s", err);
     pos.seed = 78;
-    CHECK(dataloader_set_position(&shuffled, &pos, err, sizeof(err)) != 0 && strstr(err, "seed 78") != NULL,
+    CHECK(dataloader_set_position(&shuffled, &pos, err, sizeof(err)) != 0 &&
+              strstr(err, "belongs to the order shuffled with seed 78, but this loader shuffles with seed 77") != NULL,
           "a position of another seed was accepted: %s", err);
     pos.seed = 0;
+    pos.shuffle = 0;
+    CHECK(dataloader_set_position(&shuffled, &pos, err, sizeof(err)) != 0 &&
+              strstr(err, "belongs to the sequential order (no shuffle), but this loader shuffles with seed 77") != NULL,
+          "an unshuffled position was accepted by a shuffled loader: %s", err);
+    pos.shuffle = 2;
+    CHECK(dataloader_set_position(&plain, &pos, err, sizeof(err)) != 0 && strstr(err, "bad shuffle flag 2") != NULL,
+          "a shuffle flag of 2 was accepted: %s", err);
+    pos.shuffle = 0;
     pos.position = W + 1;
     CHECK(dataloader_set_position(&plain, &pos, err, sizeof(err)) != 0 && strstr(err, "beyond") != NULL,
           "a position beyond the epoch was accepted: %s", err);
@@ -484,6 +493,123 @@ static void test_position_checks(void) {
     dataloader_free(&plain);
     dataloader_free(&shuffled);
     free_dataset(&ds);
+}
+
+// Seed 0 is a shuffle seed like any other (--seed 0 is inside the flag's range): it shuffles, every
+// epoch is a permutation of the windows, its position says "shuffled" (an unshuffled loader, whose
+// seed is also 0, refuses it, and the other way round), and it resumes exactly, also with 2 ranks.
+static void test_seed_zero_shuffles(void) {
+    const int B = 2, T = 5, V = 65536;
+    const size_t n2 = 2 * (size_t)B * T;
+    Dataset ds;
+    make_dataset(&ds, "seedzero", 4, (size_t)B * T * 4 + 1, (size_t)B * T * 10, V);
+    const size_t W = dataset_windows(&ds, B, T);
+    int *seq = (int *)malloc_check(W * n2 * sizeof(int));
+    int *z0 = (int *)malloc_check(W * n2 * sizeof(int));
+    int *z1 = (int *)malloc_check(W * n2 * sizeof(int));
+    int *one = (int *)malloc_check(W * n2 * sizeof(int));
+    read_epoch(ds.pattern, B, T, V, 0, 0, 0, W, seq);
+    read_epoch(ds.pattern, B, T, V, 1, 0, 0, W, z0);
+    read_epoch(ds.pattern, B, T, V, 1, 0, 1, W, z1);
+    read_epoch(ds.pattern, B, T, V, 1, 1, 0, W, one);
+    CHECK(memcmp(z0, seq, W * n2 * sizeof(int)) != 0, "seed 0 gave the sequential order");
+    CHECK(memcmp(z0, z1, W * n2 * sizeof(int)) != 0, "seed 0: epochs 0 and 1 have the same order");
+    CHECK(memcmp(z0, one, W * n2 * sizeof(int)) != 0, "seeds 0 and 1 gave the same order");
+    sort_records(seq, W, n2);
+    sort_records(z0, W, n2);
+    sort_records(z1, W, n2);
+    CHECK(memcmp(z0, seq, W * n2 * sizeof(int)) == 0 && memcmp(z1, seq, W * n2 * sizeof(int)) == 0,
+          "a seed-0 epoch is not a permutation of the windows");
+    free(seq); free(z0); free(z1); free(one);
+
+    char err[ERR_SIZE] = "";
+    for (int R = 1; R <= 2; R++) {
+        for (int rank = 0; rank < R; rank++) {
+            DataLoader dl, resumed, plain;
+            if (open_loader(&dl, ds.pattern, B, T, rank, R, V, 1, 0) != 0) continue;
+            const size_t per_epoch = dataloader_batches_per_epoch(&dl), total = 3 * per_epoch;
+            int *ref = (int *)malloc_check(total * n2 * sizeof(int));
+            int *again = (int *)malloc_check(total * n2 * sizeof(int));
+            CHECK(read_batches(&dl, total, ref, err) == total, "reference read failed: %s", err);
+            const size_t stops[3] = {1, per_epoch + per_epoch / 2, 2 * per_epoch - 1};
+            for (int i = 0; i < 3; i++) {
+                const size_t k = stops[i];
+                dataloader_reset(&dl);
+                CHECK(read_batches(&dl, k, again, err) == k, "read failed: %s", err);
+                DataLoaderPosition pos;
+                dataloader_get_position(&dl, &pos);
+                CHECK(pos.shuffle == 1 && pos.seed == 0 && pos.epoch == k / per_epoch, "after %zu batches: shuffle %llu seed %llu epoch %llu", k,
+                      (unsigned long long)pos.shuffle, (unsigned long long)pos.seed, (unsigned long long)pos.epoch);
+                if (open_loader(&resumed, ds.pattern, B, T, rank, R, V, 1, 0) != 0) continue;
+                CHECK(dataloader_set_position(&resumed, &pos, err, sizeof(err)) == 0, "set_position failed: %s", err);
+                const size_t rest = total - k;
+                CHECK(read_batches(&resumed, rest, again, err) == rest, "resumed read failed: %s", err);
+                CHECK(memcmp(again, ref + k * n2, rest * n2 * sizeof(int)) == 0, "seed 0, R=%d rank %d: batches after resuming at %zu differ", R,
+                      rank, k);
+                dataloader_free(&resumed);
+                // an unshuffled loader (seed 0 as well) refuses the shuffled position, and the other way round
+                if (open_loader(&plain, ds.pattern, B, T, rank, R, V, 0, 0) != 0) continue;
+                CHECK(dataloader_set_position(&plain, &pos, err, sizeof(err)) != 0 &&
+                          strstr(err, "belongs to the order shuffled with seed 0, but this loader does not shuffle") != NULL,
+                      "an unshuffled loader accepted a seed-0 shuffled position: %s", err);
+                DataLoaderPosition plain_pos;
+                dataloader_get_position(&plain, &plain_pos);
+                if (open_loader(&resumed, ds.pattern, B, T, rank, R, V, 1, 0) == 0) {
+                    CHECK(dataloader_set_position(&resumed, &plain_pos, err, sizeof(err)) != 0 &&
+                              strstr(err, "belongs to the sequential order (no shuffle), but this loader shuffles with seed 0") != NULL,
+                          "a seed-0 shuffled loader accepted an unshuffled position: %s", err);
+                    dataloader_free(&resumed);
+                }
+                dataloader_free(&plain);
+            }
+            free(ref);
+            free(again);
+            dataloader_free(&dl);
+        }
+    }
+    free_dataset(&ds);
+}
+
+// The shuffled order of nonzero seeds is pinned to the values of the builds before seed 0 was allowed
+// (the GPU proof compares losses bit for bit with older binaries): 3 shards of 5, 3 and 4 windows of
+// B*T = 6 tokens, where token i of shard s is 1000*s + i, so a batch's first input names its window.
+static void test_shuffle_order_pinned(void) {
+    const int B = 2, T = 3, V = 65536, windows[3] = {5, 3, 4};
+    char pattern[300];
+    snprintf(pattern, sizeof(pattern), "%s/pinned_*.bin", tmp_dir);
+    for (int s = 0; s < 3; s++) {
+        const size_t n = (size_t)windows[s] * B * T + 1;
+        uint16_t *tokens = (uint16_t *)malloc_check(n * sizeof(uint16_t));
+        for (size_t i = 0; i < n; i++) tokens[i] = (uint16_t)(1000 * s + (int)i);
+        char path[300];
+        snprintf(path, sizeof(path), "%s/pinned_%03d.bin", tmp_dir, s);
+        write_shard(path, SHARD_MAGIC, SHARD_VERSION, (int)n, tokens, n);
+        free(tokens);
+    }
+    // the first input of each batch over three epochs (12 windows each)
+    static const int expect_1234[36] = {1012, 1006, 1000, 0, 12, 24, 6, 18, 2012, 2018, 2006, 2000,
+                                        1006, 1012, 1000, 0, 12, 18, 6, 24, 2006, 2012, 2018, 2000,
+                                        1006, 1012, 1000, 2018, 2012, 2000, 2006, 24, 18, 0, 6, 12};
+    static const int expect_big[36] = {24, 18, 6, 12, 0, 1012, 1000, 1006, 2000, 2006, 2018, 2012,
+                                       1006, 1012, 1000, 18, 6, 24, 12, 0, 2000, 2006, 2018, 2012,
+                                       18, 12, 24, 6, 0, 2000, 2018, 2006, 2012, 1012, 1006, 1000};
+    const uint64_t seeds[2] = {1234, 0xFEDCBA9876543210ull};
+    const int *expect[2] = {expect_1234, expect_big};
+    for (int k = 0; k < 2; k++) {
+        DataLoader dl;
+        if (open_loader(&dl, pattern, B, T, 0, 1, V, 1, seeds[k]) != 0) continue;
+        char err[ERR_SIZE];
+        int wrong = 0;
+        for (int b = 0; b < 36; b++) {
+            CHECK(dataloader_next_batch(&dl, err, sizeof(err)) == 0, "next_batch failed: %s", err);
+            if (dl.inputs[0] != expect[k][b]) {
+                if (wrong++ == 0) printf("  seed %llu: batch %d starts with token %d, expected %d\n", (unsigned long long)seeds[k], b, dl.inputs[0],
+                                         expect[k][b]);
+            }
+        }
+        CHECK(wrong == 0, "seed %llu: %d of 36 batches are not the pinned windows", (unsigned long long)seeds[k], wrong);
+        dataloader_free(&dl);
+    }
 }
 
 // The tinyshakespeare shards of `make test-data` load with the GPT-2 vocabulary.
@@ -515,6 +641,8 @@ int main(void) {
     RUN_TEST(test_permutation_uniform);
     RUN_TEST(test_resume);
     RUN_TEST(test_position_checks);
+    RUN_TEST(test_seed_zero_shuffles);
+    RUN_TEST(test_shuffle_order_pinned);
     if (access("build/data/tinyshakespeare/tiny_shakespeare_val.bin", R_OK) == 0) RUN_TEST(test_real_shards);
     else SKIP_TEST(test_real_shards, "build/data/tinyshakespeare absent (make test-data)");
 
