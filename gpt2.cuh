@@ -1,6 +1,6 @@
-// GPT-2 on one GPU: the device model (parameters, gradients, optimizer state, activations, all
-// described in a tensor registry and allocated from its arenas), forward, backward and the AdamW
-// update. Used by train_gpt.cu and test/gpu/test_gpt2_gpu.cu.
+// GPT-2 on the GPU: the family's part of the device model (core/model.cuh): its activations, its
+// per-layer views and Linear objects, and embedding, block and head forward/backward. Used by
+// train_gpt.cu (through GPT2_FAMILY, core/trainer.cuh), test/gpu/test_gpt2_gpu.cu and dev/cuda/gpt2_step.cu.
 //
 // Numerics (BF16 mode): BF16 weights and activations, FP32 accumulation in every GEMM and reduction,
 // FP32 parameter gradients (written by the first micro-step of an optimizer step, added to by the
@@ -8,453 +8,460 @@
 // rounded to nearest after every update.
 //
 // Forward, per layer l (residual stream x, B*T rows of C channels):
-//   ln1 = LN1(x)  [fused into the previous layer's residual add, or after the encoder for l = 0]
+//   ln1 = LN1(x)  [fused into the previous block's residual add, or into the embedding for l = 0]
 //   qkv = ln1 Wqkv^T + b     (linear; qkv laid out [B,T,3,NH,HS] as the attention kernel reads it)
 //   atty, lse = causal flash attention(qkv)
 //   x2 = x + (atty Wproj^T + b),  ln2 = LN2(x2)          (fused residual + LayerNorm)
 //   x = bf16(ln2 Wfc^T + b), fch_gelu = GELU(x), fch_gelu_grad = GELU'(x)   (one GEMM with GELU in its epilogue;
 //   the fcproj Dgrad multiplies by fch_gelu_grad in its epilogue and gives the fc bias gradient's partials)
-//   x3 = x2 + (fch_gelu Wfcproj^T + b), then LN1 of layer l+1 (or the final LN) on x3 (fused)
-// then logits = lnf wte^T (tied, padded vocabulary) and the fused softmax + cross-entropy, which
-// leaves dloss * dlogits in the logits buffer. Backward runs the same steps in reverse; the residual
-// gradient is one BF16 buffer that the final LayerNorm's backward writes and every other LayerNorm
-// backward accumulates into.
+//   x3 = x2 + (fch_gelu Wfcproj^T + b), then the NEXT norm on x3 (fused): the block takes it as an explicit
+//   argument (GPT2Norm), LN1 of layer l+1 or the final LN
+// then logits = lnf wte^T (tied, padded vocabulary) and the core's fused softmax + cross-entropy. Backward
+// runs the same steps in reverse; the residual gradient is one BF16 buffer that the final LayerNorm's
+// backward writes and every other LayerNorm backward accumulates into. Every LayerNorm backward also sums
+// the columns of the gradient it leaves: the bias gradient of the linear that wrote the residual branch
+// before it (fcproj of the same layer for LN2... see gpt2_block_backward); for LN1 of layer l that is layer
+// l-1's fcproj, passed to the block's backward as an explicit argument.
 //
 // Determinism: every kernel sums in a fixed order (no floating-point atomics): cuBLASLt GEMMs (one
 // algorithm per shape, fixed for the run by the plan cache: the fastest of the heuristic's candidates
-// whose output is bit-identical to its first suggestion, so the bits do not depend on the timing), attention backward (separate dK/dV and
-// dQ passes; the qkv bias gradient from per-chunk partials), LayerNorm parameter gradients (per-block partials), encoder backward (sorted tokens),
-// the bias gradients (fixed row chunks), the global norm (fixed grid). Losses are summed on the host
-// in double, in token order.
+// whose output is bit-identical to its first suggestion, so the bits do not depend on the timing), attention
+// backward (separate dK/dV and dQ passes; the qkv bias gradient from per-chunk partials), LayerNorm parameter
+// gradients (per-block partials), encoder backward (sorted tokens), the bias gradients (fixed row chunks),
+// the global norm (fixed grid). Losses are summed on the host in double, in token order.
 #ifndef GPT2_CUH
 #define GPT2_CUH
 
 #include <math.h>
 #include <stdint.h>
 
-#include "core/checkpoint.h"
-#include "core/gpt2_model.h"
-#include "core/linear.cuh"
-#include "core/precision.h"
-#include "core/registry.cuh"
-#include "core/stash.cuh"
-#include "kernels/adamw.cuh"
+#include "core/model.cuh"
+#include "gpt2_model.h"
 #include "kernels/attention.cuh"
-#include "kernels/classifier.cuh"
 #include "kernels/encoder.cuh"
-#include "kernels/global_norm.cuh"
 #include "kernels/layernorm.cuh"
 
-// Registry ids of one layer's activations (index into GPT2::reg.tensors).
+// One layer's activations in one slot.
 typedef struct {
-    int ln1, ln1_mean, ln1_rstd;   // LN1 output [N,C] (stashed: input of the qkv linear) and its statistics [N]
-    int qkv;                       // [N,3C] (stashed: attention input)
-    int atty, lse;                 // attention output [N,C] (stashed: proj input), lse [B,NH,T]
-    int residual2;                 // x2 [N,C]
-    int ln2, ln2_mean, ln2_rstd;   // LN2 output (stashed: fc input)
-    int fch_gelu_grad, fch_gelu;   // [N,4C] GELU'(pre-activation) and GELU output (stashed: fcproj input)
-    int residual3;                 // x3 [N,C]
+    bf16 *ln1;                     // LN1 output [N,C]: input of the qkv linear
+    float *ln1_mean, *ln1_rstd;    // [N]
+    bf16 *qkv;                     // [N,3C]: attention input
+    bf16 *atty;                    // attention output [N,C]: attn_out input
+    float *lse;                    // [B,NH,T]
+    bf16 *residual2;               // x2 [N,C]
+    bf16 *ln2;                     // LN2 output [N,C]: fc input
+    float *ln2_mean, *ln2_rstd;
+    bf16 *fch_gelu_grad, *fch_gelu;  // [N,4C] GELU'(pre-activation) and GELU output (fc_proj input)
+    bf16 *residual3;               // x3 [N,C]
 } GPT2LayerActs;
+
+// One layer's parameters: its four linears and its two LayerNorms.
+typedef struct {
+    Linear qkv, attn_out, fc, fc_proj;
+    const bf16 *ln1w, *ln1b, *ln2w, *ln2b;
+    float *dln1w, *dln1b, *dln2w, *dln2b;
+} GPT2Layer;
+
+// One application of a LayerNorm: its parameters and where its output and statistics go.
+typedef struct {
+    const bf16 *weight, *bias;
+    bf16 *out;
+    float *mean, *rstd;
+} GPT2Norm;
+
+typedef struct {
+    bf16 *encoded;                 // embedding output [N,C]: the residual stream into layer 0
+    bf16 *lnf;                     // final LN output [N,C]: the LM head's input
+    float *lnf_mean, *lnf_rstd;
+} GPT2SlotActs;
 
 typedef struct {
     GPT2Config config;
-    GPT2ParamLayout layout;
-    Precision precision;
-    int max_tokens;                // rows of every activation: forward and backward take B*T <= max_tokens
-    Registry reg;
-    // parameter-shaped tensors (registry ids), one per parameter tensor, packed in llm.c order
-    int param_id[GPT2_NUM_PARAM_TENSORS], grad_id[GPT2_NUM_PARAM_TENSORS];
-    int master_id[GPT2_NUM_PARAM_TENSORS], m_id[GPT2_NUM_PARAM_TENSORS], v_id[GPT2_NUM_PARAM_TENSORS];
-    // activations
-    GPT2LayerActs *layer;          // [L]
-    int encoded, lnf, lnf_mean, lnf_rstd, logits, losses, inputs, targets, branch;
-    // backward buffers
-    int dresidual, dbtc, dqkv, dfch;
+    int *act_ids;                  // registry ids of every activation, in the order of bind's walk
+    GPT2LayerActs *acts;           // [num_slots * L]: slot s, layer l at s * L + l
+    GPT2SlotActs slot[MODEL_MAX_SLOTS];
+    GPT2Layer *layers;             // [L]
+    Linear lm_head;
+    const bf16 *lnfw, *lnfb;
+    float *dlnfw, *dlnfb;
+    // backward buffers (shared by the slots)
+    int branch_id, dresidual_id, dbtc_id, dqkv_id, dfch_id;
+    bf16 *branch, *dresidual, *dbtc, *dqkv, *dfch;
     // workspace
-    int ln_scratch, encoder_scratch, norm_scratch, norm_out, attn_delta, attn_bias_partials, bias_partials, matmul_trial;
-    // flat views of the packed arrays (the first tensor of each)
-    bf16 *params;
-    float *grads, *master, *m, *v;
-    MatmulContext matmul;
-    LinearContext linear;
-    Stash stash;
-    AdamWPlan adamw_plan;
-    cudaStream_t stream;
-    float *losses_host;            // [max_tokens] pinned
-    int last_B, last_T;            // shape of the last forward (backward uses it)
+    int ln_scratch_id, encoder_scratch_id, attn_delta_id, attn_bias_partials_id, bias_partials_id;
+    float *ln_scratch, *attn_delta, *attn_bias_partials;
+    void *encoder_scratch;
 } GPT2;
 
-// Device pointer of registry tensor `id`, typed.
-#define GPT2_PTR(model, type, id) ((type *)(model)->reg.tensors[(id)].data)
+static inline GPT2 *gpt2_of(const Model *m) { return (GPT2 *)m->family; }
+static inline const GPT2LayerActs *gpt2_acts(const GPT2 *g, int slot, int l) { return &g->acts[(size_t)slot * g->config.num_layers + l]; }
 
-static inline bf16 *gpt2_param(const GPT2 *m, int i) { return GPT2_PTR(m, bf16, m->param_id[i]); }
-static inline float *gpt2_grad(const GPT2 *m, int i) { return GPT2_PTR(m, float, m->grad_id[i]); }
-
-// ----------------------------------------------------------------------------------------------
-// kernels
-
-// out[i] = bf16(inp[i]) (round to nearest), one thread per element.
-__global__ void fp32_to_bf16_kernel(bf16 *out, const float *inp, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = __float2bfloat16(inp[i]);
+// The LayerNorm at the input of layer l (its LN1), or the final LN for l = L, in slot `slot`.
+static inline GPT2Norm gpt2_input_norm(const GPT2 *g, int l, int slot) {
+    GPT2Norm n;
+    if (l < g->config.num_layers) {
+        const GPT2LayerActs *a = gpt2_acts(g, slot, l);
+        n = {g->layers[l].ln1w, g->layers[l].ln1b, a->ln1, a->ln1_mean, a->ln1_rstd};
+    } else {
+        const GPT2SlotActs *s = &g->slot[slot];
+        n = {g->lnfw, g->lnfb, s->lnf, s->lnf_mean, s->lnf_rstd};
+    }
+    return n;
 }
 
 // ----------------------------------------------------------------------------------------------
 // building
 
-// Registers every tensor of the model for activations of up to max_tokens rows (B*T).
-static inline void gpt2_register(GPT2 *m) {
+// The activations of one slot and layer, each as (name, dtype, columns); N rows each. Walked in the
+// same order by registration and bind.
+#define GPT2_LAYER_ACTS 14
+static inline void gpt2_layer_act_shapes(const GPT2Config *c, const char *names[GPT2_LAYER_ACTS], DType types[GPT2_LAYER_ACTS],
+                                         size_t cols[GPT2_LAYER_ACTS]) {
+    const size_t C = (size_t)c->channels, NH = (size_t)c->num_heads;
+    const char *n[GPT2_LAYER_ACTS] = {"ln1", "ln1_mean", "ln1_rstd", "qkv", "atty", "lse", "residual2", "ln2", "ln2_mean", "ln2_rstd",
+                                      "fch_gelu_grad", "fch_gelu", "residual3", NULL};
+    const DType t[GPT2_LAYER_ACTS] = {DTYPE_BF16, DTYPE_FP32, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16,
+                                      DTYPE_FP32, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16, DTYPE_BF16, DTYPE_BF16};
+    const size_t w[GPT2_LAYER_ACTS] = {C, 1, 1, 3 * C, C, NH, C, C, 1, 1, 4 * C, 4 * C, C, 0};
+    for (int i = 0; i < GPT2_LAYER_ACTS; i++) {
+        names[i] = n[i];
+        types[i] = t[i];
+        cols[i] = w[i];
+    }
+}
+
+static inline void gpt2_register_tensors(Model *m) {
+    GPT2 *g = (GPT2 *)calloc_check(1, sizeof(GPT2));
+    m->family = g;
+    g->config = *(const GPT2Config *)m->config;
     Registry *r = &m->reg;
-    const GPT2Config *c = &m->config;
-    const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, L = (size_t)c->num_layers;
-    const size_t NH = (size_t)c->num_heads, Vp = (size_t)c->padded_vocab_size;
-    static const char *const prefixes[5] = {"param.", "grad.", "master.", "adam_m.", "adam_v."};
-    int *ids[5] = {m->param_id, m->grad_id, m->master_id, m->m_id, m->v_id};
-    const MemCategory cats[5] = {MEM_PARAMETERS, MEM_GRADIENTS, MEM_OPTIMIZER, MEM_OPTIMIZER, MEM_OPTIMIZER};
-    for (int k = 0; k < 5; k++) {
-        const DType dt = k == 0 ? DTYPE_BF16 : DTYPE_FP32;
-        for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-            const GPT2ParamTensor *t = &m->layout.tensors[i];
-            char name[REGISTRY_NAME_LEN];
-            snprintf(name, sizeof(name), "%s%s", prefixes[k], t->name);
-            // packed (element alignment), so each kind is one flat array in llm.c order
-            ids[k][i] = registry_add(r, name, -1, cats[k], dt, t->ndim, t->shape, dtype_size(dt));
-        }
-    }
-    m->layer = (GPT2LayerActs *)malloc_check(L * sizeof(GPT2LayerActs));
+    const GPT2Config *c = &g->config;
+    const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, L = (size_t)c->num_layers, NH = (size_t)c->num_heads;
+    const char *names[GPT2_LAYER_ACTS];
+    DType types[GPT2_LAYER_ACTS];
+    size_t cols[GPT2_LAYER_ACTS];
+    gpt2_layer_act_shapes(c, names, types, cols);
+    const int per_slot = (GPT2_LAYER_ACTS - 1) * (int)L + 4;
+    g->act_ids = (int *)malloc_check((size_t)m->num_slots * per_slot * sizeof(int));
     const MemCategory A = MEM_ACTIVATIONS;
-    m->encoded = registry_add2(r, "encoded", -1, A, DTYPE_BF16, N, C);
-    for (int l = 0; l < (int)L; l++) {
-        GPT2LayerActs *a = &m->layer[l];
-        a->ln1 = registry_add2(r, "ln1", l, A, DTYPE_BF16, N, C);
-        a->ln1_mean = registry_add1(r, "ln1_mean", l, A, DTYPE_FP32, N);
-        a->ln1_rstd = registry_add1(r, "ln1_rstd", l, A, DTYPE_FP32, N);
-        a->qkv = registry_add2(r, "qkv", l, A, DTYPE_BF16, N, 3 * C);
-        a->atty = registry_add2(r, "atty", l, A, DTYPE_BF16, N, C);
-        a->lse = registry_add2(r, "lse", l, A, DTYPE_FP32, N, NH);
-        a->residual2 = registry_add2(r, "residual2", l, A, DTYPE_BF16, N, C);
-        a->ln2 = registry_add2(r, "ln2", l, A, DTYPE_BF16, N, C);
-        a->ln2_mean = registry_add1(r, "ln2_mean", l, A, DTYPE_FP32, N);
-        a->ln2_rstd = registry_add1(r, "ln2_rstd", l, A, DTYPE_FP32, N);
-        a->fch_gelu_grad = registry_add2(r, "fch_gelu_grad", l, A, DTYPE_BF16, N, 4 * C);
-        a->fch_gelu = registry_add2(r, "fch_gelu", l, A, DTYPE_BF16, N, 4 * C);
-        a->residual3 = registry_add2(r, "residual3", l, A, DTYPE_BF16, N, C);
+    int k = 0;
+    for (int s = 0; s < m->num_slots; s++) {
+        char name[32];
+        snprintf(name, sizeof(name), "s%d.encoded", s);
+        g->act_ids[k++] = registry_add2(r, name, -1, A, DTYPE_BF16, N, C);
+        for (int l = 0; l < (int)L; l++) {
+            for (int i = 0; names[i] != NULL; i++) {
+                snprintf(name, sizeof(name), "s%d.%s", s, names[i]);
+                g->act_ids[k++] = cols[i] == 1 ? registry_add1(r, name, l, A, types[i], N) : registry_add2(r, name, l, A, types[i], N, cols[i]);
+            }
+        }
+        snprintf(name, sizeof(name), "s%d.lnf", s);
+        g->act_ids[k++] = registry_add2(r, name, -1, A, DTYPE_BF16, N, C);
+        snprintf(name, sizeof(name), "s%d.lnf_mean", s);
+        g->act_ids[k++] = registry_add1(r, name, -1, A, DTYPE_FP32, N);
+        snprintf(name, sizeof(name), "s%d.lnf_rstd", s);
+        g->act_ids[k++] = registry_add1(r, name, -1, A, DTYPE_FP32, N);
     }
-    m->lnf = registry_add2(r, "lnf", -1, A, DTYPE_BF16, N, C);
-    m->lnf_mean = registry_add1(r, "lnf_mean", -1, A, DTYPE_FP32, N);
-    m->lnf_rstd = registry_add1(r, "lnf_rstd", -1, A, DTYPE_FP32, N);
-    m->logits = registry_add2(r, "logits", -1, A, DTYPE_BF16, N, Vp);
-    m->losses = registry_add1(r, "losses", -1, A, DTYPE_FP32, N);
-    m->inputs = registry_add1(r, "inputs", -1, A, DTYPE_INT32, N);
-    m->targets = registry_add1(r, "targets", -1, A, DTYPE_INT32, N);
-    m->branch = registry_add2(r, "branch", -1, A, DTYPE_BF16, N, C);
-    m->dresidual = registry_add2(r, "dresidual", -1, A, DTYPE_BF16, N, C);
-    m->dbtc = registry_add2(r, "dbtc", -1, A, DTYPE_BF16, N, C);
-    m->dqkv = registry_add2(r, "dqkv", -1, A, DTYPE_BF16, N, 3 * C);
-    m->dfch = registry_add2(r, "dfch", -1, A, DTYPE_BF16, N, 4 * C);
+    g->branch_id = registry_add2(r, "branch", -1, A, DTYPE_BF16, N, C);
+    g->dresidual_id = registry_add2(r, "dresidual", -1, A, DTYPE_BF16, N, C);
+    g->dbtc_id = registry_add2(r, "dbtc", -1, A, DTYPE_BF16, N, C);
+    g->dqkv_id = registry_add2(r, "dqkv", -1, A, DTYPE_BF16, N, 3 * C);
+    g->dfch_id = registry_add2(r, "dfch", -1, A, DTYPE_BF16, N, 4 * C);
     const MemCategory W = MEM_WORKSPACE;
-    m->ln_scratch = registry_add1(r, "layernorm_scratch", -1, W, DTYPE_FP32, layernorm_backward_scratch_floats((int)N, (int)C));
-    m->encoder_scratch = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N, (int)C), 4));
-    m->norm_scratch = registry_add1(r, "norm_scratch", -1, W, DTYPE_FP32, (size_t)global_norm_num_blocks((long long)m->layout.num_parameters));
-    m->norm_out = registry_add1(r, "norm_out", -1, W, DTYPE_FP32, 1);
-    m->attn_delta = registry_add2(r, "attention_delta", -1, W, DTYPE_FP32, N, NH);
+    g->ln_scratch_id = registry_add1(r, "layernorm_scratch", -1, W, DTYPE_FP32, layernorm_backward_scratch_floats((int)N, (int)C));
+    g->encoder_scratch_id = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N, (int)C), 4));
+    g->attn_delta_id = registry_add2(r, "attention_delta", -1, W, DTYPE_FP32, N, NH);
     // the attention backward's qkv bias partials: attention_bias_partial_rows(B, T) = B*ceil(T/64) rows of 3C,
-    // at most N/32 rows for sequences of T >= 32 tokens (gpt2_backward sums shorter ones in the qkv linear)
-    m->attn_bias_partials = registry_add2(r, "attention_bias_partials", -1, W, DTYPE_FP32, N / 32 > 0 ? N / 32 : 1, 3 * C);
-    m->bias_partials = registry_add2(r, "bias_partials", -1, W, DTYPE_FP32, linear_bias_partial_rows((long)N), 4 * C);
-    // the cuBLASLt algorithm trials (first step) save the largest accumulated FP32 output here: a Wgrad
-    m->matmul_trial = registry_add2(r, "matmul_trial", -1, W, DTYPE_FP32, Vp > 4 * C ? Vp : 4 * C, C);
-    r->external_bytes[MEM_WORKSPACE] = MATMUL_CONTEXT_DEVICE_BYTES;
+    // at most N/32 rows for sequences of T >= 32 tokens (shorter ones sum it in the qkv linear)
+    g->attn_bias_partials_id = registry_add2(r, "attention_bias_partials", -1, W, DTYPE_FP32, N / 32 > 0 ? N / 32 : 1, 3 * C);
+    g->bias_partials_id = registry_add2(r, "bias_partials", -1, W, DTYPE_FP32, linear_bias_partial_rows((long)N), 4 * C);
 }
 
-// Builds the device model for configuration *cfg, activations of up to max_tokens = B*T rows, in
-// precision `precision`. Prints the memory report when `report` is set. Fails (returns -1 with a
-// message, nothing allocated but the cuBLASLt context) when the plan does not fit in device memory.
-static inline int gpt2_build(GPT2 *m, const GPT2Config *cfg, int max_tokens, Precision precision, FILE *report,
-                             char *err, size_t err_size) {
-    memset(m, 0, sizeof(*m));
-    if (gpt2_config_validate(cfg, err, err_size) != 0) return -1;
-    const int HS = cfg->channels / cfg->num_heads;
-    if (HS != 64 && HS != 128) return set_error(err, err_size, "model: head size %d (channels/heads); the attention kernel takes 64 or 128", HS);
-    if (cfg->channels % 8 != 0 || cfg->channels > LAYERNORM_MAX_C)
-        return set_error(err, err_size, "model: channels %d must be a multiple of 8 and at most %d", cfg->channels, LAYERNORM_MAX_C);
-    if (cfg->padded_vocab_size % 8 != 0) return set_error(err, err_size, "model: padded vocabulary %d must be a multiple of 8", cfg->padded_vocab_size);
-    m->config = *cfg;
-    gpt2_param_layout(cfg, &m->layout);
-    m->precision = precision;
-    m->max_tokens = max_tokens;
-    registry_init(&m->reg);
-    gpt2_register(m);
-    if (report != NULL) registry_print_report(&m->reg, report);
-    cudaCheck(cudaStreamCreate(&m->stream));
-    matmul_context_init(&m->matmul);
-    if (registry_allocate(&m->reg, err, err_size) != 0) return -1;
-    m->params = gpt2_param(m, 0);
-    m->grads = gpt2_grad(m, 0);
-    m->master = GPT2_PTR(m, float, m->master_id[0]);
-    m->m = GPT2_PTR(m, float, m->m_id[0]);
-    m->v = GPT2_PTR(m, float, m->v_id[0]);
-    const RegTensor *trial = &m->reg.tensors[m->matmul_trial];
-    matmul_context_set_trial_buffer(&m->matmul, trial->data, trial->numel * dtype_size(trial->dtype));
-    m->linear = linear_context(precision, &m->matmul, GPT2_PTR(m, float, m->bias_partials), (int)m->reg.tensors[m->bias_partials].shape[0],
-                               4 * cfg->channels);
-    stash_init(&m->stash, precision);
-    size_t sizes[GPT2_NUM_PARAM_TENSORS];
-    int decay[GPT2_NUM_PARAM_TENSORS];
-    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        sizes[i] = m->layout.tensors[i].size;
-        decay[i] = m->layout.tensors[i].is_matrix;
+static inline void gpt2_bind(Model *m) {
+    GPT2 *g = gpt2_of(m);
+    const GPT2Config *c = &g->config;
+    const int L = c->num_layers, C = c->channels;
+    int k = 0;
+#define GPT2_NEXT_ACT(type) MODEL_PTR(m, type, g->act_ids[k++])
+    g->acts = (GPT2LayerActs *)malloc_check((size_t)m->num_slots * L * sizeof(GPT2LayerActs));
+    for (int s = 0; s < m->num_slots; s++) {
+        g->slot[s].encoded = GPT2_NEXT_ACT(bf16);
+        for (int l = 0; l < L; l++) {  // the order of gpt2_layer_act_shapes
+            GPT2LayerActs *a = &g->acts[(size_t)s * L + l];
+            a->ln1 = GPT2_NEXT_ACT(bf16);
+            a->ln1_mean = GPT2_NEXT_ACT(float);
+            a->ln1_rstd = GPT2_NEXT_ACT(float);
+            a->qkv = GPT2_NEXT_ACT(bf16);
+            a->atty = GPT2_NEXT_ACT(bf16);
+            a->lse = GPT2_NEXT_ACT(float);
+            a->residual2 = GPT2_NEXT_ACT(bf16);
+            a->ln2 = GPT2_NEXT_ACT(bf16);
+            a->ln2_mean = GPT2_NEXT_ACT(float);
+            a->ln2_rstd = GPT2_NEXT_ACT(float);
+            a->fch_gelu_grad = GPT2_NEXT_ACT(bf16);
+            a->fch_gelu = GPT2_NEXT_ACT(bf16);
+            a->residual3 = GPT2_NEXT_ACT(bf16);
+        }
+        g->slot[s].lnf = GPT2_NEXT_ACT(bf16);
+        g->slot[s].lnf_mean = GPT2_NEXT_ACT(float);
+        g->slot[s].lnf_rstd = GPT2_NEXT_ACT(float);
     }
-    adamw_plan_build(&m->adamw_plan, sizes, decay, GPT2_NUM_PARAM_TENSORS, 0, m->layout.num_parameters);
-    cudaCheck(cudaMallocHost((void **)&m->losses_host, (size_t)max_tokens * sizeof(float)));
-    return 0;
+#undef GPT2_NEXT_ACT
+    g->branch = MODEL_PTR(m, bf16, g->branch_id);
+    g->dresidual = MODEL_PTR(m, bf16, g->dresidual_id);
+    g->dbtc = MODEL_PTR(m, bf16, g->dbtc_id);
+    g->dqkv = MODEL_PTR(m, bf16, g->dqkv_id);
+    g->dfch = MODEL_PTR(m, bf16, g->dfch_id);
+    g->ln_scratch = MODEL_PTR(m, float, g->ln_scratch_id);
+    g->encoder_scratch = MODEL_PTR(m, void, g->encoder_scratch_id);
+    g->attn_delta = MODEL_PTR(m, float, g->attn_delta_id);
+    g->attn_bias_partials = MODEL_PTR(m, float, g->attn_bias_partials_id);
+    const RegTensor *bp = &m->reg.tensors[g->bias_partials_id];
+    m->linear = linear_context(m->precision, &m->matmul, (float *)bp->data, (int)bp->shape[0], 4 * C);
+    g->layers = (GPT2Layer *)malloc_check((size_t)L * sizeof(GPT2Layer));
+    for (int l = 0; l < L; l++) {
+        GPT2Layer *y = &g->layers[l];
+#define P(i) model_layer_param(m, i, l)
+#define G(i) model_layer_grad(m, i, l)
+        linear_init(&y->qkv, LINEAR_QKV, l, C, 3 * C, LINEAR_EPILOGUE_BIAS, false, P(GPT2_QKVW), P(GPT2_QKVB), G(GPT2_QKVW), G(GPT2_QKVB));
+        linear_init(&y->attn_out, LINEAR_ATTN_OUT, l, C, C, LINEAR_EPILOGUE_BIAS, false, P(GPT2_ATTPROJW), P(GPT2_ATTPROJB), G(GPT2_ATTPROJW),
+                    G(GPT2_ATTPROJB));
+        linear_init(&y->fc, LINEAR_FC, l, C, 4 * C, LINEAR_EPILOGUE_BIAS_GELU, false, P(GPT2_FCW), P(GPT2_FCB), G(GPT2_FCW), G(GPT2_FCB));
+        linear_init(&y->fc_proj, LINEAR_FC_PROJ, l, 4 * C, C, LINEAR_EPILOGUE_BIAS, true, P(GPT2_FCPROJW), P(GPT2_FCPROJB), G(GPT2_FCPROJW),
+                    G(GPT2_FCPROJB));
+        y->ln1w = P(GPT2_LN1W);
+        y->ln1b = P(GPT2_LN1B);
+        y->ln2w = P(GPT2_LN2W);
+        y->ln2b = P(GPT2_LN2B);
+        y->dln1w = G(GPT2_LN1W);
+        y->dln1b = G(GPT2_LN1B);
+        y->dln2w = G(GPT2_LN2W);
+        y->dln2b = G(GPT2_LN2B);
+#undef P
+#undef G
+    }
+    linear_init(&g->lm_head, LINEAR_LM_HEAD, -1, C, c->padded_vocab_size, LINEAR_EPILOGUE_NONE, false, model_param(m, GPT2_WTE), NULL,
+                model_grad(m, GPT2_WTE), NULL);
+    g->lnfw = model_param(m, GPT2_LNFW);
+    g->lnfb = model_param(m, GPT2_LNFB);
+    g->dlnfw = model_grad(m, GPT2_LNFW);
+    g->dlnfb = model_grad(m, GPT2_LNFB);
 }
 
-static inline void gpt2_free(GPT2 *m) {
-    adamw_plan_free(&m->adamw_plan);
-    cudaCheck(cudaFreeHost(m->losses_host));
-    matmul_context_free(&m->matmul);
-    registry_free(&m->reg);
-    cudaCheck(cudaStreamDestroy(m->stream));
-    free(m->layer);
-    memset(m, 0, sizeof(*m));
-}
-
-// Sets the FP32 master weights from params_host (num_parameters floats, llm.c order) and the BF16
-// weights to them rounded to nearest.
-static inline void gpt2_set_params(GPT2 *m, const float *params_host) {
-    const size_t n = m->layout.num_parameters;
-    cudaCheck(cudaMemcpy(m->master, params_host, n * sizeof(float), cudaMemcpyHostToDevice));
-    fp32_to_bf16_kernel<<<(unsigned)ceil_div<size_t>(n, 256), 256, 0, m->stream>>>(m->params, m->master, n);
-    cudaCheckLaunch();
-    cudaCheck(cudaStreamSynchronize(m->stream));
-}
-
-// Copies the FP32 master weights to params_host (num_parameters floats).
-static inline void gpt2_get_master(const GPT2 *m, float *params_host) {
-    cudaCheck(cudaStreamSynchronize(m->stream));
-    cudaCheck(cudaMemcpy(params_host, m->master, m->layout.num_parameters * sizeof(float), cudaMemcpyDeviceToHost));
+static inline void gpt2_free_family(Model *m) {
+    GPT2 *g = gpt2_of(m);
+    free(g->act_ids);
+    free(g->acts);
+    free(g->layers);
+    free(g);
+    m->family = NULL;
 }
 
 // ----------------------------------------------------------------------------------------------
-// forward / backward / update
+// forward
 
-// Forward over inputs [B,T] (host, token ids < vocab_size), B*T <= max_tokens. With targets [B,T]
-// (host), runs the fused classifier, which leaves dloss * dlogits in the logits buffer for backward
-// (dloss = 1/(B*T*grad_accum)), and returns the mean loss (summed in double in token order). With
-// targets NULL stops at the logits (BF16 [B*T, Vp] in the logits tensor) and returns 0.
-static inline float gpt2_forward(GPT2 *m, const int *inputs, const int *targets, int B, int T, float dloss) {
-    const GPT2Config *c = &m->config;
-    const int N = B * T, C = c->channels, L = c->num_layers, NH = c->num_heads, HS = C / NH;
-    const int V = c->vocab_size, Vp = c->padded_vocab_size;
-    shapeCheck(B > 0 && T > 0 && T <= c->max_seq_len && (long long)B * T <= m->max_tokens,
-               "forward of B=%d T=%d: need T <= %d and B*T <= %d", B, T, c->max_seq_len, m->max_tokens);
-    cudaStream_t s = m->stream;
-    const LinearContext *lin = &m->linear;
-    Registry *r = &m->reg;
-    int *d_inputs = GPT2_PTR(m, int, m->inputs), *d_targets = GPT2_PTR(m, int, m->targets);
-    cudaCheck(cudaMemcpyAsync(d_inputs, inputs, (size_t)N * sizeof(int), cudaMemcpyHostToDevice, s));
-    if (targets != NULL) cudaCheck(cudaMemcpyAsync(d_targets, targets, (size_t)N * sizeof(int), cudaMemcpyHostToDevice, s));
-    bf16 *branch = GPT2_PTR(m, bf16, m->branch);
-
-    encoder_forward(GPT2_PTR(m, bf16, m->encoded), d_inputs, gpt2_param(m, GPT2_WTE), gpt2_param(m, GPT2_WPE), B, T, C, s);
-    layernorm_forward(GPT2_PTR(m, bf16, m->layer[0].ln1), GPT2_PTR(m, float, m->layer[0].ln1_mean),
-                      GPT2_PTR(m, float, m->layer[0].ln1_rstd), GPT2_PTR(m, bf16, m->encoded), gpt2_param(m, GPT2_LN1W),
-                      gpt2_param(m, GPT2_LN1B), N, C, s);
-    for (int l = 0; l < L; l++) {
-        const GPT2LayerActs *a = &m->layer[l];
-        const bf16 *residual = l == 0 ? GPT2_PTR(m, bf16, m->encoded) : GPT2_PTR(m, bf16, m->layer[l - 1].residual3);
-        const size_t lc = (size_t)l * C;
-        stash_save(&m->stash, &r->tensors[a->ln1], s);
-        linear_forward(lin, GPT2_PTR(m, bf16, a->qkv), NULL, GPT2_PTR(m, bf16, a->ln1), gpt2_param(m, GPT2_QKVW) + lc * 3 * C,
-                       gpt2_param(m, GPT2_QKVB) + 3 * lc, N, C, 3 * C, s);
-        stash_save(&m->stash, &r->tensors[a->qkv], s);
-        attention_forward(GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse), GPT2_PTR(m, bf16, a->qkv), B, T, NH, HS, s);
-        stash_save(&m->stash, &r->tensors[a->atty], s);
-        linear_forward(lin, branch, NULL, GPT2_PTR(m, bf16, a->atty), gpt2_param(m, GPT2_ATTPROJW) + lc * C,
-                       gpt2_param(m, GPT2_ATTPROJB) + lc, N, C, C, s);
-        fused_residual_layernorm_forward(GPT2_PTR(m, bf16, a->residual2), GPT2_PTR(m, bf16, a->ln2), GPT2_PTR(m, float, a->ln2_mean),
-                                         GPT2_PTR(m, float, a->ln2_rstd), residual, branch, gpt2_param(m, GPT2_LN2W) + lc,
-                                         gpt2_param(m, GPT2_LN2B) + lc, N, C, s);
-        stash_save(&m->stash, &r->tensors[a->ln2], s);
-        linear_forward(lin, GPT2_PTR(m, bf16, a->fch_gelu), GPT2_PTR(m, bf16, a->fch_gelu_grad), GPT2_PTR(m, bf16, a->ln2),
-                       gpt2_param(m, GPT2_FCW) + lc * 4 * C, gpt2_param(m, GPT2_FCB) + 4 * lc, N, C, 4 * C, s);
-        stash_save(&m->stash, &r->tensors[a->fch_gelu], s);
-        linear_forward(lin, branch, NULL, GPT2_PTR(m, bf16, a->fch_gelu), gpt2_param(m, GPT2_FCPROJW) + lc * 4 * C,
-                       gpt2_param(m, GPT2_FCPROJB) + lc, N, 4 * C, C, s);
-        // x3 = x2 + branch, then the next LayerNorm on it (LN1 of layer l+1, or the final LN)
-        bf16 *ln_out = l + 1 < L ? GPT2_PTR(m, bf16, m->layer[l + 1].ln1) : GPT2_PTR(m, bf16, m->lnf);
-        float *ln_mean = l + 1 < L ? GPT2_PTR(m, float, m->layer[l + 1].ln1_mean) : GPT2_PTR(m, float, m->lnf_mean);
-        float *ln_rstd = l + 1 < L ? GPT2_PTR(m, float, m->layer[l + 1].ln1_rstd) : GPT2_PTR(m, float, m->lnf_rstd);
-        const bf16 *ln_w = l + 1 < L ? gpt2_param(m, GPT2_LN1W) + lc + C : gpt2_param(m, GPT2_LNFW);
-        const bf16 *ln_b = l + 1 < L ? gpt2_param(m, GPT2_LN1B) + lc + C : gpt2_param(m, GPT2_LNFB);
-        fused_residual_layernorm_forward(GPT2_PTR(m, bf16, a->residual3), ln_out, ln_mean, ln_rstd, GPT2_PTR(m, bf16, a->residual2),
-                                         branch, ln_w, ln_b, N, C, s);
-    }
-    stash_save(&m->stash, &r->tensors[m->lnf], s);
-    bf16 *logits = GPT2_PTR(m, bf16, m->logits);
-    linear_forward(lin, logits, NULL, GPT2_PTR(m, bf16, m->lnf), gpt2_param(m, GPT2_WTE), NULL, N, C, Vp, s);
-    m->last_B = B;
-    m->last_T = T;
-    if (targets == NULL) return 0.0f;
-    fused_classifier(logits, GPT2_PTR(m, float, m->losses), d_targets, dloss, N, V, Vp, s);
-    cudaCheck(cudaMemcpyAsync(m->losses_host, GPT2_PTR(m, float, m->losses), (size_t)N * sizeof(float), cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaStreamSynchronize(s));
-    double sum = 0.0;
-    for (int i = 0; i < N; i++) sum += m->losses_host[i];
-    return (float)(sum / N);
+// Embedding: encoded = wte[tokens] + wpe[t], then `first_norm` (LN1 of the first layer) on it.
+static inline void gpt2_embed_forward(Model *m, int slot, int B, int T, const GPT2Norm *first_norm) {
+    GPT2 *g = gpt2_of(m);
+    const int C = g->config.channels, N = B * T;
+    bf16 *encoded = g->slot[slot].encoded;
+    encoder_forward(encoded, model_inputs(m, slot), model_param(m, GPT2_WTE), model_param(m, GPT2_WPE), B, T, C, m->stream);
+    layernorm_forward(first_norm->out, first_norm->mean, first_norm->rstd, encoded, first_norm->weight, first_norm->bias, N, C, m->stream);
 }
+
+// Block l: reads its LN1 output (written by whoever ran before it) and the residual stream, writes x3
+// and `next_norm` of x3 (the following layer's LN1, or the final LN).
+static inline void gpt2_block_forward(Model *m, int l, int slot, int B, int T, const GPT2Norm *next_norm) {
+    GPT2 *g = gpt2_of(m);
+    const int N = B * T, C = g->config.channels, NH = g->config.num_heads, HS = C / NH;
+    cudaStream_t s = m->stream;
+    const LinearContext *ctx = &m->linear;
+    const GPT2Layer *y = &g->layers[l];
+    const GPT2LayerActs *a = gpt2_acts(g, slot, l);
+    const bf16 *residual = l == 0 ? g->slot[slot].encoded : gpt2_acts(g, slot, l - 1)->residual3;
+    linear_forward(ctx, &y->qkv, a->qkv, NULL, a->ln1, N, s);
+    attention_forward(a->atty, a->lse, a->qkv, B, T, NH, HS, s);
+    linear_forward(ctx, &y->attn_out, g->branch, NULL, a->atty, N, s);
+    fused_residual_layernorm_forward(a->residual2, a->ln2, a->ln2_mean, a->ln2_rstd, residual, g->branch, y->ln2w, y->ln2b, N, C, s);
+    linear_forward(ctx, &y->fc, a->fch_gelu, a->fch_gelu_grad, a->ln2, N, s);
+    linear_forward(ctx, &y->fc_proj, g->branch, NULL, a->fch_gelu, N, s);
+    fused_residual_layernorm_forward(a->residual3, next_norm->out, next_norm->mean, next_norm->rstd, a->residual2, g->branch,
+                                     next_norm->weight, next_norm->bias, N, C, s);
+}
+
+// LM head: logits = lnf . wte^T (tied).
+static inline void gpt2_head_forward(Model *m, int slot, int B, int T) {
+    GPT2 *g = gpt2_of(m);
+    linear_forward(&m->linear, &g->lm_head, model_logits(m, slot), NULL, g->slot[slot].lnf, B * T, m->stream);
+}
+
+// ----------------------------------------------------------------------------------------------
+// backward. accumulate: 1 adds to the gradients (later micro-steps), 0 writes them (the first; no memset).
+// Each gradient has one writer, which takes the flag, but wte: the LM head's Wgrad writes or adds, then the
+// encoder adds. The bits are those of zeroed gradients plus accumulate, except that a Wgrad element whose
+// products are all -0.0f may come out -0.0f instead of +0.0f (beta = 0 adds no +0.0f); the norm and AdamW
+// treat both alike.
 
 // Whether the attention backward sums the qkv bias gradient for sequences of B x T (its partials fit the
 // scratch: always when T >= 32); otherwise the qkv linear's backward does, in a pass over dqkv.
-static inline bool gpt2_attention_sums_qkv_bias(const GPT2 *m, int B, int T) {
-    return attention_bias_partial_rows(B, T) <= (long)m->reg.tensors[m->attn_bias_partials].shape[0];
+static inline bool gpt2_attention_sums_qkv_bias(const Model *m, int B, int T) {
+    return attention_bias_partial_rows(B, T) <= (long)m->reg.tensors[gpt2_of(m)->attn_bias_partials_id].shape[0];
 }
 
-// Backward of the last forward (which had targets) into the FP32 gradients. accumulate: 1 adds to them (the
-// later micro-steps of an optimizer step), 0 writes every element (the first micro-step: no memset). Each
-// gradient has one writer, which takes the flag, but wte: the LM head's Wgrad writes or adds, then the encoder
-// adds. The bits are those of zeroed gradients plus accumulate, except that a Wgrad element whose products are
-// all -0.0f may come out -0.0f instead of +0.0f (beta = 0 adds no +0.0f); the norm and AdamW treat both alike.
-static inline void gpt2_backward(GPT2 *m, bool accumulate) {
-    const GPT2Config *c = &m->config;
-    const int B = m->last_B, T = m->last_T, N = B * T, C = c->channels, L = c->num_layers, NH = c->num_heads, HS = C / NH;
-    const int Vp = c->padded_vocab_size;
+// The LM head and the final LayerNorm, which writes the residual gradient (dresidual) and sums its columns
+// into `last_branch_dbias` (the bias gradient of the last block's fc_proj).
+static inline void gpt2_head_backward(Model *m, int slot, int B, int T, bool accumulate, float *last_branch_dbias) {
+    GPT2 *g = gpt2_of(m);
+    const int N = B * T, C = g->config.channels, L = g->config.num_layers;
+    const GPT2SlotActs *sa = &g->slot[slot];
+    linear_backward(&m->linear, &g->lm_head, g->dbtc, model_logits(m, slot), sa->lnf, NULL, NULL, false, accumulate, N, m->stream);
+    layernorm_backward(g->dresidual, last_branch_dbias, g->dlnfw, g->dlnfb, g->ln_scratch, g->dbtc, gpt2_acts(g, slot, L - 1)->residual3,
+                       g->lnfw, sa->lnf_mean, sa->lnf_rstd, N, C, false, accumulate, m->stream);
+}
+
+// Block l, from the gradient of x3 in dresidual to the gradient of its input residual stream (added in
+// place). Its LN1 backward sums the columns of that gradient into `prev_branch_dbias`: the bias gradient of
+// the linear that wrote the residual branch before this block (the previous layer's fc_proj; NULL for the
+// first layer, whose input is the embedding).
+static inline void gpt2_block_backward(Model *m, int l, int slot, int B, int T, bool accumulate, float *prev_branch_dbias) {
+    GPT2 *g = gpt2_of(m);
+    const int N = B * T, C = g->config.channels, NH = g->config.num_heads, HS = C / NH;
     cudaStream_t s = m->stream;
-    const LinearContext *lin = &m->linear;
-    Registry *r = &m->reg;
-    bf16 *dres = GPT2_PTR(m, bf16, m->dresidual), *dbtc = GPT2_PTR(m, bf16, m->dbtc);
-    bf16 *dqkv = GPT2_PTR(m, bf16, m->dqkv), *dfch = GPT2_PTR(m, bf16, m->dfch);
-    float *ln_scratch = GPT2_PTR(m, float, m->ln_scratch);
-    const bool attn_bias_fused = gpt2_attention_sums_qkv_bias(m, B, T);
-
-    // LM head (tied wte) and the final LayerNorm
-    linear_backward(lin, dbtc, gpt2_grad(m, GPT2_WTE), NULL, GPT2_PTR(m, bf16, m->logits),
-                    stash_restore(&m->stash, &r->tensors[m->lnf], s), gpt2_param(m, GPT2_WTE), NULL, NULL, N, C, Vp, accumulate, s);
-    // every LayerNorm backward also sums the columns of the residual gradient it leaves in dres: the
-    // dout of the next linear in backward order, so its bias gradient comes from that pass (fcproj
-    // after the final LN and after LN1 of layer l+1, attproj after LN2). The final LN writes dres.
-    layernorm_backward(dres, gpt2_grad(m, GPT2_FCPROJB) + (size_t)(L - 1) * C, gpt2_grad(m, GPT2_LNFW), gpt2_grad(m, GPT2_LNFB), ln_scratch, dbtc,
-                       GPT2_PTR(m, bf16, m->layer[L - 1].residual3), gpt2_param(m, GPT2_LNFW), GPT2_PTR(m, float, m->lnf_mean),
-                       GPT2_PTR(m, float, m->lnf_rstd), N, C, false, accumulate, s);
-    for (int l = L - 1; l >= 0; l--) {
-        const GPT2LayerActs *a = &m->layer[l];
-        const bf16 *residual = l == 0 ? GPT2_PTR(m, bf16, m->encoded) : GPT2_PTR(m, bf16, m->layer[l - 1].residual3);
-        const size_t lc = (size_t)l * C;
-        // dres is the gradient of x3: the fcproj branch gets it unchanged; its Dgrad epilogue applies GELU's
-        // backward and gives the fc bias gradient (so fc's own backward skips it)
-        linear_backward(lin, dfch, gpt2_grad(m, GPT2_FCPROJW) + lc * 4 * C, NULL, dres,
-                        stash_restore(&m->stash, &r->tensors[a->fch_gelu], s), gpt2_param(m, GPT2_FCPROJW) + lc * 4 * C,
-                        GPT2_PTR(m, bf16, a->fch_gelu_grad), gpt2_grad(m, GPT2_FCB) + 4 * lc, N, 4 * C, C, accumulate, s);
-        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_FCW) + lc * 4 * C, NULL, dfch,
-                        stash_restore(&m->stash, &r->tensors[a->ln2], s), gpt2_param(m, GPT2_FCW) + lc * 4 * C, NULL, NULL, N, C, 4 * C,
-                        accumulate, s);
-        layernorm_backward(dres, gpt2_grad(m, GPT2_ATTPROJB) + lc, gpt2_grad(m, GPT2_LN2W) + lc, gpt2_grad(m, GPT2_LN2B) + lc, ln_scratch, dbtc,
-                           GPT2_PTR(m, bf16, a->residual2), gpt2_param(m, GPT2_LN2W) + lc, GPT2_PTR(m, float, a->ln2_mean),
-                           GPT2_PTR(m, float, a->ln2_rstd), N, C, true, accumulate, s);
-        // dres is now the gradient of x2: the attention branch gets it unchanged
-        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_ATTPROJW) + lc * C, NULL, dres,
-                        stash_restore(&m->stash, &r->tensors[a->atty], s), gpt2_param(m, GPT2_ATTPROJW) + lc * C, NULL, NULL, N, C, C,
-                        accumulate, s);
-        // the qkv bias gradient comes from the attention backward, which sums the columns of dqkv as it
-        // stores them, when its partials fit (T >= 32); else from the qkv linear's own pass over dqkv
-        float *qkv_dbias = gpt2_grad(m, GPT2_QKVB) + 3 * lc;
-        float *attn_dbias = attn_bias_fused ? qkv_dbias : NULL, *linear_dbias = attn_bias_fused ? NULL : qkv_dbias;
-        attention_backward(dqkv, attn_dbias, GPT2_PTR(m, float, m->attn_delta), GPT2_PTR(m, float, m->attn_bias_partials), dbtc,
-                           stash_restore(&m->stash, &r->tensors[a->qkv], s), GPT2_PTR(m, bf16, a->atty), GPT2_PTR(m, float, a->lse),
-                           B, T, NH, HS, accumulate, s);
-        linear_backward(lin, dbtc, gpt2_grad(m, GPT2_QKVW) + lc * 3 * C, linear_dbias, dqkv,
-                        stash_restore(&m->stash, &r->tensors[a->ln1], s), gpt2_param(m, GPT2_QKVW) + lc * 3 * C, NULL, NULL, N, C, 3 * C,
-                        accumulate, s);
-        float *prev_fcproj_dbias = l > 0 ? gpt2_grad(m, GPT2_FCPROJB) + lc - C : NULL;
-        layernorm_backward(dres, prev_fcproj_dbias, gpt2_grad(m, GPT2_LN1W) + lc, gpt2_grad(m, GPT2_LN1B) + lc, ln_scratch, dbtc, residual,
-                           gpt2_param(m, GPT2_LN1W) + lc, GPT2_PTR(m, float, a->ln1_mean), GPT2_PTR(m, float, a->ln1_rstd), N, C, true,
-                           accumulate, s);
-    }
-    encoder_backward(gpt2_grad(m, GPT2_WTE), gpt2_grad(m, GPT2_WPE), GPT2_PTR(m, void, m->encoder_scratch), dres,
-                     GPT2_PTR(m, int, m->inputs), B, T, C, Vp, c->max_seq_len, accumulate, s);
+    const LinearContext *ctx = &m->linear;
+    const GPT2Layer *y = &g->layers[l];
+    const GPT2LayerActs *a = gpt2_acts(g, slot, l);
+    const bf16 *residual = l == 0 ? g->slot[slot].encoded : gpt2_acts(g, slot, l - 1)->residual3;
+    bf16 *dres = g->dresidual;
+    // dres is the gradient of x3: the fc_proj branch gets it unchanged; its Dgrad epilogue applies GELU's
+    // backward and gives the fc bias gradient (so fc's own backward skips it). Its own bias gradient came
+    // from the LayerNorm backward after it.
+    linear_backward(ctx, &y->fc_proj, g->dfch, dres, a->fch_gelu, a->fch_gelu_grad, y->fc.dbias, false, accumulate, N, s);
+    linear_backward(ctx, &y->fc, g->dbtc, g->dfch, a->ln2, NULL, NULL, false, accumulate, N, s);
+    layernorm_backward(dres, y->attn_out.dbias, y->dln2w, y->dln2b, g->ln_scratch, g->dbtc, a->residual2, y->ln2w, a->ln2_mean, a->ln2_rstd,
+                       N, C, true, accumulate, s);
+    // dres is now the gradient of x2: the attention branch gets it unchanged
+    linear_backward(ctx, &y->attn_out, g->dbtc, dres, a->atty, NULL, NULL, false, accumulate, N, s);
+    // the qkv bias gradient comes from the attention backward, which sums the columns of dqkv as it
+    // stores them, when its partials fit (T >= 32); else from the qkv linear's own pass over dqkv
+    const bool attn_bias = gpt2_attention_sums_qkv_bias(m, B, T);
+    attention_backward(g->dqkv, attn_bias ? y->qkv.dbias : NULL, g->attn_delta, g->attn_bias_partials, g->dbtc, a->qkv, a->atty, a->lse, B, T,
+                       NH, HS, accumulate, s);
+    linear_backward(ctx, &y->qkv, g->dbtc, g->dqkv, a->ln1, NULL, NULL, !attn_bias, accumulate, N, s);
+    layernorm_backward(dres, prev_branch_dbias, y->dln1w, y->dln1b, g->ln_scratch, g->dbtc, residual, y->ln1w, a->ln1_mean, a->ln1_rstd,
+                       N, C, true, accumulate, s);
 }
 
-// Global L2 norm of the gradients (FP32 sum of squares on the device, square root on the host).
-static inline float gpt2_grad_norm(GPT2 *m) {
-    float *out = GPT2_PTR(m, float, m->norm_out);
-    global_norm_squared(out, GPT2_PTR(m, float, m->norm_scratch), m->grads, (long long)m->layout.num_parameters, m->stream);
-    float squared = 0.0f;
-    cudaCheck(cudaMemcpyAsync(&squared, out, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
-    cudaCheck(cudaStreamSynchronize(m->stream));
-    return sqrtf(squared);
+// Embedding: dwte (after the LM head's part) and dwpe from the gradient of the residual stream.
+static inline void gpt2_embed_backward(Model *m, int slot, int B, int T, bool accumulate) {
+    GPT2 *g = gpt2_of(m);
+    encoder_backward(model_grad(m, GPT2_WTE), model_grad(m, GPT2_WPE), g->encoder_scratch, g->dresidual, model_inputs(m, slot), B, T,
+                     g->config.channels, g->config.padded_vocab_size, g->config.max_seq_len, accumulate, m->stream);
 }
 
-// AdamW settings of the run.
-typedef struct {
-    float beta1, beta2, eps, weight_decay, grad_clip;
-} GPT2Optimizer;
+// ----------------------------------------------------------------------------------------------
+// the family's operations: the explicit boundary arguments resolved for a whole model on one GPU
 
-// Optimizer step `step` (1-based) with learning rate lr: global-norm clipping to opt->grad_clip, then
-// AdamW on the FP32 master weights (weight decay on the 2-D weights), BF16 weights rewritten.
-// Returns the gradient norm before clipping.
-static inline float gpt2_update(GPT2 *m, const GPT2Optimizer *opt, float lr, int step) {
-    const float norm = gpt2_grad_norm(m);
-    const AdamWStepParams hp = adamw_step_params(lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay, step,
-                                                 grad_clip_scale(norm, opt->grad_clip));
-    adamw_update(m->params, m->master, m->m, m->v, m->grads, &m->adamw_plan, hp, m->stream);
-    return norm;
+static inline void gpt2_ops_embed_forward(Model *m, int slot, int B, int T) {
+    const GPT2Norm first = gpt2_input_norm(gpt2_of(m), 0, slot);
+    gpt2_embed_forward(m, slot, B, T, &first);
+}
+static inline void gpt2_ops_block_forward(Model *m, int l, int slot, int B, int T) {
+    const GPT2Norm next = gpt2_input_norm(gpt2_of(m), l + 1, slot);
+    gpt2_block_forward(m, l, slot, B, T, &next);
+}
+static inline void gpt2_ops_head_backward(Model *m, int slot, int B, int T, bool accumulate) {
+    GPT2 *g = gpt2_of(m);
+    gpt2_head_backward(m, slot, B, T, accumulate, g->layers[g->config.num_layers - 1].fc_proj.dbias);
+}
+static inline void gpt2_ops_block_backward(Model *m, int l, int slot, int B, int T, bool accumulate) {
+    GPT2 *g = gpt2_of(m);
+    gpt2_block_backward(m, l, slot, B, T, accumulate, l > 0 ? g->layers[l - 1].fc_proj.dbias : NULL);
 }
 
 // Training FLOPs per token: 6 per parameter (forward 2, backward 4; includes the tied LM head) plus
 // causal attention, 6*L*T*C (QK^T and PV: 2*2*T*C per layer forward at full length, halved by the
 // causal mask, times 3 for forward + backward).
-static inline double gpt2_flops_per_token(const GPT2 *m, int T) {
-    const GPT2Config *c = &m->config;
-    return 6.0 * (double)m->layout.num_parameters + 6.0 * c->num_layers * (double)T * c->channels;
+static inline double gpt2_flops_per_token(const Model *m, int T) {
+    const GPT2Config *c = &gpt2_of(m)->config;
+    return 6.0 * (double)m->table.num_parameters + 6.0 * c->num_layers * (double)T * c->channels;
 }
+
+static const ModelOps GPT2_OPS = {gpt2_register_tensors, gpt2_bind,           gpt2_free_family,         gpt2_ops_embed_forward,
+                                  gpt2_ops_block_forward, gpt2_head_forward,  gpt2_ops_head_backward,   gpt2_ops_block_backward,
+                                  gpt2_embed_backward,    gpt2_flops_per_token};
 
 // ----------------------------------------------------------------------------------------------
-// checkpoints: an llm.c model file with the FP32 master weights (version 3, so a resume restores them
-// exactly and the BF16 weights are their rounding, as after every update) and a training-state file
-// with the AdamW moments (core/checkpoint.h). *st carries everything else (step, RNG, data position,
-// run settings); its parameter fields are filled here.
+// host side: what the kernels need of a configuration, and the model's dimensions
 
-static inline int gpt2_checkpoint_write(const GPT2 *m, const char *model_path, const char *state_path, TrainState *st,
-                                        char *err, size_t err_size) {
-    const size_t n = m->layout.num_parameters;
-    float *host = (float *)malloc_check(3 * n * sizeof(float));
-    gpt2_get_master(m, host);
-    cudaCheck(cudaMemcpy(host + n, m->m, n * sizeof(float), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(host + 2 * n, m->v, n * sizeof(float), cudaMemcpyDeviceToHost));
-    st->num_parameters = n;
-    st->shard_offset = 0;
-    st->shard_size = n;
-    st->has_master = 0;
-    int rc = model_file_write(model_path, &m->config, host, MODEL_FILE_VERSION_FP32, err, err_size);
-    if (rc == 0) rc = train_state_write(state_path, st, host + n, host + 2 * n, NULL, err, err_size);
-    free(host);
-    return rc;
+// Checks the limits of the GPU kernels (head size, channels, padded vocabulary). -1 with a message.
+static inline int gpt2_check_kernels(const GPT2Config *cfg, char *err, size_t err_size) {
+    const int HS = cfg->channels / cfg->num_heads;
+    if (HS != 64 && HS != 128)
+        return set_error(err, err_size, "head size %d (channels %d / heads %d): the attention kernel takes 64 or 128", HS, cfg->channels,
+                         cfg->num_heads);
+    if (cfg->channels % 8 != 0 || cfg->channels > LAYERNORM_MAX_C)
+        return set_error(err, err_size, "channels %d must be a multiple of 8 and at most %d", cfg->channels, LAYERNORM_MAX_C);
+    if (cfg->padded_vocab_size % 8 != 0) return set_error(err, err_size, "padded vocabulary %d must be a multiple of 8", cfg->padded_vocab_size);
+    return 0;
 }
 
-// Loads a checkpoint written by gpt2_checkpoint_write into the model; the saved run settings must
-// equal *now. Fills *st. Returns 0, or -1 with a message naming the file.
-static inline int gpt2_checkpoint_load(GPT2 *m, const char *model_path, const char *state_path, const TrainRunConfig *now,
-                                       TrainState *st, char *err, size_t err_size) {
-    const size_t n = m->layout.num_parameters;
-    GPT2Config file_cfg;
-    int version = 0;
-    float *params = NULL;
-    if (model_file_load(model_path, &m->config, &file_cfg, &version, &params, err, err_size) != 0) return -1;
-    if (version != MODEL_FILE_VERSION_FP32) {
-        free(params);
-        return set_error(err, err_size, "'%s': version %d model file; a checkpoint needs the fp32 master weights (version 3)", model_path, version);
-    }
-    float *moments = (float *)malloc_check(2 * n * sizeof(float));
-    int rc = train_state_load(state_path, now, n, 0, n, st, moments, moments + n, NULL, err, err_size);
-    if (rc == 0) {
-        gpt2_set_params(m, params);
-        cudaCheck(cudaMemcpy(m->m, moments, n * sizeof(float), cudaMemcpyHostToDevice));
-        cudaCheck(cudaMemcpy(m->v, moments + n, n * sizeof(float), cudaMemcpyHostToDevice));
-    }
-    free(params);
-    free(moments);
-    return rc;
+static inline ModelDims gpt2_dims(const GPT2Config *cfg) {
+    ModelDims d = {cfg->max_seq_len, cfg->vocab_size, cfg->padded_vocab_size, cfg->num_layers};
+    return d;
 }
+
+// Builds the device GPT-2 of `cfg` (kept by the caller while the model lives) on one GPU with one slot per
+// micro-batch in flight: gpt2_param_table, gpt2_check_kernels, model_build. Returns 0, or -1 with a message.
+static inline int gpt2_model_build(Model *m, const GPT2Config *cfg, int max_tokens, int num_slots, Precision precision, FILE *report,
+                                   char *err, size_t err_size) {
+    ParamTable table;
+    if (gpt2_param_table(cfg, &table, err, err_size) != 0 || gpt2_check_kernels(cfg, err, err_size) != 0) return -1;
+    return model_build(m, &GPT2_OPS, cfg, &table, gpt2_dims(cfg), max_tokens, num_slots, precision, report, err, err_size);
+}
+
+// The GPT-2 family as the trainer core sees it (core/model.cuh's ModelFamily).
+static inline int gpt2_family_preset(const char *name, void *config) {
+    return gpt2_config_preset(name, (GPT2Config *)config, NULL, 0);
+}
+static inline int gpt2_family_load(const char *path, const void *want, void *config, int *version, float **params, char *err, size_t err_size) {
+    return gpt2_model_file_load(path, (const GPT2Config *)want, (GPT2Config *)config, version, params, err, err_size);
+}
+static inline int gpt2_family_write(const char *path, const void *config, const float *params, int version, char *err, size_t err_size) {
+    return gpt2_model_file_write(path, (const GPT2Config *)config, params, version, err, err_size);
+}
+static inline int gpt2_family_table(const void *config, ParamTable *table, char *err, size_t err_size) {
+    return gpt2_param_table((const GPT2Config *)config, table, err, err_size);
+}
+static inline int gpt2_family_check(const void *config, char *err, size_t err_size) {
+    return gpt2_check_kernels((const GPT2Config *)config, err, err_size);
+}
+static inline void gpt2_family_describe(const void *config, char *text, size_t size) {
+    const GPT2Config *c = (const GPT2Config *)config;
+    snprintf(text, size, "max_seq_len %d, vocab_size %d (padded %d), layers %d, heads %d, channels %d", c->max_seq_len, c->vocab_size,
+             c->padded_vocab_size, c->num_layers, c->num_heads, c->channels);
+}
+static inline ModelDims gpt2_family_dims(const void *config) { return gpt2_dims((const GPT2Config *)config); }
+
+static const ModelFamily GPT2_FAMILY = {
+    "GPT-2",
+    "train_gpt",
+    "usage: train_gpt [flags]      (several processes: mpirun -np N ./train_gpt [flags])\n"
+    "Trains GPT-2 on llm.c token shards (made by dev/data/prepare.py). Each step prints the loss, learning rate,\n"
+    "gradient norm, time, tokens/s and MFU: FLOPs/token = 6 * parameters + 6 * layers * T * channels, against\n"
+    "989 TFLOP/s (H100 SXM dense BF16). With -o: log.txt and checkpoints model_S.bin + state_S.bin (S = steps done);\n"
+    "-y 1 resumes from the largest S.",
+    "d12",
+    "d12|d24|d36|d48 for a fresh GPT-2 124M/350M/774M/1558M, or a GPT-2 model file (llm.c format) to start from",
+    "d12, d24, d36, d48",
+    sizeof(GPT2Config),
+    gpt2_family_preset,
+    gpt2_family_load,
+    gpt2_family_write,
+    gpt2_family_table,
+    gpt2_family_check,
+    gpt2_family_describe,
+    gpt2_family_dims,
+    &GPT2_OPS,
+};
 
 #endif // GPT2_CUH

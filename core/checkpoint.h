@@ -1,15 +1,8 @@
-// Checkpoints: llm.c-compatible GPT-2 model files (the training-state file is core/train_state.h).
+// Checkpoint files: atomic writes, read helpers and llm.c-layout model files (the header's meaning
+// is the model family's). The training-state file is core/train_state.h.
 // Every write is atomic (temporary file, fsync, rename); every read validates what it reads and
 // reports problems through a return code and a message naming the file.
 // Plain C, also compiled as C++ by nvcc.
-//
-// Model file (llm.c's format, little-endian):
-//   int32 header[256]: [0] magic 20240326, [1] version (3: fp32 parameters, 5: bf16 parameters),
-//                      [2] max_seq_len, [3] vocab_size, [4] num_layers, [5] num_heads,
-//                      [6] channels, [7] padded_vocab_size, the rest 0
-//   then every parameter tensor in llm.c's order (core/gpt2_model.h), fp32 or bf16; nothing after.
-//   bf16 is written by rounding the fp32 parameters to nearest even (kernels/formats.h) and widened
-//   exactly on load.
 #ifndef CORE_CHECKPOINT_H
 #define CORE_CHECKPOINT_H
 
@@ -22,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/gpt2_model.h"
 #include "core/utils.h"
 #include "kernels/formats.h"
 
@@ -157,36 +149,29 @@ static inline int checkpoint_read(FILE *f, void *out, size_t bytes, const char *
 }
 
 // ----------------------------------------------------------------------------
-// Model files
+// Model files (llm.c's layout, little-endian): int32 header[256], then num_parameters values in the
+// family's parameter-table order, fp32 (version 3) or bf16 (version 5, rounded to nearest even from
+// fp32, widened exactly on load); nothing after. header[0] is the family's magic, header[1] the
+// version; what the other header words mean is the family's (gpt2_model.h, llama_model.h).
 
-// Writes the configuration and parameters (num_parameters fp32 values in llm.c's order) to an
-// llm.c model file; `version` is MODEL_FILE_VERSION_FP32 or MODEL_FILE_VERSION_BF16 (parameters
-// rounded to nearest even). Atomic. Returns 0, or -1 with a message.
-static inline int model_file_write(const char *path, const GPT2Config *cfg, const float *params, int version, char *err, size_t err_size) {
+// Writes header (with header[1] set to `version`) and num_parameters fp32 parameters. Atomic.
+// Returns 0, or -1 with a message.
+static inline int model_file_write(const char *path, const int32_t header_in[MODEL_FILE_HEADER_INTS], const float *params,
+                                   size_t num_parameters, int version, char *err, size_t err_size) {
     if (version != MODEL_FILE_VERSION_FP32 && version != MODEL_FILE_VERSION_BF16)
         return set_error(err, err_size, "cannot write '%s': unknown model file version %d (3 = fp32, 5 = bf16)", path, version);
-    if (gpt2_config_validate(cfg, err, err_size) != 0) return -1;
-    GPT2ParamLayout layout;
-    gpt2_param_layout(cfg, &layout);
     int32_t header[MODEL_FILE_HEADER_INTS];
-    memset(header, 0, sizeof(header));
-    header[0] = MODEL_FILE_MAGIC;
+    memcpy(header, header_in, sizeof(header));
     header[1] = version;
-    header[2] = cfg->max_seq_len;
-    header[3] = cfg->vocab_size;
-    header[4] = cfg->num_layers;
-    header[5] = cfg->num_heads;
-    header[6] = cfg->channels;
-    header[7] = cfg->padded_vocab_size;
     AtomicWriter w;
     if (atomic_writer_open(&w, path, err, err_size) != 0) return -1;
     if (atomic_writer_write(&w, header, sizeof(header), err, err_size) != 0) return -1;
     if (version == MODEL_FILE_VERSION_FP32) {
-        if (atomic_writer_write(&w, params, layout.num_parameters * sizeof(float), err, err_size) != 0) return -1;
+        if (atomic_writer_write(&w, params, num_parameters * sizeof(float), err, err_size) != 0) return -1;
     } else {
         uint16_t *buf = (uint16_t *)malloc_check(MODEL_FILE_CHUNK * sizeof(uint16_t));
-        for (size_t start = 0; start < layout.num_parameters; start += MODEL_FILE_CHUNK) {
-            size_t n = layout.num_parameters - start < MODEL_FILE_CHUNK ? layout.num_parameters - start : MODEL_FILE_CHUNK;
+        for (size_t start = 0; start < num_parameters; start += MODEL_FILE_CHUNK) {
+            size_t n = num_parameters - start < MODEL_FILE_CHUNK ? num_parameters - start : MODEL_FILE_CHUNK;
             for (size_t i = 0; i < n; i++) buf[i] = bf16_bits_from_float_rne(params[start + i]);
             if (atomic_writer_write(&w, buf, n * sizeof(uint16_t), err, err_size) != 0) {
                 free(buf);
@@ -198,74 +183,56 @@ static inline int model_file_write(const char *path, const GPT2Config *cfg, cons
     return atomic_writer_commit(&w, err, err_size);
 }
 
-// Reads and validates the header of a model file (magic, version, configuration, exact file
-// length). Fills *cfg and *version. Returns 0, or -1 with a message naming the file.
-static inline int model_file_read_header(const char *path, GPT2Config *cfg, int *version, char *err, size_t err_size) {
-    long long size;
-    FILE *f = checkpoint_open_read(path, &size, err, err_size);
+// Reads the header of a model file whose magic must be `magic` (`family` names the format in messages,
+// e.g. "GPT-2") and checks the version. Fills header and *file_size. Returns 0, or -1 with a message.
+static inline int model_file_read_header(const char *path, int32_t magic, const char *family, int32_t header[MODEL_FILE_HEADER_INTS],
+                                         long long *file_size, char *err, size_t err_size) {
+    FILE *f = checkpoint_open_read(path, file_size, err, err_size);
     if (f == NULL) return -1;
-    int32_t header[MODEL_FILE_HEADER_INTS];
-    int rc = checkpoint_read(f, header, sizeof(header), path, "the 1024-byte model header", err, err_size);
+    int rc = checkpoint_read(f, header, MODEL_FILE_HEADER_INTS * sizeof(int32_t), path, "the 1024-byte model header", err, err_size);
     fclose(f);
     if (rc != 0) return -1;
-    if (header[0] != MODEL_FILE_MAGIC)
-        return set_error(err, err_size, "'%s' is not a model file: magic %d, expected %d", path, header[0], MODEL_FILE_MAGIC);
+    if (header[0] != magic)
+        return set_error(err, err_size, "'%s' is not a %s model file: magic %d, expected %d", path, family, header[0], magic);
     if (header[1] != MODEL_FILE_VERSION_FP32 && header[1] != MODEL_FILE_VERSION_BF16)
         return set_error(err, err_size, "'%s': unsupported model file version %d (3 = fp32, 5 = bf16)", path, header[1]);
-    cfg->max_seq_len = header[2];
-    cfg->vocab_size = header[3];
-    cfg->num_layers = header[4];
-    cfg->num_heads = header[5];
-    cfg->channels = header[6];
-    cfg->padded_vocab_size = header[7];
-    char why[256];
-    if (gpt2_config_validate(cfg, why, sizeof(why)) != 0) return set_error(err, err_size, "'%s': bad model header: %s", path, why);
-    GPT2ParamLayout layout;
-    gpt2_param_layout(cfg, &layout);
-    long long expected = (long long)sizeof(header) + (long long)layout.num_parameters * (header[1] == MODEL_FILE_VERSION_FP32 ? 4 : 2);
-    if (size != expected)
-        return set_error(err, err_size, "'%s': file is %lld bytes but its header (version %d, %zu parameters) needs exactly %lld (%s)",
-                         path, size, header[1], layout.num_parameters, expected, size < expected ? "truncated" : "trailing bytes");
-    *version = header[1];
     return 0;
 }
 
-// Fails with a message naming the first field where the file's configuration differs from `want`.
-static inline int model_file_check_config(const char *path, const GPT2Config *got, const GPT2Config *want, char *err, size_t err_size) {
-    const char *names[6] = {"max_seq_len", "vocab_size", "padded_vocab_size", "num_layers", "num_heads", "channels"};
-    int got_v[6] = {got->max_seq_len, got->vocab_size, got->padded_vocab_size, got->num_layers, got->num_heads, got->channels};
-    int want_v[6] = {want->max_seq_len, want->vocab_size, want->padded_vocab_size, want->num_layers, want->num_heads, want->channels};
-    for (int i = 0; i < 6; i++) {
-        if (got_v[i] != want_v[i])
-            return set_error(err, err_size, "'%s': model configuration mismatch: %s is %d in the file, %d expected", path, names[i], got_v[i], want_v[i]);
-    }
+// Checks that a file of file_size bytes with this version holds exactly num_parameters values.
+static inline int model_file_check_size(const char *path, long long file_size, int version, size_t num_parameters, char *err,
+                                        size_t err_size) {
+    const long long expected = (long long)(MODEL_FILE_HEADER_INTS * sizeof(int32_t)) +
+                               (long long)num_parameters * (version == MODEL_FILE_VERSION_FP32 ? 4 : 2);
+    if (file_size != expected)
+        return set_error(err, err_size, "'%s': file is %lld bytes but its header (version %d, %zu parameters) needs exactly %lld (%s)", path,
+                         file_size, version, num_parameters, expected, file_size < expected ? "truncated" : "trailing bytes");
     return 0;
 }
 
-// Loads a model file (version 3 or 5) into a newly allocated fp32 parameter buffer *params
-// (bf16 widened exactly); the caller frees it. When `want` is not NULL the file's configuration
-// must equal it. Fills *cfg and *version. Returns 0, or -1 with a message naming the file.
-static inline int model_file_load(const char *path, const GPT2Config *want, GPT2Config *cfg, int *version, float **params, char *err, size_t err_size) {
+// Reads the num_parameters values after the header into a new fp32 buffer *params (the caller frees).
+// Returns 0, or -1 with a message naming the file.
+static inline int model_file_read_params(const char *path, int version, size_t num_parameters, float **params, char *err, size_t err_size) {
     *params = NULL;
-    if (model_file_read_header(path, cfg, version, err, err_size) != 0) return -1;
-    if (want != NULL && model_file_check_config(path, cfg, want, err, err_size) != 0) return -1;
-    GPT2ParamLayout layout;
-    gpt2_param_layout(cfg, &layout);
     long long size;
     FILE *f = checkpoint_open_read(path, &size, err, err_size);
     if (f == NULL) return -1;
+    if (model_file_check_size(path, size, version, num_parameters, err, err_size) != 0) {
+        fclose(f);
+        return -1;
+    }
     if (fseek(f, MODEL_FILE_HEADER_INTS * sizeof(int32_t), SEEK_SET) != 0) {
         fclose(f);
         return set_error(err, err_size, "'%s': cannot seek past the header", path);
     }
-    float *p = (float *)malloc_check(layout.num_parameters * sizeof(float));
+    float *p = (float *)malloc_check(num_parameters * sizeof(float));
     int rc = 0;
-    if (*version == MODEL_FILE_VERSION_FP32) {
-        rc = checkpoint_read(f, p, layout.num_parameters * sizeof(float), path, "the fp32 parameters", err, err_size);
+    if (version == MODEL_FILE_VERSION_FP32) {
+        rc = checkpoint_read(f, p, num_parameters * sizeof(float), path, "the fp32 parameters", err, err_size);
     } else {
         uint16_t *buf = (uint16_t *)malloc_check(MODEL_FILE_CHUNK * sizeof(uint16_t));
-        for (size_t start = 0; start < layout.num_parameters && rc == 0; start += MODEL_FILE_CHUNK) {
-            size_t n = layout.num_parameters - start < MODEL_FILE_CHUNK ? layout.num_parameters - start : MODEL_FILE_CHUNK;
+        for (size_t start = 0; start < num_parameters && rc == 0; start += MODEL_FILE_CHUNK) {
+            size_t n = num_parameters - start < MODEL_FILE_CHUNK ? num_parameters - start : MODEL_FILE_CHUNK;
             rc = checkpoint_read(f, buf, n * sizeof(uint16_t), path, "the bf16 parameters", err, err_size);
             for (size_t i = 0; rc == 0 && i < n; i++) p[start + i] = bf16_bits_to_float(buf[i]);
         }

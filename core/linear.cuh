@@ -215,31 +215,84 @@ static inline void linear_gemm(const LinearContext *ctx, LinearGemm which, void 
     }
 }
 
-// Fprop: out [N,OC] = inp [N,IC] . weight [OC,IC]^T + bias [OC] (bias may be NULL). With gelu_grad
-// [N,OC] (needs a bias): x = bf16(that result), out = gelu(x) and gelu_grad = gelu'(x).
-static inline void linear_forward(const LinearContext *ctx, bf16 *out, bf16 *gelu_grad, const bf16 *inp, const bf16 *weight,
-                                  const bf16 *bias, int N, int IC, int OC, cudaStream_t stream) {
-    linear_gemm(ctx, LINEAR_FPROP, out, inp, weight, bias, gelu_grad, N, IC, OC, false, stream);
+// ----------------------------------------------------------------------------------------------
+// one linear layer per call site
+
+// What the Fprop does after the product.
+typedef enum {
+    LINEAR_EPILOGUE_NONE = 0,   // out = inp . W^T
+    LINEAR_EPILOGUE_BIAS,       // out = inp . W^T + b
+    LINEAR_EPILOGUE_BIAS_GELU   // x = bf16(inp . W^T + b), out = gelu(x), aux = gelu'(x)
+} LinearEpilogue;
+
+// The place of a linear layer in its model; with the layer index it names the linear ("fc.7").
+typedef enum { LINEAR_QKV = 0, LINEAR_ATTN_OUT, LINEAR_FC, LINEAR_FC_PROJ, LINEAR_LM_HEAD, LINEAR_ROLE_COUNT } LinearRole;
+static const char *const LINEAR_ROLE_NAMES[LINEAR_ROLE_COUNT] = {"qkv", "attn_out", "fc", "fc_proj", "lm_head"};
+
+// One linear layer Y = X W^T (+ b) of the model: its identity, shape, epilogues and tensors. Built once
+// (linear_init); the forward and backward calls take only the activations.
+typedef struct {
+    char name[24];               // role, then ".layer" for the layers of the blocks: "qkv.0", "lm_head"
+    int layer;                   // global layer index; -1 outside the blocks
+    LinearRole role;
+    int in, out;                 // IC, OC
+    LinearEpilogue epilogue;     // of the Fprop
+    bool input_from_gelu;        // X = gelu(x): the Dgrad applies GELU's backward with the producer's gelu'(x)
+    const bf16 *weight;          // [OC, IC]
+    const bf16 *bias;            // [OC], or NULL
+    float *dweight;              // [OC, IC] FP32
+    float *dbias;                // [OC] FP32, or NULL
+} Linear;
+
+static inline void linear_init(Linear *lin, LinearRole role, int layer, int in, int out, LinearEpilogue epilogue, bool input_from_gelu,
+                               const bf16 *weight, const bf16 *bias, float *dweight, float *dbias) {
+    memset(lin, 0, sizeof(*lin));
+    if (layer >= 0) snprintf(lin->name, sizeof(lin->name), "%s.%d", LINEAR_ROLE_NAMES[role], layer);
+    else snprintf(lin->name, sizeof(lin->name), "%s", LINEAR_ROLE_NAMES[role]);
+    lin->layer = layer;
+    lin->role = role;
+    lin->in = in;
+    lin->out = out;
+    lin->epilogue = epilogue;
+    lin->input_from_gelu = input_from_gelu;
+    lin->weight = weight;
+    lin->bias = bias;
+    lin->dweight = dweight;
+    lin->dbias = dbias;
+    shapeCheck(weight != NULL && dweight != NULL && (epilogue == LINEAR_EPILOGUE_NONE) == (bias == NULL) && (bias == NULL) == (dbias == NULL),
+               "linear %s: weight and its gradient always; bias and its gradient exactly when the epilogue adds a bias", lin->name);
 }
 
-// Dgrad into dinp [N,IC] (overwritten; skipped when dinp is NULL), Wgrad into dweight [OC,IC] and
-// dbias [OC] (FP32; dbias NULL when the caller takes the bias gradient from another pass).
-// dout [N,OC], inp [N,IC], weight [OC,IC]. With gelu_grad [N,IC] (inp = gelu(x), gelu_grad = gelu'(x)),
-// dinp is the gradient of x instead, and gelu_dbias [IC] (FP32; may be NULL) += its column sums: the bias
-// gradient of the linear layer whose output was x.
-// accumulate: 1 adds to dweight, dbias and gelu_dbias; 0 overwrites them (first micro-step).
-static inline void linear_backward(const LinearContext *ctx, bf16 *dinp, float *dweight, float *dbias, const bf16 *dout,
-                                   const bf16 *inp, const bf16 *weight, bf16 *gelu_grad, float *gelu_dbias,
-                                   int N, int IC, int OC, bool accumulate, cudaStream_t stream) {
-    shapeCheck(gelu_grad == NULL || dinp != NULL, "GELU's backward needs dinp");
-    shapeCheck(gelu_dbias == NULL || gelu_grad != NULL, "gelu_dbias needs gelu_grad");
-    shapeCheck(dbias == NULL || OC <= ctx->max_out_channels, "bias gradient of %d channels, scratch sized for %d", OC, ctx->max_out_channels);
+// Fprop over N rows: out [N,OUT] = inp [N,IN] . W^T, then the linear's epilogue; aux [N,OUT] receives
+// gelu'(x) with LINEAR_EPILOGUE_BIAS_GELU (NULL otherwise).
+static inline void linear_forward(const LinearContext *ctx, const Linear *lin, bf16 *out, bf16 *aux, const bf16 *inp, int N,
+                                  cudaStream_t stream) {
+    shapeCheck((aux != NULL) == (lin->epilogue == LINEAR_EPILOGUE_BIAS_GELU), "linear %s: aux (gelu') exactly with the GELU epilogue", lin->name);
+    linear_gemm(ctx, LINEAR_FPROP, out, inp, lin->weight, lin->bias, aux, N, lin->in, lin->out, false, stream);
+}
+
+// Backward over N rows, given dout [N,OUT] and the Fprop's input inp [N,IN]:
+//   Dgrad (skipped when dinp is NULL): dinp [N,IN] = dout . W, overwritten. When the input came from
+//     GELU (input_from_gelu), dinp is the gradient of GELU's input x instead: times gelu_aux [N,IN] =
+//     gelu'(x), and gelu_dbias [IN] (may be NULL) gets its column sums: the bias gradient of the linear
+//     that produced x.
+//   Wgrad: dweight = dout^T . inp, and, when sum_dbias, dbias = the column sums of dout (pass false when
+//     another pass already gives this linear's bias gradient).
+// accumulate: 1 adds to dweight, dbias and gelu_dbias; 0 writes them (the first micro-step).
+static inline void linear_backward(const LinearContext *ctx, const Linear *lin, bf16 *dinp, const bf16 *dout, const bf16 *inp,
+                                   bf16 *gelu_aux, float *gelu_dbias, bool sum_dbias, bool accumulate, int N, cudaStream_t stream) {
+    const int IC = lin->in, OC = lin->out;
+    shapeCheck((gelu_aux != NULL) == (lin->input_from_gelu && dinp != NULL), "linear %s: gelu' exactly when the Dgrad applies GELU's backward",
+               lin->name);
+    shapeCheck(gelu_dbias == NULL || gelu_aux != NULL, "linear %s: gelu_dbias needs gelu'", lin->name);
+    shapeCheck(!sum_dbias || (lin->dbias != NULL && OC <= ctx->max_out_channels), "linear %s: bias gradient of %d channels, scratch for %d",
+               lin->name, OC, ctx->max_out_channels);
     if (dinp != NULL) {
-        linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, weight, NULL, gelu_grad, N, IC, OC, false, stream);
+        linear_gemm(ctx, LINEAR_DGRAD, dinp, dout, lin->weight, NULL, gelu_aux, N, IC, OC, false, stream);
         if (gelu_dbias != NULL) column_partials_add(gelu_dbias, ctx->bias_partials, ceil_div(N, BG_BM), IC, accumulate, stream);
     }
-    linear_gemm(ctx, LINEAR_WGRAD, dweight, dout, inp, NULL, NULL, N, IC, OC, accumulate, stream);
-    if (dbias != NULL) bias_grad(dbias, ctx->bias_partials, dout, N, OC, accumulate, stream);
+    linear_gemm(ctx, LINEAR_WGRAD, lin->dweight, dout, inp, NULL, NULL, N, IC, OC, accumulate, stream);
+    if (sum_dbias) bias_grad(lin->dbias, ctx->bias_partials, dout, N, OC, accumulate, stream);
 }
 
 #endif // CORE_LINEAR_CUH

@@ -1,6 +1,6 @@
 // Tensor registry: every parameter, gradient, optimizer-state, activation and workspace tensor of a
-// trainer is described here (name, dtype, shape, owner layer, category, shard, quantization-scale
-// slots) BEFORE any device memory is taken. The registry then sizes one arena per category, prints a
+// trainer is described here (name, dtype, shape, owner layer, category) BEFORE any device memory is
+// taken. The registry then sizes one arena per category, prints a
 // memory report, and refuses a run whose arenas do not fit in the free device memory with a message
 // that names the sizes and the flags to lower. Allocation itself (cudaMalloc of the arenas and
 // binding of each tensor's pointer) is done by the CUDA side (registry_allocate in core/registry.cuh).
@@ -50,13 +50,9 @@ typedef struct {
     size_t numel;
     int layer;             // owner layer, -1 for tensors of the whole model (embeddings, stacked [L, ...] weights)
     MemCategory category;
-    int shard_index;       // which shard this process holds (0) ...
-    int shard_count;       // ... of how many (1 = not sharded)
     size_t align;          // bytes
     size_t offset;         // bytes from the start of the category's arena
     void *data;            // device pointer once allocated
-    float *scale;          // quantization scale of the tensor (unused in BF16; set by the quantized modes)
-    float *scale_inv;      // its inverse (decode scale)
 } RegTensor;
 
 typedef struct {
@@ -98,8 +94,6 @@ static inline int registry_add(Registry *r, const char *name, int layer, MemCate
     }
     t->layer = layer;
     t->category = category;
-    t->shard_index = 0;
-    t->shard_count = 1;
     t->align = align == 0 ? REGISTRY_ALIGN : align;
     size_t start = (r->arena_bytes[category] + t->align - 1) / t->align * t->align;
     t->offset = start;

@@ -1,6 +1,7 @@
-// Training configuration of the trainers: the TrainConfig struct, THE flag table that fills it
-// (train_gpt's flags; train_llama appends its own), the parallel layout arithmetic, and the checks
-// across flags that need the world size (train_config_setup).
+// Training configuration of the trainers: the TrainConfig struct, THE flag table that fills it (the
+// same flags in every trainer; train_flags_for_family fills in the model family's -e default and help),
+// the parallel layout arithmetic, and the checks across flags that need the world size
+// (train_config_setup).
 //
 // Parallel layout: world = tp * pp * dp, dp derived from the world size and --tp/--pp. Ranks are
 // numbered with tensor parallelism fastest, then data parallelism, then pipeline stages:
@@ -28,7 +29,7 @@ typedef struct {
     const char *train_pattern;     // -i: glob of training shards
     const char *val_pattern;       // -j: glob of validation shards ("" = no validation)
     const char *output_dir;        // -o: logs and checkpoints ("" = none)
-    const char *model;             // -e: d12|d24|d36|d48 (fresh model) or a model file path
+    const char *model;             // -e: a preset of the trainer's family (fresh model) or a model file path
     const char *tokenizer_path;    // --tokenizer: gpt2_tokenizer.bin for samples ("" = print token ids)
     int resume;                    // -y: continue from the latest checkpoint in output_dir
     // batch
@@ -71,8 +72,8 @@ static const FlagSpec TRAIN_FLAGS[] = {
                "glob of validation token shards (\"\" = no validation)"),
     TRAIN_FLAG("-o", "--output-dir", FLAG_STRING, output_dir, "", NULL,
                "directory for the log and checkpoints (\"\" = none)"),
-    TRAIN_FLAG("-e", "--model", FLAG_STRING, model, "d12", NULL,
-               "d12|d24|d36|d48 for a fresh GPT-2 124M/350M/774M/1558M, or a model file to start from"),
+    TRAIN_FLAG("-e", "--model", FLAG_STRING, model, "", NULL,
+               "a preset of the trainer's model family for a fresh model, or a model file to start from"),
     TRAIN_FLAG(NULL, "--tokenizer", FLAG_STRING, tokenizer_path, "build/data/tinyshakespeare/gpt2_tokenizer.bin", NULL,
                "gpt2_tokenizer.bin for decoding samples (\"\" = print token ids)"),
     TRAIN_FLAG("-y", "--resume", FLAG_BOOL, resume, "0", NULL,
@@ -96,7 +97,7 @@ static const FlagSpec TRAIN_FLAGS[] = {
     TRAIN_FLAG(NULL, "--eps", FLAG_FLOAT, eps, "1e-8", "(0, inf)", "AdamW epsilon"),
     TRAIN_FLAG(NULL, "--grad-clip", FLAG_FLOAT, grad_clip, "1", "[0, inf)",
                "clip the global gradient norm to this value (0 = no clipping)"),
-    TRAIN_FLAG("-x", "--max-steps", FLAG_INT64, max_steps, "-1", "[-1, inf)",
+    TRAIN_FLAG("-x", "--max-steps", FLAG_INT64, max_steps, "-1", "[-1, 2147483647]",
                "optimizer steps to run (-1 = one epoch of the training data; 0 is rejected)"),
     TRAIN_FLAG(NULL, "--seed", FLAG_INT64, seed, "1337", "[0, inf)", "seed of the model init and the data shuffling"),
     TRAIN_FLAG(NULL, "--shuffle", FLAG_BOOL, shuffle, "1", NULL, "shuffle shards and windows every epoch"),
@@ -119,6 +120,18 @@ static const FlagSpec TRAIN_FLAGS[] = {
                "ZeRO stage over the data-parallel ranks (0 = replicated optimizer, 1 = sharded optimizer state)"),
 };
 #define NUM_TRAIN_FLAGS ((int)(sizeof(TRAIN_FLAGS) / sizeof(TRAIN_FLAGS[0])))
+
+// The flag table of one trainer: TRAIN_FLAGS with -e's default (the family's first preset) and help
+// (its presets) filled in. out holds NUM_TRAIN_FLAGS entries.
+static inline void train_flags_for_family(FlagSpec out[NUM_TRAIN_FLAGS], const char *default_model, const char *model_help) {
+    for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
+        out[k] = TRAIN_FLAGS[k];
+        if (strcmp(out[k].long_name, "--model") == 0) {
+            out[k].default_text = default_model;
+            out[k].help = model_help;
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Parallel layout
@@ -204,7 +217,7 @@ static inline int train_config_setup(const TrainConfig *cfg, int world, TrainSet
         return -1;
     }
     if (cfg->train_pattern[0] == '\0') return set_error(err, err_size, "-i/--train-data: no training data pattern given");
-    if (cfg->model[0] == '\0') return set_error(err, err_size, "-e/--model: no model given (d12|d24|d36|d48 or a model file)");
+    if (cfg->model[0] == '\0') return set_error(err, err_size, "-e/--model: no model given (a preset or a model file; -h lists the presets)");
     if (cfg->max_steps == 0) {
         return set_error(err, err_size, "-x/--max-steps 0: use -1 for one epoch or a positive number of steps");
     }

@@ -4,11 +4,12 @@
 //   params [n] BF16 (the working copy, written from the updated master weights, round to nearest).
 // Per element, with step t >= 1 and grad_scale = 1/clip factor:
 //   g = grad * grad_scale,  m = beta1 m + (1-beta1) g,  v = beta2 v + (1-beta2) g^2,
-//   master -= lr * ( (m / (1-beta1^t)) / (sqrt(v / (1-beta2^t)) + eps) + wd * master ),
-// where wd is the weight decay for tensors flagged for it (the 2-D weights, as in
-// core/gpt2_model.h's is_matrix) and 0 for the others (biases, LayerNorm gains).
+//   master -= lr_t * ( (m / (1-beta1^t)) / (sqrt(v / (1-beta2^t)) + eps) + wd * master ),
+// where wd is the weight decay for tensors flagged for it (a parameter table's `decay`, the 2-D weights)
+// and 0 for the others (biases, norm gains), and lr_t = lr * the tensor's learning-rate multiplier (the
+// table's `lr_mult`; lr_t is lr itself, bit for bit, for a multiplier of 1).
 //
-// The per-tensor flag is resolved once, on the host: an AdamWPlan cuts the shard into chunks of at
+// The per-tensor settings are resolved once, on the host: an AdamWPlan cuts the shard into chunks of at
 // most ADAMW_CHUNK elements that never straddle a tensor boundary, and block b updates chunk b.
 // Elementwise, so deterministic.
 #ifndef KERNELS_ADAMW_CUH
@@ -26,6 +27,7 @@ typedef struct {
     long long begin;
     int count;
     int weight_decay;  // 1: apply weight decay to this chunk
+    float lr_mult;     // the chunk's learning rate is lr * lr_mult
 } AdamWChunk;
 
 // The chunks of one shard, in device memory (built once, reused every step).
@@ -47,7 +49,7 @@ typedef struct {
 
 // The update of the header comment on 4 elements held in registers (master, m, v in place).
 __device__ __forceinline__ void adamw_update4_(float mw[4], float mm[4], float vv[4], const float g[4],
-                                               float decay, const AdamWStepParams &hp) {
+                                               float decay, float lr, const AdamWStepParams &hp) {
 #pragma unroll
     for (int e = 0; e < 4; e++) {
         const float grad = g[e] * hp.grad_scale;
@@ -55,7 +57,7 @@ __device__ __forceinline__ void adamw_update4_(float mw[4], float mm[4], float v
         vv[e] = hp.beta2 * vv[e] + (1.0f - hp.beta2) * grad * grad;
         const float m_hat = mm[e] / hp.beta1_correction;
         const float v_hat = vv[e] / hp.beta2_correction;
-        mw[e] -= hp.lr * (m_hat / (sqrtf(v_hat) + hp.eps) + decay * mw[e]);
+        mw[e] -= lr * (m_hat / (sqrtf(v_hat) + hp.eps) + decay * mw[e]);
     }
 }
 
@@ -68,6 +70,7 @@ __global__ void __launch_bounds__(ADAMW_BLOCK)
                  AdamWStepParams hp) {
     const AdamWChunk chunk = chunks[blockIdx.x];
     const float decay = chunk.weight_decay ? hp.weight_decay : 0.0f;
+    const float lr = hp.lr * chunk.lr_mult;
     const bool vec = (chunk.begin % 4 == 0);
     for (int j = threadIdx.x * 4; j < chunk.count; j += blockDim.x * 4) {
         const long long i = chunk.begin + j;
@@ -77,7 +80,7 @@ __global__ void __launch_bounds__(ADAMW_BLOCK)
             load4_as_float(mm, m + i);
             load4_as_float(vv, v + i);
             load4_as_float(g, grads + i);
-            adamw_update4_(mw, mm, vv, g, decay, hp);
+            adamw_update4_(mw, mm, vv, g, decay, lr, hp);
             *reinterpret_cast<float4 *>(master + i) = make_float4(mw[0], mw[1], mw[2], mw[3]);
             *reinterpret_cast<float4 *>(m + i) = make_float4(mm[0], mm[1], mm[2], mm[3]);
             *reinterpret_cast<float4 *>(v + i) = make_float4(vv[0], vv[1], vv[2], vv[3]);
@@ -95,7 +98,7 @@ __global__ void __launch_bounds__(ADAMW_BLOCK)
                 vv[e] = e < left ? v[i + e] : 0.0f;
                 g[e] = e < left ? grad_to_float(grads[i + e]) : 0.0f;
             }
-            adamw_update4_(mw, mm, vv, g, decay, hp);
+            adamw_update4_(mw, mm, vv, g, decay, lr, hp);
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 if (e < left) {
@@ -114,8 +117,8 @@ __global__ void __launch_bounds__(ADAMW_BLOCK)
 
 // Builds the plan for the shard [shard_begin, shard_begin + shard_size) of a parameter buffer made
 // of num_tensors consecutive tensors of tensor_sizes[i] elements; decay[i] != 0 marks the tensors
-// that get weight decay. Allocates the chunk table on the device (free with adamw_plan_free).
-static inline void adamw_plan_build(AdamWPlan *plan, const size_t *tensor_sizes, const int *decay, int num_tensors,
+// that get weight decay, lr_mult[i] is tensor i's learning-rate multiplier. Allocates the chunk table on the device (free with adamw_plan_free).
+static inline void adamw_plan_build(AdamWPlan *plan, const size_t *tensor_sizes, const int *decay, const float *lr_mult, int num_tensors,
                                     size_t shard_begin, size_t shard_size) {
     size_t total = 0;
     for (int i = 0; i < num_tensors; i++) total += tensor_sizes[i];
@@ -138,6 +141,7 @@ static inline void adamw_plan_build(AdamWPlan *plan, const size_t *tensor_sizes,
                     host[n].begin = (long long)(s - shard_begin);
                     host[n].count = (int)(hi - s < (size_t)ADAMW_CHUNK ? hi - s : (size_t)ADAMW_CHUNK);
                     host[n].weight_decay = decay[t] != 0;
+                    host[n].lr_mult = lr_mult[t];
                 }
                 n++;
             }

@@ -1,4 +1,5 @@
-// Tests of the flag machinery (core/flags.h) on the real train_gpt table (core/train_config.h):
+// Tests of the flag machinery (core/flags.h) on the real train_gpt table (core/train_config.h's GPT_FLAGS
+// with GPT-2's -e filled in by train_flags_for_family):
 // defaults, every accepted form of every flag with random values, -h and the config printout built
 // from the table, every error class, ranges probed at their bounds with random values, the parallel
 // layout arithmetic and the batch checks; then the built ./train_gpt binary from the command line.
@@ -12,12 +13,14 @@
 #include <unistd.h>
 
 #include "core/checkpoint.h"
-#include "core/gpt2_model.h"
+#include "gpt2_model.h"
 #include "core/rng.h"
 #include "core/train_config.h"
 #include "test/testing.h"
 
 static Rng rng;
+// train_gpt's table: GPT_FLAGS with GPT-2's -e default and help (set up in main)
+static FlagSpec GPT_FLAGS[NUM_TRAIN_FLAGS];
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -27,7 +30,7 @@ static int parse_args(TrainConfig *cfg, int n, const char *const *args, int *hel
     char *argv[64];
     argv[0] = (char *)"train_gpt";
     for (int i = 0; i < n; i++) argv[i + 1] = (char *)args[i];
-    return flags_parse(TRAIN_FLAGS, NUM_TRAIN_FLAGS, cfg, n + 1, argv, help, err, err_size);
+    return flags_parse(GPT_FLAGS, NUM_TRAIN_FLAGS, cfg, n + 1, argv, help, err, err_size);
 }
 
 // Whether the spec's field in *cfg holds the value *v.
@@ -138,11 +141,11 @@ static char *capture_output(void (*print)(FILE *, const TrainConfig *), const Tr
 
 static void print_train_help(FILE *f, const TrainConfig *cfg) {
     (void)cfg;
-    flags_print_help(f, "usage: train_gpt [flags]", TRAIN_FLAGS, NUM_TRAIN_FLAGS);
+    flags_print_help(f, "usage: train_gpt [flags]", GPT_FLAGS, NUM_TRAIN_FLAGS);
 }
 
 static void print_train_config(FILE *f, const TrainConfig *cfg) {
-    flags_print_config(f, TRAIN_FLAGS, NUM_TRAIN_FLAGS, cfg);
+    flags_print_config(f, GPT_FLAGS, NUM_TRAIN_FLAGS, cfg);
 }
 
 // The error message must name the flag (its long name) and contain `problem`.
@@ -164,13 +167,13 @@ static int parse_one(const FlagSpec *spec, const char *value, TrainConfig *cfg, 
 
 static void test_table_is_valid(void) {
     char err[512] = "";
-    CHECK(flags_check_table(TRAIN_FLAGS, NUM_TRAIN_FLAGS, err, sizeof(err)) == 0, "%s", err);
+    CHECK(flags_check_table(GPT_FLAGS, NUM_TRAIN_FLAGS, err, sizeof(err)) == 0, "%s", err);
     // every flag the task lists is in the table
     const char *expected[] = {"-i", "-j", "-o", "-e", "-b", "-t", "-d", "-l", "-u", "-q", "-c", "--beta1", "--beta2",
                               "--eps", "--grad-clip", "-x", "-v", "-m", "-s", "-g", "-n", "-y", "--seed", "--shuffle",
                               "-p", "--precision", "--tokenizer", "--tp", "--pp", "--dp-zero", "--log-every"};
     for (size_t k = 0; k < sizeof(expected) / sizeof(expected[0]); k++) {
-        CHECK(flags_find(TRAIN_FLAGS, NUM_TRAIN_FLAGS, expected[k]) >= 0, "flag %s missing from the table", expected[k]);
+        CHECK(flags_find(GPT_FLAGS, NUM_TRAIN_FLAGS, expected[k]) >= 0, "flag %s missing from the table", expected[k]);
     }
 }
 
@@ -216,9 +219,9 @@ static void test_defaults(void) {
     CHECK(help == 0, "help requested without -h");
     for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
         FlagValue v;
-        CHECK(flag_parse_value(&TRAIN_FLAGS[k], TRAIN_FLAGS[k].default_text, &v, err, sizeof(err)) == 0, "%s", err);
-        CHECK(field_matches(&TRAIN_FLAGS[k], &cfg, &v), "%s does not hold its default %s", TRAIN_FLAGS[k].long_name,
-              TRAIN_FLAGS[k].default_text);
+        CHECK(flag_parse_value(&GPT_FLAGS[k], GPT_FLAGS[k].default_text, &v, err, sizeof(err)) == 0, "%s", err);
+        CHECK(field_matches(&GPT_FLAGS[k], &cfg, &v), "%s does not hold its default %s", GPT_FLAGS[k].long_name,
+              GPT_FLAGS[k].default_text);
     }
     // the defaults an llm.c user relies on
     CHECK(cfg.batch_size == 4 && cfg.seq_len == 1024 && cfg.total_batch_tokens == -1, "batch defaults");
@@ -234,7 +237,7 @@ static void test_every_form_every_type(void) {
     char err[512] = "";
     for (int round = 0; round < 40; round++) {
         for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
-            const FlagSpec *spec = &TRAIN_FLAGS[k];
+            const FlagSpec *spec = &GPT_FLAGS[k];
             for (int form = 0; form < 4; form++) {
                 if (spec->short_name == NULL && (form == 0 || form == 3)) continue;
                 char text[128], joined[192];
@@ -266,7 +269,7 @@ static void test_every_form_every_type(void) {
             int t = order[k]; order[k] = order[j]; order[j] = t;
         }
         for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
-            const FlagSpec *spec = &TRAIN_FLAGS[order[k]];
+            const FlagSpec *spec = &GPT_FLAGS[order[k]];
             random_valid_text(spec, texts[k], sizeof(texts[k]), &values[k]);
             args[2 * k] = spec->short_name != NULL && rng_below(&rng, 2) ? spec->short_name : spec->long_name;
             args[2 * k + 1] = texts[k];
@@ -276,8 +279,8 @@ static void test_every_form_every_type(void) {
         int rc = parse_args(&cfg, 2 * NUM_TRAIN_FLAGS, args, &help, err, sizeof(err));
         CHECK(rc == 0, "full command line rejected: %s", err);
         for (int k = 0; k < NUM_TRAIN_FLAGS && rc == 0; k++) {
-            CHECK(field_matches(&TRAIN_FLAGS[order[k]], &cfg, &values[k]), "%s = '%s' lost in the full command line",
-                  TRAIN_FLAGS[order[k]].long_name, texts[k]);
+            CHECK(field_matches(&GPT_FLAGS[order[k]], &cfg, &values[k]), "%s = '%s' lost in the full command line",
+                  GPT_FLAGS[order[k]].long_name, texts[k]);
         }
     }
 }
@@ -287,12 +290,12 @@ static void test_format_round_trip(void) {
     char err[512] = "";
     for (int round = 0; round < 200; round++) {
         for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
-            const FlagSpec *spec = &TRAIN_FLAGS[k];
+            const FlagSpec *spec = &GPT_FLAGS[k];
             char text[128], printed[256];
             FlagValue expected, back;
             random_valid_text(spec, text, sizeof(text), &expected);
             TrainConfig cfg;
-            CHECK(flags_set_defaults(TRAIN_FLAGS, NUM_TRAIN_FLAGS, &cfg, err, sizeof(err)) == 0, "%s", err);
+            CHECK(flags_set_defaults(GPT_FLAGS, NUM_TRAIN_FLAGS, &cfg, err, sizeof(err)) == 0, "%s", err);
             flag_store(spec, &expected, &cfg);
             flags_format_value(spec, &cfg, printed, sizeof(printed));
             int rc = flag_parse_value(spec, printed, &back, err, sizeof(err));
@@ -317,7 +320,7 @@ static void test_help_lists_every_flag(void) {
     if (text == NULL) return;
     int description_column = -1;
     for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
-        const FlagSpec *spec = &TRAIN_FLAGS[k];
+        const FlagSpec *spec = &GPT_FLAGS[k];
         char names[128], allowed[256];
         flag_format_names(spec, names, sizeof(names));
         flag_format_allowed(spec, allowed, sizeof(allowed));
@@ -365,7 +368,7 @@ static void test_config_printout(void) {
         CHECK(strstr(text, expected_rows[k]) != NULL, "config box lacks '%s'", expected_rows[k]);
     }
     for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
-        CHECK(strstr(text, TRAIN_FLAGS[k].long_name) != NULL, "config box lacks %s", TRAIN_FLAGS[k].long_name);
+        CHECK(strstr(text, GPT_FLAGS[k].long_name) != NULL, "config box lacks %s", GPT_FLAGS[k].long_name);
     }
     free(text);
 }
@@ -381,7 +384,7 @@ static void test_error_classes(void) {
     const char *bad_bool[] = {"2", "yes", "", "01", "-1", "TRUE"};
     const char *bad_enum[] = {"BF16", "", "fp16", "bf16 "};
     for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
-        const FlagSpec *spec = &TRAIN_FLAGS[k];
+        const FlagSpec *spec = &GPT_FLAGS[k];
         const char *const *bad = NULL;
         size_t n = 0;
         const char *problem = "";
@@ -429,7 +432,7 @@ static void test_error_classes(void) {
 
 // Only bf16 is built: every other precision name is rejected by name, never replaced.
 static void test_precision_not_built(void) {
-    const FlagSpec *spec = &TRAIN_FLAGS[flags_find(TRAIN_FLAGS, NUM_TRAIN_FLAGS, "-p")];
+    const FlagSpec *spec = &GPT_FLAGS[flags_find(GPT_FLAGS, NUM_TRAIN_FLAGS, "-p")];
     TrainConfig cfg;
     char err[512], expected[128];
     for (int p = 0; p < PRECISION_COUNT; p++) {
@@ -450,7 +453,7 @@ static void test_out_of_range(void) {
     TrainConfig cfg;
     char err[512], text[128];
     for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
-        const FlagSpec *spec = &TRAIN_FLAGS[k];
+        const FlagSpec *spec = &GPT_FLAGS[k];
         if (!flag_is_numeric_type(spec->type)) continue;
         FlagRange r;
         CHECK(flag_parse_range(spec, &r, err, sizeof(err)) == 0, "%s", err);
@@ -561,7 +564,7 @@ static void test_parallel_layout(void) {
 static void test_grad_accum(void) {
     char err[512];
     TrainConfig cfg;
-    CHECK(flags_set_defaults(TRAIN_FLAGS, NUM_TRAIN_FLAGS, &cfg, err, sizeof(err)) == 0, "%s", err);
+    CHECK(flags_set_defaults(GPT_FLAGS, NUM_TRAIN_FLAGS, &cfg, err, sizeof(err)) == 0, "%s", err);
     for (int trial = 0; trial < 500; trial++) {
         cfg.batch_size = 1 + (int)rng_below(&rng, 64);
         cfg.seq_len = 1 + (int)rng_below(&rng, 4096);
@@ -668,7 +671,7 @@ static void test_cli_train_gpt(void) {
     char *out = (char *)malloc_check(size);
     int rc = run_train_gpt("-h", out, size);
     CHECK(rc == 0, "-h exit %d: %s", rc, out);
-    for (int k = 0; k < NUM_TRAIN_FLAGS; k++) CHECK(strstr(out, TRAIN_FLAGS[k].long_name) != NULL, "-h lacks %s", TRAIN_FLAGS[k].long_name);
+    for (int k = 0; k < NUM_TRAIN_FLAGS; k++) CHECK(strstr(out, GPT_FLAGS[k].long_name) != NULL, "-h lacks %s", GPT_FLAGS[k].long_name);
     rc = run_train_gpt("--help", out, size);
     CHECK(rc == 0 && strstr(out, "--batch-size") != NULL, "--help exit %d", rc);
     struct { const char *args; const char *message; } bad[] = {
@@ -694,19 +697,47 @@ static void test_cli_train_gpt(void) {
 // shards: model, data and layout reach the printout; then the run trains on a GPU (exit 0) or, on a
 // machine without one (CI), stops with "no CUDA device" (exit 1). Errors from the model file, the
 // data and the model-dependent checks exit 1.
+// Writes a GPT-2 model file of configuration *model, initialised from a fixed seed (version 3 fp32 or 5 bf16).
+static void write_model_file(const char *path, const GPT2Config *model, int version) {
+    char err[512];
+    ParamTable table;
+    CHECK(gpt2_param_table(model, &table, err, sizeof(err)) == 0, "%s", err);
+    float *params = (float *)malloc_check(table.num_parameters * sizeof(float));
+    param_table_init(&table, params, 7);
+    CHECK(gpt2_model_file_write(path, model, params, version, err, sizeof(err)) == 0, "%s", err);
+    free(params);
+}
+
+// Writes `bytes` bytes of 0x5A to path.
+static void write_junk(const char *path, size_t bytes) {
+    FILE *f = fopen_check(path, "wb");
+    for (size_t i = 0; i < bytes; i++) fputc(0x5A, f);
+    fclose(f);
+}
+
 static void test_cli_train_gpt_host_path(void) {
     char err[512];
     mkdir("build", 0755);
     mkdir("build/test", 0755);
+    CHECK(system("rm -rf " CLI_DIR) == 0, "cannot clear " CLI_DIR);
     mkdir(CLI_DIR, 0755);
+    mkdir(CLI_DIR "/empty_dir", 0755);
+    // a checkpoint whose model file is junk, and one whose model file is good but state file junk
+    mkdir(CLI_DIR "/corrupt_dir", 0755);
+    write_junk(CLI_DIR "/corrupt_dir/model_00000003.bin", 4096);
+    write_junk(CLI_DIR "/corrupt_dir/state_00000003.bin", 100);
+    mkdir(CLI_DIR "/corrupt_state_dir", 0755);
+    const GPT2Config hs32 = gpt2_config_make(64, 50257, 50304, 1, 4, 128), vocab70k = gpt2_config_make(64, 70000, 70000, 1, 2, 128);
+    write_model_file(CLI_DIR "/hs32.bin", &hs32, MODEL_FILE_VERSION_BF16);
+    write_model_file(CLI_DIR "/vocab70k.bin", &vocab70k, MODEL_FILE_VERSION_BF16);
     GPT2Config model = gpt2_config_make(64, 50257, 50304, 2, 2, 128);
-    GPT2ParamLayout layout;
-    gpt2_param_layout(&model, &layout);
-    float *params = (float *)malloc_check(layout.num_parameters * sizeof(float));
-    gpt2_init_params(&model, params, 7);
-    int rc = model_file_write(CLI_DIR "/tiny.bin", &model, params, MODEL_FILE_VERSION_BF16, err, sizeof(err));
-    CHECK(rc == 0, "%s", err);
-    free(params);
+    ParamTable layout;
+    CHECK(gpt2_param_table(&model, &layout, err, sizeof(err)) == 0, "%s", err);
+    write_model_file(CLI_DIR "/tiny.bin", &model, MODEL_FILE_VERSION_BF16);
+    // a good checkpoint model file (fp32) beside a junk state file
+    write_model_file(CLI_DIR "/corrupt_state_dir/model_00000003.bin", &model, MODEL_FILE_VERSION_FP32);
+    write_junk(CLI_DIR "/corrupt_state_dir/state_00000003.bin", 100);
+    int rc;
     // train: 10 windows of B*T = 4*32 tokens; val: 3 windows
     write_shard(CLI_DIR "/synthetic_train.bin", 10 * 4 * 32 + 1);
     write_shard(CLI_DIR "/synthetic_val.bin", 3 * 4 * 32 + 1);
@@ -718,7 +749,7 @@ static void test_cli_train_gpt_host_path(void) {
 
     snprintf(args, sizeof(args), "%s %s %s %s -d 256 -x 12 -m 5", model_file, train, seq, val);
     rc = run_train_gpt(args, out, size);
-    if (strstr(out, "no CUDA device to train on") != NULL) CHECK(rc == 1, "no-device exit %d (want 1):\n%s", rc, out);
+    if (strstr(out, "no CUDA GPU on this machine") != NULL) CHECK(rc == 1, "no-device exit %d (want 1):\n%s", rc, out);
     else CHECK(rc == 0, "training on the GPU: exit %d (want 0):\n%s", rc, out);
     snprintf(expected, sizeof(expected), "parameters: %zu", layout.num_parameters);
     const char *lines[] = {expected, "layers 2, heads 2, channels 128", "256 tokens per step = B 4 x T 32 x dp 1 x 2 accumulation steps",
@@ -733,22 +764,65 @@ static void test_cli_train_gpt_host_path(void) {
         {model_file, train, seq, "-g 65", "-g/--gen-tokens 65 exceeds the model's maximum sequence length 64"},
         {model_file, train, seq, "-d 2048", "10 micro-batches per data-parallel rank per epoch, fewer than the 16 of one optimizer step"},
         {model_file, "-i " CLI_DIR "/no_such_*.bin", seq, "", "-i/--train-data: dataloader: no file matches the pattern '" CLI_DIR "/no_such_*.bin'"},
-        {"-e " CLI_DIR "/synthetic_val.bin", train, seq, "", "is neither a preset (d12, d24, d36, d48) nor a usable model file"},
-        {"-e d13", train, seq, "", "'d13' is neither a preset"},
+        {"-e " CLI_DIR "/synthetic_val.bin", train, seq, "", "is not a usable GPT-2 model file: '" CLI_DIR "/synthetic_val.bin' is not a GPT-2 model file"},
+        {"-e d13", train, seq, "", "-e/--model 'd13' is neither a GPT-2 preset (d12, d24, d36, d48) nor a file"},
+        {"-e " CLI_DIR "/hs32.bin", train, seq, "", "-e/--model '" CLI_DIR "/hs32.bin': head size 32 (channels 128 / heads 4): the attention kernel takes 64 or 128"},
+        {"-e " CLI_DIR "/vocab70k.bin", train, seq, "", "-e/--model '" CLI_DIR "/vocab70k.bin': vocabulary of 70000 tokens; token shards hold uint16 ids"},
+        {model_file, train, seq, "-l 0", "-l/--lr 0: the peak learning rate must be positive"},
+        {model_file, train, seq, "-u 13", "-u/--warmup 13 is longer than the run's 12 steps"},
+        {model_file, train, seq, "-u 11 -x -1", "-u/--warmup 11 is longer than the run's 10 steps (-x/--max-steps -1: one epoch)"},
+        {model_file, train, seq, "-y 1 -o " CLI_DIR "/no_such_dir", "-y/--resume 1: the output directory '" CLI_DIR "/no_such_dir' does not exist"},
+        {model_file, train, seq, "-y 1 -o " CLI_DIR "/empty_dir", "-y/--resume 1: no checkpoint (model_S.bin with state_S.bin) in '" CLI_DIR "/empty_dir'"},
+        {model_file, train, seq, "-y 1 -o " CLI_DIR "/corrupt_dir", "-y/--resume: '" CLI_DIR "/corrupt_dir/model_00000003.bin' is not a GPT-2 model file"},
+        {model_file, train, seq, "-y 1 -o " CLI_DIR "/corrupt_state_dir", "-y/--resume: '" CLI_DIR "/corrupt_state_dir/state_00000003.bin'"},
+        {model_file, train, seq, "-x 3000000000", "flag -x/--max-steps: 3000000000 is out of range [-1, 2147483647]"},
         {model_file, train, seq, "-o " CLI_DIR "/tiny.bin/sub", "-o/--output-dir: cannot create"},
         {model_file, train, seq, "--tokenizer " CLI_DIR "/synthetic_val.bin", "--tokenizer: "},
     };
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-        snprintf(args, sizeof(args), "%s %s %s %s %s", bad[k].model, bad[k].train, bad[k].seq, val, bad[k].extra);
+        // -x 12 unless the case gives its own -x
+        snprintf(args, sizeof(args), "%s %s %s %s %s %s", bad[k].model, bad[k].train, bad[k].seq, val, bad[k].extra,
+                 strstr(bad[k].extra, "-x ") != NULL ? "" : "-x 12");
         rc = run_train_gpt(args, out, size);
         CHECK(rc == 1, "'%s': exit %d (want 1):\n%s", args, rc, out);
         CHECK(strstr(out, bad[k].message) != NULL, "'%s': output lacks '%s':\n%s", args, bad[k].message, out);
     }
+    // nothing is created before the run can start: a refused run leaves no output directory
+    struct stat st;
+    CHECK(stat(CLI_DIR "/no_such_dir", &st) != 0, "-y 1 with a missing directory created it");
+    snprintf(args, sizeof(args), "%s %s %s %s -x 12 -l 0 -o " CLI_DIR "/refused/out", model_file, train, seq, val);
+    rc = run_train_gpt(args, out, size);
+    CHECK(rc == 1 && stat(CLI_DIR "/refused", &st) != 0, "a run refused by -l 0 created its output directory (exit %d)", rc);
+    // --seed 0 is a valid seed (shuffling included): the run gets past every host check; without a GPU it
+    // stops there, before its output directory is made
+    snprintf(args, sizeof(args), "%s %s %s %s -d 256 -x 2 --seed 0 -s 0 -o " CLI_DIR "/seed0", model_file, train, seq, val);
+    rc = run_train_gpt(args, out, size);
+    const int no_gpu = strstr(out, "no CUDA GPU on this machine") != NULL;
+    CHECK(strstr(out, "training run: 2 steps") != NULL && (rc == 0 || (rc == 1 && no_gpu)), "--seed 0: exit %d:\n%s", rc, out);
+    CHECK((stat(CLI_DIR "/seed0", &st) == 0) == !no_gpu, "the output directory exists %s", no_gpu ? "without a GPU" : "not after the run");
     free(out);
+}
+
+// train_flags_for_family changes -e's default and help and nothing else.
+static void test_family_table(void) {
+    int changed = 0;
+    for (int k = 0; k < NUM_TRAIN_FLAGS; k++) {
+        const FlagSpec *a = &TRAIN_FLAGS[k], *b = &GPT_FLAGS[k];
+        const int is_model = strcmp(a->long_name, "--model") == 0;
+        changed += is_model;
+        CHECK(a->short_name == b->short_name && a->long_name == b->long_name && a->type == b->type && a->offset == b->offset &&
+                  a->range == b->range && (is_model || (a->default_text == b->default_text && a->help == b->help)),
+              "%s changed by train_flags_for_family", a->long_name);
+    }
+    CHECK(changed == 1, "%d --model entries", changed);
+    const int e = flags_find(GPT_FLAGS, NUM_TRAIN_FLAGS, "-e");
+    CHECK(e >= 0 && strcmp(GPT_FLAGS[e].default_text, "d12") == 0 && strstr(GPT_FLAGS[e].help, "d24") != NULL, "-e of train_gpt");
 }
 
 int main(void) {
     rng_seed(&rng, 20261122);
+    train_flags_for_family(GPT_FLAGS, "d12", "d12|d24|d36|d48 for a fresh GPT-2, or a GPT-2 model file");
+    RUN_TEST(test_family_table);
     RUN_TEST(test_table_is_valid);
     RUN_TEST(test_table_checker_rejects_broken_tables);
     RUN_TEST(test_defaults);

@@ -10,7 +10,7 @@ Bytes counted per parameter: AdamW reads master, m, v (FP32) and the gradient, w
 the BF16 parameter: 30 bytes with FP32 gradients, 28 with BF16. The norm reads the gradient once.
 Timing: median of 20 runs, each after an L2 flush (dev/cuda/layer_bench.cuh).
 */
-#include "core/gpt2_model.h"
+#include "gpt2_model.h"
 #include "dev/cuda/layer_bench.cuh"
 #include "kernels/adamw.cuh"
 #include "kernels/global_norm.cuh"
@@ -42,17 +42,19 @@ int main(void) {
         GPT2Config cfg;
         char err[256];
         if (gpt2_config_preset(presets[p], &cfg, err, sizeof(err)) != 0) fatal("%s", err);
-        GPT2ParamLayout layout;
-        gpt2_param_layout(&cfg, &layout);
-        size_t sizes[GPT2_NUM_PARAM_TENSORS];
-        int decay[GPT2_NUM_PARAM_TENSORS];
-        for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-            sizes[i] = layout.tensors[i].size;
-            decay[i] = layout.tensors[i].is_matrix;
+        ParamTable table;
+        if (gpt2_param_table(&cfg, &table, err, sizeof(err)) != 0) fatal("%s", err);
+        size_t sizes[PARAM_TABLE_MAX];
+        int decay[PARAM_TABLE_MAX];
+        float lr_mult[PARAM_TABLE_MAX];
+        for (int i = 0; i < table.count; i++) {
+            sizes[i] = table.specs[i].size;
+            decay[i] = table.specs[i].decay;
+            lr_mult[i] = table.specs[i].lr_mult;
         }
-        const size_t n = layout.num_parameters;
+        const size_t n = table.num_parameters;
         AdamWPlan plan;
-        adamw_plan_build(&plan, sizes, decay, GPT2_NUM_PARAM_TENSORS, 0, n);
+        adamw_plan_build(&plan, sizes, decay, lr_mult, table.count, 0, n);
         float *master = bench_alloc_random<float>(n, 8, 0.0f, 0.05f), *m = bench_alloc_random<float>(n, 9, 0.0f, 1e-3f);
         float *v = bench_alloc_random<float>(n, 10, 1e-4f, 5e-5f);
         bf16 *params;

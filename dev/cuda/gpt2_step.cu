@@ -61,14 +61,15 @@ int main(int argc, char **argv) {
     char err[512];
     GPT2Config cfg;
     if (gpt2_config_preset(preset, &cfg, err, sizeof(err)) != 0) fatal("%s", err);
-    GPT2ParamLayout layout;
-    gpt2_param_layout(&cfg, &layout);
-    float *params = (float *)malloc_check(layout.num_parameters * sizeof(float));
-    gpt2_init_params(&cfg, params, 1337);
-    GPT2 m;
-    if (gpt2_build(&m, &cfg, B * T, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
-    gpt2_set_params(&m, params);
+    ParamTable table;
+    if (gpt2_param_table(&cfg, &table, err, sizeof(err)) != 0) fatal("%s", err);
+    float *params = (float *)malloc_check(table.num_parameters * sizeof(float));
+    param_table_init(&table, params, 1337);
+    Model m;
+    if (gpt2_model_build(&m, &cfg, B * T, 1, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
+    model_set_params(&m, params);
     free(params);
+    const GPT2 *g = gpt2_of(&m);
 
     int *inputs = (int *)malloc_check((size_t)(B * T + 1) * sizeof(int));
     uint64_t state = 42;
@@ -76,18 +77,19 @@ int main(int argc, char **argv) {
         state = state * 6364136223846793005ULL + 1442695040888963407ULL;
         inputs[i] = (int)((state >> 33) % (uint64_t)cfg.vocab_size);
     }
-    GPT2Optimizer opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
+    const OptimizerConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
     cudaEvent_t ev[4];
     for (int i = 0; i < 4; i++) cudaCheck(cudaEventCreate(&ev[i]));
     double sum_fwd = 0, sum_bwd = 0, sum_upd = 0;
     for (int step = 0; step < WARMUP + STEPS; step++) {
         cudaCheck(cudaEventRecord(ev[0], m.stream));
-        gpt2_forward(&m, inputs, inputs + 1, B, T, 1.0f / ((float)B * T));
+        model_forward(&m, 0, inputs, inputs + 1, B, T, 1.0f / ((float)B * T));
         cudaCheck(cudaEventRecord(ev[1], m.stream));
-        gpt2_backward(&m, false);
+        model_backward(&m, 0, false);
         cudaCheck(cudaEventRecord(ev[2], m.stream));
-        gpt2_update(&m, &opt, 1e-4f, step + 1);
+        model_update(&m, &opt, 1e-4f, step + 1);
         cudaCheck(cudaEventRecord(ev[3], m.stream));
+        model_take_loss(&m);
         float f = elapsed_ms(ev[0], ev[1]), b = elapsed_ms(ev[1], ev[2]), u = elapsed_ms(ev[2], ev[3]);
         if (step >= WARMUP) { sum_fwd += f; sum_bwd += b; sum_upd += u; }
     }
@@ -157,9 +159,10 @@ int main(int argc, char **argv) {
 
     // every other kernel of the step alone, on the model's own tensors (layer 0 stands for every layer)
     const int NH = cfg.num_heads, HS = C / NH;
-    const GPT2LayerActs *a0 = &m.layer[0];
-    bf16 *branch = GPT2_PTR(&m, bf16, m.branch), *dres = GPT2_PTR(&m, bf16, m.dresidual), *dbtc = GPT2_PTR(&m, bf16, m.dbtc);
-    float *ln_scratch = GPT2_PTR(&m, float, m.ln_scratch);
+    const GPT2LayerActs *a0 = gpt2_acts(g, 0, 0);
+    bf16 *branch = g->branch, *dres = g->dresidual, *dbtc = g->dbtc;
+    float *ln_scratch = g->ln_scratch;
+    const ModelSlot *s0 = &m.slot[0];
     const AdamWStepParams hp = adamw_step_params(1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f);
     double other_total = 0;
 #define TIME_OP(name, per_step, call)                                                                            \
@@ -172,32 +175,27 @@ int main(int argc, char **argv) {
         printf("  %-28s %8.3f ms x %3d = %7.2f ms/step\n", name, ms_, per_step, ms_ * (per_step));             \
         other_total += ms_ * (per_step);                                                                         \
     } while (0)
-    TIME_OP("encoder forward", 1, encoder_forward(GPT2_PTR(&m, bf16, m.encoded), GPT2_PTR(&m, int, m.inputs), gpt2_param(&m, GPT2_WTE),
-                                                  gpt2_param(&m, GPT2_WPE), B, T, C, m.stream));
+    TIME_OP("encoder forward", 1, encoder_forward(g->slot[0].encoded, model_inputs(&m, 0), model_param(&m, GPT2_WTE),
+                                                  model_param(&m, GPT2_WPE), B, T, C, m.stream));
     TIME_OP("residual + layernorm fwd", 2 * L + 1,
-            fused_residual_layernorm_forward(GPT2_PTR(&m, bf16, a0->residual2), GPT2_PTR(&m, bf16, a0->ln2), GPT2_PTR(&m, float, a0->ln2_mean),
-                                             GPT2_PTR(&m, float, a0->ln2_rstd), GPT2_PTR(&m, bf16, m.encoded), branch,
-                                             gpt2_param(&m, GPT2_LN2W), gpt2_param(&m, GPT2_LN2B), N, C, m.stream));
-    TIME_OP("attention forward", L, attention_forward(GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse), GPT2_PTR(&m, bf16, a0->qkv),
-                                                      B, T, NH, HS, m.stream));
-    TIME_OP("classifier", 1, fused_classifier(GPT2_PTR(&m, bf16, m.logits), GPT2_PTR(&m, float, m.losses), GPT2_PTR(&m, int, m.targets),
+            fused_residual_layernorm_forward(a0->residual2, a0->ln2, a0->ln2_mean, a0->ln2_rstd, g->slot[0].encoded, branch,
+                                             model_param(&m, GPT2_LN2W), model_param(&m, GPT2_LN2B), N, C, m.stream));
+    TIME_OP("attention forward", L, attention_forward(a0->atty, a0->lse, a0->qkv, B, T, NH, HS, m.stream));
+    TIME_OP("classifier", 1, fused_classifier(model_logits(&m, 0), MODEL_PTR(&m, float, s0->losses), MODEL_PTR(&m, int, s0->targets),
                                               1.0f / N, N, cfg.vocab_size, Vp, m.stream));
     TIME_OP("layernorm bwd + next bias grad", 2 * L + 1,
-            layernorm_backward(dres, gpt2_grad(&m, GPT2_ATTPROJB), gpt2_grad(&m, GPT2_LN2W), gpt2_grad(&m, GPT2_LN2B), ln_scratch, dbtc, GPT2_PTR(&m, bf16, a0->residual2),
-                               gpt2_param(&m, GPT2_LN2W), GPT2_PTR(&m, float, a0->ln2_mean), GPT2_PTR(&m, float, a0->ln2_rstd), N, C, true, false,
-                               m.stream));
+            layernorm_backward(dres, model_grad(&m, GPT2_ATTPROJB), model_grad(&m, GPT2_LN2W), model_grad(&m, GPT2_LN2B), ln_scratch, dbtc,
+                               a0->residual2, model_param(&m, GPT2_LN2W), a0->ln2_mean, a0->ln2_rstd, N, C, true, false, m.stream));
     // as the model runs it: with the qkv bias gradient (T >= 32; shorter sequences sum it in a pass not timed here)
-    float *attn_qkv_dbias = gpt2_attention_sums_qkv_bias(&m, B, T) ? gpt2_grad(&m, GPT2_QKVB) : NULL;
-    TIME_OP("attention bwd + qkv bias grad", L, attention_backward(GPT2_PTR(&m, bf16, m.dqkv), attn_qkv_dbias, GPT2_PTR(&m, float, m.attn_delta),
-                                                                  GPT2_PTR(&m, float, m.attn_bias_partials), dbtc, GPT2_PTR(&m, bf16, a0->qkv),
-                                                                  GPT2_PTR(&m, bf16, a0->atty), GPT2_PTR(&m, float, a0->lse), B, T, NH, HS, false,
-                                                                  m.stream));
-    TIME_OP("fc bias grad (tile partials)", L, column_partials_add(gpt2_grad(&m, GPT2_FCB), m.linear.bias_partials, ceil_div(N, BG_BM), 4 * C,
+    float *attn_qkv_dbias = gpt2_attention_sums_qkv_bias(&m, B, T) ? model_grad(&m, GPT2_QKVB) : NULL;
+    TIME_OP("attention bwd + qkv bias grad", L, attention_backward(g->dqkv, attn_qkv_dbias, g->attn_delta, g->attn_bias_partials, dbtc, a0->qkv,
+                                                                  a0->atty, a0->lse, B, T, NH, HS, false, m.stream));
+    TIME_OP("fc bias grad (tile partials)", L, column_partials_add(model_grad(&m, GPT2_FCB), m.linear.bias_partials, ceil_div(N, BG_BM), 4 * C,
                                                                  false, m.stream));
-    TIME_OP("encoder backward", 1, encoder_backward(gpt2_grad(&m, GPT2_WTE), gpt2_grad(&m, GPT2_WPE), GPT2_PTR(&m, void, m.encoder_scratch),
-                                                    dres, GPT2_PTR(&m, int, m.inputs), B, T, C, Vp, cfg.max_seq_len, false, m.stream));
-    TIME_OP("global norm", 1, global_norm_squared(GPT2_PTR(&m, float, m.norm_out), GPT2_PTR(&m, float, m.norm_scratch), m.grads,
-                                                  (long long)m.layout.num_parameters, m.stream));
+    TIME_OP("encoder backward", 1, encoder_backward(model_grad(&m, GPT2_WTE), model_grad(&m, GPT2_WPE), g->encoder_scratch, dres,
+                                                    model_inputs(&m, 0), B, T, C, Vp, cfg.max_seq_len, false, m.stream));
+    TIME_OP("global norm", 1, global_norm_squared(MODEL_PTR(&m, float, m.norm_out), MODEL_PTR(&m, float, m.norm_scratch), m.grads,
+                                                  (long long)m.table.num_parameters, m.stream));
     TIME_OP("adamw", 1, adamw_update(m.params, m.master, m.m, m.v, m.grads, &m.adamw_plan, hp, m.stream));
 #undef TIME_OP
     printf("other kernels alone: %.2f ms per step; GEMMs + others = %.2f ms vs the step's %.2f ms\n", other_total,
@@ -211,6 +209,6 @@ int main(int argc, char **argv) {
     cudaCheck(cudaFree(dweight));
     for (int i = 0; i < 4; i++) cudaCheck(cudaEventDestroy(ev[i]));
     free(inputs);
-    gpt2_free(&m);
+    model_free(&m);
     return 0;
 }

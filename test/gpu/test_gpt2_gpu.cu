@@ -1,4 +1,4 @@
-// GPU test of the whole GPT-2 model (gpt2.cuh) against the FP32 CPU reference (test/reference/gpt2_cpu.h):
+// GPU test of the whole GPT-2 model (gpt2.cuh on core/model.cuh) against the FP32 CPU reference (test/reference/gpt2_cpu.h):
 // a small model (L=4, C=256, 4 heads of 64, V=509 padded to 512, T=64, B=4) with the same initial
 // weights on both sides; the forward/backward check also runs at B=16, T=16, where the qkv bias gradient
 // comes from the qkv linear's pass instead of the attention backward (whose partials cover T >= 32).
@@ -20,8 +20,12 @@
 //                       update so gradient errors change each step's size by about the same fraction).
 // Measured on an H100 (dev/RESULTS.md): logits 6.8e-3, loss |diff| 4e-5, gradients 2.2e-3..7.3e-3, 20-step
 // loss difference at most 1.9e-3 relative: every bound has a margin of 2x to 16x.
-// Exactness checks need no tolerance: two GPU runs give bit-identical losses and master weights, and
-// a run saved after k steps and resumed gives the same bits as the uninterrupted run.
+// Exactness checks need no tolerance: two GPU runs give bit-identical losses and master weights, a run
+// saved after k steps and resumed gives the same bits as the uninterrupted run, and two micro-batches in
+// two slots, forwarded one after the other and taken backward in reverse order (as a pipeline schedule
+// does), give the gradients of the sequential order: bit-identical for every tensor with one writer per
+// micro-batch (two terms add the same in either order), and within 1e-6 relative L2 for wte, whose four
+// terms (LM head and embedding of each micro-batch) are added in another association.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +45,7 @@
 
 static GPT2Config test_config(void) { return gpt2_config_make(128, 509, 512, 4, 4, 256); }
 
-static const GPT2Optimizer TEST_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
+static const OptimizerConfig TEST_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
 static const float TEST_LR = 1e-3f;
 
 // Relative L2 error ||a - b|| / ||b|| in double (0 when both are zero, inf when only b is).
@@ -68,37 +72,42 @@ static void random_tokens(int *inputs, int *targets, int batches, int V, uint64_
     }
 }
 
-static void build_gpu(GPT2 *m, const GPT2Config *cfg, const float *params) {
+static void build_gpu(Model *m, const GPT2Config *cfg, const float *params, int slots) {
     char err[1024];
-    if (gpt2_build(m, cfg, TEST_B * TEST_T, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
-    gpt2_set_params(m, params);
+    if (gpt2_model_build(m, cfg, TEST_B * TEST_T, slots, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
+    model_set_params(m, params);
 }
 
 // Runs forward and backward of GRAD_ACCUM micro-batches of B x T tokens, the first backward with accumulate =
 // first_accumulates (the others add); returns the mean loss.
-static float gpu_micro_steps(GPT2 *m, const int *inputs, const int *targets, int B, int T, bool first_accumulates) {
-    double loss = 0.0;
+static float gpu_micro_steps(Model *m, const int *inputs, const int *targets, int B, int T, bool first_accumulates) {
     for (int k = 0; k < GRAD_ACCUM; k++) {
-        loss += gpt2_forward(m, inputs + k * B * T, targets + k * B * T, B, T, 1.0f / (B * T * GRAD_ACCUM));
-        gpt2_backward(m, k > 0 || first_accumulates);
+        model_forward(m, 0, inputs + k * B * T, targets + k * B * T, B, T, 1.0f / (B * T * GRAD_ACCUM));
+        model_backward(m, 0, k > 0 || first_accumulates);
     }
-    return (float)(loss / GRAD_ACCUM);
+    return model_take_loss(m);
 }
 
 // One optimizer step on the GPU over GRAD_ACCUM micro-batches (the first backward writes the gradients);
 // returns the mean loss.
-static float gpu_step(GPT2 *m, const int *inputs, const int *targets, int step) {
+static float gpu_step(Model *m, const int *inputs, const int *targets, int step) {
     const float loss = gpu_micro_steps(m, inputs, targets, TEST_B, TEST_T, false);
-    gpt2_update(m, &TEST_OPT, TEST_LR, step);
+    model_update(m, &TEST_OPT, TEST_LR, step);
     return loss;
 }
 
+static ParamTable test_table(const GPT2Config *cfg) {
+    ParamTable table;
+    char err[512];
+    if (gpt2_param_table(cfg, &table, err, sizeof(err)) != 0) fatal("%s", err);
+    return table;
+}
+
 static float *init_params(const GPT2Config *cfg, size_t *n) {
-    GPT2ParamLayout layout;
-    gpt2_param_layout(cfg, &layout);
-    *n = layout.num_parameters;
+    const ParamTable table = test_table(cfg);
+    *n = table.num_parameters;
     float *p = (float *)malloc_check(*n * sizeof(float));
-    gpt2_init_params(cfg, p, 1234);
+    param_table_init(&table, p, 1234);
     return p;
 }
 
@@ -116,8 +125,8 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
     int *inputs = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int)), *targets = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int));
     random_tokens(inputs, targets, GRAD_ACCUM, cfg.vocab_size, 77);
 
-    GPT2 gpu;
-    build_gpu(&gpu, &cfg, params);
+    Model gpu;
+    build_gpu(&gpu, &cfg, params, 1);
     if (portable_gelu) gpu.linear.gelu_gemm_sm90 = false;
     GPT2Cpu cpu;
     gpt2_cpu_build(&cpu, &cfg, B, T);
@@ -125,9 +134,10 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
 
     // logits (forward without targets)
     CHECK(gpt2_attention_sums_qkv_bias(&gpu, B, T) == fused_qkv_bias, "B=%d T=%d: qkv bias gradient from the wrong pass", B, T);
-    gpt2_forward(&gpu, inputs, NULL, B, T, 0.0f);
+    model_forward(&gpu, 0, inputs, NULL, B, T, 0.0f);
     bf16 *logits_bf16 = (bf16 *)malloc_check((size_t)BT * Vp * sizeof(bf16));
-    cudaCheck(cudaMemcpy(logits_bf16, gpu.reg.tensors[gpu.logits].data, (size_t)BT * Vp * sizeof(bf16), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaStreamSynchronize(gpu.stream));
+    cudaCheck(cudaMemcpy(logits_bf16, model_logits(&gpu, 0), (size_t)BT * Vp * sizeof(bf16), cudaMemcpyDeviceToHost));
     float *logits = (float *)malloc_check((size_t)BT * Vp * sizeof(float));
     for (size_t i = 0; i < (size_t)BT * Vp; i++) logits[i] = __bfloat162float(logits_bf16[i]);
     float cpu_loss = gpt2_cpu_forward(&cpu, inputs, targets);
@@ -137,7 +147,7 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
 
     // loss and gradients: the GPU's first backward writes over NaN gradients and a NaN residual gradient
     cudaCheck(cudaMemset(gpu.grads, 0xFF, n * sizeof(float)));
-    cudaCheck(cudaMemset(gpu.reg.tensors[gpu.dresidual].data, 0xFF, (size_t)BT * cfg.channels * sizeof(bf16)));
+    cudaCheck(cudaMemset(gpt2_of(&gpu)->dresidual, 0xFF, (size_t)BT * cfg.channels * sizeof(bf16)));
     const float gpu_loss = gpu_micro_steps(&gpu, inputs, targets, B, T, false);
     gpt2_cpu_zero_grad(&cpu);
     gpt2_cpu_backward(&cpu, GRAD_ACCUM);  // of micro-batch 0, whose forward gave the logits above
@@ -162,8 +172,9 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
     printf("  written vs zeroed + accumulated: %zu of %zu gradients differ, %zu of them zeros of another sign\n", differ, n, signed_zeros);
     CHECK(differ == signed_zeros, "%zu gradients written over NaN differ from those accumulated into zeros", differ - signed_zeros);
     double worst = 0.0;
-    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        const GPT2ParamTensor *t = &cpu.layout.tensors[i];
+    const ParamTable table = test_table(&cfg);
+    for (int i = 0; i < table.count; i++) {
+        const ParamSpec *t = &table.specs[i];
         double e = rel_l2(grads + t->offset, cpu.grads + t->offset, t->size);
         printf("  grad %-9s relative L2 error %.3e\n", t->name, e);
         CHECK(e <= 12 * BF16_U, "gradient of %s: relative L2 error %.3e > %.3e", t->name, e, 12 * BF16_U);
@@ -171,7 +182,7 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
     }
     printf("  worst gradient relative L2 error %.3e (bound %.3e)\n", worst, 12 * BF16_U);
     gpt2_cpu_free(&cpu);
-    gpt2_free(&gpu);
+    model_free(&gpu);
     free(params); free(inputs); free(targets); free(logits_bf16); free(logits); free(grads); free(grads_zeroed);
 }
 
@@ -188,8 +199,8 @@ static void test_training_tracks_cpu(void) {
     // four fixed batches, two per step: the loss must fall as the model memorizes them
     int *inputs = (int *)malloc_check(4 * BT * sizeof(int)), *targets = (int *)malloc_check(4 * BT * sizeof(int));
     random_tokens(inputs, targets, 4, cfg.vocab_size, 99);
-    GPT2 gpu;
-    build_gpu(&gpu, &cfg, params);
+    Model gpu;
+    build_gpu(&gpu, &cfg, params, 1);
     GPT2Cpu cpu;
     gpt2_cpu_build(&cpu, &cfg, TEST_B, TEST_T);
     memcpy(cpu.params, params, n * sizeof(float));
@@ -217,12 +228,12 @@ static void test_training_tracks_cpu(void) {
            worst, 8 * BF16_U);
     CHECK(last < 0.8f * first, "the loss did not fall: %f -> %f", first, last);
     gpt2_cpu_free(&cpu);
-    gpt2_free(&gpu);
+    model_free(&gpu);
     free(params); free(inputs); free(targets);
 }
 
 // Runs `steps` GPU steps from `gpu`'s current state, step numbers first_step.., batches alternating.
-static void run_steps(GPT2 *gpu, const int *inputs, const int *targets, int first_step, int steps, float *losses) {
+static void run_steps(Model *gpu, const int *inputs, const int *targets, int first_step, int steps, float *losses) {
     const int BT = TEST_B * TEST_T;
     for (int s = first_step; s < first_step + steps; s++) {
         const int off = (s % 2) * GRAD_ACCUM * BT;
@@ -242,12 +253,12 @@ static void test_deterministic_and_resume(void) {
     float losses[3][8];
     float *master[3];
     for (int run = 0; run < 2; run++) {
-        GPT2 gpu;
-        build_gpu(&gpu, &cfg, params);
+        Model gpu;
+        build_gpu(&gpu, &cfg, params, 1);
         run_steps(&gpu, inputs, targets, 0, steps, losses[run]);
         master[run] = (float *)malloc_check(n * sizeof(float));
-        gpt2_get_master(&gpu, master[run]);
-        gpt2_free(&gpu);
+        model_get_master(&gpu, master[run]);
+        model_free(&gpu);
     }
     CHECK(memcmp(losses[0], losses[1], sizeof(losses[0])) == 0, "two runs gave different losses");
     CHECK(memcmp(master[0], master[1], n * sizeof(float)) == 0, "two runs gave different master weights");
@@ -258,34 +269,82 @@ static void test_deterministic_and_resume(void) {
     snprintf(state_path, sizeof(state_path), "%s/state.bin", dir);
     TrainRunConfig run_cfg = {TEST_B, TEST_T, (uint64_t)GRAD_ACCUM * BT, 1, 0};
     {
-        GPT2 gpu;
-        build_gpu(&gpu, &cfg, params);
+        Model gpu;
+        build_gpu(&gpu, &cfg, params, 1);
         run_steps(&gpu, inputs, targets, 0, saved_at, losses[2]);
         TrainState st;
         memset(&st, 0, sizeof(st));
         st.step = saved_at;
         st.run = run_cfg;
-        CHECK(gpt2_checkpoint_write(&gpu, model_path, state_path, &st, err, sizeof(err)) == 0, "checkpoint write: %s", err);
-        gpt2_free(&gpu);
+        CHECK(model_checkpoint_write(&GPT2_FAMILY, &gpu, model_path, state_path, &st, err, sizeof(err)) == 0, "checkpoint write: %s", err);
+        model_free(&gpu);
     }
     {
-        GPT2 gpu;
-        build_gpu(&gpu, &cfg, params);  // different weights in the model until the load overwrites them
-        TrainState st;
-        memset(&st, 0, sizeof(st));
-        int rc = gpt2_checkpoint_load(&gpu, model_path, state_path, &run_cfg, &st, err, sizeof(err));
+        Model gpu;
+        build_gpu(&gpu, &cfg, params, 1);  // different weights in the model until the load overwrites them
+        HostCheckpoint ck;
+        int rc = model_checkpoint_read(&GPT2_FAMILY, &cfg, n, model_path, state_path, &run_cfg, &ck, err, sizeof(err));
         CHECK(rc == 0, "checkpoint load: %s", err);
-        CHECK(st.step == (uint64_t)saved_at, "resumed at step %llu", (unsigned long long)st.step);
+        CHECK(ck.state.step == (uint64_t)saved_at, "resumed at step %llu", (unsigned long long)ck.state.step);
+        model_checkpoint_restore(&gpu, &ck);
+        model_checkpoint_free(&ck);
         run_steps(&gpu, inputs, targets, saved_at, steps - saved_at, losses[2]);
         master[2] = (float *)malloc_check(n * sizeof(float));
-        gpt2_get_master(&gpu, master[2]);
-        gpt2_free(&gpu);
+        model_get_master(&gpu, master[2]);
+        model_free(&gpu);
     }
     CHECK(memcmp(losses[0], losses[2], sizeof(losses[0])) == 0, "resumed run's losses differ from the uninterrupted run");
     CHECK(memcmp(master[0], master[2], n * sizeof(float)) == 0, "resumed run's master weights differ");
     printf("  losses of %d steps (run 1): %.5f .. %.5f; run 2 and the resumed run bit-identical\n", steps, losses[0][0], losses[0][steps - 1]);
     testing_tmpdir_remove(dir);
     for (int i = 0; i < 3; i++) free(master[i]);
+    free(params); free(inputs); free(targets);
+}
+
+// Gradients of two micro-batches: forward A, backward A (writes), forward B, backward B (adds), against
+// forward A in slot 0, forward B in slot 1, backward B (writes), backward A (adds).
+static void test_slots_interleaved(void) {
+    GPT2Config cfg = test_config();
+    size_t n;
+    float *params = init_params(&cfg, &n);
+    const int BT = TEST_B * TEST_T;
+    const float dloss = 1.0f / (2 * BT);
+    int *inputs = (int *)malloc_check(2 * BT * sizeof(int)), *targets = (int *)malloc_check(2 * BT * sizeof(int));
+    random_tokens(inputs, targets, 2, cfg.vocab_size, 31);
+    float *grads[2], loss[2];
+    for (int order = 0; order < 2; order++) {
+        Model gpu;
+        build_gpu(&gpu, &cfg, params, 2);
+        if (order == 0) {
+            for (int k = 0; k < 2; k++) {
+                model_forward(&gpu, 0, inputs + k * BT, targets + k * BT, TEST_B, TEST_T, dloss);
+                model_backward(&gpu, 0, k > 0);
+            }
+        } else {
+            for (int k = 0; k < 2; k++) model_forward(&gpu, k, inputs + k * BT, targets + k * BT, TEST_B, TEST_T, dloss);
+            model_backward(&gpu, 1, false);
+            model_backward(&gpu, 0, true);
+        }
+        loss[order] = model_take_loss(&gpu);
+        grads[order] = (float *)malloc_check(n * sizeof(float));
+        cudaCheck(cudaMemcpy(grads[order], gpu.grads, n * sizeof(float), cudaMemcpyDeviceToHost));
+        model_free(&gpu);
+    }
+    CHECK(memcmp(&loss[0], &loss[1], sizeof(float)) == 0, "loss %.8f sequential, %.8f interleaved", loss[0], loss[1]);
+    const ParamTable table = test_table(&cfg);
+    for (int i = 0; i < table.count; i++) {
+        const ParamSpec *t = &table.specs[i];
+        if (i == GPT2_WTE) {
+            const double e = rel_l2(grads[1] + t->offset, grads[0] + t->offset, t->size);
+            printf("  wte: relative L2 difference %.3e (bound 1e-6)\n", e);
+            CHECK(e <= 1e-6, "wte gradient: relative L2 difference %.3e between the orders", e);
+        } else {
+            CHECK(memcmp(grads[0] + t->offset, grads[1] + t->offset, t->size * sizeof(float)) == 0, "gradient of %s differs between the orders",
+                  t->name);
+        }
+    }
+    printf("  loss %.6f in both orders; %d of %d gradient tensors bit-identical\n", loss[0], table.count - 1, table.count);
+    for (int k = 0; k < 2; k++) free(grads[k]);
     free(params); free(inputs); free(targets);
 }
 
@@ -300,5 +359,6 @@ int main(void) {
     RUN_TEST(test_portable_gelu_matches_cpu);
     RUN_TEST(test_training_tracks_cpu);
     RUN_TEST(test_deterministic_and_resume);
+    RUN_TEST(test_slots_interleaved);
     return testing_finish();
 }

@@ -1,6 +1,6 @@
 // GPU tests of the GPT-2 layer kernels (kernels/encoder, layernorm, gelu, classifier, adamw,
 // global_norm, and core/linear.cuh's GEMMs with bias, GELU and bias gradients) against the CPU FP32
-// reference (test/reference/gpt2_cpu.h), on random inputs of several shapes, including sizes that are
+// reference (test/reference/layers_cpu.h), on random inputs of several shapes, including sizes that are
 // not multiples of the 8-element vector width or of the kernels' tiles (C = 100, N = 1, 37, odd tensor
 // sizes).
 //
@@ -27,7 +27,7 @@
 #include "kernels/gelu.cuh"
 #include "kernels/global_norm.cuh"
 #include "kernels/layernorm.cuh"
-#include "test/reference/gpt2_cpu.h"
+#include "test/reference/layers_cpu.h"
 #include "test/testing.h"
 
 #define BF16_EPS (1.0f / 256.0f)
@@ -630,13 +630,19 @@ static void test_classifier_bad_target(void) {
 // ----------------------------------------------------------------------------------------------
 // adamw
 
-// Tensors of the given sizes (decay on every other one, like weights and biases), updated for two
-// steps over the shard [shard_begin, shard_begin + shard_size), against cpu_adamw_update per tensor.
+// Tensors of the given sizes (decay on every other one, like weights and biases; a learning-rate
+// multiplier of 1 on every third, a random one in [0.25, 2) on the others), updated for two steps over
+// the shard [shard_begin, shard_begin + shard_size), against cpu_adamw_update per tensor at lr * multiplier.
 template <typename GradT>
 static void adamw_case(const size_t *sizes, int num_tensors, size_t shard_begin, size_t shard_size) {
     int decay[16];
+    float lr_mult[16];
     size_t total = 0;
-    for (int t = 0; t < num_tensors; t++) { decay[t] = t % 2 == 0; total += sizes[t]; }
+    for (int t = 0; t < num_tensors; t++) {
+        decay[t] = t % 2 == 0;
+        lr_mult[t] = t % 3 == 0 ? 1.0f : 0.25f + 1.75f * rng_uniform(&rng);
+        total += sizes[t];
+    }
     if (shard_size == 0) shard_size = total - shard_begin;
     const size_t n = shard_size;
     float *master0 = random_bf16_values(n, 0.0f, 0.05f);  // (any FP32 value works; BF16 values are convenient)
@@ -655,14 +661,14 @@ static void adamw_case(const size_t *sizes, int num_tensors, size_t shard_begin,
             const size_t hi = begin + sizes[t] < shard_begin + n ? begin + sizes[t] : shard_begin + n;
             if (lo < hi) {
                 const size_t o = lo - shard_begin;
-                cpu_adamw_update(master_ref + o, grads[step - 1] + o, m_ref + o, v_ref + o, hi - lo, lr, beta1, beta2, eps,
+                cpu_adamw_update(master_ref + o, grads[step - 1] + o, m_ref + o, v_ref + o, hi - lo, lr * lr_mult[t], beta1, beta2, eps,
                                  decay[t] ? wd : 0.0f, grad_scale[step - 1], step);
             }
             begin += sizes[t];
         }
     }
     AdamWPlan plan;
-    adamw_plan_build(&plan, sizes, decay, num_tensors, shard_begin, n);
+    adamw_plan_build(&plan, sizes, decay, lr_mult, num_tensors, shard_begin, n);
     float *d_master = (float *)dev_alloc(n * sizeof(float)), *d_m = (float *)dev_alloc(n * sizeof(float));
     float *d_v = (float *)dev_alloc(n * sizeof(float));
     GradT *d_grads[2] = {dev_from_host<GradT>(grads[0], n), dev_from_host<GradT>(grads[1], n)};
@@ -828,7 +834,11 @@ static void linear_case(int N, int IC, int OC, int gelu, int portable) {
         cpu_gelu_backward(grad_ref, pre_ref, out_ones, out_n);
         free(out_ones);
     }
-    linear_forward(&ctx, d_out, gelu ? d_gelu_grad_out : NULL, d_inp, d_weight, d_bias, N, IC, OC, 0);
+    // the layer as the forward sees it (GELU in its epilogue) and as the backward sees it (its input came from GELU)
+    Linear fwd_lin, bwd_lin;
+    linear_init(&fwd_lin, LINEAR_FC, 0, IC, OC, gelu ? LINEAR_EPILOGUE_BIAS_GELU : LINEAR_EPILOGUE_BIAS, false, d_weight, d_bias, d_dweight, d_dbias);
+    linear_init(&bwd_lin, LINEAR_FC_PROJ, 0, IC, OC, LINEAR_EPILOGUE_BIAS, gelu, d_weight, d_bias, d_dweight, d_dbias);
+    linear_forward(&ctx, &fwd_lin, d_out, gelu ? d_gelu_grad_out : NULL, d_inp, N, 0);
     cudaCheck(cudaDeviceSynchronize());
     float *out = download(d_out, out_n);
     CHECK(guard_intact(d_out, out_n * sizeof(bf16)), "linear forward N=%d IC=%d OC=%d: wrote past the output", N, IC, OC);
@@ -864,8 +874,7 @@ static void linear_case(int N, int IC, int OC, int gelu, int portable) {
         upload(d_dweight, dweight0, w_n);
         upload(d_dbias, dbias0, OC);
         upload(d_gelu_dbias, pre_dbias0, IC);
-        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_gelu_grad : NULL, gelu ? d_gelu_dbias : NULL,
-                        N, IC, OC, true, 0);
+        linear_backward(&ctx, &bwd_lin, d_dinp, d_dout, d_inp, gelu ? d_gelu_grad : NULL, gelu ? d_gelu_dbias : NULL, true, true, N, 0);
         cudaCheck(cudaDeviceSynchronize());
         if (run == 0) {
             first[0] = dev_snapshot(d_dinp, in_n * sizeof(bf16));
@@ -895,8 +904,7 @@ static void linear_case(int N, int IC, int OC, int gelu, int portable) {
     void *grad_bufs[3] = {d_dweight, d_dbias, d_gelu_dbias};
     const size_t grad_bytes[3] = {w_n * sizeof(float), OC * sizeof(float), IC * sizeof(float)};
     check_overwrite_matches_zeroed("linear backward", [&](bool accumulate) {
-        linear_backward(&ctx, d_dinp, d_dweight, d_dbias, d_dout, d_inp, d_weight, gelu ? d_gelu_grad : NULL, gelu ? d_gelu_dbias : NULL,
-                        N, IC, OC, accumulate, 0);
+        linear_backward(&ctx, &bwd_lin, d_dinp, d_dout, d_inp, gelu ? d_gelu_grad : NULL, gelu ? d_gelu_dbias : NULL, true, accumulate, N, 0);
     }, grad_bufs, grad_bytes, gelu ? 3 : 2);
     CHECK(guard_intact(d_dweight, w_n * sizeof(float)) && guard_intact(d_dbias, OC * sizeof(float)) &&
               guard_intact(d_gelu_dbias, IC * sizeof(float)),
@@ -929,10 +937,13 @@ static void test_linear_wgrad_signed_zero(void) {
     const LinearContext ctx = linear_context(PRECISION_BF16, &matmul, NULL, 0, OC);  // no bias gradient here
     bf16 *d_inp = dev_from_host<bf16>(inp, (size_t)N * IC), *d_dout = dev_from_host<bf16>(dout, (size_t)N * OC);
     float *d_dweight = (float *)dev_alloc(w_n * sizeof(float));
+    bf16 *d_weight = (bf16 *)dev_alloc(w_n * sizeof(bf16));  // not read: no Dgrad here
+    Linear lin;
+    linear_init(&lin, LINEAR_QKV, 0, IC, OC, LINEAR_EPILOGUE_NONE, false, d_weight, NULL, d_dweight, NULL);
     float *got[2];
     for (int accumulate = 1; accumulate >= 0; accumulate--) {  // into zeros, then over NaN
         cudaCheck(cudaMemset(d_dweight, accumulate ? 0 : POISON_BYTE, w_n * sizeof(float)));
-        linear_backward(&ctx, NULL, d_dweight, NULL, d_dout, d_inp, NULL, NULL, NULL, N, IC, OC, accumulate, 0);
+        linear_backward(&ctx, &lin, NULL, d_dout, d_inp, NULL, NULL, false, accumulate, N, 0);
         cudaCheck(cudaDeviceSynchronize());
         got[accumulate] = download(d_dweight, w_n);
     }
@@ -946,7 +957,7 @@ static void test_linear_wgrad_signed_zero(void) {
            got[1][0], got[0][0], signed_zeros, w_n);
     CHECK(got[1][0] == 0.0f && got[0][0] == 0.0f, "dweight[0,0] is not a zero");
     CHECK(differ == signed_zeros, "%zu elements differ in other than the sign of a zero", differ - signed_zeros);
-    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_dweight));
+    cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_dweight)); cudaCheck(cudaFree(d_weight));
     matmul_context_free(&matmul);
     free(inp); free(dout); free(got[0]); free(got[1]);
 }
