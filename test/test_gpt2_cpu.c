@@ -1,131 +1,28 @@
-// Tests of the CPU reference GPT-2 (test/reference/gpt2_cpu.h): finite-difference checks of every
-// layer's backward and of the whole model, thread-count independence, AdamW and clipping, and
-// that a tiny model learns real text.
+// Tests of the CPU reference GPT-2 (test/reference/gpt2_cpu.h and the shared layers of
+// test/reference/layers_cpu.h): finite-difference checks of every layer's backward and of the whole
+// model, thread-count independence, AdamW and clipping, and that a tiny model learns real text.
 //
-// Gradient-check method: every function under test is fp32, so the numeric gradient is a central
-// difference (f(x+h) - f(x-h)) / (x+h - (x-h)) of a scalar objective summed in double, with the
-// actual fp32 step in the denominator. For a single layer the objective is sum(out * w) with a
-// random upstream gradient w (the analytic side calls backward with dout = w); for the model it
-// is the mean cross-entropy. Error of one entry:
-//     |analytic - numeric| / max(|analytic|, |numeric|, 1e-3 * max_i |analytic_i|)
-// i.e. relative, with an absolute floor at 1e-3 of the tensor's largest gradient (below that the
-// fp32 rounding of the objective, ~1e-7 relative, divided by 2h dominates). Bounds: 1e-2 for
-// single layers (h = 1e-2 on unit-scale inputs) and 2e-2 for the whole model (h = 1e-2).
+// Gradient-check method: test/gradcheck.h (central differences of fp32 functions with the objective
+// summed in double; entry error relative, floored at FLOOR_FRAC = 1e-2 of the tensor's largest
+// gradient, plus a directional check). Bounds: 1e-2 for single layers (h = 1e-2 on unit-scale
+// inputs) and 2e-2 for the whole model (h = 1e-2).
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/gpt2_model.h"
 #include "core/lr_schedule.h"
 #include "core/rng.h"
 #include "dataloader/dataloader.h"
+#include "gpt2_model.h"
+#include "test/gradcheck.h"
 #include "test/reference/gpt2_cpu.h"
 #include "test/testing.h"
 
 #define LAYER_TOL 1e-2
 #define MODEL_TOL 2e-2
-#define FD_STEP 1e-2f
-#define FLOOR_FRAC 1e-2
-#define DIRECTION_TOL 1e-3
-#define DIRECTION_STEP 3e-3
 #define SAMPLES_PER_TENSOR 24
-
-// ----------------------------------------------------------------------------
-// Gradient-check harness
-
-// One differentiable input of the function under test: its values and its analytic gradient.
-typedef struct {
-    const char *name;
-    float *x;
-    const float *grad;
-    size_t n;
-} GradTarget;
-
-// The scalar objective in double, recomputed from the current inputs (runs the forward pass).
-typedef double (*Objective)(void *ctx);
-
-static float *random_array(Rng *rng, size_t n, float std) {
-    float *x = (float *)malloc_check(n * sizeof(float));
-    rng_fill_normal(rng, x, n, 0.0f, std);
-    return x;
-}
-
-static float *zero_array(size_t n) { return (float *)calloc_check(n, sizeof(float)); }
-
-static double dot_double(const float *a, const float *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
-// Checks the analytic gradient of each target against central differences, in two ways:
-//  - entries: `samples` random entries (all when fewer), error |a - n| / max(|a|, |n|, floor) with
-//    floor = FLOOR_FRAC * max_i |a_i|;
-//  - direction: the whole tensor moved by +-DIRECTION_STEP along the unit vector g/|g|, where the change
-//    of the objective must match sum_i g_i (x+_i - x-_i) (the actual fp32 steps) to DIRECTION_TOL
-//    relative: the strongest signal, so systematic errors show far above the fp32 noise.
-// Prints the worst errors per target; returns the worst entry error, or a value above every
-// bound when a directional check fails.
-static double check_gradients(const char *what, Objective f, void *ctx, GradTarget *targets, int ntargets, int samples, Rng *rng) {
-    double worst_all = 0.0;
-    for (int ti = 0; ti < ntargets; ti++) {
-        GradTarget *t = &targets[ti];
-        double gmax = 0.0, gsq = 0.0;
-        for (size_t i = 0; i < t->n; i++) {
-            gmax = fmax(gmax, fabs(t->grad[i]));
-            gsq += (double)t->grad[i] * t->grad[i];
-        }
-        double floor = FLOOR_FRAC * gmax;
-        double worst = 0.0;
-        size_t worst_i = 0;
-        double worst_a = 0.0, worst_num = 0.0;
-        size_t count = (size_t)samples < t->n ? (size_t)samples : t->n;
-        for (size_t s = 0; s < count; s++) {
-            size_t i = count == t->n ? s : (size_t)rng_below(rng, t->n);
-            float orig = t->x[i];
-            float xp = orig + FD_STEP, xm = orig - FD_STEP;
-            t->x[i] = xp;
-            double fp = f(ctx);
-            t->x[i] = xm;
-            double fm = f(ctx);
-            t->x[i] = orig;
-            double numeric = (fp - fm) / ((double)xp - (double)xm);
-            double analytic = t->grad[i];
-            double denom = fmax(fmax(fabs(analytic), fabs(numeric)), floor);
-            double err = denom > 0.0 ? fabs(analytic - numeric) / denom : 0.0;
-            if (err > worst) {
-                worst = err;
-                worst_i = i;
-                worst_a = analytic;
-                worst_num = numeric;
-            }
-        }
-        double dir_err = 0.0;
-        if (gsq > 0.0) {
-            float *orig = (float *)malloc_check(t->n * sizeof(float));
-            float *xm = (float *)malloc_check(t->n * sizeof(float));
-            memcpy(orig, t->x, t->n * sizeof(float));
-            double inv_norm = 1.0 / sqrt(gsq), predicted = 0.0;
-            for (size_t i = 0; i < t->n; i++) xm[i] = orig[i] - (float)(DIRECTION_STEP * t->grad[i] * inv_norm);
-            for (size_t i = 0; i < t->n; i++) t->x[i] = orig[i] + (float)(DIRECTION_STEP * t->grad[i] * inv_norm);
-            for (size_t i = 0; i < t->n; i++) predicted += (double)t->grad[i] * ((double)t->x[i] - (double)xm[i]);
-            double fp = f(ctx);
-            memcpy(t->x, xm, t->n * sizeof(float));
-            double fm = f(ctx);
-            memcpy(t->x, orig, t->n * sizeof(float));
-            dir_err = fabs((fp - fm) - predicted) / fabs(predicted);
-            free(orig);
-            free(xm);
-        }
-        printf("  %-10s %-9s direction error %.1e; worst entry error %.1e over %zu (entry %zu: analytic %+.5e numeric %+.5e; max |g| %.2e)\n",
-               what, t->name, dir_err, worst, count, worst_i, worst_a, worst_num, gmax);
-        worst_all = fmax(worst_all, worst);
-        if (dir_err > DIRECTION_TOL) worst_all = fmax(worst_all, 1.0 + dir_err);
-    }
-    return worst_all;
-}
 
 // ----------------------------------------------------------------------------
 // Single layers. Each context holds the inputs, the output and the random upstream gradient w.
@@ -423,10 +320,10 @@ static void test_model_gradients(void) {
     rng_seed(&rng, 201);
     // Weights of scale 0.3 (LN gains 1 + 0.3 N) so every layer is far from linear and gradients are
     // large; the padded rows of wte stay zero, like a real model's.
-    rng_fill_normal(&rng, model.params, model.layout.num_parameters, 0.0f, 0.3f);
+    rng_fill_normal(&rng, model.params, model.table.num_parameters, 0.0f, 0.3f);
     for (int i = GPT2_LN1W; i <= GPT2_LNFW; i++) {
         if (i == GPT2_LN1W || i == GPT2_LN2W || i == GPT2_LNFW) {
-            for (size_t j = 0; j < model.layout.tensors[i].size; j++) model.param[i][j] += 1.0f;
+            for (size_t j = 0; j < model.table.specs[i].size; j++) model.param[i][j] += 1.0f;
         }
     }
     memset(model.param[GPT2_WTE] + (size_t)cfg.vocab_size * cfg.channels, 0,
@@ -437,22 +334,22 @@ static void test_model_gradients(void) {
     gpt2_cpu_forward(&model, inputs, targets);
     gpt2_cpu_zero_grad(&model);
     gpt2_cpu_backward(&model, 1);
-    float *grads = (float *)malloc_check(model.layout.num_parameters * sizeof(float));
-    memcpy(grads, model.grads, model.layout.num_parameters * sizeof(float));
+    float *grads = (float *)malloc_check(model.table.num_parameters * sizeof(float));
+    memcpy(grads, model.grads, model.table.num_parameters * sizeof(float));
     GradTarget t[GPT2_NUM_PARAM_TENSORS];
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        t[i].name = model.layout.tensors[i].name;
+        t[i].name = model.table.specs[i].name;
         t[i].x = model.param[i];
-        t[i].grad = grads + model.layout.tensors[i].offset;
-        t[i].n = model.layout.tensors[i].size;
+        t[i].grad = grads + model.table.specs[i].offset;
+        t[i].n = model.table.specs[i].size;
     }
     ModelCase c = {&model, inputs, targets};
     double worst = check_gradients("model", model_objective, &c, t, GPT2_NUM_PARAM_TENSORS, SAMPLES_PER_TENSOR, &rng);
     CHECK(worst < MODEL_TOL, "model gradients: worst error %.3e >= %.1e", worst, MODEL_TOL);
     // rows that no token or position touches get exactly zero gradient
     int stray = 0;
-    for (size_t j = (size_t)cfg.vocab_size * cfg.channels; j < model.layout.tensors[GPT2_WTE].size; j++) stray += grads[j] != 0.0f;
-    for (size_t j = (size_t)T * cfg.channels; j < model.layout.tensors[GPT2_WPE].size; j++) stray += grads[model.layout.tensors[GPT2_WPE].offset + j] != 0.0f;
+    for (size_t j = (size_t)cfg.vocab_size * cfg.channels; j < model.table.specs[GPT2_WTE].size; j++) stray += grads[j] != 0.0f;
+    for (size_t j = (size_t)T * cfg.channels; j < model.table.specs[GPT2_WPE].size; j++) stray += grads[model.table.specs[GPT2_WPE].offset + j] != 0.0f;
     CHECK(stray == 0, "%d gradient entries of padded vocabulary rows or unused positions are nonzero", stray);
     free(grads);
     free(inputs);
@@ -478,23 +375,24 @@ static void test_thread_count_independence(void) {
         omp_set_num_threads(threads[r]);
         GPT2Cpu model;
         gpt2_cpu_build(&model, &cfg, B, T);
-        gpt2_init_params(&cfg, model.params, 7);
+        param_table_init(&model.table, model.params, 7);
         losses[r] = gpt2_cpu_forward(&model, inputs, targets);
         gpt2_cpu_zero_grad(&model);
         gpt2_cpu_backward(&model, 1);
-        grads[r] = (float *)malloc_check(model.layout.num_parameters * sizeof(float));
-        memcpy(grads[r], model.grads, model.layout.num_parameters * sizeof(float));
+        grads[r] = (float *)malloc_check(model.table.num_parameters * sizeof(float));
+        memcpy(grads[r], model.grads, model.table.num_parameters * sizeof(float));
         gpt2_cpu_update(&model, &opt, 1e-3f, 1);
-        params[r] = (float *)malloc_check(model.layout.num_parameters * sizeof(float));
-        memcpy(params[r], model.params, model.layout.num_parameters * sizeof(float));
+        params[r] = (float *)malloc_check(model.table.num_parameters * sizeof(float));
+        memcpy(params[r], model.params, model.table.num_parameters * sizeof(float));
         gpt2_cpu_free(&model);
     }
     omp_set_num_threads(saved_threads);
-    GPT2ParamLayout layout;
-    gpt2_param_layout(&cfg, &layout);
+    ParamTable table;
+    char err[256];
+    CHECK(gpt2_param_table(&cfg, &table, err, sizeof(err)) == 0, "%s", err);
     CHECK(memcmp(&losses[0], &losses[1], sizeof(float)) == 0, "loss differs: %.9g vs %.9g", losses[0], losses[1]);
-    CHECK(memcmp(grads[0], grads[1], layout.num_parameters * sizeof(float)) == 0, "gradients differ between 1 and 3 threads");
-    CHECK(memcmp(params[0], params[1], layout.num_parameters * sizeof(float)) == 0, "updated parameters differ between 1 and 3 threads");
+    CHECK(memcmp(grads[0], grads[1], table.num_parameters * sizeof(float)) == 0, "gradients differ between 1 and 3 threads");
+    CHECK(memcmp(params[0], params[1], table.num_parameters * sizeof(float)) == 0, "updated parameters differ between 1 and 3 threads");
     for (int r = 0; r < 2; r++) {
         free(grads[r]);
         free(params[r]);
@@ -535,8 +433,8 @@ static void test_adamw_and_clipping(void) {
     GPT2Config cfg = tiny_config();
     GPT2Cpu model;
     gpt2_cpu_build(&model, &cfg, 2, 4);
-    gpt2_init_params(&cfg, model.params, 3);
-    size_t np = model.layout.num_parameters;
+    param_table_init(&model.table, model.params, 3);
+    size_t np = model.table.num_parameters;
     rng_fill_normal(&rng, model.grads, np, 0.0f, 1.0f);
     double sq = 0.0;
     for (size_t i = 0; i < np; i++) sq += (double)model.grads[i] * model.grads[i];
@@ -550,8 +448,11 @@ static void test_adamw_and_clipping(void) {
     gpt2_cpu_update(&model, &opt, 0.5f, 1);
     int wrong = 0;
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        const GPT2ParamTensor *pt = &model.layout.tensors[i];
-        float wd = pt->is_matrix ? 0.1f : 0.0f;
+        const ParamSpec *pt = &model.table.specs[i];
+        // the 2-D weights: the embeddings and the four linear weights
+        int matrix = i == GPT2_WTE || i == GPT2_WPE || i == GPT2_QKVW || i == GPT2_ATTPROJW || i == GPT2_FCW || i == GPT2_FCPROJW;
+        CHECK(pt->decay == matrix, "%s: decay flag %d", pt->name, pt->decay);
+        float wd = matrix ? 0.1f : 0.0f;
         for (size_t j = 0; j < pt->size; j++) wrong += model.params[pt->offset + j] != before[pt->offset + j] - 0.5f * (wd * before[pt->offset + j]);
     }
     CHECK(wrong == 0, "%d parameters wrong after a decay-only step (decay must hit exactly the 2-D weights)", wrong);
@@ -594,30 +495,30 @@ static void test_param_table_and_init(void) {
     GPT2Config cfg;
     char err[256];
     CHECK(gpt2_config_preset("d12", &cfg, err, sizeof(err)) == 0, "d12: %s", err);
-    GPT2ParamLayout layout;
-    gpt2_param_layout(&cfg, &layout);
-    CHECK(layout.num_parameters == 124475904, "d12 has %zu parameters, llm.c's gpt2_124M has 124475904", layout.num_parameters);
+    ParamTable table;
+    CHECK(gpt2_param_table(&cfg, &table, err, sizeof(err)) == 0, "%s", err);
+    CHECK(table.num_parameters == 124475904, "d12 has %zu parameters, llm.c's gpt2_124M has 124475904", table.num_parameters);
     size_t expect_offset = 0;
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        CHECK(layout.tensors[i].offset == expect_offset, "%s offset", layout.tensors[i].name);
-        expect_offset += layout.tensors[i].size;
+        CHECK(table.specs[i].offset == expect_offset, "%s offset", table.specs[i].name);
+        expect_offset += table.specs[i].size;
     }
     CHECK(gpt2_config_preset("d48", &cfg, err, sizeof(err)) == 0, "d48: %s", err);
-    gpt2_param_layout(&cfg, &layout);
-    CHECK(layout.num_parameters == 1557686400, "d48 has %zu parameters, expected 1557686400", layout.num_parameters);
+    CHECK(gpt2_param_table(&cfg, &table, err, sizeof(err)) == 0, "%s", err);
+    CHECK(table.num_parameters == 1557686400, "d48 has %zu parameters, expected 1557686400", table.num_parameters);
     CHECK(gpt2_config_preset("d13", &cfg, err, sizeof(err)) != 0 && strstr(err, "d13") != NULL, "unknown preset accepted (%s)", err);
 
     GPT2Config small = {64, 1000, 1024, 4, 4, 64};
-    gpt2_param_layout(&small, &layout);
-    float *p = (float *)malloc_check(layout.num_parameters * sizeof(float));
-    float *q = (float *)malloc_check(layout.num_parameters * sizeof(float));
-    gpt2_init_params(&small, p, 42);
-    gpt2_init_params(&small, q, 42);
-    CHECK(memcmp(p, q, layout.num_parameters * sizeof(float)) == 0, "init is not deterministic");
-    gpt2_init_params(&small, q, 43);
-    CHECK(memcmp(p, q, layout.num_parameters * sizeof(float)) != 0, "seeds 42 and 43 give the same init");
+    CHECK(gpt2_param_table(&small, &table, err, sizeof(err)) == 0, "%s", err);
+    float *p = (float *)malloc_check(table.num_parameters * sizeof(float));
+    float *q = (float *)malloc_check(table.num_parameters * sizeof(float));
+    param_table_init(&table, p, 42);
+    param_table_init(&table, q, 42);
+    CHECK(memcmp(p, q, table.num_parameters * sizeof(float)) == 0, "init is not deterministic");
+    param_table_init(&table, q, 43);
+    CHECK(memcmp(p, q, table.num_parameters * sizeof(float)) != 0, "seeds 42 and 43 give the same init");
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        const GPT2ParamTensor *t = &layout.tensors[i];
+        const ParamSpec *t = &table.specs[i];
         size_t n = i == GPT2_WTE ? (size_t)small.vocab_size * small.channels : t->size;
         double s = 0.0, s2 = 0.0;
         for (size_t j = 0; j < n; j++) {
@@ -625,16 +526,18 @@ static void test_param_table_and_init(void) {
             s2 += (double)p[t->offset + j] * p[t->offset + j];
         }
         double mean = s / n, std = sqrt(s2 / n - mean * mean);
-        if (t->init == GPT2_INIT_ONE) CHECK(mean == 1.0 && std == 0.0, "%s: LN gain not 1", t->name);
-        if (t->init == GPT2_INIT_ZERO) CHECK(mean == 0.0 && std == 0.0, "%s: bias not 0", t->name);
-        double want = t->init == GPT2_INIT_NORMAL ? 0.02 : t->init == GPT2_INIT_NORMAL_RESID ? 0.02 / sqrt(2.0 * small.num_layers) : 0.0;
+        if (t->init == PARAM_INIT_ONE) CHECK(mean == 1.0 && std == 0.0, "%s: LN gain not 1", t->name);
+        if (t->init == PARAM_INIT_ZERO) CHECK(mean == 0.0 && std == 0.0, "%s: bias not 0", t->name);
+        // GPT-2's rule: the two projections into the residual stream get 0.02 / sqrt(2L), other weights 0.02
+        int resid = i == GPT2_ATTPROJW || i == GPT2_FCPROJW;
+        double want = t->init != PARAM_INIT_NORMAL ? 0.0 : resid ? 0.02 / sqrt(2.0 * small.num_layers) : 0.02;
         if (want > 0.0) {
             // sample std of n >= 4096 normals: relative standard error <= 1/sqrt(2n) ~ 1.1%; allow 5%
             CHECK(fabs(std / want - 1.0) < 0.05 && fabs(mean) < 5.0 * want / sqrt((double)n), "%s: mean %.3g std %.4g, want std %.4g", t->name, mean, std, want);
         }
     }
     int pad_nonzero = 0;
-    for (size_t j = (size_t)small.vocab_size * small.channels; j < layout.tensors[GPT2_WTE].size; j++) pad_nonzero += p[j] != 0.0f;
+    for (size_t j = (size_t)small.vocab_size * small.channels; j < table.specs[GPT2_WTE].size; j++) pad_nonzero += p[j] != 0.0f;
     CHECK(pad_nonzero == 0, "%d padded wte entries nonzero", pad_nonzero);
     free(p);
     free(q);
@@ -656,7 +559,7 @@ static void test_loss_falls_on_real_text(void) {
     }
     GPT2Cpu model;
     gpt2_cpu_build(&model, &cfg, B, T);
-    gpt2_init_params(&cfg, model.params, 1337);
+    param_table_init(&model.table, model.params, 1337);
     AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.0f, 1.0f};
     LRSchedule sched = {6e-3f, 3, steps, 0.1f};
     float first = 0.0f, last5 = 0.0f;
