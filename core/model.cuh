@@ -128,15 +128,6 @@ static inline const int *model_inputs(const Model *m, int slot) { return MODEL_P
 static inline bf16 *model_logits(const Model *m, int slot) { return MODEL_PTR(m, bf16, m->slot[slot].logits); }
 
 // ----------------------------------------------------------------------------------------------
-// kernels
-
-// out[i] = bf16(inp[i]) (round to nearest), one thread per element.
-__global__ void fp32_to_bf16_kernel(bf16 *out, const float *inp, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = __float2bfloat16(inp[i]);
-}
-
-// ----------------------------------------------------------------------------------------------
 // building
 
 // Registers the parameter-shaped arrays from the table, the slots' inputs, targets, logits and losses,
@@ -232,8 +223,7 @@ static inline void model_free(Model *m) {
 static inline void model_set_params(Model *m, const float *params_host) {
     const size_t n = m->table.num_parameters;
     cudaCheck(cudaMemcpy(m->master, params_host, n * sizeof(float), cudaMemcpyHostToDevice));
-    fp32_to_bf16_kernel<<<(unsigned)ceil_div<size_t>(n, 256), 256, 0, m->stream>>>(m->params, m->master, n);
-    cudaCheckLaunch();
+    adamw_params_from_master(m->params, m->master, n, m->stream);
     cudaCheck(cudaStreamSynchronize(m->stream));
 }
 

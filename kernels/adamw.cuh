@@ -112,8 +112,21 @@ __global__ void __launch_bounds__(ADAMW_BLOCK)
     }
 }
 
+// params[i] = bf16(master[i]) (round to nearest, as the update writes them), one thread per element.
+__global__ void bf16_from_master_kernel(bf16 *params, const float *master, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) params[i] = __float2bfloat16(master[i]);
+}
+
 // ----------------------------------------------------------------------------------------------
 // host side
+
+// The BF16 working weights from the FP32 master weights (n of each), as after an update: when the master
+// weights are set (a fresh model or a resume).
+static inline void adamw_params_from_master(bf16 *params, const float *master, size_t n, cudaStream_t stream) {
+    bf16_from_master_kernel<<<(unsigned)ceil_div<size_t>(n, 256), 256, 0, stream>>>(params, master, n);
+    cudaCheckLaunch();
+}
 
 // Builds the plan for the shard [shard_begin, shard_begin + shard_size) of a parameter buffer made
 // of num_tensors consecutive tensors of tensor_sizes[i] elements; decay[i] != 0 marks the tensors

@@ -6,6 +6,10 @@
 #   3. timing: d12 B=64 T=1024 (30 steps) and d24 B=32 T=1024 (15 steps) of each binary in $TIMING_BINS
 #   4. with PEER=1, the PyTorch torch.compile peer (dev/bench/torch_gpt2.py) at the same two shapes, so the
 #      ratio comes from one call
+#   5. with BASELINE=path/to/an/earlier/train_gpt: d12 B=16 T=1024, 20 steps with validation, samples and a
+#      checkpoint, by both binaries from the same seed; the step losses, learning rates, norms, validation
+#      losses, samples and the checkpoint's master weights (model_00000020.bin) must be identical
+#   6. with PROFILE=1 (the default) and nsys on the machine, a kernel profile of 4 d12 B=64 steps
 # Needs the binaries built (make train_gpt build/gpu/test_gpt2_gpu) and build/data/tinyshakespeare.
 # Logs go to $OUT (default /tmp/gpt2_single_gpu).
 set -uo pipefail
@@ -46,8 +50,24 @@ if [ "${PEER:-0}" = 1 ]; then
     timeout 150 python3 dev/bench/torch_gpt2.py --model d24 -b 32 -t 1024 --steps 30 > "$OUT/peer_d24.log" 2>&1; echo "peer d24 rc=$?"
     grep summary "$OUT/peer_d24.log"
 fi
+# bit-identity against an earlier build: same flags and seed, everything but the timings must match
+if [ -n "${BASELINE:-}" ]; then
+    proof=(-e d12 -b 16 -t 1024 -x 20 -l 6e-4 -u 5 -q 0.1 -v 10 -m 2 -s 10 -g 32 -n 20 --seed 1337)
+    timeout 120 "$BASELINE" "${proof[@]}" -o "$OUT/proof_base" > "$OUT/proof_base.log" 2>&1; echo "baseline d12 20 steps rc=$?"
+    timeout 120 ./train_gpt "${proof[@]}" -o "$OUT/proof_head" > "$OUT/proof_head.log" 2>&1; echo "head d12 20 steps rc=$?"
+    for run in base head; do
+        grep -v '^#' "$OUT/proof_$run/log.txt" | awk '$1 == "val" {print; next} {print $1, $2, $3, $4}' > "$OUT/proof_${run}_values.txt"
+        grep '^sample: ' "$OUT/proof_$run.log" > "$OUT/proof_${run}_samples.txt"
+    done
+    tail -3 "$OUT/proof_head_values.txt"
+    cmp -s "$OUT/proof_base_values.txt" "$OUT/proof_head_values.txt" && echo "PROOF: losses, lr, norms, val losses identical" || { echo "PROOF: values DIFFER"; diff "$OUT/proof_base_values.txt" "$OUT/proof_head_values.txt" | head; }
+    cmp -s "$OUT/proof_base_samples.txt" "$OUT/proof_head_samples.txt" && echo "PROOF: samples identical" || echo "PROOF: samples DIFFER"
+    cmp -s "$OUT/proof_base/model_00000020.bin" "$OUT/proof_head/model_00000020.bin" && echo "PROOF: master weights (model_00000020.bin) identical" || echo "PROOF: master weights DIFFER"
+fi
 # where the time goes: kernel summary of 4 d12 B=64 steps under nsys, when the device has it
-if command -v nsys > /dev/null; then
+if [ "${PROFILE:-1}" != 1 ]; then
+    echo "no kernel profile (PROFILE=${PROFILE})"
+elif command -v nsys > /dev/null; then
     timeout 120 nsys profile -o "$OUT/d12_profile" --force-overwrite true ./train_gpt -e d12 -b 64 -t 1024 -x 4 -v 0 -s 0 -j "" > /dev/null 2>&1
     timeout 60 nsys stats --report cuda_gpu_kern_sum --format csv "$OUT/d12_profile.nsys-rep" > "$OUT/d12_kernels.csv" 2>/dev/null
     python3 - "$OUT/d12_kernels.csv" <<'PY'

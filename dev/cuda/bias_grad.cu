@@ -14,7 +14,7 @@ Timing: median of 30 runs, each after the L2 is flushed (dev/cuda/layer_bench.cu
 #include <string.h>
 #include <string>
 #include "dev/cuda/layer_bench.cuh"
-#include "core/linear.cuh"
+#include "kernels/bias_grad.cuh"
 
 int main(void) {
     const int reps = 30;
