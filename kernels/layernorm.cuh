@@ -1,11 +1,14 @@
-// LayerNorm over the channel axis, optionally fused with the residual add that precedes it.
+// LayerNorm (GPT-2) and RMSNorm (Llama) over the channel axis, optionally fused with the residual add that
+// precedes it: one set of kernels, the norm a template argument (RMS).
 // Layouts: activations row-major [N, C] BF16 (N = B*T rows), weight/bias [C] BF16, mean/rstd [N]
 // FP32, parameter gradients [C] in FP32 or BF16 (GradT).
 // Forward:  x = inp1 (+ inp2, rounded to BF16 and stored as the new residual stream),
-//           mean = sum(x)/C, rstd = 1/sqrt(sum((x-mean)^2)/C + eps), out = (x-mean)*rstd*weight + bias.
-// Backward: with xhat = (x-mean)*rstd and g = dout*weight,
-//           dinp += rstd * (g - mean(g) - xhat*mean(g*xhat)), dweight += sum_rows dout*xhat,
-//           dbias += sum_rows dout, and optionally dinp_colsum += sum_rows (updated dinp).
+//           LayerNorm: mean = sum(x)/C, rstd = 1/sqrt(sum((x-mean)^2)/C + eps), out = (x-mean)*rstd*weight + bias;
+//           RMSNorm:   rstd = 1/sqrt(sum(x^2)/C + eps), out = x*rstd*weight (no mean, no bias).
+// Backward: with xhat = (x-mean)*rstd (RMSNorm: x*rstd) and g = dout*weight,
+//           dinp += rstd * (g - mean(g) - xhat*mean(g*xhat)) (RMSNorm: without the mean(g) term),
+//           dweight += sum_rows dout*xhat, dbias += sum_rows dout (LayerNorm only), and optionally
+//           dinp_colsum += sum_rows (updated dinp).
 //           Each += may be a write instead (dinp: accumulate_dinp = 0, the parameter gradients and
 //           dinp_colsum: accumulate = 0), with the bits of adding to zeros; what is written over is not read.
 // The forward uses one warp per row with the row held in registers (each lane owns the 8-column
@@ -29,7 +32,7 @@
 
 #include "kernels/layer_common.cuh"
 
-#define LAYERNORM_EPS 1e-5f
+#define LAYERNORM_EPS 1e-5f                     // GPT-2's; RMSNorm takes the model's eps
 #define LAYERNORM_FWD_WARPS 4                   // forward: warps (one row at a time each) per block
 #define LAYERNORM_FWD_STAGES 2                  // forward: rows in each warp's shared-memory ring (all in flight)
 #define LAYERNORM_MAX_CHUNKS 12                 // 8-column groups per lane at most
@@ -152,16 +155,16 @@ __device__ __forceinline__ void layernorm_store_piece(bf16 *row, int c, int C, c
     }
 }
 
-// x = inp1[row] (+ inp2[row], then residual_out[row] = x in BF16); writes out[row] = LayerNorm(x),
-// mean[row], rstd[row], for every row of the warp (layout above). inp2 == NULL means no residual add
+// x = inp1[row] (+ inp2[row], then residual_out[row] = x in BF16); writes out[row] = LayerNorm(x) (RMS:
+// RMSNorm(x)), mean[row] (not with RMS), rstd[row], for every row of the warp (layout above). inp2 == NULL means no residual add
 // (and residual_out is not written). Statistics are taken on the BF16-rounded x that backward will see.
 // Per lane and row: x - mean is kept in FP32 registers (CHUNKS*8 of them) from the variance pass to the
 // output. VEC: C % 8 == 0, so a piece lies wholly inside or wholly outside the row (16-byte stores).
 // blockDim.x = LAYERNORM_FWD_WARPS * 32; shared memory layernorm_fwd_smem_bytes(CHUNKS, STAGES, inputs).
-template <int CHUNKS, int STAGES, bool VEC>
+template <int CHUNKS, int STAGES, bool VEC, bool RMS>
 __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
     layernorm_forward_kernel(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
-                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C) {
+                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C, float eps) {
     extern __shared__ __align__(16) unsigned char layernorm_smem[];
     const int lane = threadIdx.x % WARP_SIZE, inputs = inp2 != NULL ? 2 : 1;
     const int warp = blockIdx.x * LAYERNORM_FWD_WARPS + threadIdx.x / WARP_SIZE, total_warps = gridDim.x * LAYERNORM_FWD_WARPS;
@@ -202,9 +205,9 @@ __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
         for (int k = 0; k < CHUNKS; k++) {
 #pragma unroll
             for (int e = 0; e < 8; e++) d[k][e] = bf16x8_packed_get(x[k], e);
-            sum += layernorm_sum8(d[k]);
+            if (!RMS) sum += layernorm_sum8(d[k]);
         }
-        const float m = warp_sum(sum) * inv_C;
+        const float m = RMS ? 0.0f : warp_sum(sum) * inv_C;
         float sq = 0.0f;
 #pragma unroll
         for (int k = 0; k < CHUNKS; k++) {
@@ -212,25 +215,31 @@ __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
             float squares[8];
 #pragma unroll
             for (int e = 0; e < 8; e++) {
-                d[k][e] -= m;
+                if (!RMS) d[k][e] -= m;
                 squares[e] = (VEC || c + e < C) ? d[k][e] * d[k][e] : 0.0f;
             }
             if (!VEC || c < C) sq += layernorm_sum8(squares);
         }
-        const float s = rsqrtf(warp_sum(sq) * inv_C + LAYERNORM_EPS);
+        const float s = rsqrtf(warp_sum(sq) * inv_C + eps);
 #pragma unroll
         for (int k = 0; k < CHUNKS; k++) {
             const int c = (k * WARP_SIZE + lane) * 8;
             if (c >= C) continue;
             // weight and bias are shared by all rows, so these loads hit L1 after the first row
-            const uint4 wp = layernorm_load_piece<VEC>(weight, c, C), bp = layernorm_load_piece<VEC>(bias, c, C);
+            const uint4 wp = layernorm_load_piece<VEC>(weight, c, C);
             float o[8];
+            if (RMS) {
 #pragma unroll
-            for (int e = 0; e < 8; e++) o[e] = d[k][e] * s * bf16x8_packed_get(wp, e) + bf16x8_packed_get(bp, e);
+                for (int e = 0; e < 8; e++) o[e] = d[k][e] * s * bf16x8_packed_get(wp, e);
+            } else {
+                const uint4 bp = layernorm_load_piece<VEC>(bias, c, C);
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[e] = d[k][e] * s * bf16x8_packed_get(wp, e) + bf16x8_packed_get(bp, e);
+            }
             layernorm_store_piece<VEC>(out + offset, c, C, bf16x8_pack(o));
         }
         if (lane == 0) {
-            mean[row] = m;
+            if (!RMS) mean[row] = m;
             rstd[row] = s;
         }
     }
@@ -238,7 +247,7 @@ __global__ void __launch_bounds__(LAYERNORM_FWD_WARPS *WARP_SIZE)
 
 // Starts copying the thread's pieces of rows first_row .. first_row+ROWS-1 into ring slot `slot`.
 // Rows at or past row_end and columns at or past C arrive as zeros (mean = rstd = 0), so they add
-// nothing; so does dinp when it is not accumulated into (accumulate_dinp false: it is not read). Without
+// nothing; without a mean (RMSNorm: mean NULL) the mean reads as zero; so does dinp when it is not accumulated into (accumulate_dinp false: it is not read). Without
 // 16-byte aligned rows (C % 8 != 0) the pieces are loaded and stored synchronously.
 template <int ROWS>
 __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, int slot, const bf16 *dout, const bf16 *inp,
@@ -266,9 +275,10 @@ __device__ __forceinline__ void layernorm_bwd_issue(uint4 *ring, float *stats, i
     }
     if (lane < 2 * ROWS) {
         const int row = first_row + lane % ROWS;
-        const bool row_ok = row < row_end;
+        const float *src = lane < ROWS ? mean : rstd;
+        const bool row_ok = row < row_end && src != NULL;
         float *dst = stats + (size_t)(slot * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE) * 2 * ROWS + lane;
-        cp_async4(dst, (lane < ROWS ? mean : rstd) + (row_ok ? row : 0), row_ok);
+        cp_async4(dst, row_ok ? src + row : rstd, row_ok);
     }
 }
 
@@ -280,14 +290,14 @@ __device__ __forceinline__ void layernorm_group_barrier(int group, int threads) 
 }
 
 // Block b handles rows [b*rows_per_block, min(N, (b+1)*rows_per_block)) in the layout above. Per
-// batch: row sums of g and g*xhat by butterfly per warp, then over the group's warps in warp order
+// batch: row sums of g (not with RMS) and g*xhat by butterfly per warp, then over the group's warps in warp order
 // through row_sums (two buffers by batch parity, so one barrier of the group per batch; a warp reaches
 // the next batch's barrier only after reading this batch's sums); dinp[row] += dx rounded
 // once to BF16 (dinp[row] = +0 + dx when not accumulate_dinp); the thread's column sums. At the end the
 // groups' column sums are added in group order and partials[b] = [dbias | dweight | dinp_colsum] (C
 // floats each, the last only when quantities == 3) is written in FP32. dinp_colsum sums the updated dinp as stored (BF16).
 // blockDim.x = groups * layernorm_bwd_group_threads(C); shared memory layernorm_bwd_smem_bytes.
-template <int ROWS, int STAGES>
+template <int ROWS, int STAGES, bool RMS>
 __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
     layernorm_backward_kernel(bf16 *dinp, bool accumulate_dinp, float *partials, const bf16 *dout, const bf16 *inp, const bf16 *weight,
                               const float *mean, const float *rstd, int N, int C, int rows_per_block, int quantities) {
@@ -365,7 +375,7 @@ __global__ void __maxnreg__(LAYERNORM_BWD_MAX_REGS)
         for (int r = 0; r < ROWS; r++) {
             const int row = first_row + r;
             const uint4 d = piece[(r * 3) * blockDim.x], x = piece[(r * 3 + 1) * blockDim.x], dinp_old = piece[(r * 3 + 2) * blockDim.x];
-            const float m = st[r], s = st[ROWS + r], mean_g = sums[2 * r] * inv_C, mean_gx = sums[2 * r + 1] * inv_C;
+            const float m = st[r], s = st[ROWS + r], mean_g = RMS ? 0.0f : sums[2 * r] * inv_C, mean_gx = sums[2 * r + 1] * inv_C;
             float updated[8];
 #pragma unroll
             for (int e = 0; e < 8; e++) {
@@ -448,7 +458,8 @@ __global__ void __launch_bounds__(WARP_SIZE *LAYERNORM_REDUCE_SLICES)
 #pragma unroll
     for (int y = 0; y < LAYERNORM_REDUCE_SLICES; y++) total += slice_sums[y][threadIdx.x];
     if (col >= 2 * C) grad_store(&dinp_colsum[col - 2 * C], total, accumulate);
-    else grad_store(col < C ? &dbias[col] : &dweight[col - C], total, accumulate);
+    else if (col >= C) grad_store(&dweight[col - C], total, accumulate);
+    else if (dbias != NULL) grad_store(&dbias[col], total, accumulate);  // RMSNorm has no bias
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -469,7 +480,7 @@ static inline void layernorm_check_alignment_(int C, const void *a, const void *
 // Grid of layernorm_forward_kernel<CHUNKS, STAGES, VEC> with `inputs` inputs: as many blocks as fit on
 // the device at once. Queried once per instantiation and input count (the forward runs 2L+1 times a
 // step); the shared-memory limit is set for the two-input size, which covers both.
-template <int CHUNKS, int STAGES, bool VEC>
+template <int CHUNKS, int STAGES, bool VEC, bool RMS>
 static inline int layernorm_forward_resident_blocks_(int inputs) {
     static int resident[2] = {0, 0};
     if (resident[inputs - 1] == 0) {
@@ -477,9 +488,9 @@ static inline int layernorm_forward_resident_blocks_(int inputs) {
         int device, sms, per_sm = 0;
         cudaCheck(cudaGetDevice(&device));
         cudaCheck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-        cudaCheck(cudaFuncSetAttribute(layernorm_forward_kernel<CHUNKS, STAGES, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaCheck(cudaFuncSetAttribute(layernorm_forward_kernel<CHUNKS, STAGES, VEC, RMS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        (int)layernorm_fwd_smem_bytes(CHUNKS, STAGES, 2)));
-        cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_forward_kernel<CHUNKS, STAGES, VEC>,
+        cudaCheck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_forward_kernel<CHUNKS, STAGES, VEC, RMS>,
                                                                 LAYERNORM_FWD_WARPS * WARP_SIZE, smem));
         shapeCheck(per_sm > 0, "LayerNorm forward: %zu bytes of shared memory per block do not fit", smem);
         resident[inputs - 1] = sms * per_sm;
@@ -487,40 +498,41 @@ static inline int layernorm_forward_resident_blocks_(int inputs) {
     return resident[inputs - 1];
 }
 
-// Launches layernorm_forward_kernel<CHUNKS, STAGES, C % 8 == 0> on as many blocks as fit on the device
+// Launches layernorm_forward_kernel<CHUNKS, STAGES, C % 8 == 0, RMS> on as many blocks as fit on the device
 // at once (fewer for small N).
-template <int CHUNKS, int STAGES>
+template <int CHUNKS, int STAGES, bool RMS>
 static inline void layernorm_forward_launch_(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
-                                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C,
+                                             const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C, float eps,
                                              cudaStream_t stream) {
     const int inputs = inp2 != NULL ? 2 : 1, block = LAYERNORM_FWD_WARPS * WARP_SIZE;
     const size_t smem = layernorm_fwd_smem_bytes(CHUNKS, STAGES, inputs);
     if (C % 8 == 0) {
-        const int grid = min(layernorm_forward_resident_blocks_<CHUNKS, STAGES, true>(inputs), ceil_div(N, LAYERNORM_FWD_WARPS));
-        layernorm_forward_kernel<CHUNKS, STAGES, true><<<grid, block, smem, stream>>>(residual_out, out, mean, rstd, inp1, inp2,
-                                                                                    weight, bias, N, C);
+        const int grid = min(layernorm_forward_resident_blocks_<CHUNKS, STAGES, true, RMS>(inputs), ceil_div(N, LAYERNORM_FWD_WARPS));
+        layernorm_forward_kernel<CHUNKS, STAGES, true, RMS><<<grid, block, smem, stream>>>(residual_out, out, mean, rstd, inp1, inp2,
+                                                                                         weight, bias, N, C, eps);
     } else {
-        const int grid = min(layernorm_forward_resident_blocks_<CHUNKS, STAGES, false>(inputs), ceil_div(N, LAYERNORM_FWD_WARPS));
-        layernorm_forward_kernel<CHUNKS, STAGES, false><<<grid, block, smem, stream>>>(residual_out, out, mean, rstd, inp1, inp2,
-                                                                                     weight, bias, N, C);
+        const int grid = min(layernorm_forward_resident_blocks_<CHUNKS, STAGES, false, RMS>(inputs), ceil_div(N, LAYERNORM_FWD_WARPS));
+        layernorm_forward_kernel<CHUNKS, STAGES, false, RMS><<<grid, block, smem, stream>>>(residual_out, out, mean, rstd, inp1, inp2,
+                                                                                          weight, bias, N, C, eps);
     }
     cudaCheckLaunch();
 }
 
 // Launches the forward kernel with a ring of STAGES rows per warp (the dev harness times several);
-// inp2/residual_out NULL or not.
-template <int STAGES>
+// inp2/residual_out NULL or not. RMS: RMSNorm (mean and bias NULL), else LayerNorm with eps LAYERNORM_EPS.
+template <int STAGES, bool RMS = false>
 static inline void layernorm_forward_variant_(bf16 *residual_out, bf16 *out, float *mean, float *rstd, const bf16 *inp1,
                                               const bf16 *inp2, const bf16 *weight, const bf16 *bias, int N, int C,
-                                              cudaStream_t stream) {
+                                              cudaStream_t stream, float eps = LAYERNORM_EPS) {
     shapeCheck(N > 0, "N=%d", N);
+    shapeCheck(RMS == (mean == NULL && bias == NULL), "LayerNorm takes a mean and a bias, RMSNorm neither");
     const int chunks = layernorm_chunks_(C);
-    layernorm_check_alignment_(C, out, inp1, weight, bias);
+    layernorm_check_alignment_(C, out, inp1, weight, RMS ? weight : bias);
     if (inp2 != NULL) layernorm_check_alignment_(C, inp2, residual_out, out, out);
     switch (chunks) {
-#define LAYERNORM_FWD_CASE(K)                                                                                          \
-    case K:                                                                                                            \
-        layernorm_forward_launch_<K, STAGES>(residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C, stream);  \
+#define LAYERNORM_FWD_CASE(K)                                                                                                 \
+    case K:                                                                                                                   \
+        layernorm_forward_launch_<K, STAGES, RMS>(residual_out, out, mean, rstd, inp1, inp2, weight, bias, N, C, eps, stream);  \
         break;
         LAYERNORM_FWD_CASE(1) LAYERNORM_FWD_CASE(2) LAYERNORM_FWD_CASE(3) LAYERNORM_FWD_CASE(4)
         LAYERNORM_FWD_CASE(5) LAYERNORM_FWD_CASE(6) LAYERNORM_FWD_CASE(7) LAYERNORM_FWD_CASE(8)
@@ -542,6 +554,19 @@ static inline void fused_residual_layernorm_forward(bf16 *residual_out, bf16 *ou
                                                     const bf16 *bias, int N, int C, cudaStream_t stream) {
     shapeCheck(residual_out != NULL && branch != NULL, "fused residual LayerNorm needs residual_out and branch");
     layernorm_forward_variant_<LAYERNORM_FWD_STAGES>(residual_out, out, mean, rstd, residual, branch, weight, bias, N, C, stream);
+}
+
+// out = RMSNorm(inp) [N, C] with the model's eps; rstd [N].
+static inline void rmsnorm_forward(bf16 *out, float *rstd, const bf16 *inp, const bf16 *weight, int N, int C, float eps,
+                                   cudaStream_t stream) {
+    layernorm_forward_variant_<LAYERNORM_FWD_STAGES, true>(NULL, out, NULL, rstd, inp, NULL, weight, NULL, N, C, stream, eps);
+}
+
+// residual_out = residual + branch (BF16), out = RMSNorm(residual_out); all [N, C], rstd [N].
+static inline void fused_residual_rmsnorm_forward(bf16 *residual_out, bf16 *out, float *rstd, const bf16 *residual, const bf16 *branch,
+                                                  const bf16 *weight, int N, int C, float eps, cudaStream_t stream) {
+    shapeCheck(residual_out != NULL && branch != NULL, "fused residual RMSNorm needs residual_out and branch");
+    layernorm_forward_variant_<LAYERNORM_FWD_STAGES, true>(residual_out, out, NULL, rstd, residual, branch, weight, NULL, N, C, stream, eps);
 }
 
 // Backward launch geometry, from N and C only (so results do not depend on the device): row groups
@@ -582,20 +607,21 @@ static inline void layernorm_backward_reduce_(GradT *dweight, GradT *dbias, floa
 
 // layernorm_backward with ROWS rows per row group and batch and a ring of STAGES batches (the dev
 // harness times several). The block has at most max(LAYERNORM_BWD_THREADS, LAYERNORM_MAX_C / 8) = 384
-// threads, within what LAYERNORM_BWD_MAX_REGS allows.
-template <int ROWS, int STAGES, typename GradT>
+// threads, within what LAYERNORM_BWD_MAX_REGS allows. RMS: RMSNorm's backward (mean and dbias NULL).
+template <int ROWS, int STAGES, typename GradT, bool RMS = false>
 static inline void layernorm_backward_variant_(bf16 *dinp, float *dinp_colsum, GradT *dweight, GradT *dbias, float *scratch,
                                                const bf16 *dout, const bf16 *inp, const bf16 *weight, const float *mean,
                                                const float *rstd, int N, int C, bool accumulate_dinp, bool accumulate,
                                                cudaStream_t stream) {
     shapeCheck(N > 0 && C > 0 && C <= LAYERNORM_MAX_C, "LayerNorm backward needs N > 0 and 0 < C <= %d, got N=%d C=%d",
                LAYERNORM_MAX_C, N, C);
+    shapeCheck(RMS == (mean == NULL && dbias == NULL), "LayerNorm's backward takes a mean and dbias, RMSNorm's neither");
     layernorm_check_alignment_(C, dinp, dout, inp, weight);
     const LayerNormBwdGeometry g = layernorm_backward_geometry_(N, C, ROWS);
     const int group_threads = layernorm_bwd_group_threads(C);
     const size_t smem = layernorm_bwd_smem_bytes(g.groups, group_threads, ROWS, STAGES);
-    cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel<ROWS, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    layernorm_backward_kernel<ROWS, STAGES><<<g.blocks, g.groups * group_threads, smem, stream>>>(
+    cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel<ROWS, STAGES, RMS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    layernorm_backward_kernel<ROWS, STAGES, RMS><<<g.blocks, g.groups * group_threads, smem, stream>>>(
         dinp, accumulate_dinp, scratch, dout, inp, weight, mean, rstd, N, C, g.rows_per_block, dinp_colsum != NULL ? 3 : 2);
     cudaCheckLaunch();
     layernorm_backward_reduce_(dweight, dbias, dinp_colsum, scratch, g.blocks, C, accumulate, stream);
@@ -615,6 +641,17 @@ static inline void layernorm_backward(bf16 *dinp, float *dinp_colsum, GradT *dwe
     layernorm_backward_variant_<LAYERNORM_BWD_ROWS, LAYERNORM_BWD_STAGES>(dinp, dinp_colsum, dweight, dbias, scratch, dout, inp,
                                                                           weight, mean, rstd, N, C, accumulate_dinp, accumulate,
                                                                           stream);
+}
+
+// RMSNorm's backward: dinp [N, C] += input gradient (BF16), dweight [C] += sum_rows dout * x * rstd, and
+// dinp_colsum as in layernorm_backward; rstd [N] from forward; scratch as for layernorm_backward.
+template <typename GradT>
+static inline void rmsnorm_backward(bf16 *dinp, float *dinp_colsum, GradT *dweight, float *scratch, const bf16 *dout, const bf16 *inp,
+                                    const bf16 *weight, const float *rstd, int N, int C, bool accumulate_dinp, bool accumulate,
+                                    cudaStream_t stream) {
+    layernorm_backward_variant_<LAYERNORM_BWD_ROWS, LAYERNORM_BWD_STAGES, GradT, true>(dinp, dinp_colsum, dweight, (GradT *)NULL, scratch,
+                                                                                       dout, inp, weight, NULL, rstd, N, C, accumulate_dinp,
+                                                                                       accumulate, stream);
 }
 
 #endif // KERNELS_LAYERNORM_CUH

@@ -9,10 +9,10 @@ Backward versions (figures in dev/RESULTS.md, "LayerNorm backward" section):
      not kept here: measured from the earlier commit)
   2, 3  row groups with the column sums in registers, the next batch of ROWS = 1 / 2 rows loaded into
      registers while this one is worked on (not kept: 1.2-1.5 TB/s, the loads were not kept in flight)
-  4, 5, 7  kernels/ layernorm_backward_kernel<ROWS, STAGES>: the rows come through a shared-memory ring of
+  4, 5, 7  kernels/ layernorm_backward_kernel<ROWS, STAGES, RMS>: the rows come through a shared-memory ring of
      STAGES batches filled by cp.async; 4 is what layernorm_backward runs (6: ROWS=2 STAGES=5 and 8:
      ROWS=1 STAGES=8 were never faster and are no longer built)
-Forward versions: kernels/ layernorm_forward_kernel<CHUNKS, STAGES, VEC> (one warp per row, rows through a
+Forward versions: kernels/ layernorm_forward_kernel<CHUNKS, STAGES, VEC, RMS> (one warp per row, rows through a
 per-warp cp.async ring of STAGES rows; until 2026-11-22 one warp per row loaded straight into
 registers, 8 warps per block, one row per warp: measured from the earlier commit) with STAGES = 2 (what
 layernorm_forward runs), 1 and 3 (4 was slower still: fewer blocks fit per SM); all must give the same bits.

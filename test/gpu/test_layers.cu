@@ -491,6 +491,77 @@ static void test_layernorm_backward(void) {
     layernorm_backward_case<bf16>(4096, 768, 0);
 }
 
+// RMSNorm (the same kernels with RMS): forward (plain and fused with the residual add) and backward with
+// the input gradient's column sums, against cpu_rmsnorm_forward/backward; tolerances as for LayerNorm.
+static void rmsnorm_case(int N, int C, int fused) {
+    const size_t act = (size_t)N * C;
+    const float eps = 1e-5f;
+    float *a = random_bf16_values(act, 0.3f, 2.0f), *b = fused ? random_bf16_values(act, 0.0f, 1.0f) : NULL;
+    float *w = random_bf16_values(C, 1.0f, 0.2f), *dout = random_bf16_values(act, 0.0f, 1.0f);
+    float *dinp0 = random_bf16_values(act, 0.0f, 0.5f), *dw0 = random_bf16_values(C, 0.0f, 1.0f), *colsum0 = random_bf16_values(C, 0.0f, 1.0f);
+    float *x = copy_floats(a, act);
+    if (fused)
+        for (size_t i = 0; i < act; i++) x[i] = bf16_round(a[i] + b[i]);
+    float *out_ref = (float *)malloc_check(act * sizeof(float)), *rstd_ref = (float *)malloc_check(N * sizeof(float));
+    cpu_rmsnorm_forward(out_ref, rstd_ref, x, w, N, C, eps);
+    float *dinp_ref = copy_floats(dinp0, act), *dw_ref = copy_floats(dw0, C);
+    cpu_rmsnorm_backward(dinp_ref, dw_ref, dout, x, w, rstd_ref, N, C);
+    float *dx = (float *)malloc_check(act * sizeof(float)), *dw_atol = (float *)malloc_check(C * sizeof(float));
+    for (size_t i = 0; i < act; i++) dx[i] = dinp_ref[i] - dinp0[i];
+    for (int c = 0; c < C; c++) dw_atol[c] = fabsf(dw0[c]);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) dw_atol[c] += fabsf(dout[(size_t)n * C + c] * x[(size_t)n * C + c] * rstd_ref[n]);
+    for (int c = 0; c < C; c++) dw_atol[c] *= 1.0f / 65536.0f;
+
+    bf16 *d_a = dev_from_host<bf16>(a, act), *d_b = fused ? dev_from_host<bf16>(b, act) : NULL, *d_w = dev_from_host<bf16>(w, C);
+    bf16 *d_out = (bf16 *)dev_alloc(act * sizeof(bf16)), *d_res = (bf16 *)dev_alloc(act * sizeof(bf16));
+    float *d_rstd = (float *)dev_alloc(N * sizeof(float));
+    if (fused) fused_residual_rmsnorm_forward(d_res, d_out, d_rstd, d_a, d_b, d_w, N, C, eps, 0);
+    else rmsnorm_forward(d_out, d_rstd, d_a, d_w, N, C, eps, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    float *out = download(d_out, act), *rstd = download(d_rstd, N);
+    check_close("rmsnorm forward out", out, out_ref, act, BF16_EPS, 1.0f / 16384.0f * max_abs(out_ref, act));
+    check_close("rmsnorm forward rstd", rstd, rstd_ref, N, 1.0f / 65536.0f, 0.0f);
+    CHECK(guard_intact(d_out, act * sizeof(bf16)) && guard_intact(d_rstd, N * sizeof(float)), "rmsnorm forward wrote past an output");
+    if (fused) {
+        float *res = download(d_res, act);
+        check_close("rmsnorm fused residual sum", res, x, act, 0.0f, 0.0f);
+        free(res);
+    }
+    // backward from the GPU's input x (the stored residual when fused) and the reference rstd
+    bf16 *d_x = dev_from_host<bf16>(x, act), *d_dout = dev_from_host<bf16>(dout, act), *d_dinp = (bf16 *)dev_alloc(act * sizeof(bf16));
+    float *d_rstd_ref = dev_from_host<float>(rstd_ref, N), *d_dw = (float *)dev_alloc(C * sizeof(float));
+    float *d_colsum = (float *)dev_alloc(C * sizeof(float));
+    const size_t scratch_floats = layernorm_backward_scratch_floats(N, C);
+    float *scratch = (float *)dev_alloc(scratch_floats * sizeof(float));
+    upload(d_dinp, dinp0, act);
+    upload(d_dw, dw0, C);
+    upload(d_colsum, colsum0, C);
+    rmsnorm_backward<float>(d_dinp, d_colsum, d_dw, scratch, d_dout, d_x, d_w, d_rstd_ref, N, C, true, true, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    float *dinp = download(d_dinp, act), *dw = download(d_dw, C), *colsum = download(d_colsum, C);
+    check_close("rmsnorm backward dinp", dinp, dinp_ref, act, BF16_EPS, 1.0f / 16384.0f * max_abs(dx, act));
+    check_close_each("rmsnorm backward dweight", dw, dw_ref, dw_atol, C, 0.0f);
+    check_column_sums("rmsnorm backward dinp_colsum", colsum, colsum0, dinp, N, C);
+    CHECK(guard_intact(d_dinp, act * sizeof(bf16)) && guard_intact(d_dw, C * sizeof(float)) && guard_intact(d_colsum, C * sizeof(float)) &&
+              guard_intact(scratch, scratch_floats * sizeof(float)),
+          "rmsnorm backward wrote past an output");
+    void *bufs[] = {d_a, d_b, d_w, d_out, d_res, d_rstd, d_x, d_dout, d_dinp, d_rstd_ref, d_dw, d_colsum, scratch};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+        if (bufs[i] != NULL) cudaCheck(cudaFree(bufs[i]));
+    float *host[] = {a, b, w, dout, dinp0, dw0, colsum0, x, out_ref, rstd_ref, dinp_ref, dw_ref, dx, dw_atol, out, rstd, dinp, dw, colsum};
+    for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++) free(host[i]);
+}
+
+// Llama's widths (768, 2048) and the shapes of the LayerNorm tests that reach every code path.
+static void test_rmsnorm(void) {
+    const int shapes[][2] = {{1, 768}, {37, 100}, {4096, 768}, {513, 2048}, {5, 3000}, {2100, 100}};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        rmsnorm_case(shapes[i][0], shapes[i][1], 0);
+        rmsnorm_case(shapes[i][0], shapes[i][1], 1);
+    }
+}
+
 // ----------------------------------------------------------------------------------------------
 // gelu
 
@@ -982,6 +1053,7 @@ int main(void) {
     RUN_TEST(test_encoder);
     RUN_TEST(test_layernorm_forward);
     RUN_TEST(test_layernorm_backward);
+    RUN_TEST(test_rmsnorm);
     RUN_TEST(test_gelu);
     RUN_TEST(test_classifier);
     RUN_TEST(test_classifier_bad_target);
