@@ -13,8 +13,9 @@
 #include <unistd.h>
 
 #include "core/checkpoint.h"
-#include "gpt2_model.h"
 #include "core/rng.h"
+#include "gpt2_model.h"
+#include "llama_model.h"
 #include "core/train_config.h"
 #include "test/testing.h"
 
@@ -647,10 +648,10 @@ static void write_shard(const char *path, size_t n) {
     free(tokens);
 }
 
-// Runs ./train_gpt with `args` (shell words), stdout+stderr into out; returns the exit status.
-static int run_train_gpt(const char *args, char *out, size_t size) {
+// Runs ./<program> with `args` (shell words), stdout+stderr into out; returns the exit status.
+static int run_program(const char *program, const char *args, char *out, size_t size) {
     char command[1024];
-    snprintf(command, sizeof(command), "./train_gpt %s 2>&1", args);
+    snprintf(command, sizeof(command), "./%s %s 2>&1", program, args);
     FILE *p = popen(command, "r");
     CHECK(p != NULL, "popen failed");
     if (p == NULL) return -1;
@@ -665,6 +666,7 @@ static int run_train_gpt(const char *args, char *out, size_t size) {
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+static int run_train_gpt(const char *args, char *out, size_t size) { return run_program("train_gpt", args, out, size); }
 
 static void test_cli_train_gpt(void) {
     size_t size = 1 << 20;
@@ -819,6 +821,64 @@ static void test_family_table(void) {
     CHECK(e >= 0 && strcmp(GPT_FLAGS[e].default_text, "d12") == 0 && strstr(GPT_FLAGS[e].help, "d24") != NULL, "-e of train_gpt");
 }
 
+// train_llama: the same program on the Llama family, whose GPU kernels are not built yet. Its host checks
+// run (and fail by name on bad input); a run that passes them stops with status 2, saying so. Each family
+// refuses the other's model files by name. Needs the GPT-2 files of test_cli_train_gpt_host_path.
+static void test_cli_train_llama(void) {
+    char err[512];
+    // a small Llama (head size 64) as a bf16 model file, and the same header with 3 KV heads of 4 query heads
+    const LlamaConfig tiny = llama_config_make(64, 50257, 50304, 1, 2, 1, 128, 256, 500000.0f, 1e-5f);
+    ParamTable table;
+    CHECK(llama_param_table(&tiny, &table, err, sizeof(err)) == 0, "%s", err);
+    float *params = (float *)malloc_check(table.num_parameters * sizeof(float));
+    param_table_init(&table, params, 5);
+    CHECK(llama_model_file_write(CLI_DIR "/llama_tiny.bin", &tiny, params, MODEL_FILE_VERSION_BF16, err, sizeof(err)) == 0, "%s", err);
+    const LlamaConfig hs32 = llama_config_make(64, 50257, 50304, 1, 4, 2, 128, 256, 500000.0f, 1e-5f);
+    CHECK(llama_param_table(&hs32, &table, err, sizeof(err)) == 0, "%s", err);
+    CHECK(llama_model_file_write(CLI_DIR "/llama_hs32.bin", &hs32, params, MODEL_FILE_VERSION_BF16, err, sizeof(err)) == 0, "%s", err);
+    free(params);
+    int32_t header[MODEL_FILE_HEADER_INTS];
+    FILE *f = fopen_check(CLI_DIR "/llama_tiny.bin", "rb");
+    fread_check(header, sizeof(int32_t), MODEL_FILE_HEADER_INTS, f);
+    fclose(f);
+    header[5] = 4;  // heads
+    header[8] = 3;  // KV heads, not a divisor of 4
+    f = fopen_check(CLI_DIR "/llama_kv3.bin", "wb");
+    fwrite_check(header, sizeof(int32_t), MODEL_FILE_HEADER_INTS, f);
+    fclose(f);
+
+    const char *train = "-i " CLI_DIR "/synthetic_train.bin -j " CLI_DIR "/synthetic_val.bin -b 4 -t 32 -x 12";
+    size_t size = 1 << 20;
+    char *out = (char *)malloc_check(size), args[1024];
+    snprintf(args, sizeof(args), "-e " CLI_DIR "/llama_tiny.bin %s -o " CLI_DIR "/llama_out", train);
+    int rc = run_program("train_llama", args, out, size);
+    CHECK(rc == 2 && strstr(out, "train_llama: the Llama GPU kernels are not built yet: every check before the GPU passed") != NULL,
+          "train_llama on a valid setup: exit %d:\n%s", rc, out);
+    CHECK(strstr(out, "model: Llama " CLI_DIR "/llama_tiny.bin: max_seq_len 64, vocab_size 50257 (padded 50304), layers 1, heads 2 (1 KV heads)") != NULL,
+          "model line missing:\n%s", out);
+    struct stat st;
+    CHECK(stat(CLI_DIR "/llama_out", &st) != 0, "train_llama created its output directory without training");
+    struct { const char *program, *model, *extra, *message; } bad[] = {
+        {"train_llama", "-e " CLI_DIR "/tiny.bin", "", "is a GPT-2 model file (magic 20240326), not a Llama one (magic 20261208); use train_gpt"},
+        {"train_gpt", "-e " CLI_DIR "/llama_tiny.bin", "", "this is a Llama model file (magic 20261208), not a GPT-2 one; use train_llama"},
+        {"train_llama", "-e " CLI_DIR "/llama_kv3.bin", "", "bad Llama model header: num_heads 4 must be a multiple of num_kv_heads 3"},
+        {"train_llama", "-e " CLI_DIR "/llama_hs32.bin", "", "-e/--model '" CLI_DIR "/llama_hs32.bin': head size 32 (channels 128 / heads 4): the attention kernel takes 64 or 128"},
+        {"train_llama", "-e " CLI_DIR "/llama_tiny.bin", "-t 128", "-t/--seq-len 128 exceeds the model's maximum sequence length 64"},
+        {"train_llama", "-e d12", "", "-e/--model 'd12' is neither a Llama preset (l125m, l350m, l1b) nor a file"},
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        // -t 32 unless the case gives its own
+        snprintf(args, sizeof(args), "%s -i " CLI_DIR "/synthetic_train.bin -j " CLI_DIR "/synthetic_val.bin -b 4 -x 12 %s %s", bad[k].model,
+                 bad[k].extra, strstr(bad[k].extra, "-t ") != NULL ? "" : "-t 32");
+        rc = run_program(bad[k].program, args, out, size);
+        CHECK(rc == 1, "%s '%s': exit %d (want 1):\n%s", bad[k].program, args, rc, out);
+        CHECK(strstr(out, bad[k].message) != NULL, "%s '%s': output lacks '%s':\n%s", bad[k].program, args, bad[k].message, out);
+    }
+    rc = run_program("train_llama", "-h", out, size);
+    CHECK(rc == 0 && strstr(out, "l125m|l350m|l1b") != NULL && strstr(out, "usage: train_llama") != NULL, "train_llama -h: exit %d", rc);
+    free(out);
+}
+
 int main(void) {
     rng_seed(&rng, 20261122);
     train_flags_for_family(GPT_FLAGS, "d12", "d12|d24|d36|d48 for a fresh GPT-2, or a GPT-2 model file");
@@ -843,5 +903,7 @@ int main(void) {
         SKIP_TEST(test_cli_train_gpt, "./train_gpt not built (make train_gpt); run from the repository root");
         SKIP_TEST(test_cli_train_gpt_host_path, "./train_gpt not built (make train_gpt); run from the repository root");
     }
+    if (access("./train_gpt", X_OK) == 0 && access("./train_llama", X_OK) == 0) RUN_TEST(test_cli_train_llama);
+    else SKIP_TEST(test_cli_train_llama, "./train_gpt or ./train_llama not built (make all); run from the repository root");
     return testing_finish();
 }
