@@ -395,14 +395,7 @@ static const ModelOps GPT2_OPS = {gpt2_register_tensors, gpt2_bind,           gp
 
 // Checks the limits of the GPU kernels (head size, channels, padded vocabulary). -1 with a message.
 static inline int gpt2_check_kernels(const GPT2Config *cfg, char *err, size_t err_size) {
-    const int HS = cfg->channels / cfg->num_heads;
-    if (HS != 64 && HS != 128)
-        return set_error(err, err_size, "head size %d (channels %d / heads %d): the attention kernel takes 64 or 128", HS, cfg->channels,
-                         cfg->num_heads);
-    if (cfg->channels % 8 != 0 || cfg->channels > LAYERNORM_MAX_C)
-        return set_error(err, err_size, "channels %d must be a multiple of 8 and at most %d", cfg->channels, LAYERNORM_MAX_C);
-    if (cfg->padded_vocab_size % 8 != 0) return set_error(err, err_size, "padded vocabulary %d must be a multiple of 8", cfg->padded_vocab_size);
-    return 0;
+    return model_check_shared_kernels(cfg->channels, cfg->num_heads, cfg->padded_vocab_size, err, err_size);
 }
 
 static inline ModelDims gpt2_dims(const GPT2Config *cfg) {

@@ -8,19 +8,12 @@
 #include <stdio.h>
 
 #include "core/model.cuh"
-#include "kernels/layernorm.cuh"
 #include "llama_model.h"
 
 // Checks the limits of the GPU kernels (head size, channels, FFN width, padded vocabulary). -1 with a message.
 static inline int llama_check_kernels(const LlamaConfig *cfg, char *err, size_t err_size) {
-    const int HS = cfg->channels / cfg->num_heads;
-    if (HS != 64 && HS != 128)
-        return set_error(err, err_size, "head size %d (channels %d / heads %d): the attention kernel takes 64 or 128", HS, cfg->channels,
-                         cfg->num_heads);
-    if (cfg->channels % 8 != 0 || cfg->channels > LAYERNORM_MAX_C)
-        return set_error(err, err_size, "channels %d must be a multiple of 8 and at most %d", cfg->channels, LAYERNORM_MAX_C);
+    if (model_check_shared_kernels(cfg->channels, cfg->num_heads, cfg->padded_vocab_size, err, err_size) != 0) return -1;
     if (cfg->ffn_hidden % 8 != 0) return set_error(err, err_size, "FFN width %d must be a multiple of 8", cfg->ffn_hidden);
-    if (cfg->padded_vocab_size % 8 != 0) return set_error(err, err_size, "padded vocabulary %d must be a multiple of 8", cfg->padded_vocab_size);
     return 0;
 }
 

@@ -28,6 +28,7 @@
 #include "kernels/adamw.cuh"
 #include "kernels/classifier.cuh"
 #include "kernels/global_norm.cuh"
+#include "kernels/layernorm.cuh"
 
 typedef struct Model Model;
 
@@ -115,6 +116,19 @@ typedef struct {
     ModelDims (*dims)(const void *config);
     const ModelOps *ops;          // NULL while the family's GPU kernels are not built
 } ModelFamily;
+
+// The limits that the shared GPU kernels put on any family's model: head size 64 or 128 (flash attention),
+// channels a multiple of 8 up to LAYERNORM_MAX_C (the norm kernels), a padded vocabulary that is a multiple
+// of 8 (16-byte rows). -1 with a message naming the numbers.
+static inline int model_check_shared_kernels(int channels, int num_heads, int padded_vocab_size, char *err, size_t err_size) {
+    const int HS = channels / num_heads;
+    if (HS != 64 && HS != 128)
+        return set_error(err, err_size, "head size %d (channels %d / heads %d): the attention kernel takes 64 or 128", HS, channels, num_heads);
+    if (channels % 8 != 0 || channels > LAYERNORM_MAX_C)
+        return set_error(err, err_size, "channels %d must be a multiple of 8 and at most %d", channels, LAYERNORM_MAX_C);
+    if (padded_vocab_size % 8 != 0) return set_error(err, err_size, "padded vocabulary %d must be a multiple of 8", padded_vocab_size);
+    return 0;
+}
 
 // Device pointer of registry tensor `id`, typed.
 #define MODEL_PTR(model, type, id) ((type *)(model)->reg.tensors[(id)].data)
