@@ -114,8 +114,10 @@ test-gpu:
 	@bash test/run_tests.sh $(foreach t,$(GPU_TEST_BINS) test-data,-c $(t)) $(foreach t,$(GPU_TEST_BINS),-t $(t)) \
 	  -t "$(PYTHON) dev/torch_reference_check.py"
 
-bench: $(DEV_CUDA_BINS)
-	@set -e; for b in $(DEV_CUDA_BINS); do echo "== $$b"; $$b; done
+# model_logits is a tool (it needs a model file), not a benchmark
+BENCH_BINS := $(filter-out build/dev/model_logits,$(DEV_CUDA_BINS))
+bench: $(BENCH_BINS)
+	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
 
 config:
 	@echo "CUDA_HOME=$(CUDA_HOME) GPU_ARCH=$(GPU_ARCH) NCCL_INC_DIR=$(NCCL_INC_DIR) NCCL_LIB_DIR=$(NCCL_LIB_DIR) USE_MPI=$(USE_MPI)"
