@@ -5,8 +5,9 @@
 //   1. flags (core/train_config.h; -h prints them), the processes (MPI when built with it), the layout;
 //   2. every check that needs no GPU: the model (-e: a preset initialised from --seed, or a model file),
 //      the model against the flags (sequence lengths, the TP/PP split, the kernels' limits), the data
-//      (-i/-j), the schedule (-l/-u/-x), the tokenizer, the output directory (-o: writable; created only
-//      in step 4) and, with -y 1, the whole checkpoint it resumes from, read into host memory;
+//      (-i/-j), the schedule (-l/-u/-x), the tokenizer, the output directory (-o: writable, and without
+//      -y 1 not holding an earlier run's log or checkpoints; created only in step 4) and, with -y 1, the
+//      whole checkpoint it resumes from, read into host memory;
 //   3. the GPU: the device model's memory plan (the report is printed; the run is refused before
 //      allocating when it does not fit), the parameters and optimizer state uploaded;
 //   4. the output directory and log, then training: each step accumulates gradients over d/(B*T*dp)
@@ -137,6 +138,23 @@ static int output_dir_check(const char *path, char *err, size_t err_size) {
         return set_error(err, err_size, "-o/--output-dir: cannot %s '%s': '%s' is not writable", strcmp(partial, path) == 0 ? "write in" : "create",
                          path, partial);
     return 0;
+}
+
+// A fresh run (no -y 1) refuses an output directory that already holds a run (a log or a checkpoint),
+// so nothing of it is overwritten. Returns 0, or -1 with a message saying how to go on.
+static int output_dir_check_fresh(const char *path, char *err, size_t err_size) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;  // created later
+    long long latest = -1;
+    if (checkpoint_find_latest(path, &latest, err, err_size) != 0) return -1;
+    char log_path[4200];
+    snprintf(log_path, sizeof(log_path), "%s/log.txt", path);
+    const int has_log = stat(log_path, &st) == 0;
+    if (latest < 0 && !has_log) return 0;
+    if (latest >= 0)
+        return set_error(err, err_size, "-o/--output-dir '%s' already holds a run (checkpoints up to step %lld): resume it with -y 1, or give another "
+                         "directory", path, latest);
+    return set_error(err, err_size, "-o/--output-dir '%s' already holds a run's log.txt: give another directory, or remove the old run", path);
 }
 
 // Creates directory `path` and its missing parents (like mkdir -p).
@@ -388,6 +406,7 @@ static int trainer_main(int argc, char **argv, const ModelFamily *f) {
     }
     // output directory and the checkpoint to resume from
     if (cfg.output_dir[0] != '\0' && output_dir_check(cfg.output_dir, err, sizeof(err)) != 0) fail(p, err);
+    if (cfg.output_dir[0] != '\0' && !cfg.resume && output_dir_check_fresh(cfg.output_dir, err, sizeof(err)) != 0) fail(p, err);
     TrainRunConfig run_cfg = {(uint64_t)cfg.batch_size, (uint64_t)cfg.seq_len, (uint64_t)setup.total_batch_tokens, (uint64_t)proc.world,
                               (uint64_t)proc.rank};
     HostCheckpoint resume_from;
@@ -451,7 +470,7 @@ static int trainer_main(int argc, char **argv, const ModelFamily *f) {
     }
     free(hm.params);
     hm.params = NULL;
-    const OptimizerConfig opt = {cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip};
+    const AdamWConfig opt = {cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip};
 
     // output directory and log
     if (cfg.output_dir[0] != '\0' && output_dir_create(cfg.output_dir, err, sizeof(err)) != 0) fail(p, err);

@@ -724,6 +724,8 @@ static void test_cli_train_gpt_host_path(void) {
     CHECK(system("rm -rf " CLI_DIR) == 0, "cannot clear " CLI_DIR);
     mkdir(CLI_DIR, 0755);
     mkdir(CLI_DIR "/empty_dir", 0755);
+    mkdir(CLI_DIR "/old_log", 0755);
+    write_junk(CLI_DIR "/old_log/log.txt", 10);
     // a checkpoint whose model file is junk, and one whose model file is good but state file junk
     mkdir(CLI_DIR "/corrupt_dir", 0755);
     write_junk(CLI_DIR "/corrupt_dir/model_00000003.bin", 4096);
@@ -778,6 +780,8 @@ static void test_cli_train_gpt_host_path(void) {
         {model_file, train, seq, "-y 1 -o " CLI_DIR "/corrupt_dir", "-y/--resume: '" CLI_DIR "/corrupt_dir/model_00000003.bin' is not a GPT-2 model file"},
         {model_file, train, seq, "-y 1 -o " CLI_DIR "/corrupt_state_dir", "-y/--resume: '" CLI_DIR "/corrupt_state_dir/state_00000003.bin'"},
         {model_file, train, seq, "-x 3000000000", "flag -x/--max-steps: 3000000000 is out of range [-1, 2147483647]"},
+        {model_file, train, seq, "-o " CLI_DIR "/old_log", "-o/--output-dir '" CLI_DIR "/old_log' already holds a run's log.txt"},
+        {model_file, train, seq, "-o " CLI_DIR "/corrupt_state_dir", "-o/--output-dir '" CLI_DIR "/corrupt_state_dir' already holds a run (checkpoints up to step 3): resume it with -y 1"},
         {model_file, train, seq, "-o " CLI_DIR "/tiny.bin/sub", "-o/--output-dir: cannot create"},
         {model_file, train, seq, "--tokenizer " CLI_DIR "/synthetic_val.bin", "--tokenizer: "},
     };
