@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/linear.cuh"
+#include "core/optimizer.h"
 #include "core/param_table.h"
 #include "core/precision.h"
 #include "core/registry.cuh"
@@ -46,11 +47,6 @@ typedef struct {
     void (*embed_backward)(Model *m, int slot, int B, int T, bool accumulate);
     double (*flops_per_token)(const Model *m, int T);   // training FLOPs per token at sequence length T
 } ModelOps;
-
-// AdamW settings of a run.
-typedef struct {
-    float beta1, beta2, eps, weight_decay, grad_clip;
-} OptimizerConfig;
 
 // What the core knows of the family's model shape.
 typedef struct {
@@ -394,7 +390,7 @@ static inline float model_grad_norm(Model *m) {
 // Optimizer step `step` (1-based) with learning rate lr: global-norm clipping to opt->grad_clip, then
 // AdamW on the FP32 master weights (weight decay and learning-rate multiplier per tensor, from the
 // table), BF16 weights rewritten. Returns the gradient norm before clipping.
-static inline float model_update(Model *m, const OptimizerConfig *opt, float lr, int step) {
+static inline float model_update(Model *m, const AdamWConfig *opt, float lr, int step) {
     const float norm = model_grad_norm(m);
     const AdamWStepParams hp = adamw_step_params(lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay, step,
                                                  grad_clip_scale(norm, opt->grad_clip));

@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
         state = state * 6364136223846793005ULL + 1442695040888963407ULL;
         inputs[i] = (int)((state >> 33) % (uint64_t)cfg.vocab_size);
     }
-    const OptimizerConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
+    const AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
     cudaEvent_t ev[4];
     for (int i = 0; i < 4; i++) cudaCheck(cudaEventCreate(&ev[i]));
     double sum_fwd = 0, sum_bwd = 0, sum_upd = 0;

@@ -45,7 +45,7 @@
 
 static GPT2Config test_config(void) { return gpt2_config_make(128, 509, 512, 4, 4, 256); }
 
-static const OptimizerConfig TEST_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
+static const AdamWConfig TEST_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
 static const float TEST_LR = 1e-3f;
 
 // Relative L2 error ||a - b|| / ||b|| in double (0 when both are zero, inf when only b is).
@@ -204,7 +204,6 @@ static void test_training_tracks_cpu(void) {
     GPT2Cpu cpu;
     gpt2_cpu_build(&cpu, &cfg, TEST_B, TEST_T);
     memcpy(cpu.params, params, n * sizeof(float));
-    AdamWConfig opt = {TEST_OPT.beta1, TEST_OPT.beta2, TEST_OPT.eps, TEST_OPT.weight_decay, TEST_OPT.grad_clip};
     double worst = 0.0;
     float first = 0.0f, last = 0.0f;
     for (int s = 0; s < TRAIN_STEPS; s++) {
@@ -217,7 +216,7 @@ static void test_training_tracks_cpu(void) {
             gpt2_cpu_backward(&cpu, GRAD_ACCUM);
         }
         cl /= GRAD_ACCUM;
-        gpt2_cpu_update(&cpu, &opt, TEST_LR, s + 1);
+        gpt2_cpu_update(&cpu, &TEST_OPT, TEST_LR, s + 1);
         double rel = fabs(gl - cl) / cl;
         if (rel > worst) worst = rel;
         if (s == 0) first = gl;

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/optimizer.h"
 #include "core/param_table.h"
 #include "core/utils.h"
 
@@ -539,13 +540,7 @@ static inline void cpu_softmax_crossentropy_backward(float *dlogits, const float
 // ----------------------------------------------------------------------------
 // Optimizer
 
-typedef struct {
-    float beta1;
-    float beta2;
-    float eps;
-    float weight_decay;  // decoupled, applied to the tensors whose ParamSpec.decay is set (the 2-D weights)
-    float grad_clip;     // clip the global gradient norm to this value; <= 0 disables
-} AdamWConfig;
+// The settings (AdamWConfig) are core/optimizer.h's, the struct the trainer's model_update takes.
 
 #define CPU_NORM_CHUNK 4096
 
