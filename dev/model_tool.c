@@ -212,9 +212,9 @@ static int cmd_logits(int argc, char **argv) {
         int *tokens = read_tokens(tokens_path, (size_t)B * T, cfg.vocab_size);
         GPT2Cpu model;
         gpt2_cpu_build(&model, &cfg, B, T);
-        memcpy(model.params, params, model.table.num_parameters * sizeof(float));
+        memcpy(model.core.params, params, model.core.table.num_parameters * sizeof(float));
         gpt2_cpu_forward(&model, tokens, NULL);
-        write_logits(out, model.act[ACT_LOGITS], (size_t)B * T, cfg.vocab_size, cfg.padded_vocab_size);
+        write_logits(out, model.core.act[ACT_LOGITS], (size_t)B * T, cfg.vocab_size, cfg.padded_vocab_size);
         printf("model_tool: GPT-2 logits [%d, %d] of %s (version %d) on %s -> %s\n", B * T, cfg.vocab_size, model_path, version, tokens_path, out);
         gpt2_cpu_free(&model);
         free(tokens);
@@ -225,9 +225,9 @@ static int cmd_logits(int argc, char **argv) {
         int *tokens = read_tokens(tokens_path, (size_t)B * T, cfg.vocab_size);
         LlamaCpu model;
         llama_cpu_build(&model, &cfg, B, T);
-        memcpy(model.params, params, model.table.num_parameters * sizeof(float));
+        memcpy(model.core.params, params, model.core.table.num_parameters * sizeof(float));
         llama_cpu_forward(&model, tokens, NULL);
-        write_logits(out, model.act[LLAMA_ACT_LOGITS], (size_t)B * T, cfg.vocab_size, cfg.padded_vocab_size);
+        write_logits(out, model.core.act[LLAMA_ACT_LOGITS], (size_t)B * T, cfg.vocab_size, cfg.padded_vocab_size);
         printf("model_tool: Llama logits [%d, %d] of %s (version %d) on %s -> %s\n", B * T, cfg.vocab_size, model_path, version, tokens_path, out);
         llama_cpu_free(&model);
         free(tokens);

@@ -168,14 +168,14 @@ static void write_check_files(const DumpArgs *a) {
     if (mkdir(a->out, 0755) != 0 && errno != EEXIST) fatal("cannot create directory '%s': %s", a->out, strerror(errno));
     GPT2Cpu model;
     gpt2_cpu_build(&model, &a->cfg, a->B, a->T);
-    size_t np = model.table.num_parameters;
+    size_t np = model.core.table.num_parameters;
     if (np > 0x7fffffffu) fatal("model has %zu parameters; reference.bin stores the count as int32", np);
-    param_table_init(&model.table, model.params, a->seed);
+    param_table_init(&model.core.table, model.core.params, a->seed);
     Rng rng;
     rng_seed(&rng, a->seed ^ 0x5EEDF00Dull);
     float *noise = (float *)malloc_check(np * sizeof(float));
     rng_fill_normal(&rng, noise, np, 0.0f, PERTURB_STD);
-    for (size_t i = 0; i < np; i++) model.params[i] += noise[i];
+    for (size_t i = 0; i < np; i++) model.core.params[i] += noise[i];
     free(noise);
 
     int BT = a->B * a->T;
@@ -184,9 +184,9 @@ static void write_check_files(const DumpArgs *a) {
 
     char path[4096], err[512];
     join_path(path, sizeof(path), a->out, "model.bin");
-    if (gpt2_model_file_write(path, &a->cfg, model.params, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0) fatal("%s", err);
+    if (gpt2_model_file_write(path, &a->cfg, model.core.params, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0) fatal("%s", err);
     join_path(path, sizeof(path), a->out, "model_bf16.bin");
-    if (gpt2_model_file_write(path, &a->cfg, model.params, MODEL_FILE_VERSION_BF16, err, sizeof(err)) != 0) fatal("%s", err);
+    if (gpt2_model_file_write(path, &a->cfg, model.core.params, MODEL_FILE_VERSION_BF16, err, sizeof(err)) != 0) fatal("%s", err);
     join_path(path, sizeof(path), a->out, "tokens.bin");
     write_shard(path, tokens, BT + 1);
 
@@ -194,8 +194,8 @@ static void write_check_files(const DumpArgs *a) {
     gpt2_cpu_zero_grad(&model);
     gpt2_cpu_backward(&model, 1);
     float *grads = (float *)malloc_check(np * sizeof(float));
-    memcpy(grads, model.grads, np * sizeof(float));
-    float norm = cpu_global_norm(model.grads, np);
+    memcpy(grads, model.core.grads, np * sizeof(float));
+    float norm = cpu_global_norm(model.core.grads, np);
     AdamWConfig opt;
     opt.beta1 = 0.9f;
     opt.beta2 = 0.95f;
@@ -206,7 +206,7 @@ static void write_check_files(const DumpArgs *a) {
     float *after = (float *)malloc_check(2 * np * sizeof(float));
     for (int step = 1; step <= 2; step++) {
         gpt2_cpu_update(&model, &opt, lr, step);
-        memcpy(after + (size_t)(step - 1) * np, model.params, np * sizeof(float));
+        memcpy(after + (size_t)(step - 1) * np, model.core.params, np * sizeof(float));
     }
 
     int32_t header[REFERENCE_HEADER_INTS];

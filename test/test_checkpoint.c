@@ -935,7 +935,7 @@ static const AdamWConfig RESUME_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
 static void run_start(Run *r, const ResumeSetup *s) {
     char err[512];
     gpt2_cpu_build(&r->model, &s->cfg, s->B, s->T);
-    param_table_init(&r->model.table, r->model.params, 77);
+    param_table_init(&r->model.core.table, r->model.core.params, 77);
     if (dataloader_init(&r->dl, s->pattern, s->B, s->T, 0, 1, s->cfg.vocab_size, 1, s->data_seed, err, sizeof(err)) != 0) fatal("%s", err);
     rng_seed(&r->rng, 99);
     r->step = 0;
@@ -967,18 +967,18 @@ static TrainRunConfig run_config(const ResumeSetup *s) {
 
 // Saves model (fp32 or bf16 file) and training state next to it.
 static int run_save(Run *r, const ResumeSetup *s, const char *model_path, const char *state_path, int version, char *err, size_t err_size) {
-    if (gpt2_model_file_write(model_path, &s->cfg, r->model.params, version, err, err_size) != 0) return -1;
+    if (gpt2_model_file_write(model_path, &s->cfg, r->model.core.params, version, err, err_size) != 0) return -1;
     TrainState st;
     memset(&st, 0, sizeof(st));
     st.step = (uint64_t)r->step;
-    st.num_parameters = r->model.table.num_parameters;
+    st.num_parameters = r->model.core.table.num_parameters;
     st.shard_offset = 0;
     st.shard_size = st.num_parameters;
     st.has_master = version == MODEL_FILE_VERSION_BF16;
     st.rng_state = r->rng.state;
     dataloader_get_position(&r->dl, &st.data);
     st.run = run_config(s);
-    return train_state_write(state_path, &st, r->model.m, r->model.v, st.has_master ? r->model.params : NULL, err, err_size);
+    return train_state_write(state_path, &st, r->model.core.m, r->model.core.v, st.has_master ? r->model.core.params : NULL, err, err_size);
 }
 
 // Builds a fresh run from the files: parameters from the model file (then the fp32 masters when
@@ -989,12 +989,12 @@ static int run_load(Run *r, const ResumeSetup *s, const char *model_path, const 
     float *params;
     if (gpt2_model_file_load(model_path, &s->cfg, &got, &version, &params, err, err_size) != 0) return -1;
     gpt2_cpu_build(&r->model, &got, s->B, s->T);
-    memcpy(r->model.params, params, r->model.table.num_parameters * sizeof(float));
+    memcpy(r->model.core.params, params, r->model.core.table.num_parameters * sizeof(float));
     free(params);
     TrainRunConfig now = run_config(s);
     TrainState st;
-    size_t np = r->model.table.num_parameters;
-    if (train_state_load(state_path, &now, np, 0, np, &st, r->model.m, r->model.v, r->model.params, err, err_size) != 0) return -1;
+    size_t np = r->model.core.table.num_parameters;
+    if (train_state_load(state_path, &now, np, 0, np, &st, r->model.core.m, r->model.core.v, r->model.core.params, err, err_size) != 0) return -1;
     if (dataloader_init(&r->dl, s->pattern, s->B, s->T, (int)now.rank, (int)now.world_size, s->cfg.vocab_size, (int)st.data.shuffle,
                         st.data.seed, err, err_size) != 0)
         return -1;
@@ -1049,9 +1049,9 @@ static void check_resume(const ResumeSetup *s, int stop, int version, const char
         DataLoaderPosition end_c;
         dataloader_get_position(&c.dl, &end_c);
         CHECK(mismatches == 0, "%s: %d of the steps %d..%d differ from the uninterrupted run", label, mismatches, stop, s->total_steps - 1);
-        size_t np = a.model.table.num_parameters;
-        CHECK(memcmp(a.model.params, c.model.params, np * 4) == 0 && memcmp(a.model.m, c.model.m, np * 4) == 0 &&
-                  memcmp(a.model.v, c.model.v, np * 4) == 0,
+        size_t np = a.model.core.table.num_parameters;
+        CHECK(memcmp(a.model.core.params, c.model.core.params, np * 4) == 0 && memcmp(a.model.core.m, c.model.core.m, np * 4) == 0 &&
+                  memcmp(a.model.core.v, c.model.core.v, np * 4) == 0,
               "%s: final parameters or moments differ", label);
         CHECK(memcmp(&end_a, &end_c, sizeof(end_a)) == 0, "%s: final data positions differ (epoch %llu pos %llu vs epoch %llu pos %llu)", label,
               (unsigned long long)end_a.epoch, (unsigned long long)end_a.position, (unsigned long long)end_c.epoch, (unsigned long long)end_c.position);
@@ -1064,7 +1064,7 @@ static void check_resume(const ResumeSetup *s, int stop, int version, const char
         memset(&d, 0, sizeof(d));
         int rc = run_load(&d, &other, model_path, state_path, err, sizeof(err));
         CHECK(rc != 0 && strstr(err, "total batch size") != NULL, "%s: resume with another total batch accepted (%s)", label, err);
-        if (d.model.params != NULL) gpt2_cpu_free(&d.model);
+        if (d.model.core.params != NULL) gpt2_cpu_free(&d.model);
     }
     run_free(&c);
     run_free(&a);

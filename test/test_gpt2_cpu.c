@@ -301,9 +301,9 @@ typedef struct {
 static double model_objective(void *p) {
     ModelCase *c = (ModelCase *)p;
     gpt2_cpu_forward(c->model, c->inputs, c->targets);
-    int BT = c->model->B * c->model->T;
+    int BT = c->model->core.B * c->model->core.T;
     double s = 0.0;
-    for (int i = 0; i < BT; i++) s += c->model->act[ACT_LOSSES][i];
+    for (int i = 0; i < BT; i++) s += c->model->core.act[ACT_LOSSES][i];
     return s / BT;
 }
 
@@ -320,13 +320,13 @@ static void test_model_gradients(void) {
     rng_seed(&rng, 201);
     // Weights of scale 0.3 (LN gains 1 + 0.3 N) so every layer is far from linear and gradients are
     // large; the padded rows of wte stay zero, like a real model's.
-    rng_fill_normal(&rng, model.params, model.table.num_parameters, 0.0f, 0.3f);
+    rng_fill_normal(&rng, model.core.params, model.core.table.num_parameters, 0.0f, 0.3f);
     for (int i = GPT2_LN1W; i <= GPT2_LNFW; i++) {
         if (i == GPT2_LN1W || i == GPT2_LN2W || i == GPT2_LNFW) {
-            for (size_t j = 0; j < model.table.specs[i].size; j++) model.param[i][j] += 1.0f;
+            for (size_t j = 0; j < model.core.table.specs[i].size; j++) model.core.param[i][j] += 1.0f;
         }
     }
-    memset(model.param[GPT2_WTE] + (size_t)cfg.vocab_size * cfg.channels, 0,
+    memset(model.core.param[GPT2_WTE] + (size_t)cfg.vocab_size * cfg.channels, 0,
            (size_t)(cfg.padded_vocab_size - cfg.vocab_size) * cfg.channels * sizeof(float));
     int *inputs = (int *)malloc_check((size_t)B * T * sizeof(int)), *targets = (int *)malloc_check((size_t)B * T * sizeof(int));
     random_tokens(&rng, inputs, B * T, cfg.vocab_size);
@@ -334,22 +334,22 @@ static void test_model_gradients(void) {
     gpt2_cpu_forward(&model, inputs, targets);
     gpt2_cpu_zero_grad(&model);
     gpt2_cpu_backward(&model, 1);
-    float *grads = (float *)malloc_check(model.table.num_parameters * sizeof(float));
-    memcpy(grads, model.grads, model.table.num_parameters * sizeof(float));
+    float *grads = (float *)malloc_check(model.core.table.num_parameters * sizeof(float));
+    memcpy(grads, model.core.grads, model.core.table.num_parameters * sizeof(float));
     GradTarget t[GPT2_NUM_PARAM_TENSORS];
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        t[i].name = model.table.specs[i].name;
-        t[i].x = model.param[i];
-        t[i].grad = grads + model.table.specs[i].offset;
-        t[i].n = model.table.specs[i].size;
+        t[i].name = model.core.table.specs[i].name;
+        t[i].x = model.core.param[i];
+        t[i].grad = grads + model.core.table.specs[i].offset;
+        t[i].n = model.core.table.specs[i].size;
     }
     ModelCase c = {&model, inputs, targets};
     double worst = check_gradients("model", model_objective, &c, t, GPT2_NUM_PARAM_TENSORS, SAMPLES_PER_TENSOR, &rng);
     CHECK(worst < MODEL_TOL, "model gradients: worst error %.3e >= %.1e", worst, MODEL_TOL);
     // rows that no token or position touches get exactly zero gradient
     int stray = 0;
-    for (size_t j = (size_t)cfg.vocab_size * cfg.channels; j < model.table.specs[GPT2_WTE].size; j++) stray += grads[j] != 0.0f;
-    for (size_t j = (size_t)T * cfg.channels; j < model.table.specs[GPT2_WPE].size; j++) stray += grads[model.table.specs[GPT2_WPE].offset + j] != 0.0f;
+    for (size_t j = (size_t)cfg.vocab_size * cfg.channels; j < model.core.table.specs[GPT2_WTE].size; j++) stray += grads[j] != 0.0f;
+    for (size_t j = (size_t)T * cfg.channels; j < model.core.table.specs[GPT2_WPE].size; j++) stray += grads[model.core.table.specs[GPT2_WPE].offset + j] != 0.0f;
     CHECK(stray == 0, "%d gradient entries of padded vocabulary rows or unused positions are nonzero", stray);
     free(grads);
     free(inputs);
@@ -375,15 +375,15 @@ static void test_thread_count_independence(void) {
         omp_set_num_threads(threads[r]);
         GPT2Cpu model;
         gpt2_cpu_build(&model, &cfg, B, T);
-        param_table_init(&model.table, model.params, 7);
+        param_table_init(&model.core.table, model.core.params, 7);
         losses[r] = gpt2_cpu_forward(&model, inputs, targets);
         gpt2_cpu_zero_grad(&model);
         gpt2_cpu_backward(&model, 1);
-        grads[r] = (float *)malloc_check(model.table.num_parameters * sizeof(float));
-        memcpy(grads[r], model.grads, model.table.num_parameters * sizeof(float));
+        grads[r] = (float *)malloc_check(model.core.table.num_parameters * sizeof(float));
+        memcpy(grads[r], model.core.grads, model.core.table.num_parameters * sizeof(float));
         gpt2_cpu_update(&model, &opt, 1e-3f, 1);
-        params[r] = (float *)malloc_check(model.table.num_parameters * sizeof(float));
-        memcpy(params[r], model.params, model.table.num_parameters * sizeof(float));
+        params[r] = (float *)malloc_check(model.core.table.num_parameters * sizeof(float));
+        memcpy(params[r], model.core.params, model.core.table.num_parameters * sizeof(float));
         gpt2_cpu_free(&model);
     }
     omp_set_num_threads(saved_threads);
@@ -433,41 +433,41 @@ static void test_adamw_and_clipping(void) {
     GPT2Config cfg = tiny_config();
     GPT2Cpu model;
     gpt2_cpu_build(&model, &cfg, 2, 4);
-    param_table_init(&model.table, model.params, 3);
-    size_t np = model.table.num_parameters;
-    rng_fill_normal(&rng, model.grads, np, 0.0f, 1.0f);
+    param_table_init(&model.core.table, model.core.params, 3);
+    size_t np = model.core.table.num_parameters;
+    rng_fill_normal(&rng, model.core.grads, np, 0.0f, 1.0f);
     double sq = 0.0;
-    for (size_t i = 0; i < np; i++) sq += (double)model.grads[i] * model.grads[i];
-    float norm = cpu_global_norm(model.grads, np);
+    for (size_t i = 0; i < np; i++) sq += (double)model.core.grads[i] * model.core.grads[i];
+    float norm = cpu_global_norm(model.core.grads, np);
     CHECK(fabs(norm - sqrt(sq)) <= 1e-6 * sqrt(sq), "global norm %.9g vs %.9g in double", norm, sqrt(sq));
     // Zero gradients (and zero moments): the step is pure weight decay, on the 2-D weights only.
-    memset(model.grads, 0, np * sizeof(float));
+    memset(model.core.grads, 0, np * sizeof(float));
     float *before = (float *)malloc_check(np * sizeof(float));
-    memcpy(before, model.params, np * sizeof(float));
+    memcpy(before, model.core.params, np * sizeof(float));
     AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
     gpt2_cpu_update(&model, &opt, 0.5f, 1);
     int wrong = 0;
     for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        const ParamSpec *pt = &model.table.specs[i];
+        const ParamSpec *pt = &model.core.table.specs[i];
         // the 2-D weights: the embeddings and the four linear weights
         int matrix = i == GPT2_WTE || i == GPT2_WPE || i == GPT2_QKVW || i == GPT2_ATTPROJW || i == GPT2_FCW || i == GPT2_FCPROJW;
         CHECK(pt->decay == matrix, "%s: decay flag %d", pt->name, pt->decay);
         float wd = matrix ? 0.1f : 0.0f;
-        for (size_t j = 0; j < pt->size; j++) wrong += model.params[pt->offset + j] != before[pt->offset + j] - 0.5f * (wd * before[pt->offset + j]);
+        for (size_t j = 0; j < pt->size; j++) wrong += model.core.params[pt->offset + j] != before[pt->offset + j] - 0.5f * (wd * before[pt->offset + j]);
     }
     CHECK(wrong == 0, "%d parameters wrong after a decay-only step (decay must hit exactly the 2-D weights)", wrong);
     // Clipping: the update returns the unclipped norm, and the first moments (zero before the
     // step) see the gradient scaled by clip/norm: m = (1 - beta1) * g * clip / norm.
-    rng_fill_normal(&rng, model.grads, np, 0.0f, 1.0f);
-    norm = cpu_global_norm(model.grads, np);
-    memset(model.m, 0, np * sizeof(float));
+    rng_fill_normal(&rng, model.core.grads, np, 0.0f, 1.0f);
+    norm = cpu_global_norm(model.core.grads, np);
+    memset(model.core.m, 0, np * sizeof(float));
     AdamWConfig clip = {0.9f, 0.95f, 1e-8f, 0.0f, 0.25f};
     float returned = gpt2_cpu_update(&model, &clip, 1e-3f, 1);
     CHECK(returned == norm, "update returned norm %.9g, expected the unclipped %.9g", returned, norm);
     double worst_m = 0.0;
     for (size_t i = 0; i < np; i++) {
-        double expect = 0.1 * model.grads[i] * (0.25 / norm);
-        worst_m = fmax(worst_m, fabs(model.m[i] - expect) / fmax(fabs(expect), 1e-30));
+        double expect = 0.1 * model.core.grads[i] * (0.25 / norm);
+        worst_m = fmax(worst_m, fabs(model.core.m[i] - expect) / fmax(fabs(expect), 1e-30));
     }
     CHECK(worst_m < 1e-6, "first moments after a clipped step differ from 0.1 * g * clip/norm by %.3e relative (bound 1e-6)", worst_m);
     free(before);
@@ -559,7 +559,7 @@ static void test_loss_falls_on_real_text(void) {
     }
     GPT2Cpu model;
     gpt2_cpu_build(&model, &cfg, B, T);
-    param_table_init(&model.table, model.params, 1337);
+    param_table_init(&model.core.table, model.core.params, 1337);
     AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.0f, 1.0f};
     LRSchedule sched = {6e-3f, 3, steps, 0.1f};
     float first = 0.0f, last5 = 0.0f;

@@ -488,9 +488,9 @@ typedef struct {
 static double model_objective(void *p) {
     ModelCase *c = (ModelCase *)p;
     llama_cpu_forward(c->model, c->inputs, c->targets);
-    int BT = c->model->B * c->model->T;
+    int BT = c->model->core.B * c->model->core.T;
     double s = 0.0;
-    for (int i = 0; i < BT; i++) s += c->model->act[LLAMA_ACT_LOSSES][i];
+    for (int i = 0; i < BT; i++) s += c->model->core.act[LLAMA_ACT_LOSSES][i];
     return s / BT;
 }
 
@@ -503,13 +503,13 @@ static double model_objective(void *p) {
 static void perturbed_params(LlamaCpu *model, Rng *rng) {
     const LlamaConfig *cfg = &model->config;
     const float scale = 0.15f;
-    rng_fill_normal(rng, model->params, model->table.num_parameters, 0.0f, scale);
+    rng_fill_normal(rng, model->core.params, model->core.table.num_parameters, 0.0f, scale);
     const int norms[3] = {LLAMA_ATTN_NORM, LLAMA_FFN_NORM, LLAMA_FINAL_NORM};
     for (int k = 0; k < 3; k++)
-        for (size_t j = 0; j < model->table.specs[norms[k]].size; j++) model->param[norms[k]][j] += 1.0f;  // gains 1 + scale * N(0, 1)
+        for (size_t j = 0; j < model->core.table.specs[norms[k]].size; j++) model->core.param[norms[k]][j] += 1.0f;  // gains 1 + scale * N(0, 1)
     const int vocab[2] = {LLAMA_WTE, LLAMA_LM_HEAD};
     for (int k = 0; k < 2; k++)
-        memset(model->param[vocab[k]] + (size_t)cfg->vocab_size * cfg->channels, 0,
+        memset(model->core.param[vocab[k]] + (size_t)cfg->vocab_size * cfg->channels, 0,
                (size_t)(cfg->padded_vocab_size - cfg->vocab_size) * cfg->channels * sizeof(float));
 }
 
@@ -527,15 +527,15 @@ static void test_model_gradients(void) {
     llama_cpu_forward(&model, inputs, targets);
     llama_cpu_zero_grad(&model);
     llama_cpu_backward(&model, 1);
-    size_t np = model.table.num_parameters;
+    size_t np = model.core.table.num_parameters;
     float *grads = (float *)malloc_check(np * sizeof(float));
-    memcpy(grads, model.grads, np * sizeof(float));
+    memcpy(grads, model.core.grads, np * sizeof(float));
     GradTarget t[LLAMA_NUM_PARAM_TENSORS];
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
-        t[i].name = model.table.specs[i].name;
-        t[i].x = model.param[i];
-        t[i].grad = grads + model.table.specs[i].offset;
-        t[i].n = model.table.specs[i].size;
+        t[i].name = model.core.table.specs[i].name;
+        t[i].x = model.core.param[i];
+        t[i].grad = grads + model.core.table.specs[i].offset;
+        t[i].n = model.core.table.specs[i].size;
     }
     ModelCase c = {&model, inputs, targets};
     double worst = check_gradients("model", model_objective, &c, t, LLAMA_NUM_PARAM_TENSORS, SAMPLES_PER_TENSOR, &rng);
@@ -575,7 +575,7 @@ static void test_model_positions_and_causality(void) {
     const int Vp = cfg.padded_vocab_size;
     float *logits = (float *)malloc_check((size_t)T * Vp * sizeof(float));
     llama_cpu_forward(&model, inputs, NULL);
-    memcpy(logits, model.act[LLAMA_ACT_LOGITS], (size_t)T * Vp * sizeof(float));
+    memcpy(logits, model.core.act[LLAMA_ACT_LOGITS], (size_t)T * Vp * sizeof(float));
     int swapped[8];
     memcpy(swapped, inputs, sizeof(swapped));
     swapped[0] = inputs[1];
@@ -583,7 +583,7 @@ static void test_model_positions_and_causality(void) {
     llama_cpu_forward(&model, swapped, NULL);
     double diff = 0.0, scale = 0.0;
     for (int v = 0; v < cfg.vocab_size; v++) {
-        diff = fmax(diff, fabs(model.act[LLAMA_ACT_LOGITS][(size_t)(T - 1) * Vp + v] - logits[(size_t)(T - 1) * Vp + v]));
+        diff = fmax(diff, fabs(model.core.act[LLAMA_ACT_LOGITS][(size_t)(T - 1) * Vp + v] - logits[(size_t)(T - 1) * Vp + v]));
         scale = fmax(scale, fabs(logits[(size_t)(T - 1) * Vp + v]));
     }
     CHECK(diff > 1e-3 * scale, "swapping tokens 0 and 1 changed the last logits by only %.3e (max |logit| %.3e): RoPE has no effect", diff, scale);
@@ -591,7 +591,7 @@ static void test_model_positions_and_causality(void) {
     memcpy(last, inputs, sizeof(last));
     last[T - 1] = 33;
     llama_cpu_forward(&model, last, NULL);
-    CHECK(memcmp(model.act[LLAMA_ACT_LOGITS], logits, (size_t)(T - 1) * Vp * sizeof(float)) == 0, "changing the last token changed earlier logits");
+    CHECK(memcmp(model.core.act[LLAMA_ACT_LOGITS], logits, (size_t)(T - 1) * Vp * sizeof(float)) == 0, "changing the last token changed earlier logits");
     free(logits);
     llama_cpu_free(&model);
 }
@@ -615,16 +615,16 @@ static void test_thread_count_independence(void) {
         omp_set_num_threads(threads[r]);
         LlamaCpu model;
         llama_cpu_build(&model, &cfg, B, T);
-        np = model.table.num_parameters;
-        param_table_init(&model.table, model.params, 7);
+        np = model.core.table.num_parameters;
+        param_table_init(&model.core.table, model.core.params, 7);
         losses[r] = llama_cpu_forward(&model, inputs, targets);
         llama_cpu_zero_grad(&model);
         llama_cpu_backward(&model, 1);
         grads[r] = (float *)malloc_check(np * sizeof(float));
-        memcpy(grads[r], model.grads, np * sizeof(float));
+        memcpy(grads[r], model.core.grads, np * sizeof(float));
         llama_cpu_update(&model, &opt, 1e-3f, 1);
         params[r] = (float *)malloc_check(np * sizeof(float));
-        memcpy(params[r], model.params, np * sizeof(float));
+        memcpy(params[r], model.core.params, np * sizeof(float));
         llama_cpu_free(&model);
     }
     omp_set_num_threads(saved_threads);
@@ -645,19 +645,19 @@ static void test_weight_decay_flags(void) {
     LlamaConfig cfg = tiny_config();
     LlamaCpu model;
     llama_cpu_build(&model, &cfg, 1, 4);
-    param_table_init(&model.table, model.params, 5);
-    size_t np = model.table.num_parameters;
+    param_table_init(&model.core.table, model.core.params, 5);
+    size_t np = model.core.table.num_parameters;
     float *before = (float *)malloc_check(np * sizeof(float));
-    memcpy(before, model.params, np * sizeof(float));
+    memcpy(before, model.core.params, np * sizeof(float));
     AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
     float norm = llama_cpu_update(&model, &opt, 0.5f, 1);
     CHECK(norm == 0.0f, "norm of zero gradients %g", norm);
     int wrong = 0;
     for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
-        const ParamSpec *s = &model.table.specs[i];
+        const ParamSpec *s = &model.core.table.specs[i];
         int matrix = i == LLAMA_WTE || i == LLAMA_QKVW || i == LLAMA_ATTN_OUTW || i == LLAMA_GATE_UPW || i == LLAMA_DOWNW || i == LLAMA_LM_HEAD;
         float wd = matrix ? 0.1f : 0.0f;
-        for (size_t j = 0; j < s->size; j++) wrong += model.params[s->offset + j] != before[s->offset + j] - 0.5f * (wd * before[s->offset + j]);
+        for (size_t j = 0; j < s->size; j++) wrong += model.core.params[s->offset + j] != before[s->offset + j] - 0.5f * (wd * before[s->offset + j]);
     }
     CHECK(wrong == 0, "%d parameters wrong after a decay-only step (decay must hit exactly the 2-D weights)", wrong);
     free(before);
@@ -671,7 +671,7 @@ static void test_adamw_lowers_loss(void) {
     int B = 4, T = 16, steps = 20;
     LlamaCpu model;
     llama_cpu_build(&model, &cfg, B, T);
-    param_table_init(&model.table, model.params, 1337);
+    param_table_init(&model.core.table, model.core.params, 1337);
     Rng rng;
     rng_seed(&rng, 604);
     int *inputs = (int *)malloc_check((size_t)B * T * sizeof(int)), *targets = (int *)malloc_check((size_t)B * T * sizeof(int));

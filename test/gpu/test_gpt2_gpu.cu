@@ -130,7 +130,7 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
     if (portable_gelu) gpu.linear.gelu_gemm_sm90 = false;
     GPT2Cpu cpu;
     gpt2_cpu_build(&cpu, &cfg, B, T);
-    for (size_t i = 0; i < n; i++) cpu.params[i] = bf16_round(params[i]);
+    for (size_t i = 0; i < n; i++) cpu.core.params[i] = bf16_round(params[i]);
 
     // logits (forward without targets)
     CHECK(gpt2_attention_sums_qkv_bias(&gpu, B, T) == fused_qkv_bias, "B=%d T=%d: qkv bias gradient from the wrong pass", B, T);
@@ -141,7 +141,7 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
     float *logits = (float *)malloc_check((size_t)BT * Vp * sizeof(float));
     for (size_t i = 0; i < (size_t)BT * Vp; i++) logits[i] = __bfloat162float(logits_bf16[i]);
     float cpu_loss = gpt2_cpu_forward(&cpu, inputs, targets);
-    double logits_err = rel_l2(logits, cpu.act[ACT_LOGITS], (size_t)BT * Vp);
+    double logits_err = rel_l2(logits, cpu.core.act[ACT_LOGITS], (size_t)BT * Vp);
     printf("  logits relative L2 error %.3e (bound %.3e)\n", logits_err, 4 * BF16_U);
     CHECK(logits_err <= 4 * BF16_U, "logits relative L2 error %.3e", logits_err);
 
@@ -175,7 +175,7 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
     const ParamTable table = test_table(&cfg);
     for (int i = 0; i < table.count; i++) {
         const ParamSpec *t = &table.specs[i];
-        double e = rel_l2(grads + t->offset, cpu.grads + t->offset, t->size);
+        double e = rel_l2(grads + t->offset, cpu.core.grads + t->offset, t->size);
         printf("  grad %-9s relative L2 error %.3e\n", t->name, e);
         CHECK(e <= 12 * BF16_U, "gradient of %s: relative L2 error %.3e > %.3e", t->name, e, 12 * BF16_U);
         if (e > worst) worst = e;
@@ -203,7 +203,7 @@ static void test_training_tracks_cpu(void) {
     build_gpu(&gpu, &cfg, params, 1);
     GPT2Cpu cpu;
     gpt2_cpu_build(&cpu, &cfg, TEST_B, TEST_T);
-    memcpy(cpu.params, params, n * sizeof(float));
+    memcpy(cpu.core.params, params, n * sizeof(float));
     double worst = 0.0;
     float first = 0.0f, last = 0.0f;
     for (int s = 0; s < TRAIN_STEPS; s++) {

@@ -22,6 +22,7 @@
 #include "core/utils.h"
 #include "gpt2_model.h"
 #include "test/reference/layers_cpu.h"
+#include "test/reference/model_cpu.h"
 
 // ----------------------------------------------------------------------------
 // The model
@@ -56,46 +57,22 @@ enum {
 
 typedef struct {
     GPT2Config config;
-    ParamTable table;            // gpt2_model.h's parameter table of config
-    int B, T;                    // batch shape the activations were sized for
-    float *params;               // table.num_parameters, llm.c order
-    float *grads;                // same layout
-    float *m, *v;                // AdamW moments, same layout
-    float *param[GPT2_NUM_PARAM_TENSORS];  // views into params
-    float *grad[GPT2_NUM_PARAM_TENSORS];   // views into grads
-    size_t act_size[ACT_COUNT];
-    float *acts_memory, *grad_acts_memory;
-    float *act[ACT_COUNT];       // views into acts_memory
-    float *grad_act[ACT_COUNT];  // views into grad_acts_memory
-    int *inputs, *targets;       // [B,T], copied by forward for backward
-    float mean_loss;             // of the last forward with targets
+    CpuModel core;  // parameters (gpt2_model.h's table, llm.c order), gradients, moments, the ACT_* activations, tokens, mean loss
 } GPT2Cpu;
 
 // Allocates a model for configuration *cfg and batches of B x T tokens (T <= max_seq_len), all
-// parameters, gradients, moments and activations zeroed; fill params next (e.g.
-// param_table_init(&model->table, model->params, seed)).
+// parameters, gradients, moments and activations zeroed; fill core.params next (e.g.
+// param_table_init(&model->core.table, model->core.params, seed)).
 static inline void gpt2_cpu_build(GPT2Cpu *model, const GPT2Config *cfg, int B, int T) {
     char err[256];
     ParamTable table;
     if (gpt2_param_table(cfg, &table, err, sizeof(err)) != 0) fatal("gpt2_cpu_build: %s", err);
-    if (B <= 0 || T <= 0 || T > cfg->max_seq_len) fatal("gpt2_cpu_build: need B > 0 and 0 < T <= %d, got B=%d T=%d", cfg->max_seq_len, B, T);
     memset(model, 0, sizeof(*model));
     model->config = *cfg;
-    model->B = B;
-    model->T = T;
-    model->table = table;
-    size_t np = table.num_parameters;
-    model->params = (float *)calloc_check(np, sizeof(float));
-    model->grads = (float *)calloc_check(np, sizeof(float));
-    model->m = (float *)calloc_check(np, sizeof(float));
-    model->v = (float *)calloc_check(np, sizeof(float));
-    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        model->param[i] = model->params + table.specs[i].offset;
-        model->grad[i] = model->grads + table.specs[i].offset;
-    }
+    cpu_model_build(&model->core, &table, B, T, cfg->max_seq_len, ACT_COUNT, "gpt2_cpu_build");
     size_t L = (size_t)cfg->num_layers, C = (size_t)cfg->channels, NH = (size_t)cfg->num_heads, Vp = (size_t)cfg->padded_vocab_size;
     size_t BT = (size_t)B * T;
-    size_t *s = model->act_size;
+    size_t *s = model->core.act_size;
     s[ACT_ENCODED] = BT * C;
     s[ACT_LN1] = L * BT * C;
     s[ACT_LN1_MEAN] = L * BT;
@@ -118,47 +95,23 @@ static inline void gpt2_cpu_build(GPT2Cpu *model, const GPT2Config *cfg, int B, 
     s[ACT_LOGITS] = BT * Vp;
     s[ACT_PROBS] = BT * Vp;
     s[ACT_LOSSES] = BT;
-    size_t total = 0;
-    for (int i = 0; i < ACT_COUNT; i++) total += s[i];
-    model->acts_memory = (float *)calloc_check(total, sizeof(float));
-    model->grad_acts_memory = (float *)calloc_check(total, sizeof(float));
-    size_t offset = 0;
-    for (int i = 0; i < ACT_COUNT; i++) {
-        model->act[i] = model->acts_memory + offset;
-        model->grad_act[i] = model->grad_acts_memory + offset;
-        offset += s[i];
-    }
-    model->inputs = (int *)calloc_check(BT, sizeof(int));
-    model->targets = (int *)calloc_check(BT, sizeof(int));
+    cpu_model_alloc_acts(&model->core);
 }
 
 static inline void gpt2_cpu_free(GPT2Cpu *model) {
-    free(model->params);
-    free(model->grads);
-    free(model->m);
-    free(model->v);
-    free(model->acts_memory);
-    free(model->grad_acts_memory);
-    free(model->inputs);
-    free(model->targets);
+    cpu_model_free(&model->core);
     memset(model, 0, sizeof(*model));
 }
 
 // Forward pass over inputs [B,T] (ids < vocab_size). With targets [B,T], computes the per-token
-// losses and returns their mean (also kept in model->mean_loss); with targets NULL stops at the
+// losses and returns their mean (also kept in model->core.mean_loss); with targets NULL stops at the
 // logits and returns 0.
 static inline float gpt2_cpu_forward(GPT2Cpu *model, const int *inputs, const int *targets) {
     const GPT2Config *cfg = &model->config;
-    int B = model->B, T = model->T, C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers;
+    int B = model->core.B, T = model->core.T, C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, BT = B * T;
-    for (int i = 0; i < BT; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V) fatal("gpt2_cpu_forward: input token %d at position %d is outside [0, %d)", inputs[i], i, V);
-        if (targets != NULL && (targets[i] < 0 || targets[i] >= V))
-            fatal("gpt2_cpu_forward: target token %d at position %d is outside [0, %d)", targets[i], i, V);
-    }
-    memcpy(model->inputs, inputs, (size_t)BT * sizeof(int));
-    if (targets != NULL) memcpy(model->targets, targets, (size_t)BT * sizeof(int));
-    float **p = model->param, **a = model->act;
+    cpu_model_set_batch(&model->core, inputs, targets, V, "gpt2_cpu_forward");
+    float **p = model->core.param, **a = model->core.act;
     size_t bc = (size_t)BT * C;
     cpu_encoder_forward(a[ACT_ENCODED], inputs, p[GPT2_WTE], p[GPT2_WPE], B, T, C);
     for (int l = 0; l < L; l++) {
@@ -185,32 +138,23 @@ static inline float gpt2_cpu_forward(GPT2Cpu *model, const int *inputs, const in
     cpu_matmul_forward(a[ACT_LOGITS], a[ACT_LNF], p[GPT2_WTE], NULL, BT, C, Vp);
     if (targets == NULL) return 0.0f;
     cpu_softmax_crossentropy_forward(a[ACT_LOSSES], a[ACT_PROBS], a[ACT_LOGITS], targets, BT, V, Vp);
-    double sum = 0.0;
-    for (int i = 0; i < BT; i++) sum += a[ACT_LOSSES][i];
-    model->mean_loss = (float)(sum / BT);
-    return model->mean_loss;
+    return cpu_model_mean_loss(&model->core, a[ACT_LOSSES]);
 }
 
 // Sets every parameter gradient to zero.
-static inline void gpt2_cpu_zero_grad(GPT2Cpu *model) {
-    memset(model->grads, 0, model->table.num_parameters * sizeof(float));
-}
+static inline void gpt2_cpu_zero_grad(GPT2Cpu *model) { cpu_model_zero_grad(&model->core); }
 
-// Backward pass of the last forward (which must have had targets): ACCUMULATES into model->grads
+// Backward pass of the last forward (which must have had targets): ACCUMULATES into model->core.grads
 // the gradient of mean_loss / grad_accum_steps, so that grad_accum_steps micro-batches sum to the
 // gradient of their mean loss.
 static inline void gpt2_cpu_backward(GPT2Cpu *model, int grad_accum_steps) {
     const GPT2Config *cfg = &model->config;
-    int B = model->B, T = model->T, C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers;
+    int B = model->core.B, T = model->core.T, C = cfg->channels, NH = cfg->num_heads, L = cfg->num_layers;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, BT = B * T;
-    size_t total = 0;
-    for (int i = 0; i < ACT_COUNT; i++) total += model->act_size[i];
-    memset(model->grad_acts_memory, 0, total * sizeof(float));
-    float **p = model->param, **g = model->grad, **a = model->act, **ga = model->grad_act;
+    float **p = model->core.param, **g = model->core.grad, **a = model->core.act, **ga = model->core.grad_act;
     size_t bc = (size_t)BT * C;
-    float dloss = 1.0f / ((float)BT * (float)grad_accum_steps);
-    for (int i = 0; i < BT; i++) ga[ACT_LOSSES][i] = dloss;
-    cpu_softmax_crossentropy_backward(ga[ACT_LOGITS], ga[ACT_LOSSES], a[ACT_PROBS], model->targets, BT, V, Vp);
+    cpu_model_backward_begin(&model->core, ga[ACT_LOSSES], grad_accum_steps);
+    cpu_softmax_crossentropy_backward(ga[ACT_LOGITS], ga[ACT_LOSSES], a[ACT_PROBS], model->core.targets, BT, V, Vp);
     cpu_matmul_backward(ga[ACT_LNF], g[GPT2_WTE], NULL, ga[ACT_LOGITS], a[ACT_LNF], p[GPT2_WTE], BT, C, Vp);
     cpu_layernorm_backward(ga[ACT_RESIDUAL3] + (size_t)(L - 1) * bc, g[GPT2_LNFW], g[GPT2_LNFB], ga[ACT_LNF],
                            a[ACT_RESIDUAL3] + (size_t)(L - 1) * bc, p[GPT2_LNFW], a[ACT_LNF_MEAN], a[ACT_LNF_RSTD], BT, C);
@@ -235,14 +179,14 @@ static inline void gpt2_cpu_backward(GPT2Cpu *model, int grad_accum_steps) {
         cpu_layernorm_backward(dresidual, g[GPT2_LN1W] + l * C, g[GPT2_LN1B] + l * C, ga[ACT_LN1] + l * bc,
                                residual, p[GPT2_LN1W] + l * C, a[ACT_LN1_MEAN] + l * BT, a[ACT_LN1_RSTD] + l * BT, BT, C);
     }
-    cpu_encoder_backward(g[GPT2_WTE], g[GPT2_WPE], ga[ACT_ENCODED], model->inputs, B, T, C);
+    cpu_encoder_backward(g[GPT2_WTE], g[GPT2_WPE], ga[ACT_ENCODED], model->core.inputs, B, T, C);
 }
 
 // Optimizer step `step` (1-based, for the bias corrections) with learning rate lr: clips the
 // global gradient norm to opt->grad_clip, then AdamW on every tensor (weight decay on the 2-D
 // weights only: the table's decay flags). Returns the gradient norm before clipping.
 static inline float gpt2_cpu_update(GPT2Cpu *model, const AdamWConfig *opt, float lr, int step) {
-    return cpu_adamw_step_table(&model->table, model->params, model->grads, model->m, model->v, opt, lr, step);
+    return cpu_model_update(&model->core, opt, lr, step);
 }
 
 #endif // TEST_REFERENCE_GPT2_CPU_H

@@ -26,6 +26,7 @@
 #include "core/utils.h"
 #include "llama_model.h"
 #include "test/reference/layers_cpu.h"
+#include "test/reference/model_cpu.h"
 
 // Every activation kept from forward for backward, as pointers into one buffer. The gradient
 // buffers of the backward pass use the same layout. QKV = (NH + 2*NKV)*HS.
@@ -55,48 +56,24 @@ enum {
 
 typedef struct {
     LlamaConfig config;
-    ParamTable table;            // llama_model.h's parameter table of config
-    int B, T;                    // batch shape the activations were sized for
-    float *params;               // table.num_parameters, table order
-    float *grads;                // same layout
-    float *m, *v;                // AdamW moments, same layout
-    float *param[LLAMA_NUM_PARAM_TENSORS];  // views into params
-    float *grad[LLAMA_NUM_PARAM_TENSORS];   // views into grads
-    size_t act_size[LLAMA_ACT_COUNT];
-    float *acts_memory, *grad_acts_memory;
-    float *act[LLAMA_ACT_COUNT];       // views into acts_memory
-    float *grad_act[LLAMA_ACT_COUNT];  // views into grad_acts_memory
+    CpuModel core;               // parameters (llama_model.h's table), gradients, moments, the LLAMA_ACT_* activations, tokens, mean loss
     float *rope_cos, *rope_sin;  // [T, HS/2] (cpu_rope_table)
-    int *inputs, *targets;       // [B,T], copied by forward for backward
-    float mean_loss;             // of the last forward with targets
 } LlamaCpu;
 
 // Allocates a model for configuration *cfg and batches of B x T tokens (T <= max_seq_len), all
-// parameters, gradients, moments and activations zeroed; fill params next (e.g.
-// param_table_init(&model->table, model->params, seed)).
+// parameters, gradients, moments and activations zeroed; fill core.params next (e.g.
+// param_table_init(&model->core.table, model->core.params, seed)).
 static inline void llama_cpu_build(LlamaCpu *model, const LlamaConfig *cfg, int B, int T) {
     char err[256];
     ParamTable table;
     if (llama_param_table(cfg, &table, err, sizeof(err)) != 0) fatal("llama_cpu_build: %s", err);
-    if (B <= 0 || T <= 0 || T > cfg->max_seq_len) fatal("llama_cpu_build: need B > 0 and 0 < T <= %d, got B=%d T=%d", cfg->max_seq_len, B, T);
     memset(model, 0, sizeof(*model));
     model->config = *cfg;
-    model->table = table;
-    model->B = B;
-    model->T = T;
-    size_t np = table.num_parameters;
-    model->params = (float *)calloc_check(np, sizeof(float));
-    model->grads = (float *)calloc_check(np, sizeof(float));
-    model->m = (float *)calloc_check(np, sizeof(float));
-    model->v = (float *)calloc_check(np, sizeof(float));
-    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
-        model->param[i] = model->params + table.specs[i].offset;
-        model->grad[i] = model->grads + table.specs[i].offset;
-    }
+    cpu_model_build(&model->core, &table, B, T, cfg->max_seq_len, LLAMA_ACT_COUNT, "llama_cpu_build");
     size_t L = (size_t)cfg->num_layers, C = (size_t)cfg->channels, NH = (size_t)cfg->num_heads, Vp = (size_t)cfg->padded_vocab_size;
     size_t HS = C / NH, QKV = (NH + 2 * (size_t)cfg->num_kv_heads) * HS, F = (size_t)cfg->ffn_hidden;
     size_t BT = (size_t)B * T;
-    size_t *s = model->act_size;
+    size_t *s = model->core.act_size;
     s[LLAMA_ACT_ENCODED] = BT * C;
     s[LLAMA_ACT_ATTN_NORM] = L * BT * C;
     s[LLAMA_ACT_ATTN_NORM_RSTD] = L * BT;
@@ -117,54 +94,30 @@ static inline void llama_cpu_build(LlamaCpu *model, const LlamaConfig *cfg, int 
     s[LLAMA_ACT_LOGITS] = BT * Vp;
     s[LLAMA_ACT_PROBS] = BT * Vp;
     s[LLAMA_ACT_LOSSES] = BT;
-    size_t total = 0;
-    for (int i = 0; i < LLAMA_ACT_COUNT; i++) total += s[i];
-    model->acts_memory = (float *)calloc_check(total, sizeof(float));
-    model->grad_acts_memory = (float *)calloc_check(total, sizeof(float));
-    size_t offset = 0;
-    for (int i = 0; i < LLAMA_ACT_COUNT; i++) {
-        model->act[i] = model->acts_memory + offset;
-        model->grad_act[i] = model->grad_acts_memory + offset;
-        offset += s[i];
-    }
+    cpu_model_alloc_acts(&model->core);
     model->rope_cos = (float *)malloc_check((size_t)T * (HS / 2) * sizeof(float));
     model->rope_sin = (float *)malloc_check((size_t)T * (HS / 2) * sizeof(float));
     cpu_rope_table(model->rope_cos, model->rope_sin, T, (int)HS, cfg->rope_theta);
-    model->inputs = (int *)calloc_check(BT, sizeof(int));
-    model->targets = (int *)calloc_check(BT, sizeof(int));
 }
 
 static inline void llama_cpu_free(LlamaCpu *model) {
-    free(model->params);
-    free(model->grads);
-    free(model->m);
-    free(model->v);
-    free(model->acts_memory);
-    free(model->grad_acts_memory);
+    cpu_model_free(&model->core);
     free(model->rope_cos);
     free(model->rope_sin);
-    free(model->inputs);
-    free(model->targets);
     memset(model, 0, sizeof(*model));
 }
 
 // Forward pass over inputs [B,T] (ids < vocab_size). With targets [B,T], computes the per-token
-// losses and returns their mean (also kept in model->mean_loss); with targets NULL stops at the
+// losses and returns their mean (also kept in model->core.mean_loss); with targets NULL stops at the
 // logits and returns 0.
 static inline float llama_cpu_forward(LlamaCpu *model, const int *inputs, const int *targets) {
     const LlamaConfig *cfg = &model->config;
-    const int B = model->B, T = model->T, C = cfg->channels, NH = cfg->num_heads, NKV = cfg->num_kv_heads, L = cfg->num_layers;
+    const int B = model->core.B, T = model->core.T, C = cfg->channels, NH = cfg->num_heads, NKV = cfg->num_kv_heads, L = cfg->num_layers;
     const int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, F = cfg->ffn_hidden, BT = B * T;
     const int HS = C / NH, QKV = (NH + 2 * NKV) * HS;
     const float eps = cfg->norm_eps;
-    for (int i = 0; i < BT; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V) fatal("llama_cpu_forward: input token %d at position %d is outside [0, %d)", inputs[i], i, V);
-        if (targets != NULL && (targets[i] < 0 || targets[i] >= V))
-            fatal("llama_cpu_forward: target token %d at position %d is outside [0, %d)", targets[i], i, V);
-    }
-    memcpy(model->inputs, inputs, (size_t)BT * sizeof(int));
-    if (targets != NULL) memcpy(model->targets, targets, (size_t)BT * sizeof(int));
-    float **p = model->param, **a = model->act;
+    cpu_model_set_batch(&model->core, inputs, targets, V, "llama_cpu_forward");
+    float **p = model->core.param, **a = model->core.act;
     const size_t bc = (size_t)BT * C, bq = (size_t)BT * QKV, bf = (size_t)BT * F;
     cpu_embedding_forward(a[LLAMA_ACT_ENCODED], inputs, p[LLAMA_WTE], BT, C);
     for (int l = 0; l < L; l++) {
@@ -191,33 +144,24 @@ static inline float llama_cpu_forward(LlamaCpu *model, const int *inputs, const 
     cpu_matmul_forward(a[LLAMA_ACT_LOGITS], a[LLAMA_ACT_FINAL_NORM], p[LLAMA_LM_HEAD], NULL, BT, C, Vp);
     if (targets == NULL) return 0.0f;
     cpu_softmax_crossentropy_forward(a[LLAMA_ACT_LOSSES], a[LLAMA_ACT_PROBS], a[LLAMA_ACT_LOGITS], targets, BT, V, Vp);
-    double sum = 0.0;
-    for (int i = 0; i < BT; i++) sum += a[LLAMA_ACT_LOSSES][i];
-    model->mean_loss = (float)(sum / BT);
-    return model->mean_loss;
+    return cpu_model_mean_loss(&model->core, a[LLAMA_ACT_LOSSES]);
 }
 
 // Sets every parameter gradient to zero.
-static inline void llama_cpu_zero_grad(LlamaCpu *model) {
-    memset(model->grads, 0, model->table.num_parameters * sizeof(float));
-}
+static inline void llama_cpu_zero_grad(LlamaCpu *model) { cpu_model_zero_grad(&model->core); }
 
-// Backward pass of the last forward (which must have had targets): ACCUMULATES into model->grads
+// Backward pass of the last forward (which must have had targets): ACCUMULATES into model->core.grads
 // the gradient of mean_loss / grad_accum_steps, so that grad_accum_steps micro-batches sum to the
 // gradient of their mean loss.
 static inline void llama_cpu_backward(LlamaCpu *model, int grad_accum_steps) {
     const LlamaConfig *cfg = &model->config;
-    const int B = model->B, T = model->T, C = cfg->channels, NH = cfg->num_heads, NKV = cfg->num_kv_heads, L = cfg->num_layers;
+    const int B = model->core.B, T = model->core.T, C = cfg->channels, NH = cfg->num_heads, NKV = cfg->num_kv_heads, L = cfg->num_layers;
     const int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, F = cfg->ffn_hidden, BT = B * T;
     const int HS = C / NH, QKV = (NH + 2 * NKV) * HS;
-    size_t total = 0;
-    for (int i = 0; i < LLAMA_ACT_COUNT; i++) total += model->act_size[i];
-    memset(model->grad_acts_memory, 0, total * sizeof(float));
-    float **p = model->param, **g = model->grad, **a = model->act, **ga = model->grad_act;
+    float **p = model->core.param, **g = model->core.grad, **a = model->core.act, **ga = model->core.grad_act;
     const size_t bc = (size_t)BT * C, bq = (size_t)BT * QKV, bf = (size_t)BT * F;
-    float dloss = 1.0f / ((float)BT * (float)grad_accum_steps);
-    for (int i = 0; i < BT; i++) ga[LLAMA_ACT_LOSSES][i] = dloss;
-    cpu_softmax_crossentropy_backward(ga[LLAMA_ACT_LOGITS], ga[LLAMA_ACT_LOSSES], a[LLAMA_ACT_PROBS], model->targets, BT, V, Vp);
+    cpu_model_backward_begin(&model->core, ga[LLAMA_ACT_LOSSES], grad_accum_steps);
+    cpu_softmax_crossentropy_backward(ga[LLAMA_ACT_LOGITS], ga[LLAMA_ACT_LOSSES], a[LLAMA_ACT_PROBS], model->core.targets, BT, V, Vp);
     cpu_matmul_backward(ga[LLAMA_ACT_FINAL_NORM], g[LLAMA_LM_HEAD], NULL, ga[LLAMA_ACT_LOGITS], a[LLAMA_ACT_FINAL_NORM], p[LLAMA_LM_HEAD], BT, C,
                         Vp);
     cpu_rmsnorm_backward(ga[LLAMA_ACT_RESIDUAL3] + (size_t)(L - 1) * bc, g[LLAMA_FINAL_NORM], ga[LLAMA_ACT_FINAL_NORM],
@@ -250,14 +194,14 @@ static inline void llama_cpu_backward(LlamaCpu *model, int grad_accum_steps) {
         cpu_rmsnorm_backward(dresidual, g[LLAMA_ATTN_NORM] + (size_t)l * C, ga[LLAMA_ACT_ATTN_NORM] + l * bc, residual,
                              p[LLAMA_ATTN_NORM] + (size_t)l * C, a[LLAMA_ACT_ATTN_NORM_RSTD] + l * BT, BT, C);
     }
-    cpu_embedding_backward(g[LLAMA_WTE], ga[LLAMA_ACT_ENCODED], model->inputs, BT, C);
+    cpu_embedding_backward(g[LLAMA_WTE], ga[LLAMA_ACT_ENCODED], model->core.inputs, BT, C);
 }
 
 // Optimizer step `step` (1-based, for the bias corrections) with learning rate lr: clips the
 // global gradient norm to opt->grad_clip, then AdamW on every tensor (weight decay where the table's
 // decay flag is set: the 2-D weights). Returns the gradient norm before clipping.
 static inline float llama_cpu_update(LlamaCpu *model, const AdamWConfig *opt, float lr, int step) {
-    return cpu_adamw_step_table(&model->table, model->params, model->grads, model->m, model->v, opt, lr, step);
+    return cpu_model_update(&model->core, opt, lr, step);
 }
 
 #endif // TEST_REFERENCE_LLAMA_CPU_H
