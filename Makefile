@@ -109,10 +109,11 @@ test:
 	@bash test/run_tests.sh $(foreach t,$(CUDA_TARGETS) $(CPU_TEST_BINS) test-data,-c $(t)) \
 	  $(foreach t,$(CPU_TEST_BINS),-t $(t)) $(foreach t,$(PY_TESTS),-t "$(PYTHON) $(t)")
 
-# GPU tests, plus the float64 PyTorch check of the CPU reference (PyTorch is on GPU machines, not in CI).
+# GPU tests, plus the float64 PyTorch checks of the CPU references, GPT-2 and Llama (PyTorch is on GPU
+# machines, not in CI).
 test-gpu:
 	@bash test/run_tests.sh $(foreach t,$(GPU_TEST_BINS) test-data,-c $(t)) $(foreach t,$(GPU_TEST_BINS),-t $(t)) \
-	  -t "$(PYTHON) dev/torch_reference_check.py"
+	  -t "$(PYTHON) dev/torch_reference_check.py" -t "$(PYTHON) dev/torch_llama_reference_check.py"
 
 # model_logits is a tool (it needs a model file), not a benchmark
 BENCH_BINS := $(filter-out build/dev/model_logits,$(DEV_CUDA_BINS))

@@ -32,6 +32,9 @@ padded wte and wpe included): 6*N for the forward+backward of the weights, and t
 MFU = FLOPs per token * tokens/s / 989e12 (H100 SXM dense BF16 peak), as the C trainer reports.
 The summary line averages the steps after the first --timing-skip (compilation and warm-up excluded).
 
+dev/bench/torch_llama.py, the Llama peer, reuses this file's command line, data loaders, optimizer groups,
+schedule, model-file reader and training loop (so both print the same step and summary lines).
+
 Benchmarks (on the device):
     python3 dev/bench/torch_gpt2.py --model d12 -b 64 -t 1024 --steps 30
     python3 dev/bench/torch_gpt2.py --model d24 -b 32 -t 1024 --steps 30
@@ -49,6 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MODEL_FILE_MAGIC = 20240326
+LLAMA_MODEL_FILE_MAGIC = 20261208  # llama_model.h's files, read by dev/bench/torch_llama.py
 MODEL_FILE_HEADER_INTS = 256
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
@@ -104,23 +108,29 @@ class GPTConfig:
                 f"Vp={self.padded_vocab_size} maxT={self.max_seq_len}")
 
 
-def read_model_file(path):
-    """Reads an llm.c model file (version 3 fp32 or 5 bf16). Returns (config, version, tensors): the tensors
-    as float32 numpy arrays in llm.c's order (bf16 widened exactly). Raises ValueError naming the file."""
+def read_model_tensors(path, magic, family, config_from_header, other_families=()):
+    """Reads a model file in llm.c's layout: 256 int32 header words, [0] = magic, [1] = version (3: fp32
+    parameters, 5: bf16), then the parameters in the order of config.tensor_shapes(). config_from_header(header)
+    returns the configuration of the header words (a numpy int32 array), raising ValueError(reason) when they
+    are not a valid one. other_families: (magic, message) pairs naming another family's files. Returns (config,
+    version, tensors): the tensors as float32 numpy arrays (bf16 widened exactly). Raises ValueError naming the file."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         header = np.frombuffer(f.read(MODEL_FILE_HEADER_INTS * 4), dtype="<i4")
         if header.size != MODEL_FILE_HEADER_INTS:
             raise ValueError(f"'{path}': short read of the 1024-byte model header")
-        if header[0] != MODEL_FILE_MAGIC:
-            raise ValueError(f"'{path}' is not a model file: magic {header[0]}, expected {MODEL_FILE_MAGIC}")
+        for other_magic, message in other_families:
+            if header[0] == other_magic:
+                raise ValueError(f"'{path}': {message}")
+        if header[0] != magic:
+            raise ValueError(f"'{path}' is not a {family} model file: magic {header[0]}, expected {magic}")
         version = int(header[1])
         if version not in (3, 5):
             raise ValueError(f"'{path}': unsupported model file version {version} (3 = fp32, 5 = bf16)")
-        cfg = GPTConfig(*(int(x) for x in (header[2], header[3], header[7], header[4], header[5], header[6])))
-        if min(cfg.max_seq_len, cfg.vocab_size, cfg.num_layers, cfg.num_heads, cfg.channels) <= 0 \
-                or cfg.padded_vocab_size < cfg.vocab_size or cfg.channels % cfg.num_heads != 0:
-            raise ValueError(f"'{path}': bad model header: {cfg.describe()}")
+        try:
+            cfg = config_from_header(header)
+        except ValueError as e:
+            raise ValueError(f"'{path}': bad {family} model header: {e}") from None
         n = cfg.num_parameters()
         expected = MODEL_FILE_HEADER_INTS * 4 + n * (4 if version == 3 else 2)
         if size != expected:
@@ -136,6 +146,52 @@ def read_model_file(path):
         tensors.append(flat[offset:offset + count].reshape(shape))
         offset += count
     return cfg, version, tensors
+
+
+def gpt2_config_from_header(header):
+    """The GPTConfig of a GPT-2 model header (words 2..7), or ValueError."""
+    cfg = GPTConfig(*(int(x) for x in (header[2], header[3], header[7], header[4], header[5], header[6])))
+    if min(cfg.max_seq_len, cfg.vocab_size, cfg.num_layers, cfg.num_heads, cfg.channels) <= 0 \
+            or cfg.padded_vocab_size < cfg.vocab_size or cfg.channels % cfg.num_heads != 0:
+        raise ValueError(cfg.describe())
+    return cfg
+
+
+def read_model_file(path):
+    """Reads an llm.c model file (version 3 fp32 or 5 bf16). Returns (config, version, tensors): the tensors
+    as float32 numpy arrays in llm.c's order (bf16 widened exactly). Raises ValueError naming the file."""
+    return read_model_tensors(path, MODEL_FILE_MAGIC, "GPT-2", gpt2_config_from_header, (
+        (LLAMA_MODEL_FILE_MAGIC, "this is a Llama model file, not a GPT-2 one; use dev/bench/torch_llama.py"),))
+
+
+class LlmcTensors:
+    """Mixin of the peers' models (GPT here, Llama in torch_llama.py): the model file's tensors, named by the
+    class attribute tensor_names, as lists of the model's parameters given by llmc_views() (one parameter for a
+    whole tensor, or one per layer for a per-layer tensor [L, ...])."""
+    tensor_names = ()
+
+    def llmc_views(self):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def load_llmc(self, tensors):
+        """Copies the model file's tensors (numpy or torch, the file's shapes and order) into the parameters."""
+        for parts, value in zip(self.llmc_views(), tensors):
+            value = torch.as_tensor(np.asarray(value))
+            if len(parts) == 1:
+                parts[0].copy_(value)
+            else:
+                for layer, p in enumerate(parts):
+                    p.copy_(value[layer])
+
+    def llmc_gradients(self):
+        """The gradients as the model file's tensors (per-layer gradients stacked), after backward."""
+        grads = []
+        for name, parts in zip(self.tensor_names, self.llmc_views()):
+            if any(p.grad is None for p in parts):
+                raise RuntimeError(f"tensor {name} has no gradient: run backward first")
+            grads.append(parts[0].grad if len(parts) == 1 else torch.stack([p.grad for p in parts]))
+        return grads
 
 
 class Block(nn.Module):
@@ -161,8 +217,9 @@ class Block(nn.Module):
         return x + self.fcproj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
 
-class GPT(nn.Module):
+class GPT(LlmcTensors, nn.Module):
     """GPT-2 with the classifier tied to wte [Vp, C]; forward returns the mean loss over the first V logits."""
+    tensor_names = TENSOR_NAMES
 
     def __init__(self, cfg):
         super().__init__()
@@ -191,26 +248,6 @@ class GPT(nn.Module):
         views = [[self.wte], [self.wpe]]
         views += [[block.get_parameter(path) for block in self.blocks] for _, path in LAYER_TENSORS]
         return views + [[self.lnf.weight], [self.lnf.bias]]
-
-    @torch.no_grad()
-    def load_llmc(self, tensors):
-        """Copies the 16 llm.c tensors (numpy or torch, llm.c's shapes and order) into the parameters."""
-        for name, parts, value in zip(TENSOR_NAMES, self.llmc_views(), tensors):
-            value = torch.as_tensor(np.asarray(value))
-            if len(parts) == 1:
-                parts[0].copy_(value)
-            else:
-                for layer, p in enumerate(parts):
-                    p.copy_(value[layer])
-
-    def llmc_gradients(self):
-        """The gradients as the 16 llm.c tensors (per-layer gradients stacked), after backward."""
-        grads = []
-        for name, parts in zip(TENSOR_NAMES, self.llmc_views()):
-            if any(p.grad is None for p in parts):
-                raise RuntimeError(f"tensor {name} has no gradient: run backward first")
-            grads.append(parts[0].grad if len(parts) == 1 else torch.stack([p.grad for p in parts]))
-        return grads
 
     @torch.no_grad()
     def init_gpt2(self, seed):
@@ -314,9 +351,11 @@ class RandomTokens:
         return w[:-1].view(self.B, self.T), w[1:].view(self.B, self.T)
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="d12", help="d12|d24|d36|d48 (GPT-2 init from --seed) or an llm.c model file")
+def make_parser(description=__doc__.split("\n")[0], model_default="d12",
+                model_help="d12|d24|d36|d48 (GPT-2 init from --seed) or an llm.c model file"):
+    """The command line shared by the PyTorch peers (dev/bench/torch_llama.py adds its own flags to it)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default=model_default, help=model_help)
     p.add_argument("--data", default="random", help="glob of token shards, or 'random' (default)")
     p.add_argument("-b", "--batch", type=int, default=4, help="micro-batch size B")
     p.add_argument("-t", "--seq-len", type=int, default=1024, help="sequence length T")
@@ -337,6 +376,12 @@ def parse_args(argv):
     p.add_argument("--timing-skip", type=int, default=5, help="first steps left out of the summary (compilation)")
     p.add_argument("--save-losses", default=None, help="write '<step> <loss>' per line to this file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def parse_args(argv, parser=None):
+    """Parses and checks the command line (parser: make_parser()'s, or a peer's extension of it)."""
+    p = parser if parser is not None else make_parser()
     args = p.parse_args(argv)
     checks = [(args.batch > 0, "-b must be positive"), (args.seq_len > 0, "-t must be positive"),
               (args.steps > 0, "--steps must be positive"), (args.lr > 0, "--lr must be positive"),
@@ -372,9 +417,11 @@ def build_model(args):
     return cfg, model.to(args.device), source
 
 
-def train(args):
-    """Runs the steps and prints one line per step and the summary."""
-    cfg, model, source = build_model(args)
+def train(args, build=build_model):
+    """Runs the steps and prints one line per step and the summary. build(args) -> (cfg, model on the device,
+    source): the model has .blocks (compiled one by one with --compile blocks) and .head_loss, forward(inputs,
+    targets) returns the mean loss; cfg has vocab_size, num_layers, channels, num_parameters() and describe()."""
+    cfg, model, source = build(args)
     if args.data == "random":
         loader = RandomTokens(args.batch, args.seq_len, cfg.vocab_size, args.seed)
     else:
@@ -441,10 +488,10 @@ def train(args):
               f"peak memory {peak_mem:.1f} GiB")
 
 
-def main(argv):
-    args = parse_args(argv)
+def main(argv, parser=None, build=build_model):
+    args = parse_args(argv, parser)
     try:
-        train(args)
+        train(args, build)
     except (ValueError, OSError) as e:  # bad model file, shard or flag combination: the message names it
         print(f"error: {e}", file=sys.stderr)
         return 1
