@@ -2,7 +2,8 @@
 // presets, the parameter table (llm.c's order; core/param_table.h) and the llm.c GPT-2 model file.
 //
 // Model file header (int32, core/checkpoint.h's layout): [0] magic 20240326, [1] version (3 fp32, 5 bf16),
-// [2] max_seq_len, [3] vocab_size, [4] num_layers, [5] num_heads, [6] channels, [7] padded_vocab_size.
+// [2] max_seq_len, [3] vocab_size, [4] num_layers, [5] num_heads, [6] channels, [7] padded_vocab_size,
+// [8..255] 0 (gpt2_model_file_format).
 // GPT-2 weights converted for llm.c load here.
 //
 // Initialisation (GPT-2 / nanoGPT): weights N(0, 0.02^2), the two projections that feed the residual
@@ -38,18 +39,21 @@ typedef struct {
     int channels;           // C, divisible by NH
 } GPT2Config;
 
-// The configuration's fields, in one list for comparison and messages.
-#define GPT2_CONFIG_FIELDS 6
-static inline void gpt2_config_fields(const GPT2Config *c, int values[GPT2_CONFIG_FIELDS], const char *const **names) {
-    static const char *const field_names[GPT2_CONFIG_FIELDS] = {"max_seq_len", "vocab_size", "padded_vocab_size",
-                                                                "num_layers", "num_heads", "channels"};
-    values[0] = c->max_seq_len;
-    values[1] = c->vocab_size;
-    values[2] = c->padded_vocab_size;
-    values[3] = c->num_layers;
-    values[4] = c->num_heads;
-    values[5] = c->channels;
-    if (names != NULL) *names = field_names;
+// The model file's format (core/checkpoint.h): the configuration's fields with their header words and
+// bounds, in the order of checks and messages; for writing, reading, validation and comparison.
+static inline int gpt2_model_file_num_parameters(const void *config, size_t *n, char *err, size_t err_size);
+static inline int gpt2_model_file_refuse_other_family(const char *path, char *err, size_t err_size);
+static inline const ModelFileFormat *gpt2_model_file_format(void) {
+    static const ModelFileField fields[] = {
+        MODEL_FILE_INT(GPT2Config, max_seq_len, 2, GPT2_MAX_SEQ_LEN),
+        MODEL_FILE_INT(GPT2Config, vocab_size, 3, GPT2_MAX_VOCAB),
+        MODEL_FILE_INT(GPT2Config, padded_vocab_size, 7, GPT2_MAX_VOCAB),
+        MODEL_FILE_INT(GPT2Config, num_layers, 4, GPT2_MAX_LAYERS),
+        MODEL_FILE_INT(GPT2Config, num_heads, 5, GPT2_MAX_CHANNELS),
+        MODEL_FILE_INT(GPT2Config, channels, 6, GPT2_MAX_CHANNELS)};
+    static const ModelFileFormat format = {"GPT-2", GPT2_MODEL_MAGIC, 8, (int)(sizeof(fields) / sizeof(fields[0])), fields,
+                                           gpt2_model_file_num_parameters, gpt2_model_file_refuse_other_family};
+    return &format;
 }
 
 // The parameter tensors, in llm.c's order (the order of model files and of the parameter buffer).
@@ -103,12 +107,7 @@ static inline int gpt2_config_preset(const char *name, GPT2Config *cfg, char *er
 // Checks that a configuration is usable: every field inside its bounds (checked before anything is
 // multiplied), channels divisible by heads. Returns 0, or -1 with a message naming the field and value.
 static inline int gpt2_config_validate(const GPT2Config *c, char *err, size_t err_size) {
-    int v[GPT2_CONFIG_FIELDS];
-    const char *const *names;
-    gpt2_config_fields(c, v, &names);
-    const int max[GPT2_CONFIG_FIELDS] = {GPT2_MAX_SEQ_LEN, GPT2_MAX_VOCAB, GPT2_MAX_VOCAB, GPT2_MAX_LAYERS, GPT2_MAX_CHANNELS, GPT2_MAX_CHANNELS};
-    for (int i = 0; i < GPT2_CONFIG_FIELDS; i++)
-        if (v[i] <= 0 || v[i] > max[i]) return set_error(err, err_size, "%s %d is outside 1..%d", names[i], v[i], max[i]);
+    if (model_config_check_bounds(gpt2_model_file_format(), c, err, err_size) != 0) return -1;
     if (c->padded_vocab_size < c->vocab_size)
         return set_error(err, err_size, "padded_vocab_size %d is smaller than vocab_size %d", c->padded_vocab_size, c->vocab_size);
     if (c->channels % c->num_heads != 0)
@@ -117,12 +116,7 @@ static inline int gpt2_config_validate(const GPT2Config *c, char *err, size_t er
 }
 
 // Returns 1 when two configurations are identical in every field.
-static inline int gpt2_config_equal(const GPT2Config *a, const GPT2Config *b) {
-    int va[GPT2_CONFIG_FIELDS], vb[GPT2_CONFIG_FIELDS];
-    gpt2_config_fields(a, va, NULL);
-    gpt2_config_fields(b, vb, NULL);
-    return memcmp(va, vb, sizeof(va)) == 0;
-}
+static inline int gpt2_config_equal(const GPT2Config *a, const GPT2Config *b) { return model_config_equal(gpt2_model_file_format(), a, b); }
 
 // Fills the parameter table of a configuration (validated here). Returns 0, or -1 with a message.
 static inline int gpt2_param_table(const GPT2Config *cfg, ParamTable *t, char *err, size_t err_size) {
@@ -156,63 +150,36 @@ static inline int gpt2_param_table(const GPT2Config *cfg, ParamTable *t, char *e
 }
 
 // ----------------------------------------------------------------------------
-// Model files
+// Model files (core/checkpoint.h's model_file_* on gpt2_model_file_format)
+
+static inline int gpt2_model_file_num_parameters(const void *config, size_t *n, char *err, size_t err_size) {
+    ParamTable table;
+    if (gpt2_param_table((const GPT2Config *)config, &table, err, err_size) != 0) return -1;
+    *n = table.num_parameters;
+    return 0;
+}
+
+// A Llama model file given to the GPT-2 loader is named as such.
+static inline int gpt2_model_file_refuse_other_family(const char *path, char *err, size_t err_size) {
+    if (llama_model_file_is_llama(path))
+        return set_error(err, err_size, "'%s': this is a Llama model file (magic %d), not a GPT-2 one; use train_llama", path, LLAMA_MODEL_MAGIC);
+    return 0;
+}
 
 // Writes cfg and its parameters (fp32, llm.c order) as a GPT-2 model file, version 3 (fp32) or 5 (bf16).
 static inline int gpt2_model_file_write(const char *path, const GPT2Config *cfg, const float *params, int version, char *err,
                                         size_t err_size) {
-    ParamTable table;
-    if (gpt2_param_table(cfg, &table, err, err_size) != 0) return -1;
-    int32_t header[MODEL_FILE_HEADER_INTS];
-    memset(header, 0, sizeof(header));
-    header[0] = GPT2_MODEL_MAGIC;
-    header[2] = cfg->max_seq_len;
-    header[3] = cfg->vocab_size;
-    header[4] = cfg->num_layers;
-    header[5] = cfg->num_heads;
-    header[6] = cfg->channels;
-    header[7] = cfg->padded_vocab_size;
-    return model_file_write(path, header, params, table.num_parameters, version, err, err_size);
+    return model_file_write_config(path, gpt2_model_file_format(), cfg, params, version, err, err_size);
 }
 
-// Reads a GPT-2 model file's header: the configuration (validated) and the version, and checks the
-// file's length. Returns 0, or -1 with a message naming the file.
-static inline int gpt2_model_file_read_config(const char *path, GPT2Config *cfg, int *version, char *err, size_t err_size) {
-    int32_t header[MODEL_FILE_HEADER_INTS];
-    long long size;
-    if (model_file_read_header(path, GPT2_MODEL_MAGIC, "GPT-2", header, &size, err, err_size) != 0) {
-        if (llama_model_file_is_llama(path))
-            return set_error(err, err_size, "'%s': this is a Llama model file (magic %d), not a GPT-2 one; use train_llama", path, LLAMA_MODEL_MAGIC);
-        return -1;
-    }
-    *cfg = gpt2_config_make(header[2], header[3], header[7], header[4], header[5], header[6]);
-    ParamTable table;
-    char why[256];
-    if (gpt2_param_table(cfg, &table, why, sizeof(why)) != 0) return set_error(err, err_size, "'%s': bad GPT-2 model header: %s", path, why);
-    *version = header[1];
-    return model_file_check_size(path, size, *version, table.num_parameters, err, err_size);
-}
-
-// Loads a GPT-2 model file (version 3 or 5) into a new fp32 buffer *params (the caller frees). When
-// `want` is not NULL the file's configuration must equal it. Fills *cfg and *version. Returns 0, or -1
-// with a message naming the file (and the first field that differs from `want`).
+// Loads a GPT-2 model file (version 3 or 5) into a new fp32 buffer *params (the caller frees): the header
+// (configuration validated, reserved words 8..255 zero as in llm.c's files, a Llama file refused by name)
+// and the file's length are checked first. When `want` is not NULL the file's configuration must equal
+// it. Fills *cfg and *version. Returns 0, or -1 with a message naming the file (and the first field that
+// differs from `want`).
 static inline int gpt2_model_file_load(const char *path, const GPT2Config *want, GPT2Config *cfg, int *version, float **params,
                                        char *err, size_t err_size) {
-    *params = NULL;
-    if (gpt2_model_file_read_config(path, cfg, version, err, err_size) != 0) return -1;
-    if (want != NULL) {
-        int got_v[GPT2_CONFIG_FIELDS], want_v[GPT2_CONFIG_FIELDS];
-        const char *const *names;
-        gpt2_config_fields(cfg, got_v, &names);
-        gpt2_config_fields(want, want_v, NULL);
-        for (int i = 0; i < GPT2_CONFIG_FIELDS; i++)
-            if (got_v[i] != want_v[i])
-                return set_error(err, err_size, "'%s': model configuration mismatch: %s is %d in the file, %d expected", path, names[i],
-                                 got_v[i], want_v[i]);
-    }
-    ParamTable table;
-    gpt2_param_table(cfg, &table, err, err_size);
-    return model_file_read_params(path, *version, table.num_parameters, params, err, err_size);
+    return model_file_load(path, gpt2_model_file_format(), want, cfg, version, params, err, err_size);
 }
 
 #endif // GPT2_MODEL_H

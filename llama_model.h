@@ -38,8 +38,8 @@
 // core/checkpoint.h's layout with int32 header words [0] magic 20261208, [1] version (3 fp32, 5 bf16),
 // [2] max_seq_len, [3] vocab_size, [4] num_layers, [5] num_heads, [6] channels, [7] padded_vocab_size
 // (words 2-7 mean what they mean in a GPT-2 file), [8] num_kv_heads, [9] ffn_hidden, [10] rope_theta
-// and [11] norm_eps (the float's bits, copied with memcpy, so they round-trip exactly), [12..255] 0;
-// then the tensors above in order.
+// and [11] norm_eps (the float's bits, copied with memcpy, so they round-trip exactly), [12..255] 0
+// (llama_model_file_format lists the fields); then the tensors above in order.
 // Plain C, also compiled as C++ by nvcc.
 #ifndef LLAMA_MODEL_H
 #define LLAMA_MODEL_H
@@ -80,21 +80,26 @@ typedef struct {
     float norm_eps;         // RMSNorm epsilon, in (0, 1)
 } LlamaConfig;
 
-// The integer fields, in one list for comparison and messages (the two floats are compared bit for bit
-// beside them).
-#define LLAMA_CONFIG_INT_FIELDS 8
-static inline void llama_config_int_fields(const LlamaConfig *c, int values[LLAMA_CONFIG_INT_FIELDS], const char *const **names) {
-    static const char *const field_names[LLAMA_CONFIG_INT_FIELDS] = {"max_seq_len", "vocab_size", "padded_vocab_size", "num_layers",
-                                                                     "num_heads",   "num_kv_heads", "channels",        "ffn_hidden"};
-    values[0] = c->max_seq_len;
-    values[1] = c->vocab_size;
-    values[2] = c->padded_vocab_size;
-    values[3] = c->num_layers;
-    values[4] = c->num_heads;
-    values[5] = c->num_kv_heads;
-    values[6] = c->channels;
-    values[7] = c->ffn_hidden;
-    if (names != NULL) *names = field_names;
+// The model file's format (core/checkpoint.h): the configuration's fields with their header words and
+// bounds (the two floats' bounds are llama_config_validate's), in the order of checks and messages; for
+// writing, reading, validation and comparison.
+static inline int llama_model_file_num_parameters(const void *config, size_t *n, char *err, size_t err_size);
+static inline int llama_model_file_refuse_other_family(const char *path, char *err, size_t err_size);
+static inline const ModelFileFormat *llama_model_file_format(void) {
+    static const ModelFileField fields[] = {
+        MODEL_FILE_INT(LlamaConfig, max_seq_len, 2, LLAMA_MAX_SEQ_LEN),
+        MODEL_FILE_INT(LlamaConfig, vocab_size, 3, LLAMA_MAX_VOCAB),
+        MODEL_FILE_INT(LlamaConfig, padded_vocab_size, 7, LLAMA_MAX_VOCAB),
+        MODEL_FILE_INT(LlamaConfig, num_layers, 4, LLAMA_MAX_LAYERS),
+        MODEL_FILE_INT(LlamaConfig, num_heads, 5, LLAMA_MAX_CHANNELS),
+        MODEL_FILE_INT(LlamaConfig, num_kv_heads, 8, LLAMA_MAX_CHANNELS),
+        MODEL_FILE_INT(LlamaConfig, channels, 6, LLAMA_MAX_CHANNELS),
+        MODEL_FILE_INT(LlamaConfig, ffn_hidden, 9, LLAMA_MAX_FFN),
+        MODEL_FILE_FLOAT(LlamaConfig, rope_theta, 10),
+        MODEL_FILE_FLOAT(LlamaConfig, norm_eps, 11)};
+    static const ModelFileFormat format = {"Llama", LLAMA_MODEL_MAGIC, 12, (int)(sizeof(fields) / sizeof(fields[0])), fields,
+                                           llama_model_file_num_parameters, llama_model_file_refuse_other_family};
+    return &format;
 }
 
 // The parameter tensors, in the order of the table (see the top of this file).
@@ -157,13 +162,7 @@ static inline int llama_config_preset(const char *name, LlamaConfig *cfg, char *
 // norm_eps in (0, 1) (NaN and infinity refused). Returns 0, or -1 with a message naming the field and
 // the numbers.
 static inline int llama_config_validate(const LlamaConfig *c, char *err, size_t err_size) {
-    int v[LLAMA_CONFIG_INT_FIELDS];
-    const char *const *names;
-    llama_config_int_fields(c, v, &names);
-    const int max[LLAMA_CONFIG_INT_FIELDS] = {LLAMA_MAX_SEQ_LEN,  LLAMA_MAX_VOCAB,    LLAMA_MAX_VOCAB,    LLAMA_MAX_LAYERS,
-                                              LLAMA_MAX_CHANNELS, LLAMA_MAX_CHANNELS, LLAMA_MAX_CHANNELS, LLAMA_MAX_FFN};
-    for (int i = 0; i < LLAMA_CONFIG_INT_FIELDS; i++)
-        if (v[i] <= 0 || v[i] > max[i]) return set_error(err, err_size, "%s %d is outside 1..%d", names[i], v[i], max[i]);
+    if (model_config_check_bounds(llama_model_file_format(), c, err, err_size) != 0) return -1;
     if (!(c->rope_theta > 1.0f && c->rope_theta <= LLAMA_MAX_ROPE_THETA))
         return set_error(err, err_size, "rope_theta %g is outside (1, %g]", (double)c->rope_theta, (double)LLAMA_MAX_ROPE_THETA);
     if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f)) return set_error(err, err_size, "norm_eps %g is outside (0, 1)", (double)c->norm_eps);
@@ -182,13 +181,7 @@ static inline int llama_config_validate(const LlamaConfig *c, char *err, size_t 
 }
 
 // Returns 1 when two configurations are identical in every field (the floats bit for bit).
-static inline int llama_config_equal(const LlamaConfig *a, const LlamaConfig *b) {
-    int va[LLAMA_CONFIG_INT_FIELDS], vb[LLAMA_CONFIG_INT_FIELDS];
-    llama_config_int_fields(a, va, NULL);
-    llama_config_int_fields(b, vb, NULL);
-    return memcmp(va, vb, sizeof(va)) == 0 && memcmp(&a->rope_theta, &b->rope_theta, sizeof(float)) == 0 &&
-           memcmp(&a->norm_eps, &b->norm_eps, sizeof(float)) == 0;
-}
+static inline int llama_config_equal(const LlamaConfig *a, const LlamaConfig *b) { return model_config_equal(llama_model_file_format(), a, b); }
 
 // Fills the parameter table of a configuration (validated here). Returns 0, or -1 with a message.
 static inline int llama_param_table(const LlamaConfig *cfg, ParamTable *t, char *err, size_t err_size) {
@@ -217,95 +210,45 @@ static inline int llama_param_table(const LlamaConfig *cfg, ParamTable *t, char 
 }
 
 // ----------------------------------------------------------------------------
-// Model files
+// Model files (core/checkpoint.h's model_file_* on llama_model_file_format)
 
-// Reads the first header word of a model file into *magic. Returns 0, or -1 when the file cannot be
-// opened or is shorter than one word.
-static inline int llama_model_file_peek_magic(const char *path, int32_t *magic) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return -1;
-    size_t got = fread(magic, sizeof(int32_t), 1, f);
-    fclose(f);
-    return got == 1 ? 0 : -1;
+static inline int llama_model_file_num_parameters(const void *config, size_t *n, char *err, size_t err_size) {
+    ParamTable table;
+    if (llama_param_table((const LlamaConfig *)config, &table, err, err_size) != 0) return -1;
+    *n = table.num_parameters;
+    return 0;
 }
 
 // 1 when the file at `path` starts with the Llama model-file magic, else 0: for another family's loader
-// to say "this is a Llama model file" instead of only "bad magic".
+// (or a tool) to say "this is a Llama model file" instead of only "bad magic".
 static inline int llama_model_file_is_llama(const char *path) {
     int32_t magic = 0;
-    return llama_model_file_peek_magic(path, &magic) == 0 && magic == LLAMA_MODEL_MAGIC;
+    return model_file_peek_magic(path, &magic) == 0 && magic == LLAMA_MODEL_MAGIC;
+}
+
+// A GPT-2 model file given to the Llama loader is named as such.
+static inline int llama_model_file_refuse_other_family(const char *path, char *err, size_t err_size) {
+    int32_t magic = 0;
+    if (model_file_peek_magic(path, &magic) == 0 && magic == LLAMA_GPT2_MODEL_MAGIC)
+        return set_error(err, err_size, "'%s' is a GPT-2 model file (magic %d), not a Llama one (magic %d); use train_gpt", path,
+                         LLAMA_GPT2_MODEL_MAGIC, LLAMA_MODEL_MAGIC);
+    return 0;
 }
 
 // Writes cfg and its parameters (fp32, table order) as a Llama model file, version 3 (fp32) or 5 (bf16).
 static inline int llama_model_file_write(const char *path, const LlamaConfig *cfg, const float *params, int version, char *err,
                                          size_t err_size) {
-    ParamTable table;
-    if (llama_param_table(cfg, &table, err, err_size) != 0) return -1;
-    int32_t header[MODEL_FILE_HEADER_INTS];
-    memset(header, 0, sizeof(header));
-    header[0] = LLAMA_MODEL_MAGIC;
-    header[2] = cfg->max_seq_len;
-    header[3] = cfg->vocab_size;
-    header[4] = cfg->num_layers;
-    header[5] = cfg->num_heads;
-    header[6] = cfg->channels;
-    header[7] = cfg->padded_vocab_size;
-    header[8] = cfg->num_kv_heads;
-    header[9] = cfg->ffn_hidden;
-    memcpy(&header[10], &cfg->rope_theta, sizeof(float));
-    memcpy(&header[11], &cfg->norm_eps, sizeof(float));
-    return model_file_write(path, header, params, table.num_parameters, version, err, err_size);
+    return model_file_write_config(path, llama_model_file_format(), cfg, params, version, err, err_size);
 }
 
-// Reads a Llama model file's header: the configuration (validated) and the version, and checks the
-// reserved words and the file's length. A GPT-2 model file is refused with a message that says so.
-// Returns 0, or -1 with a message naming the file.
-static inline int llama_model_file_read_config(const char *path, LlamaConfig *cfg, int *version, char *err, size_t err_size) {
-    int32_t magic = 0;
-    if (llama_model_file_peek_magic(path, &magic) == 0 && magic == LLAMA_GPT2_MODEL_MAGIC)
-        return set_error(err, err_size, "'%s' is a GPT-2 model file (magic %d), not a Llama one (magic %d); use train_gpt", path,
-                         LLAMA_GPT2_MODEL_MAGIC, LLAMA_MODEL_MAGIC);
-    int32_t header[MODEL_FILE_HEADER_INTS];
-    long long size;
-    if (model_file_read_header(path, LLAMA_MODEL_MAGIC, "Llama", header, &size, err, err_size) != 0) return -1;
-    *cfg = llama_config_make(header[2], header[3], header[7], header[4], header[5], header[8], header[6], header[9], 0.0f, 0.0f);
-    memcpy(&cfg->rope_theta, &header[10], sizeof(float));
-    memcpy(&cfg->norm_eps, &header[11], sizeof(float));
-    for (int i = 12; i < MODEL_FILE_HEADER_INTS; i++)
-        if (header[i] != 0) return set_error(err, err_size, "'%s': bad Llama model header: reserved word %d is %d, not 0", path, i, header[i]);
-    ParamTable table;
-    char why[256];
-    if (llama_param_table(cfg, &table, why, sizeof(why)) != 0) return set_error(err, err_size, "'%s': bad Llama model header: %s", path, why);
-    *version = header[1];
-    return model_file_check_size(path, size, *version, table.num_parameters, err, err_size);
-}
-
-// Loads a Llama model file (version 3 or 5) into a new fp32 buffer *params (the caller frees). When
-// `want` is not NULL the file's configuration must equal it. Fills *cfg and *version. Returns 0, or -1
-// with a message naming the file (and the first field that differs from `want`).
+// Loads a Llama model file (version 3 or 5) into a new fp32 buffer *params (the caller frees): the header
+// (configuration validated, reserved words 12..255 zero, a GPT-2 file refused by name) and the file's
+// length are checked first. When `want` is not NULL the file's configuration must equal it. Fills *cfg
+// and *version. Returns 0, or -1 with a message naming the file (and the first field that differs from
+// `want`).
 static inline int llama_model_file_load(const char *path, const LlamaConfig *want, LlamaConfig *cfg, int *version, float **params, char *err,
                                         size_t err_size) {
-    *params = NULL;
-    if (llama_model_file_read_config(path, cfg, version, err, err_size) != 0) return -1;
-    if (want != NULL) {
-        int got_v[LLAMA_CONFIG_INT_FIELDS], want_v[LLAMA_CONFIG_INT_FIELDS];
-        const char *const *names;
-        llama_config_int_fields(cfg, got_v, &names);
-        llama_config_int_fields(want, want_v, NULL);
-        for (int i = 0; i < LLAMA_CONFIG_INT_FIELDS; i++)
-            if (got_v[i] != want_v[i])
-                return set_error(err, err_size, "'%s': model configuration mismatch: %s is %d in the file, %d expected", path, names[i],
-                                 got_v[i], want_v[i]);
-        const char *fnames[2] = {"rope_theta", "norm_eps"};
-        const float got_f[2] = {cfg->rope_theta, cfg->norm_eps}, want_f[2] = {want->rope_theta, want->norm_eps};
-        for (int i = 0; i < 2; i++)
-            if (memcmp(&got_f[i], &want_f[i], sizeof(float)) != 0)
-                return set_error(err, err_size, "'%s': model configuration mismatch: %s is %.9g in the file, %.9g expected", path, fnames[i],
-                                 (double)got_f[i], (double)want_f[i]);
-    }
-    ParamTable table;
-    llama_param_table(cfg, &table, err, err_size);
-    return model_file_read_params(path, *version, table.num_parameters, params, err, err_size);
+    return model_file_load(path, llama_model_file_format(), want, cfg, version, params, err, err_size);
 }
 
 #endif // LLAMA_MODEL_H

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,7 +153,8 @@ static inline int checkpoint_read(FILE *f, void *out, size_t bytes, const char *
 // Model files (llm.c's layout, little-endian): int32 header[256], then num_parameters values in the
 // family's parameter-table order, fp32 (version 3) or bf16 (version 5, rounded to nearest even from
 // fp32, widened exactly on load); nothing after. header[0] is the family's magic, header[1] the
-// version; what the other header words mean is the family's (gpt2_model.h, llama_model.h).
+// version; what the other header words mean is the family's (gpt2_model.h, llama_model.h), described by
+// a ModelFileFormat (below).
 
 // Writes header (with header[1] set to `version`) and num_parameters fp32 parameters. Atomic.
 // Returns 0, or -1 with a message.
@@ -245,6 +247,141 @@ static inline int model_file_read_params(const char *path, int version, size_t n
     }
     *params = p;
     return 0;
+}
+
+// Reads the first header word of the file at `path` (a model file's magic) into *magic. Returns 0, or -1
+// when the file cannot be opened or is shorter than one word.
+static inline int model_file_peek_magic(const char *path, int32_t *magic) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return -1;
+    size_t got = fread(magic, sizeof(int32_t), 1, f);
+    fclose(f);
+    return got == 1 ? 0 : -1;
+}
+
+// ----------------------------------------------------------------------------
+// A family's model-file header as a list of named fields. A family describes its configuration struct
+// once, as the header words that hold its fields (ModelFileField: an int, or a float whose bits are
+// copied with memcpy, so it round-trips exactly) in a ModelFileFormat; from that list the core writes
+// the header, reads it back into the struct, checks the reserved words and the integers' bounds, and
+// compares a loaded configuration with a wanted one, naming the first field that differs. The list's
+// order is the order of those checks and messages (not necessarily the header's word order).
+
+typedef struct {
+    const char *name;  // the configuration field, as messages name it
+    int word;          // the header word holding it (2 .. reserved_from - 1)
+    size_t offset;     // offsetof(the family's configuration struct, the field): an int or a float
+    int is_float;      // a float: its bits in the word, compared bit for bit, printed with %.9g
+    int max;           // an int's bounds are 1..max (floats: 0, their bounds are the family's to check)
+} ModelFileField;
+
+// A row for int field `field` of configuration struct `type` in header word `word`, valid in 1..max; a
+// row for float field `field` (bounds checked by the family).
+#define MODEL_FILE_INT(type, field, word, max) {#field, (word), offsetof(type, field), 0, (max)}
+#define MODEL_FILE_FLOAT(type, field, word) {#field, (word), offsetof(type, field), 1, 0}
+
+typedef struct {
+    const char *family;   // "GPT-2", "Llama": in messages
+    int32_t magic;        // header word 0 (word 1 is the version)
+    int reserved_from;    // header words reserved_from .. MODEL_FILE_HEADER_INTS-1 are 0
+    int num_fields;
+    const ModelFileField *fields;
+    // Validates a configuration and gives its parameter count (the family's parameter table). Returns 0,
+    // or -1 with a message naming the field and value.
+    int (*num_parameters)(const void *config, size_t *n, char *err, size_t err_size);
+    // Returns -1 with a message when `path` is another family's model file (by its magic), else 0; NULL
+    // when there is none to name.
+    int (*refuse_other_family)(const char *path, char *err, size_t err_size);
+} ModelFileFormat;
+
+// The 4 bytes of field f in the configuration struct `config`.
+static inline int32_t model_field_word(const ModelFileField *f, const void *config) {
+    int32_t w;
+    memcpy(&w, (const char *)config + f->offset, sizeof(w));
+    return w;
+}
+
+// Checks every int field of `config` against 1..max (before anything is multiplied). Returns 0, or -1
+// with a message naming the first field outside its bounds and its value.
+static inline int model_config_check_bounds(const ModelFileFormat *fmt, const void *config, char *err, size_t err_size) {
+    for (int i = 0; i < fmt->num_fields; i++) {
+        const ModelFileField *f = &fmt->fields[i];
+        const int32_t v = model_field_word(f, config);
+        if (!f->is_float && (v <= 0 || v > f->max)) return set_error(err, err_size, "%s %d is outside 1..%d", f->name, (int)v, f->max);
+    }
+    return 0;
+}
+
+// Index of the first field in which configurations a and b differ (floats bit for bit), or -1.
+static inline int model_config_first_difference(const ModelFileFormat *fmt, const void *a, const void *b) {
+    for (int i = 0; i < fmt->num_fields; i++)
+        if (model_field_word(&fmt->fields[i], a) != model_field_word(&fmt->fields[i], b)) return i;
+    return -1;
+}
+
+// Returns 1 when two configurations are identical in every field (floats bit for bit).
+static inline int model_config_equal(const ModelFileFormat *fmt, const void *a, const void *b) {
+    return model_config_first_difference(fmt, a, b) < 0;
+}
+
+// Writes `config` and its parameters (fp32, table order) as the family's model file, version 3 (fp32) or
+// 5 (bf16). The configuration is validated first. Atomic. Returns 0, or -1 with a message.
+static inline int model_file_write_config(const char *path, const ModelFileFormat *fmt, const void *config, const float *params, int version,
+                                          char *err, size_t err_size) {
+    size_t n = 0;
+    if (fmt->num_parameters(config, &n, err, err_size) != 0) return -1;
+    int32_t header[MODEL_FILE_HEADER_INTS];
+    memset(header, 0, sizeof(header));
+    header[0] = fmt->magic;
+    for (int i = 0; i < fmt->num_fields; i++) header[fmt->fields[i].word] = model_field_word(&fmt->fields[i], config);
+    return model_file_write(path, header, params, n, version, err, err_size);
+}
+
+// Reads the header of a model file of this format into *config (every field listed, so config is wholly
+// set), *version and *num_parameters: another family's file is refused by name, then the magic, the
+// version, the reserved words, the configuration (validated) and the file's length are checked. Returns
+// 0, or -1 with a message naming the file.
+static inline int model_file_read_config(const char *path, const ModelFileFormat *fmt, void *config, int *version, size_t *num_parameters,
+                                         char *err, size_t err_size) {
+    if (fmt->refuse_other_family != NULL && fmt->refuse_other_family(path, err, err_size) != 0) return -1;
+    int32_t header[MODEL_FILE_HEADER_INTS];
+    long long size;
+    if (model_file_read_header(path, fmt->magic, fmt->family, header, &size, err, err_size) != 0) return -1;
+    for (int i = fmt->reserved_from; i < MODEL_FILE_HEADER_INTS; i++)
+        if (header[i] != 0)
+            return set_error(err, err_size, "'%s': bad %s model header: reserved word %d is %d, not 0", path, fmt->family, i, (int)header[i]);
+    for (int i = 0; i < fmt->num_fields; i++) memcpy((char *)config + fmt->fields[i].offset, &header[fmt->fields[i].word], sizeof(int32_t));
+    size_t n = 0;
+    char why[256];
+    if (fmt->num_parameters(config, &n, why, sizeof(why)) != 0)
+        return set_error(err, err_size, "'%s': bad %s model header: %s", path, fmt->family, why);
+    *version = header[1];
+    *num_parameters = n;
+    return model_file_check_size(path, size, *version, n, err, err_size);
+}
+
+// Loads a model file of this format (version 3 or 5) into a new fp32 buffer *params (the caller frees).
+// When `want` is not NULL the file's configuration must equal it. Fills *config and *version. Returns 0,
+// or -1 with a message naming the file (and the first field that differs from `want`, with both values).
+static inline int model_file_load(const char *path, const ModelFileFormat *fmt, const void *want, void *config, int *version, float **params,
+                                  char *err, size_t err_size) {
+    *params = NULL;
+    size_t n = 0;
+    if (model_file_read_config(path, fmt, config, version, &n, err, err_size) != 0) return -1;
+    const int i = want != NULL ? model_config_first_difference(fmt, config, want) : -1;
+    if (i >= 0) {
+        const ModelFileField *f = &fmt->fields[i];
+        const int32_t got = model_field_word(f, config), wanted = model_field_word(f, want);
+        if (!f->is_float)
+            return set_error(err, err_size, "'%s': model configuration mismatch: %s is %d in the file, %d expected", path, f->name, (int)got,
+                             (int)wanted);
+        float got_f, wanted_f;
+        memcpy(&got_f, &got, sizeof(float));
+        memcpy(&wanted_f, &wanted, sizeof(float));
+        return set_error(err, err_size, "'%s': model configuration mismatch: %s is %.9g in the file, %.9g expected", path, f->name,
+                         (double)got_f, (double)wanted_f);
+    }
+    return model_file_read_params(path, *version, n, params, err, err_size);
 }
 
 #endif // CORE_CHECKPOINT_H

@@ -201,7 +201,7 @@ static int cmd_logits(int argc, char **argv) {
     const int T = (int)parse_int("logits T", argv[3], 1, MAX_BT);
     if ((long long)B * T > MAX_BT) fatal("logits: B*T = %lld is above %d", (long long)B * T, MAX_BT);
     int32_t magic = 0;
-    if (llama_model_file_peek_magic(model_path, &magic) != 0) fatal("cannot read the first word of model file '%s'", model_path);
+    if (model_file_peek_magic(model_path, &magic) != 0) fatal("cannot read the first word of model file '%s'", model_path);
     char err[512];
     int version = 0;
     float *params;

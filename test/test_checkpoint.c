@@ -228,6 +228,10 @@ static void test_model_file_rejects_corruption(void) {
     expect_load_error(bad, NULL, "padded_vocab_size 60");
     corrupt_copy(good, bad, 4, 3, 0);  // 3 layers: a consistent header, but the file is too short for it
     expect_load_error(bad, NULL, "truncated");
+    corrupt_copy(good, bad, 8, 5, 0);  // words 8..255 are reserved (0 in llm.c's files too)
+    expect_load_error(bad, NULL, "bad GPT-2 model header: reserved word 8 is 5, not 0");
+    corrupt_copy(good, bad, 255, -1, 0);
+    expect_load_error(bad, NULL, "reserved word 255 is -1");
     corrupt_copy(good, bad, -1, 0, -(long)(file_size(good) - 100));  // a 100-byte file
     expect_load_error(bad, NULL, "short read");
     expect_load_error(tmp_path("missing.bin"), NULL, "cannot open");
