@@ -1,8 +1,9 @@
-// Llama trainer: the Llama model family (llama_model.h on the host, llama.cuh) run by the shared training
-// program (core/trainer.cuh, which describes a run, its output and its exit status). The family's GPU
-// kernels are not built yet: the program runs every check that needs no GPU (flags, model, data,
-// schedule, output directory, checkpoint), then says so and exits 2.
-//   ./train_llama -e l125m -b 16 -t 1024 -x 100
+// Llama trainer: the Llama model family (llama_model.h on the host, llama.cuh on the GPU) run by the shared
+// training program (core/trainer.cuh, which describes a run, its output and its exit status). One GPU:
+//   ./train_llama -e l125m -b 64 -t 1024 -o out
+// Several processes (mpirun) are laid out as tp x pp x dp by the flags, but only the one-process path
+// (one GPU, BF16) is built so far; with more processes the program says so and exits 2.
+// MFU counts FLOPs per token = 6 * parameters + 6 * L * T * C (llama_flops_per_token in llama.cuh).
 #include "core/trainer.cuh"
 #include "llama.cuh"
 

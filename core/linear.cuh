@@ -139,8 +139,8 @@ typedef enum {
 } LinearEpilogue;
 
 // The place of a linear layer in its model; with the layer index it names the linear ("fc.7").
-typedef enum { LINEAR_QKV = 0, LINEAR_ATTN_OUT, LINEAR_FC, LINEAR_FC_PROJ, LINEAR_LM_HEAD, LINEAR_ROLE_COUNT } LinearRole;
-static const char *const LINEAR_ROLE_NAMES[LINEAR_ROLE_COUNT] = {"qkv", "attn_out", "fc", "fc_proj", "lm_head"};
+typedef enum { LINEAR_QKV = 0, LINEAR_ATTN_OUT, LINEAR_FC, LINEAR_FC_PROJ, LINEAR_GATE_UP, LINEAR_DOWN, LINEAR_LM_HEAD, LINEAR_ROLE_COUNT } LinearRole;
+static const char *const LINEAR_ROLE_NAMES[LINEAR_ROLE_COUNT] = {"qkv", "attn_out", "fc", "fc_proj", "gate_up", "down", "lm_head"};
 
 // One linear layer Y = X W^T (+ b) of the model: its identity, shape, epilogues and tensors. Built once
 // (linear_init); the forward and backward calls take only the activations.

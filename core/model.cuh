@@ -110,7 +110,7 @@ typedef struct {
     int (*check_kernels)(const void *config, char *err, size_t err_size);   // what the GPU kernels take
     void (*describe)(const void *config, char *text, size_t size);           // one line of the model's shape
     ModelDims (*dims)(const void *config);
-    const ModelOps *ops;          // NULL while the family's GPU kernels are not built
+    const ModelOps *ops;
 } ModelFamily;
 
 // The limits that the shared GPU kernels put on any family's model: head size 64 or 128 (flash attention),

@@ -25,7 +25,7 @@
 // which both exist, bit-exactly (same losses as an uninterrupted run) when the flags are the same.
 //
 // Exit status: 0 after -h or a finished run, 1 on any error (with a message naming the flag or file),
-// 2 when the run needs a path that is not built yet (several processes; a family without device operations).
+// 2 when the run needs a path that is not built yet (several processes).
 #ifndef CORE_TRAINER_CUH
 #define CORE_TRAINER_CUH
 
@@ -439,12 +439,8 @@ static int trainer_main(int argc, char **argv, const ModelFamily *f) {
         else if (use_tokenizer) printf("samples: %d tokens every %d steps, decoded with %s\n", cfg.gen_tokens, cfg.sample_every, cfg.tokenizer_path);
         else printf("samples: %d tokens every %d steps, printed as token ids (--tokenizer \"\")\n", cfg.gen_tokens, cfg.sample_every);
     }
-    if (proc.world > 1 || f->ops == NULL) {
-        if (proc.rank == 0) {
-            if (f->ops == NULL) printf("%s: the %s GPU kernels are not built yet: every check before the GPU passed; exiting with status %d\n",
-                                       f->program, f->name, EXIT_NOT_BUILT);
-            else printf("the multi-process GPU path (tp x pp x dp) is not built yet: exiting with status %d\n", EXIT_NOT_BUILT);
-        }
+    if (proc.world > 1) {
+        if (proc.rank == 0) printf("the multi-process GPU path (tp x pp x dp) is not built yet: exiting with status %d\n", EXIT_NOT_BUILT);
         processes_finish();
         return EXIT_NOT_BUILT;
     }

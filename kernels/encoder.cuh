@@ -1,5 +1,6 @@
-// GPT-2 embedding layer: token embedding wte [Vp, C] plus position embedding wpe [maxT, C].
-// Forward:  out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]            (BF16, sum in FP32, one rounding)
+// Embedding layer: token embedding wte [Vp, C] plus, for GPT-2, position embedding wpe [maxT, C] (Llama has
+// none: wpe and dwpe NULL).
+// Forward:  out[b,t,:] = wte[tokens[b,t],:] (+ wpe[t,:])          (BF16, sum in FP32, one rounding)
 // Backward: dwte[tokens[b,t],:] += dout[b,t,:], dwpe[t,:] += sum_b dout[b,t,:]
 // Activations are row-major [B*T, C]; tokens int32 [B*T]. Parameter gradients are FP32 or BF16
 // (GradT). dwte is always accumulated into (+=): the tied LM head's Wgrad writes it first. dwpe is
@@ -26,7 +27,8 @@
 // ----------------------------------------------------------------------------------------------
 // kernels
 
-// One thread per (row, 8 columns): out[row, c..c+8) = wte[tokens[row], c..] + wpe[row % T, c..].
+// One thread per (row, 8 columns): out[row, c..c+8) = wte[tokens[row], c..] (+ wpe[row % T, c..] with POS).
+template <bool POS>
 __global__ void encoder_forward_kernel(bf16 *out, const int *tokens, const bf16 *wte, const bf16 *wpe,
                                        int N, int T, int C) {
     const int groups = (C + 7) / 8;
@@ -35,6 +37,10 @@ __global__ void encoder_forward_kernel(bf16 *out, const int *tokens, const bf16 
     const int row = (int)(idx / groups), c = (int)(idx % groups) * 8;
     const bool vec = (C % 8 == 0);
     const Bf16x8 a = load_bf16x8(wte + (size_t)tokens[row] * C, c, C, vec);
+    if (!POS) {
+        store_bf16x8(out + (size_t)row * C, c, C, vec, a);
+        return;
+    }
     const Bf16x8 p = load_bf16x8(wpe + (size_t)(row % T) * C, c, C, vec);
     Bf16x8 o;
 #pragma unroll
@@ -160,7 +166,7 @@ __global__ void encoder_backward_wte_span_kernel(GradT *dwte, const float *head,
 // ----------------------------------------------------------------------------------------------
 // launchers
 
-// out [B*T, C] BF16; tokens [B*T] in [0, Vp); wte [Vp, C]; wpe [>=T, C].
+// out [B*T, C] BF16; tokens [B*T] in [0, Vp); wte [Vp, C]; wpe [>=T, C], or NULL (no position embedding).
 static inline void encoder_forward(bf16 *out, const int *tokens, const bf16 *wte, const bf16 *wpe,
                                    int B, int T, int C, cudaStream_t stream) {
     shapeCheck(B > 0 && T > 0 && C > 0, "B=%d T=%d C=%d", B, T, C);
@@ -168,7 +174,9 @@ static inline void encoder_forward(bf16 *out, const int *tokens, const bf16 *wte
                "with C %% 8 == 0 the BF16 tensors must be 16-byte aligned");
     const int N = B * T, block = 256;
     const long long threads = (long long)N * ((C + 7) / 8);
-    encoder_forward_kernel<<<(unsigned)ceil_div<long long>(threads, block), block, 0, stream>>>(out, tokens, wte, wpe, N, T, C);
+    const unsigned grid = (unsigned)ceil_div<long long>(threads, block);
+    if (wpe != NULL) encoder_forward_kernel<true><<<grid, block, 0, stream>>>(out, tokens, wte, wpe, N, T, C);
+    else encoder_forward_kernel<false><<<grid, block, 0, stream>>>(out, tokens, wte, wpe, N, T, C);
     cudaCheckLaunch();
 }
 
@@ -184,7 +192,8 @@ static inline size_t encoder_backward_scratch_bytes(int N, int C) {
     return encoder_backward_sort_bytes(N) + 2 * (size_t)ceil_div(N, ENCODER_WTE_CHUNK) * C * sizeof(float);
 }
 
-// dwte [Vp, C] += scatter of dout; dwpe [max_T, C] += sum over the batch (rows t < T). dout [B*T, C] BF16,
+// dwte [Vp, C] += scatter of dout; dwpe [max_T, C] += sum over the batch (rows t < T), or NULL (no position
+// embedding). dout [B*T, C] BF16,
 // tokens [B*T] in [0, Vp) (checked by the caller's data path; the sort uses their bits up to Vp).
 // scratch: encoder_backward_scratch_bytes(B*T, C) bytes of device memory.
 // accumulate (dwpe only): 1 adds to rows t < T, 0 writes all max_T rows (zeros from T on); dwte is always added to.
@@ -198,8 +207,10 @@ static inline void encoder_backward(GradT *dwte, GradT *dwpe, void *scratch, con
     const int N = B * T;
     // dwpe
     const int wpe_rows = accumulate ? T : max_T, wpe_threads = wpe_rows * ((C + 7) / 8), block = 256;
-    encoder_backward_wpe_kernel<<<ceil_div(wpe_threads, block), block, 0, stream>>>(dwpe, dout, B, T, C, wpe_rows, accumulate);
-    cudaCheckLaunch();
+    if (dwpe != NULL) {
+        encoder_backward_wpe_kernel<<<ceil_div(wpe_threads, block), block, 0, stream>>>(dwpe, dout, B, T, C, wpe_rows, accumulate);
+        cudaCheckLaunch();
+    }
     // dwte: stable sort of (token, position) by token, then the two passes over chunks of the sorted entries
     const size_t slot = ceil_div<size_t>((size_t)N * sizeof(int), 256) * 256;
     int *positions = (int *)scratch;
