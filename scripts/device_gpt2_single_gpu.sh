@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-GPU check of the GPT-2 trainer, as run on the lent H100 (results in dev/RESULTS.md):
-#   1. build/gpu/test_gpt2_gpu (GPU vs CPU reference, determinism, save/resume)
+#   1. build/gpu/test_model_gpu (GPU vs CPU reference, determinism, save/resume)
 #   2. train_gpt on tinyshakespeare, d12 B=4 T=256: 20 steps straight vs 10 steps + resume (-y 1) to 20;
 #      the step losses in the two log files must be identical
 #   3. timing: d12 B=64 T=1024 (30 steps) and d24 B=32 T=1024 (15 steps) of each binary in $TIMING_BINS
@@ -10,14 +10,14 @@
 #      checkpoint, by both binaries from the same seed; the step losses, learning rates, norms, validation
 #      losses, samples and the checkpoint's master weights (model_00000020.bin) must be identical
 #   6. with PROFILE=1 (the default) and nsys on the machine, a kernel profile of 4 d12 B=64 steps
-# Needs the binaries built (make train_gpt build/gpu/test_gpt2_gpu) and build/data/tinyshakespeare.
+# Needs the binaries built (make train_gpt build/gpu/test_model_gpu) and build/data/tinyshakespeare.
 # Logs go to $OUT (default /tmp/gpt2_single_gpu).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpt2_single_gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
-timeout 90 build/gpu/test_gpt2_gpu 2>&1 | tee "$OUT/test_gpt2_gpu.log"
+timeout 240 build/gpu/test_model_gpu 2>&1 | tee "$OUT/test_model_gpu.log"
 common=(-e d12 -b 4 -t 256 -v 10 -m 4 -s 10 -g 32 -n 10 -l 6e-4)
 timeout 60 ./train_gpt "${common[@]}" -x 20 -o "$OUT/straight" > "$OUT/straight.log" 2>&1; echo "straight rc=$?"
 timeout 60 ./train_gpt "${common[@]}" -x 10 -o "$OUT/resumed" > "$OUT/resumed_a.log" 2>&1; echo "first half rc=$?"

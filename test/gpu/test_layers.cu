@@ -27,6 +27,8 @@
 #include "kernels/gelu.cuh"
 #include "kernels/global_norm.cuh"
 #include "kernels/layernorm.cuh"
+#include "kernels/rope_gqa.cuh"
+#include "kernels/swiglu.cuh"
 #include "test/reference/layers_cpu.h"
 #include "test/testing.h"
 
@@ -563,6 +565,89 @@ static void test_rmsnorm(void) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// Llama's passes: RoPE with the KV-head expansion, SwiGLU
+
+// rope_gqa_forward against cpu_rope_forward on the GQA layout followed by the head expansion, and
+// rope_gqa_backward against the group sums followed by cpu_rope_backward; one BF16 rounding each (the
+// backward's group sums of G terms: G BF16 inputs added in FP32, so a few ulp of FP32 before the rounding).
+static void rope_gqa_case(int B, int T, int NH, int NKV, int HS) {
+    const int N = B * T, H = NH + 2 * NKV, G = NH / NKV, half = HS / 2;
+    const size_t gqa_n = (size_t)N * H * HS, mha_n = (size_t)N * 3 * NH * HS;
+    float *x = random_bf16_values(gqa_n, 0.0f, 1.0f), *dy = random_bf16_values(mha_n, 0.0f, 1.0f);
+    float *cos_t = (float *)malloc_check((size_t)T * half * sizeof(float)), *sin_t = (float *)malloc_check((size_t)T * half * sizeof(float));
+    float *cos_ref = (float *)malloc_check((size_t)T * half * sizeof(float)), *sin_ref = (float *)malloc_check((size_t)T * half * sizeof(float));
+    rope_table_host(cos_t, sin_t, T, HS, 10000.0f);
+    cpu_rope_table(cos_ref, sin_ref, T, HS, 10000.0f);
+    CHECK(memcmp(cos_t, cos_ref, (size_t)T * half * sizeof(float)) == 0 && memcmp(sin_t, sin_ref, (size_t)T * half * sizeof(float)) == 0,
+          "rope_table_host differs from cpu_rope_table");
+    // reference forward: rotate q and k in the GQA layout, then expand
+    float *rot = (float *)malloc_check(gqa_n * sizeof(float)), *y_ref = (float *)malloc_check(mha_n * sizeof(float));
+    cpu_rope_forward(rot, x, cos_t, sin_t, B, T, H, NH + NKV, HS);
+    for (int n = 0; n < N; n++)
+        for (int s = 0; s < 3 * NH; s++) {
+            const int part = s / NH, h = s % NH, src = part == 0 ? h : part == 1 ? NH + h / G : NH + NKV + h / G;
+            memcpy(y_ref + ((size_t)n * 3 * NH + s) * HS, rot + ((size_t)n * H + src) * HS, (size_t)HS * sizeof(float));
+        }
+    // reference backward: sum each KV head's copies over its query heads (in order), then the transposed rotation
+    float *dsum = (float *)calloc_check(gqa_n, sizeof(float)), *dx_ref = (float *)calloc_check(gqa_n, sizeof(float));
+    for (int n = 0; n < N; n++)
+        for (int s = 0; s < 3 * NH; s++) {
+            const int part = s / NH, h = s % NH, dst = part == 0 ? h : part == 1 ? NH + h / G : NH + NKV + h / G;
+            for (int i = 0; i < HS; i++) dsum[((size_t)n * H + dst) * HS + i] += dy[((size_t)n * 3 * NH + s) * HS + i];
+        }
+    cpu_rope_backward(dx_ref, dsum, cos_t, sin_t, B, T, H, NH + NKV, HS);
+    bf16 *d_x = dev_from_host<bf16>(x, gqa_n), *d_dy = dev_from_host<bf16>(dy, mha_n);
+    bf16 *d_y = (bf16 *)dev_alloc(mha_n * sizeof(bf16)), *d_dx = (bf16 *)dev_alloc(gqa_n * sizeof(bf16));
+    float *d_cos = dev_from_host<float>(cos_t, (size_t)T * half), *d_sin = dev_from_host<float>(sin_t, (size_t)T * half);
+    rope_gqa_forward(d_y, d_x, d_cos, d_sin, B, T, NH, NKV, HS, 0);
+    rope_gqa_backward(d_dx, d_dy, d_cos, d_sin, B, T, NH, NKV, HS, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    float *y = download(d_y, mha_n), *dx = download(d_dx, gqa_n);
+    check_close("rope_gqa forward", y, y_ref, mha_n, BF16_EPS, 1e-6f);
+    check_close("rope_gqa backward", dx, dx_ref, gqa_n, BF16_EPS, 1e-5f * G);
+    CHECK(guard_intact(d_y, mha_n * sizeof(bf16)) && guard_intact(d_dx, gqa_n * sizeof(bf16)), "rope_gqa wrote past an output");
+    void *bufs[] = {d_x, d_dy, d_y, d_dx, d_cos, d_sin};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) cudaCheck(cudaFree(bufs[i]));
+    float *host[] = {x, dy, cos_t, sin_t, cos_ref, sin_ref, rot, y_ref, dsum, dx_ref, y, dx};
+    for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++) free(host[i]);
+}
+
+// GQA groups of 1 (multi-head), 2 and 4, one KV head (multi-query), head sizes 64 and 128.
+static void test_rope_gqa(void) {
+    rope_gqa_case(2, 64, 4, 4, 64);
+    rope_gqa_case(3, 37, 8, 4, 64);
+    rope_gqa_case(1, 100, 8, 2, 128);
+    rope_gqa_case(2, 17, 4, 1, 64);
+}
+
+// swiglu_forward/backward against cpu_swiglu_forward/backward (gate in N(0, 3^2) for the tails).
+static void swiglu_case(int N, int F) {
+    const size_t in_n = (size_t)N * 2 * F, out_n = (size_t)N * F;
+    float *gu = random_bf16_values(in_n, 0.0f, 3.0f), *dout = random_bf16_values(out_n, 0.0f, 1.0f);
+    float *y_ref = (float *)malloc_check(out_n * sizeof(float)), *dgu_ref = (float *)calloc_check(in_n, sizeof(float));
+    cpu_swiglu_forward(y_ref, gu, N, F);
+    cpu_swiglu_backward(dgu_ref, dout, gu, N, F);
+    bf16 *d_gu = dev_from_host<bf16>(gu, in_n), *d_dout = dev_from_host<bf16>(dout, out_n);
+    bf16 *d_y = (bf16 *)dev_alloc(out_n * sizeof(bf16)), *d_dgu = (bf16 *)dev_alloc(in_n * sizeof(bf16));
+    swiglu_forward(d_y, d_gu, N, F, 0);
+    swiglu_backward(d_dgu, d_dout, d_gu, N, F, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    float *y = download(d_y, out_n), *dgu = download(d_dgu, in_n);
+    // one BF16 rounding of an FP32 result; expf may differ from the host's by a few ulp
+    check_close("swiglu forward", y, y_ref, out_n, BF16_EPS, 1e-6f);
+    check_close("swiglu backward", dgu, dgu_ref, in_n, BF16_EPS, 1e-6f);
+    CHECK(guard_intact(d_y, out_n * sizeof(bf16)) && guard_intact(d_dgu, in_n * sizeof(bf16)), "swiglu wrote past an output");
+    cudaCheck(cudaFree(d_gu)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_y)); cudaCheck(cudaFree(d_dgu));
+    free(gu); free(dout); free(y_ref); free(dgu_ref); free(y); free(dgu);
+}
+
+static void test_swiglu(void) {
+    swiglu_case(1, 8);
+    swiglu_case(37, 2048);
+    swiglu_case(513, 2816);
+}
+
+// ----------------------------------------------------------------------------------------------
 // gelu
 
 // gelu_forward's two outputs, gelu(x) and gelu'(x) (what the GELU Fprop stores on GPUs without the Hopper
@@ -1054,6 +1139,8 @@ int main(void) {
     RUN_TEST(test_layernorm_forward);
     RUN_TEST(test_layernorm_backward);
     RUN_TEST(test_rmsnorm);
+    RUN_TEST(test_rope_gqa);
+    RUN_TEST(test_swiglu);
     RUN_TEST(test_gelu);
     RUN_TEST(test_classifier);
     RUN_TEST(test_classifier_bad_target);

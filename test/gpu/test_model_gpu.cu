@@ -1,6 +1,8 @@
-// GPU test of the whole GPT-2 model (gpt2.cuh on core/model.cuh) against the FP32 CPU reference (test/reference/gpt2_cpu.h):
+// GPU test of whole models of both families (gpt2.cuh and llama.cuh on core/model.cuh) against their FP32 CPU
+// references (test/reference/gpt2_cpu.h, llama_cpu.h), every check run for each family (a traits struct per
+// family below). GPT-2:
 // a small model (L=4, C=256, 4 heads of 64, V=509 padded to 512, T=64, B=4) with the same initial
-// weights on both sides; the forward/backward check also runs at B=16, T=16, where the qkv bias gradient
+// weights on both sides (Llama: the same with 2 KV heads, FFN 512, theta 10000); the forward/backward check also runs at B=16, T=16, where the qkv bias gradient
 // comes from the qkv linear's pass instead of the attention backward (whose partials cover T >= 32).
 // Gradients are taken over two micro-batches: the first backward writes them (over NaN: no memset), the
 // second adds; the bits must be those of two accumulating backwards into zeroed gradients (up to the sign
@@ -33,7 +35,9 @@
 
 #include "core/rng.h"
 #include "gpt2.cuh"
+#include "llama.cuh"
 #include "test/reference/gpt2_cpu.h"
+#include "test/reference/llama_cpu.h"
 #include "test/testing.h"
 #include "test/testing_files.h"
 
@@ -43,7 +47,48 @@
 #define TRAIN_STEPS 20
 #define GRAD_ACCUM 2
 
-static GPT2Config test_config(void) { return gpt2_config_make(128, 509, 512, 4, 4, 256); }
+// What the tests need of a family: its configuration, device model, CPU reference and checkpoint format.
+// shared_gradient: a tensor with two writers per micro-batch (GPT-2's tied wte: the LM head and the
+// embedding), whose sum over micro-batches in another order may differ in the last bits; -1 when none.
+struct Gpt2Test {
+    typedef GPT2Config Config;
+    typedef GPT2Cpu Cpu;
+    static Config config() { return gpt2_config_make(128, 509, 512, 4, 4, 256); }
+    static int table(const Config *c, ParamTable *t, char *e, size_t n) { return gpt2_param_table(c, t, e, n); }
+    static int build(Model *m, const Config *c, int tokens, int slots, char *e, size_t n) {
+        return gpt2_model_build(m, c, tokens, slots, PRECISION_BF16, NULL, e, n);
+    }
+    static void cpu_build(Cpu *cpu, const Config *c, int B, int T) { gpt2_cpu_build(cpu, c, B, T); }
+    static float cpu_forward(Cpu *cpu, const int *inputs, const int *targets) { return gpt2_cpu_forward(cpu, inputs, targets); }
+    static void cpu_zero_grad(Cpu *cpu) { gpt2_cpu_zero_grad(cpu); }
+    static void cpu_backward(Cpu *cpu, int accum) { gpt2_cpu_backward(cpu, accum); }
+    static void cpu_update(Cpu *cpu, const AdamWConfig *opt, float lr, int step) { gpt2_cpu_update(cpu, opt, lr, step); }
+    static void cpu_free(Cpu *cpu) { gpt2_cpu_free(cpu); }
+    static const int logits_act = ACT_LOGITS;
+    static const int shared_gradient = GPT2_WTE;
+    static const ModelFamily *family() { return &GPT2_FAMILY; }
+    static bf16 *dresidual(const Model *m) { return gpt2_of(m)->dresidual; }
+};
+
+struct LlamaTest {
+    typedef LlamaConfig Config;
+    typedef LlamaCpu Cpu;
+    static Config config() { return llama_config_make(128, 509, 512, 4, 4, 2, 256, 512, 10000.0f, 1e-5f); }
+    static int table(const Config *c, ParamTable *t, char *e, size_t n) { return llama_param_table(c, t, e, n); }
+    static int build(Model *m, const Config *c, int tokens, int slots, char *e, size_t n) {
+        return llama_model_build(m, c, tokens, slots, PRECISION_BF16, NULL, e, n);
+    }
+    static void cpu_build(Cpu *cpu, const Config *c, int B, int T) { llama_cpu_build(cpu, c, B, T); }
+    static float cpu_forward(Cpu *cpu, const int *inputs, const int *targets) { return llama_cpu_forward(cpu, inputs, targets); }
+    static void cpu_zero_grad(Cpu *cpu) { llama_cpu_zero_grad(cpu); }
+    static void cpu_backward(Cpu *cpu, int accum) { llama_cpu_backward(cpu, accum); }
+    static void cpu_update(Cpu *cpu, const AdamWConfig *opt, float lr, int step) { llama_cpu_update(cpu, opt, lr, step); }
+    static void cpu_free(Cpu *cpu) { llama_cpu_free(cpu); }
+    static const int logits_act = LLAMA_ACT_LOGITS;
+    static const int shared_gradient = -1;
+    static const ModelFamily *family() { return &LLAMA_FAMILY; }
+    static bf16 *dresidual(const Model *m) { return llama_of(m)->dresidual; }
+};
 
 static const AdamWConfig TEST_OPT = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f};
 static const float TEST_LR = 1e-3f;
@@ -72,9 +117,10 @@ static void random_tokens(int *inputs, int *targets, int batches, int V, uint64_
     }
 }
 
-static void build_gpu(Model *m, const GPT2Config *cfg, const float *params, int slots) {
+template <typename F>
+static void build_gpu(Model *m, const typename F::Config *cfg, const float *params, int slots) {
     char err[1024];
-    if (gpt2_model_build(m, cfg, TEST_B * TEST_T, slots, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
+    if (F::build(m, cfg, TEST_B * TEST_T, slots, err, sizeof(err)) != 0) fatal("%s", err);
     model_set_params(m, params);
 }
 
@@ -96,15 +142,17 @@ static float gpu_step(Model *m, const int *inputs, const int *targets, int step)
     return loss;
 }
 
-static ParamTable test_table(const GPT2Config *cfg) {
+template <typename F>
+static ParamTable test_table(const typename F::Config *cfg) {
     ParamTable table;
     char err[512];
-    if (gpt2_param_table(cfg, &table, err, sizeof(err)) != 0) fatal("%s", err);
+    if (F::table(cfg, &table, err, sizeof(err)) != 0) fatal("%s", err);
     return table;
 }
 
-static float *init_params(const GPT2Config *cfg, size_t *n) {
-    const ParamTable table = test_table(cfg);
+template <typename F>
+static float *init_params(const typename F::Config *cfg, size_t *n) {
+    const ParamTable table = test_table<F>(cfg);
     *n = table.num_parameters;
     float *p = (float *)malloc_check(*n * sizeof(float));
     param_table_init(&table, p, 1234);
@@ -115,44 +163,46 @@ static float *init_params(const GPT2Config *cfg, size_t *n) {
 // (B*T = TEST_B*TEST_T) against the CPU. fused_qkv_bias says which pass must give the qkv bias gradient: the
 // attention backward (sequences of T >= 32) or, for shorter ones, the qkv linear's own pass over dqkv.
 // portable_gelu: the MLP's GELU Fprop / Dgrad take the path of GPUs other than Hopper (cuBLASLt and
-// element-wise passes) even on a Hopper GPU.
+// element-wise passes) even on a Hopper GPU. (Both flags are GPT-2's; Llama has no biases and no GELU.)
+template <typename F>
 static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool portable_gelu) {
-    GPT2Config cfg = test_config();
+    const typename F::Config cfg = F::config();
     size_t n;
-    float *params = init_params(&cfg, &n);
+    float *params = init_params<F>(&cfg, &n);
     const int BT = B * T, Vp = cfg.padded_vocab_size;
     printf("  B=%d T=%d%s\n", B, T, portable_gelu ? ", GELU GEMMs of other GPUs" : "");
     int *inputs = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int)), *targets = (int *)malloc_check(GRAD_ACCUM * BT * sizeof(int));
     random_tokens(inputs, targets, GRAD_ACCUM, cfg.vocab_size, 77);
 
     Model gpu;
-    build_gpu(&gpu, &cfg, params, 1);
+    build_gpu<F>(&gpu, &cfg, params, 1);
     if (portable_gelu) gpu.linear.gelu_gemm_sm90 = false;
-    GPT2Cpu cpu;
-    gpt2_cpu_build(&cpu, &cfg, B, T);
+    typename F::Cpu cpu;
+    F::cpu_build(&cpu, &cfg, B, T);
     for (size_t i = 0; i < n; i++) cpu.core.params[i] = bf16_round(params[i]);
 
     // logits (forward without targets)
-    CHECK(gpt2_attention_sums_qkv_bias(&gpu, B, T) == fused_qkv_bias, "B=%d T=%d: qkv bias gradient from the wrong pass", B, T);
+    if (F::family() == &GPT2_FAMILY)
+        CHECK(gpt2_attention_sums_qkv_bias(&gpu, B, T) == fused_qkv_bias, "B=%d T=%d: qkv bias gradient from the wrong pass", B, T);
     model_forward(&gpu, 0, inputs, NULL, B, T, 0.0f);
     bf16 *logits_bf16 = (bf16 *)malloc_check((size_t)BT * Vp * sizeof(bf16));
     cudaCheck(cudaStreamSynchronize(gpu.stream));
     cudaCheck(cudaMemcpy(logits_bf16, model_logits(&gpu, 0), (size_t)BT * Vp * sizeof(bf16), cudaMemcpyDeviceToHost));
     float *logits = (float *)malloc_check((size_t)BT * Vp * sizeof(float));
     for (size_t i = 0; i < (size_t)BT * Vp; i++) logits[i] = __bfloat162float(logits_bf16[i]);
-    float cpu_loss = gpt2_cpu_forward(&cpu, inputs, targets);
-    double logits_err = rel_l2(logits, cpu.core.act[ACT_LOGITS], (size_t)BT * Vp);
+    float cpu_loss = F::cpu_forward(&cpu, inputs, targets);
+    double logits_err = rel_l2(logits, cpu.core.act[F::logits_act], (size_t)BT * Vp);
     printf("  logits relative L2 error %.3e (bound %.3e)\n", logits_err, 4 * BF16_U);
     CHECK(logits_err <= 4 * BF16_U, "logits relative L2 error %.3e", logits_err);
 
     // loss and gradients: the GPU's first backward writes over NaN gradients and a NaN residual gradient
     cudaCheck(cudaMemset(gpu.grads, 0xFF, n * sizeof(float)));
-    cudaCheck(cudaMemset(gpt2_of(&gpu)->dresidual, 0xFF, (size_t)BT * cfg.channels * sizeof(bf16)));
+    cudaCheck(cudaMemset(F::dresidual(&gpu), 0xFF, (size_t)BT * cfg.channels * sizeof(bf16)));
     const float gpu_loss = gpu_micro_steps(&gpu, inputs, targets, B, T, false);
-    gpt2_cpu_zero_grad(&cpu);
-    gpt2_cpu_backward(&cpu, GRAD_ACCUM);  // of micro-batch 0, whose forward gave the logits above
-    cpu_loss += gpt2_cpu_forward(&cpu, inputs + BT, targets + BT);
-    gpt2_cpu_backward(&cpu, GRAD_ACCUM);
+    F::cpu_zero_grad(&cpu);
+    F::cpu_backward(&cpu, GRAD_ACCUM);  // of micro-batch 0, whose forward gave the logits above
+    cpu_loss += F::cpu_forward(&cpu, inputs + BT, targets + BT);
+    F::cpu_backward(&cpu, GRAD_ACCUM);
     cpu_loss /= GRAD_ACCUM;
     printf("  loss gpu %.6f cpu %.6f (|diff| %.2e, bound %.2e)\n", gpu_loss, cpu_loss, fabsf(gpu_loss - cpu_loss), 4 * BF16_U * cpu_loss);
     CHECK(fabsf(gpu_loss - cpu_loss) <= 4 * BF16_U * cpu_loss, "loss gpu %f cpu %f", gpu_loss, cpu_loss);
@@ -172,7 +222,7 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
     printf("  written vs zeroed + accumulated: %zu of %zu gradients differ, %zu of them zeros of another sign\n", differ, n, signed_zeros);
     CHECK(differ == signed_zeros, "%zu gradients written over NaN differ from those accumulated into zeros", differ - signed_zeros);
     double worst = 0.0;
-    const ParamTable table = test_table(&cfg);
+    const ParamTable table = test_table<F>(&cfg);
     for (int i = 0; i < table.count; i++) {
         const ParamSpec *t = &table.specs[i];
         double e = rel_l2(grads + t->offset, cpu.core.grads + t->offset, t->size);
@@ -181,42 +231,45 @@ static void forward_backward_matches_cpu(int B, int T, bool fused_qkv_bias, bool
         if (e > worst) worst = e;
     }
     printf("  worst gradient relative L2 error %.3e (bound %.3e)\n", worst, 12 * BF16_U);
-    gpt2_cpu_free(&cpu);
+    F::cpu_free(&cpu);
     model_free(&gpu);
     free(params); free(inputs); free(targets); free(logits_bf16); free(logits); free(grads); free(grads_zeroed);
 }
 
-static void test_forward_backward_matches_cpu(void) { forward_backward_matches_cpu(TEST_B, TEST_T, true, false); }
-static void test_short_sequences_match_cpu(void) { forward_backward_matches_cpu(TEST_B * TEST_T / 16, 16, false, false); }
-static void test_portable_gelu_matches_cpu(void) { forward_backward_matches_cpu(TEST_B, TEST_T, true, true); }
+static void test_gpt2_forward_backward_matches_cpu(void) { forward_backward_matches_cpu<Gpt2Test>(TEST_B, TEST_T, true, false); }
+static void test_gpt2_short_sequences_match_cpu(void) { forward_backward_matches_cpu<Gpt2Test>(TEST_B * TEST_T / 16, 16, false, false); }
+static void test_gpt2_portable_gelu_matches_cpu(void) { forward_backward_matches_cpu<Gpt2Test>(TEST_B, TEST_T, true, true); }
+static void test_llama_forward_backward_matches_cpu(void) { forward_backward_matches_cpu<LlamaTest>(TEST_B, TEST_T, true, false); }
+static void test_llama_short_sequences_match_cpu(void) { forward_backward_matches_cpu<LlamaTest>(TEST_B * TEST_T / 16, 16, false, false); }
 
 // 20 AdamW steps (2 micro-batches each) on the GPU and the CPU from the same weights.
-static void test_training_tracks_cpu(void) {
-    GPT2Config cfg = test_config();
+template <typename F>
+static void training_tracks_cpu(void) {
+    const typename F::Config cfg = F::config();
     size_t n;
-    float *params = init_params(&cfg, &n);
+    float *params = init_params<F>(&cfg, &n);
     const int BT = TEST_B * TEST_T;
     // four fixed batches, two per step: the loss must fall as the model memorizes them
     int *inputs = (int *)malloc_check(4 * BT * sizeof(int)), *targets = (int *)malloc_check(4 * BT * sizeof(int));
     random_tokens(inputs, targets, 4, cfg.vocab_size, 99);
     Model gpu;
-    build_gpu(&gpu, &cfg, params, 1);
-    GPT2Cpu cpu;
-    gpt2_cpu_build(&cpu, &cfg, TEST_B, TEST_T);
+    build_gpu<F>(&gpu, &cfg, params, 1);
+    typename F::Cpu cpu;
+    F::cpu_build(&cpu, &cfg, TEST_B, TEST_T);
     memcpy(cpu.core.params, params, n * sizeof(float));
     double worst = 0.0;
     float first = 0.0f, last = 0.0f;
     for (int s = 0; s < TRAIN_STEPS; s++) {
         const int off = (s % 2) * GRAD_ACCUM * BT;
         float gl = gpu_step(&gpu, inputs + off, targets + off, s + 1);
-        gpt2_cpu_zero_grad(&cpu);
+        F::cpu_zero_grad(&cpu);
         double cl = 0.0;
         for (int k = 0; k < GRAD_ACCUM; k++) {
-            cl += gpt2_cpu_forward(&cpu, inputs + off + k * BT, targets + off + k * BT);
-            gpt2_cpu_backward(&cpu, GRAD_ACCUM);
+            cl += F::cpu_forward(&cpu, inputs + off + k * BT, targets + off + k * BT);
+            F::cpu_backward(&cpu, GRAD_ACCUM);
         }
         cl /= GRAD_ACCUM;
-        gpt2_cpu_update(&cpu, &TEST_OPT, TEST_LR, s + 1);
+        F::cpu_update(&cpu, &TEST_OPT, TEST_LR, s + 1);
         double rel = fabs(gl - cl) / cl;
         if (rel > worst) worst = rel;
         if (s == 0) first = gl;
@@ -226,7 +279,7 @@ static void test_training_tracks_cpu(void) {
     printf("  %d steps: gpu loss %.4f -> %.4f, worst relative difference to the cpu %.3e (bound %.3e)\n", TRAIN_STEPS, first, last,
            worst, 8 * BF16_U);
     CHECK(last < 0.8f * first, "the loss did not fall: %f -> %f", first, last);
-    gpt2_cpu_free(&cpu);
+    F::cpu_free(&cpu);
     model_free(&gpu);
     free(params); free(inputs); free(targets);
 }
@@ -242,10 +295,11 @@ static void run_steps(Model *gpu, const int *inputs, const int *targets, int fir
 
 // Two runs from the same weights give the same bits; a run saved after 4 steps and resumed in a
 // fresh model gives the same bits as the uninterrupted one.
-static void test_deterministic_and_resume(void) {
-    GPT2Config cfg = test_config();
+template <typename F>
+static void deterministic_and_resume(void) {
+    const typename F::Config cfg = F::config();
     size_t n;
-    float *params = init_params(&cfg, &n);
+    float *params = init_params<F>(&cfg, &n);
     const int BT = TEST_B * TEST_T, steps = 8, saved_at = 4;
     int *inputs = (int *)malloc_check(4 * BT * sizeof(int)), *targets = (int *)malloc_check(4 * BT * sizeof(int));
     random_tokens(inputs, targets, 4, cfg.vocab_size, 5);
@@ -253,7 +307,7 @@ static void test_deterministic_and_resume(void) {
     float *master[3];
     for (int run = 0; run < 2; run++) {
         Model gpu;
-        build_gpu(&gpu, &cfg, params, 1);
+        build_gpu<F>(&gpu, &cfg, params, 1);
         run_steps(&gpu, inputs, targets, 0, steps, losses[run]);
         master[run] = (float *)malloc_check(n * sizeof(float));
         model_get_master(&gpu, master[run]);
@@ -263,26 +317,26 @@ static void test_deterministic_and_resume(void) {
     CHECK(memcmp(master[0], master[1], n * sizeof(float)) == 0, "two runs gave different master weights");
 
     char dir[256], model_path[512], state_path[512], err[1024];
-    testing_tmpdir_create(dir, sizeof(dir), "test_gpt2_gpu");
+    testing_tmpdir_create(dir, sizeof(dir), "test_model_gpu");
     snprintf(model_path, sizeof(model_path), "%s/model.bin", dir);
     snprintf(state_path, sizeof(state_path), "%s/state.bin", dir);
     TrainRunConfig run_cfg = {TEST_B, TEST_T, (uint64_t)GRAD_ACCUM * BT, 1, 0};
     {
         Model gpu;
-        build_gpu(&gpu, &cfg, params, 1);
+        build_gpu<F>(&gpu, &cfg, params, 1);
         run_steps(&gpu, inputs, targets, 0, saved_at, losses[2]);
         TrainState st;
         memset(&st, 0, sizeof(st));
         st.step = saved_at;
         st.run = run_cfg;
-        CHECK(model_checkpoint_write(&GPT2_FAMILY, &gpu, model_path, state_path, &st, err, sizeof(err)) == 0, "checkpoint write: %s", err);
+        CHECK(model_checkpoint_write(F::family(), &gpu, model_path, state_path, &st, err, sizeof(err)) == 0, "checkpoint write: %s", err);
         model_free(&gpu);
     }
     {
         Model gpu;
-        build_gpu(&gpu, &cfg, params, 1);  // different weights in the model until the load overwrites them
+        build_gpu<F>(&gpu, &cfg, params, 1);  // different weights in the model until the load overwrites them
         HostCheckpoint ck;
-        int rc = model_checkpoint_read(&GPT2_FAMILY, &cfg, n, model_path, state_path, &run_cfg, &ck, err, sizeof(err));
+        int rc = model_checkpoint_read(F::family(), &cfg, n, model_path, state_path, &run_cfg, &ck, err, sizeof(err));
         CHECK(rc == 0, "checkpoint load: %s", err);
         CHECK(ck.state.step == (uint64_t)saved_at, "resumed at step %llu", (unsigned long long)ck.state.step);
         model_checkpoint_restore(&gpu, &ck);
@@ -302,10 +356,11 @@ static void test_deterministic_and_resume(void) {
 
 // Gradients of two micro-batches: forward A, backward A (writes), forward B, backward B (adds), against
 // forward A in slot 0, forward B in slot 1, backward B (writes), backward A (adds).
-static void test_slots_interleaved(void) {
-    GPT2Config cfg = test_config();
+template <typename F>
+static void slots_interleaved(void) {
+    const typename F::Config cfg = F::config();
     size_t n;
-    float *params = init_params(&cfg, &n);
+    float *params = init_params<F>(&cfg, &n);
     const int BT = TEST_B * TEST_T;
     const float dloss = 1.0f / (2 * BT);
     int *inputs = (int *)malloc_check(2 * BT * sizeof(int)), *targets = (int *)malloc_check(2 * BT * sizeof(int));
@@ -313,7 +368,7 @@ static void test_slots_interleaved(void) {
     float *grads[2], loss[2];
     for (int order = 0; order < 2; order++) {
         Model gpu;
-        build_gpu(&gpu, &cfg, params, 2);
+        build_gpu<F>(&gpu, &cfg, params, 2);
         if (order == 0) {
             for (int k = 0; k < 2; k++) {
                 model_forward(&gpu, 0, inputs + k * BT, targets + k * BT, TEST_B, TEST_T, dloss);
@@ -330,34 +385,48 @@ static void test_slots_interleaved(void) {
         model_free(&gpu);
     }
     CHECK(memcmp(&loss[0], &loss[1], sizeof(float)) == 0, "loss %.8f sequential, %.8f interleaved", loss[0], loss[1]);
-    const ParamTable table = test_table(&cfg);
+    const ParamTable table = test_table<F>(&cfg);
+    int identical = 0;
     for (int i = 0; i < table.count; i++) {
         const ParamSpec *t = &table.specs[i];
-        if (i == GPT2_WTE) {
+        if (i == F::shared_gradient) {
             const double e = rel_l2(grads[1] + t->offset, grads[0] + t->offset, t->size);
-            printf("  wte: relative L2 difference %.3e (bound 1e-6)\n", e);
-            CHECK(e <= 1e-6, "wte gradient: relative L2 difference %.3e between the orders", e);
+            printf("  %s: relative L2 difference %.3e (bound 1e-6)\n", t->name, e);
+            CHECK(e <= 1e-6, "%s gradient: relative L2 difference %.3e between the orders", t->name, e);
         } else {
             CHECK(memcmp(grads[0] + t->offset, grads[1] + t->offset, t->size * sizeof(float)) == 0, "gradient of %s differs between the orders",
                   t->name);
+            identical++;
         }
     }
-    printf("  loss %.6f in both orders; %d of %d gradient tensors bit-identical\n", loss[0], table.count - 1, table.count);
+    printf("  loss %.6f in both orders; %d of %d gradient tensors bit-identical\n", loss[0], identical, table.count);
     for (int k = 0; k < 2; k++) free(grads[k]);
     free(params); free(inputs); free(targets);
 }
 
+static void test_gpt2_training_tracks_cpu(void) { training_tracks_cpu<Gpt2Test>(); }
+static void test_gpt2_deterministic_and_resume(void) { deterministic_and_resume<Gpt2Test>(); }
+static void test_gpt2_slots_interleaved(void) { slots_interleaved<Gpt2Test>(); }
+static void test_llama_training_tracks_cpu(void) { training_tracks_cpu<LlamaTest>(); }
+static void test_llama_deterministic_and_resume(void) { deterministic_and_resume<LlamaTest>(); }
+static void test_llama_slots_interleaved(void) { slots_interleaved<LlamaTest>(); }
+
 int main(void) {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-        SKIP_TEST(test_gpt2_gpu, "no CUDA device");
+        SKIP_TEST(test_model_gpu, "no CUDA device");
         return testing_finish();
     }
-    RUN_TEST(test_forward_backward_matches_cpu);
-    RUN_TEST(test_short_sequences_match_cpu);
-    RUN_TEST(test_portable_gelu_matches_cpu);
-    RUN_TEST(test_training_tracks_cpu);
-    RUN_TEST(test_deterministic_and_resume);
-    RUN_TEST(test_slots_interleaved);
+    RUN_TEST(test_gpt2_forward_backward_matches_cpu);
+    RUN_TEST(test_gpt2_short_sequences_match_cpu);
+    RUN_TEST(test_gpt2_portable_gelu_matches_cpu);
+    RUN_TEST(test_gpt2_training_tracks_cpu);
+    RUN_TEST(test_gpt2_deterministic_and_resume);
+    RUN_TEST(test_gpt2_slots_interleaved);
+    RUN_TEST(test_llama_forward_backward_matches_cpu);
+    RUN_TEST(test_llama_short_sequences_match_cpu);
+    RUN_TEST(test_llama_training_tracks_cpu);
+    RUN_TEST(test_llama_deterministic_and_resume);
+    RUN_TEST(test_llama_slots_interleaved);
     return testing_finish();
 }
