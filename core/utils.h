@@ -4,6 +4,8 @@
 #ifndef CORE_UTILS_H
 #define CORE_UTILS_H
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,26 @@ static inline void *calloc_check_(size_t n, size_t size, const char *file, int l
     return p;
 }
 #define calloc_check(n, size) calloc_check_(n, size, __FILE__, __LINE__)
+
+// The whole string s as a decimal integer in [lo, hi]; otherwise a fatal error
+// "<what>: expected an integer in [lo, hi], got '<s>'" (for command-line tools).
+static inline long long parse_int_check(const char *what, const char *s, long long lo, long long hi) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) fatal("%s: expected an integer in [%lld, %lld], got '%s'", what, lo, hi, s);
+    return v;
+}
+
+// The whole string s as a finite float (rounded to float by strtof); otherwise a fatal error
+// "<what>: expected a finite float, got '<s>'".
+static inline float parse_float_check(const char *what, const char *s) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v)) fatal("%s: expected a finite float, got '%s'", what, s);
+    return v;
+}
 
 // Formats a message into an error buffer (used by APIs that report errors to their caller
 // instead of exiting, so tests can check them).

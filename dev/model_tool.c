@@ -43,24 +43,6 @@ static void usage(FILE *f) {
             "(see the top of dev/model_tool.c)\n");
 }
 
-// A decimal integer in [lo, hi], the whole string; exits naming `what` otherwise.
-static long long parse_int(const char *what, const char *s, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) fatal("%s: expected an integer in [%lld, %lld], got '%s'", what, lo, hi, s);
-    return v;
-}
-
-// A finite float (the whole string, rounded to float by strtof); exits naming `what` otherwise.
-static float parse_float(const char *what, const char *s) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !isfinite(v)) fatal("%s: expected a finite float, got '%s'", what, s);
-    return v;
-}
-
 // Adds N(0, PERTURB_STD^2) to every tensor initialised to a constant and scales the drawn ones by `scale`.
 static void perturb(const ParamTable *t, float *params, uint64_t seed, float scale) {
     Rng rng;
@@ -85,12 +67,12 @@ static int cmd_init(int argc, char **argv) {
         const char *flag = argv[i];
         if (i + 1 >= argc) fatal("init: flag %s needs a value", flag);
         const char *v = argv[i + 1];
-        if (strcmp(flag, "--seed") == 0) seed = (uint64_t)parse_int("init --seed", v, 0, INT64_MAX);
+        if (strcmp(flag, "--seed") == 0) seed = (uint64_t)parse_int_check("init --seed", v, 0, INT64_MAX);
         else if (strcmp(flag, "--version") == 0) {
-            version = (int)parse_int("init --version", v, 3, 5);
+            version = (int)parse_int_check("init --version", v, 3, 5);
             if (version != MODEL_FILE_VERSION_FP32 && version != MODEL_FILE_VERSION_BF16) fatal("init --version: expected 3 (fp32) or 5 (bf16), got %d", version);
         } else if (strcmp(flag, "--weight-scale") == 0) {
-            scale = parse_float("init --weight-scale", v);
+            scale = parse_float_check("init --weight-scale", v);
             if (!(scale > 0.0f)) fatal("init --weight-scale: must be > 0, got '%s'", v);
         } else fatal("init: unknown flag '%s'", flag);
         i += 2;
@@ -113,7 +95,7 @@ static int cmd_init(int argc, char **argv) {
         for (int k = 0; k < 6; k++) {
             char what[64];
             snprintf(what, sizeof(what), "init gpt2 %s", names[k]);
-            v[k] = (int)parse_int(what, argv[i + k], 1, imax);
+            v[k] = (int)parse_int_check(what, argv[i + k], 1, imax);
         }
         const char *out = argv[i + 6];
         GPT2Config cfg = gpt2_config_make(v[0], v[1], v[2], v[3], v[4], v[5]);
@@ -137,10 +119,10 @@ static int cmd_init(int argc, char **argv) {
         for (int k = 0; k < 8; k++) {
             char what[64];
             snprintf(what, sizeof(what), "init llama %s", names[k]);
-            v[k] = (int)parse_int(what, argv[i + k], 1, imax);
+            v[k] = (int)parse_int_check(what, argv[i + k], 1, imax);
         }
-        const float theta = parse_float("init llama ROPE_THETA", argv[i + 8]);
-        const float eps = parse_float("init llama NORM_EPS", argv[i + 9]);
+        const float theta = parse_float_check("init llama ROPE_THETA", argv[i + 8]);
+        const float eps = parse_float_check("init llama NORM_EPS", argv[i + 9]);
         const char *out = argv[i + 10];
         LlamaConfig cfg = llama_config_make(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], theta, eps);
         ParamTable table;
@@ -197,8 +179,8 @@ static int cmd_logits(int argc, char **argv) {
         fatal("logits: expected MODEL_FILE TOKENS_FILE B T OUT_FILE, got %d argument%s", argc, argc == 1 ? "" : "s");
     }
     const char *model_path = argv[0], *tokens_path = argv[1], *out = argv[4];
-    const int B = (int)parse_int("logits B", argv[2], 1, MAX_BT);
-    const int T = (int)parse_int("logits T", argv[3], 1, MAX_BT);
+    const int B = (int)parse_int_check("logits B", argv[2], 1, MAX_BT);
+    const int T = (int)parse_int_check("logits T", argv[3], 1, MAX_BT);
     if ((long long)B * T > MAX_BT) fatal("logits: B*T = %lld is above %d", (long long)B * T, MAX_BT);
     int32_t magic = 0;
     if (model_file_peek_magic(model_path, &magic) != 0) fatal("cannot read the first word of model file '%s'", model_path);

@@ -75,24 +75,20 @@ static void usage(void) {
             "       ref_dump --init PRESET --out FILE [--seed S] [--version 3|5]   (PRESET: d12|d24|d36|d48|l125m|l350m|l1b)\n");
 }
 
-// Parses a decimal integer flag value in [lo, hi]; exits with a message naming the flag otherwise.
-static long long parse_int_flag(const char *flag, const char *value, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno != 0 || end == value || *end != '\0' || v < lo || v > hi)
-        fatal("flag %s: expected an integer in [%lld, %lld], got '%s'", flag, lo, hi, value);
-    return v;
+// "flag <flag>": how the value parsers (core/utils.h) name a flag in their messages.
+static const char *flag_label(const char *flag) {
+    static char label[64];
+    snprintf(label, sizeof(label), "flag %s", flag);
+    return label;
 }
 
-// Parses a finite float flag value (rounded to float by strtof); exits with a message naming the flag otherwise.
-static float parse_float_flag(const char *flag, const char *value) {
-    char *end;
-    errno = 0;
-    float v = strtof(value, &end);
-    if (errno != 0 || end == value || *end != '\0' || !isfinite(v)) fatal("flag %s: expected a finite float, got '%s'", flag, value);
-    return v;
+// A decimal integer flag value in [lo, hi]; exits with a message naming the flag otherwise.
+static long long parse_int_flag(const char *flag, const char *value, long long lo, long long hi) {
+    return parse_int_check(flag_label(flag), value, lo, hi);
 }
+
+// A finite float flag value (rounded to float by strtof); exits with a message naming the flag otherwise.
+static float parse_float_flag(const char *flag, const char *value) { return parse_float_check(flag_label(flag), value); }
 
 static void parse_args(int argc, char **argv, DumpArgs *a) {
     memset(a, 0, sizeof(*a));
