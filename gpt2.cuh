@@ -77,15 +77,14 @@ typedef struct {
 
 typedef struct {
     GPT2Config config;
-    int *act_ids;                  // registry ids of every activation, in the order of bind's walk
     GPT2LayerActs *acts;           // [num_slots * L]: slot s, layer l at s * L + l
     GPT2SlotActs slot[MODEL_MAX_SLOTS];
+    int layer_acts_id, slot_acts_id, shared_acts_id;  // first registry ids (model_register_acts)
     GPT2Layer *layers;             // [L]
     Linear lm_head;
     const bf16 *lnfw, *lnfb;
     float *dlnfw, *dlnfb;
     // backward buffers (shared by the slots)
-    int branch_id, dresidual_id, dbtc_id, dqkv_id, dfch_id;
     bf16 *branch, *dresidual, *dbtc, *dqkv, *dfch;
     // workspace
     int ln_scratch_id, encoder_scratch_id, attn_delta_id, attn_bias_partials_id, bias_partials_id;
@@ -112,22 +111,28 @@ static inline GPT2Norm gpt2_input_norm(const GPT2 *g, int l, int slot) {
 // ----------------------------------------------------------------------------------------------
 // building
 
-// The activations of one slot and layer, each as (name, dtype, columns); N rows each. Walked in the
-// same order by registration and bind.
-#define GPT2_LAYER_ACTS 14
-static inline void gpt2_layer_act_shapes(const GPT2Config *c, const char *names[GPT2_LAYER_ACTS], DType types[GPT2_LAYER_ACTS],
-                                         size_t cols[GPT2_LAYER_ACTS]) {
+// The activations (N rows each) of one layer in one slot, of one slot, and the backward's buffers shared by
+// the slots.
+#define GPT2_LAYER_ACTS 13
+#define GPT2_SLOT_ACTS 4
+#define GPT2_SHARED_ACTS 5
+static inline void gpt2_act_specs(const GPT2Config *c, ModelActSpec layer[GPT2_LAYER_ACTS], ModelActSpec slot[GPT2_SLOT_ACTS],
+                                  ModelActSpec shared[GPT2_SHARED_ACTS]) {
     const size_t C = (size_t)c->channels, NH = (size_t)c->num_heads;
-    const char *n[GPT2_LAYER_ACTS] = {"ln1", "ln1_mean", "ln1_rstd", "qkv", "atty", "lse", "residual2", "ln2", "ln2_mean", "ln2_rstd",
-                                      "fch_gelu_grad", "fch_gelu", "residual3", NULL};
-    const DType t[GPT2_LAYER_ACTS] = {DTYPE_BF16, DTYPE_FP32, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16,
-                                      DTYPE_FP32, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16, DTYPE_BF16, DTYPE_BF16};
-    const size_t w[GPT2_LAYER_ACTS] = {C, 1, 1, 3 * C, C, NH, C, C, 1, 1, 4 * C, 4 * C, C, 0};
-    for (int i = 0; i < GPT2_LAYER_ACTS; i++) {
-        names[i] = n[i];
-        types[i] = t[i];
-        cols[i] = w[i];
-    }
+    const DType H = DTYPE_BF16, F = DTYPE_FP32;
+    const ModelActSpec l[GPT2_LAYER_ACTS] = {
+        MODEL_ACT(GPT2LayerActs, ln1, H, C),           MODEL_ACT(GPT2LayerActs, ln1_mean, F, 1),      MODEL_ACT(GPT2LayerActs, ln1_rstd, F, 1),
+        MODEL_ACT(GPT2LayerActs, qkv, H, 3 * C),       MODEL_ACT(GPT2LayerActs, atty, H, C),          MODEL_ACT(GPT2LayerActs, lse, F, NH),
+        MODEL_ACT(GPT2LayerActs, residual2, H, C),     MODEL_ACT(GPT2LayerActs, ln2, H, C),           MODEL_ACT(GPT2LayerActs, ln2_mean, F, 1),
+        MODEL_ACT(GPT2LayerActs, ln2_rstd, F, 1),      MODEL_ACT(GPT2LayerActs, fch_gelu_grad, H, 4 * C), MODEL_ACT(GPT2LayerActs, fch_gelu, H, 4 * C),
+        MODEL_ACT(GPT2LayerActs, residual3, H, C)};
+    const ModelActSpec s[GPT2_SLOT_ACTS] = {MODEL_ACT(GPT2SlotActs, encoded, H, C), MODEL_ACT(GPT2SlotActs, lnf, H, C),
+                                            MODEL_ACT(GPT2SlotActs, lnf_mean, F, 1), MODEL_ACT(GPT2SlotActs, lnf_rstd, F, 1)};
+    const ModelActSpec b[GPT2_SHARED_ACTS] = {MODEL_ACT(GPT2, branch, H, C), MODEL_ACT(GPT2, dresidual, H, C), MODEL_ACT(GPT2, dbtc, H, C),
+                                              MODEL_ACT(GPT2, dqkv, H, 3 * C), MODEL_ACT(GPT2, dfch, H, 4 * C)};
+    memcpy(layer, l, sizeof(l));
+    memcpy(slot, s, sizeof(s));
+    memcpy(shared, b, sizeof(b));
 }
 
 static inline void gpt2_register_tensors(Model *m) {
@@ -136,37 +141,12 @@ static inline void gpt2_register_tensors(Model *m) {
     g->config = *(const GPT2Config *)m->config;
     Registry *r = &m->reg;
     const GPT2Config *c = &g->config;
-    const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, L = (size_t)c->num_layers, NH = (size_t)c->num_heads;
-    const char *names[GPT2_LAYER_ACTS];
-    DType types[GPT2_LAYER_ACTS];
-    size_t cols[GPT2_LAYER_ACTS];
-    gpt2_layer_act_shapes(c, names, types, cols);
-    const int per_slot = (GPT2_LAYER_ACTS - 1) * (int)L + 4;
-    g->act_ids = (int *)malloc_check((size_t)m->num_slots * per_slot * sizeof(int));
-    const MemCategory A = MEM_ACTIVATIONS;
-    int k = 0;
-    for (int s = 0; s < m->num_slots; s++) {
-        char name[32];
-        snprintf(name, sizeof(name), "s%d.encoded", s);
-        g->act_ids[k++] = registry_add2(r, name, -1, A, DTYPE_BF16, N, C);
-        for (int l = 0; l < (int)L; l++) {
-            for (int i = 0; names[i] != NULL; i++) {
-                snprintf(name, sizeof(name), "s%d.%s", s, names[i]);
-                g->act_ids[k++] = cols[i] == 1 ? registry_add1(r, name, l, A, types[i], N) : registry_add2(r, name, l, A, types[i], N, cols[i]);
-            }
-        }
-        snprintf(name, sizeof(name), "s%d.lnf", s);
-        g->act_ids[k++] = registry_add2(r, name, -1, A, DTYPE_BF16, N, C);
-        snprintf(name, sizeof(name), "s%d.lnf_mean", s);
-        g->act_ids[k++] = registry_add1(r, name, -1, A, DTYPE_FP32, N);
-        snprintf(name, sizeof(name), "s%d.lnf_rstd", s);
-        g->act_ids[k++] = registry_add1(r, name, -1, A, DTYPE_FP32, N);
-    }
-    g->branch_id = registry_add2(r, "branch", -1, A, DTYPE_BF16, N, C);
-    g->dresidual_id = registry_add2(r, "dresidual", -1, A, DTYPE_BF16, N, C);
-    g->dbtc_id = registry_add2(r, "dbtc", -1, A, DTYPE_BF16, N, C);
-    g->dqkv_id = registry_add2(r, "dqkv", -1, A, DTYPE_BF16, N, 3 * C);
-    g->dfch_id = registry_add2(r, "dfch", -1, A, DTYPE_BF16, N, 4 * C);
+    const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, NH = (size_t)c->num_heads;
+    ModelActSpec layer[GPT2_LAYER_ACTS], slot[GPT2_SLOT_ACTS], shared[GPT2_SHARED_ACTS];
+    gpt2_act_specs(c, layer, slot, shared);
+    g->slot_acts_id = model_register_acts(m, slot, GPT2_SLOT_ACTS, m->num_slots, 0);
+    g->layer_acts_id = model_register_acts(m, layer, GPT2_LAYER_ACTS, m->num_slots, c->num_layers);
+    g->shared_acts_id = model_register_acts(m, shared, GPT2_SHARED_ACTS, 0, 0);
     const MemCategory W = MEM_WORKSPACE;
     g->ln_scratch_id = registry_add1(r, "layernorm_scratch", -1, W, DTYPE_FP32, layernorm_backward_scratch_floats((int)N, (int)C));
     g->encoder_scratch_id = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N, (int)C), 4));
@@ -181,37 +161,12 @@ static inline void gpt2_bind(Model *m) {
     GPT2 *g = gpt2_of(m);
     const GPT2Config *c = &g->config;
     const int L = c->num_layers, C = c->channels;
-    int k = 0;
-#define GPT2_NEXT_ACT(type) MODEL_PTR(m, type, g->act_ids[k++])
+    ModelActSpec layer[GPT2_LAYER_ACTS], slot[GPT2_SLOT_ACTS], shared[GPT2_SHARED_ACTS];
+    gpt2_act_specs(c, layer, slot, shared);
     g->acts = (GPT2LayerActs *)malloc_check((size_t)m->num_slots * L * sizeof(GPT2LayerActs));
-    for (int s = 0; s < m->num_slots; s++) {
-        g->slot[s].encoded = GPT2_NEXT_ACT(bf16);
-        for (int l = 0; l < L; l++) {  // the order of gpt2_layer_act_shapes
-            GPT2LayerActs *a = &g->acts[(size_t)s * L + l];
-            a->ln1 = GPT2_NEXT_ACT(bf16);
-            a->ln1_mean = GPT2_NEXT_ACT(float);
-            a->ln1_rstd = GPT2_NEXT_ACT(float);
-            a->qkv = GPT2_NEXT_ACT(bf16);
-            a->atty = GPT2_NEXT_ACT(bf16);
-            a->lse = GPT2_NEXT_ACT(float);
-            a->residual2 = GPT2_NEXT_ACT(bf16);
-            a->ln2 = GPT2_NEXT_ACT(bf16);
-            a->ln2_mean = GPT2_NEXT_ACT(float);
-            a->ln2_rstd = GPT2_NEXT_ACT(float);
-            a->fch_gelu_grad = GPT2_NEXT_ACT(bf16);
-            a->fch_gelu = GPT2_NEXT_ACT(bf16);
-            a->residual3 = GPT2_NEXT_ACT(bf16);
-        }
-        g->slot[s].lnf = GPT2_NEXT_ACT(bf16);
-        g->slot[s].lnf_mean = GPT2_NEXT_ACT(float);
-        g->slot[s].lnf_rstd = GPT2_NEXT_ACT(float);
-    }
-#undef GPT2_NEXT_ACT
-    g->branch = MODEL_PTR(m, bf16, g->branch_id);
-    g->dresidual = MODEL_PTR(m, bf16, g->dresidual_id);
-    g->dbtc = MODEL_PTR(m, bf16, g->dbtc_id);
-    g->dqkv = MODEL_PTR(m, bf16, g->dqkv_id);
-    g->dfch = MODEL_PTR(m, bf16, g->dfch_id);
+    model_bind_acts(m, g->slot_acts_id, slot, GPT2_SLOT_ACTS, m->num_slots, g->slot, sizeof(GPT2SlotActs));
+    model_bind_acts(m, g->layer_acts_id, layer, GPT2_LAYER_ACTS, m->num_slots * L, g->acts, sizeof(GPT2LayerActs));
+    model_bind_acts(m, g->shared_acts_id, shared, GPT2_SHARED_ACTS, 1, g, 0);
     g->ln_scratch = MODEL_PTR(m, float, g->ln_scratch_id);
     g->encoder_scratch = MODEL_PTR(m, void, g->encoder_scratch_id);
     g->attn_delta = MODEL_PTR(m, float, g->attn_delta_id);
@@ -250,7 +205,6 @@ static inline void gpt2_bind(Model *m) {
 
 static inline void gpt2_free_family(Model *m) {
     GPT2 *g = gpt2_of(m);
-    free(g->act_ids);
     free(g->acts);
     free(g->layers);
     free(g);

@@ -64,17 +64,16 @@ typedef struct {
     float *final_rstd;
 } LlamaSlotActs;
 
-#define LLAMA_LAYER_ACTS 12
 typedef struct {
     LlamaConfig config;
-    int *act_ids;
-    LlamaLayerActs *acts;          // [num_slots * L]
+    LlamaLayerActs *acts;          // [num_slots * L]: slot s, layer l at s * L + l
     LlamaSlotActs slot[MODEL_MAX_SLOTS];
+    int layer_acts_id, slot_acts_id, shared_acts_id;  // first registry ids (model_register_acts)
     LlamaLayer *layers;
     Linear lm_head;
     const bf16 *final_norm_w;
     float *d_final_norm_w;
-    int branch_id, dresidual_id, dbtc_id, dqkv_mha_id, dqkv_id, dgate_up_id, dswiglu_id;
+    // backward buffers (shared by the slots)
     bf16 *branch, *dresidual, *dbtc, *dqkv_mha, *dqkv, *dgate_up, *dswiglu;
     int ln_scratch_id, encoder_scratch_id, attn_delta_id, rope_cos_id, rope_sin_id;
     float *ln_scratch, *attn_delta, *rope_cos, *rope_sin;
@@ -96,45 +95,43 @@ static inline LlamaNorm llama_input_norm(const Llama *g, int l, int slot) {
 // ----------------------------------------------------------------------------------------------
 // building
 
+// The activations (N rows each) of one layer in one slot, of one slot, and the backward's buffers shared by
+// the slots.
+#define LLAMA_LAYER_ACTS 12
+#define LLAMA_SLOT_ACTS 3
+#define LLAMA_SHARED_ACTS 7
+static inline void llama_act_specs(const LlamaConfig *c, ModelActSpec layer[LLAMA_LAYER_ACTS], ModelActSpec slot[LLAMA_SLOT_ACTS],
+                                   ModelActSpec shared[LLAMA_SHARED_ACTS]) {
+    const size_t C = (size_t)c->channels, NH = (size_t)c->num_heads, HS = C / NH;
+    const size_t QKV = (NH + 2 * (size_t)c->num_kv_heads) * HS, F = (size_t)c->ffn_hidden;
+    const DType H = DTYPE_BF16, S = DTYPE_FP32;
+    const ModelActSpec l[LLAMA_LAYER_ACTS] = {
+        MODEL_ACT(LlamaLayerActs, attn_norm, H, C),  MODEL_ACT(LlamaLayerActs, attn_rstd, S, 1),    MODEL_ACT(LlamaLayerActs, qkv, H, QKV),
+        MODEL_ACT(LlamaLayerActs, qkv_mha, H, 3 * C), MODEL_ACT(LlamaLayerActs, atty, H, C),        MODEL_ACT(LlamaLayerActs, lse, S, NH),
+        MODEL_ACT(LlamaLayerActs, residual2, H, C),  MODEL_ACT(LlamaLayerActs, ffn_norm, H, C),     MODEL_ACT(LlamaLayerActs, ffn_rstd, S, 1),
+        MODEL_ACT(LlamaLayerActs, gate_up, H, 2 * F), MODEL_ACT(LlamaLayerActs, swiglu, H, F),      MODEL_ACT(LlamaLayerActs, residual3, H, C)};
+    const ModelActSpec s[LLAMA_SLOT_ACTS] = {MODEL_ACT(LlamaSlotActs, encoded, H, C), MODEL_ACT(LlamaSlotActs, final_norm, H, C),
+                                             MODEL_ACT(LlamaSlotActs, final_rstd, S, 1)};
+    const ModelActSpec b[LLAMA_SHARED_ACTS] = {MODEL_ACT(Llama, branch, H, C),       MODEL_ACT(Llama, dresidual, H, C),   MODEL_ACT(Llama, dbtc, H, C),
+                                               MODEL_ACT(Llama, dqkv_mha, H, 3 * C), MODEL_ACT(Llama, dqkv, H, QKV),      MODEL_ACT(Llama, dgate_up, H, 2 * F),
+                                               MODEL_ACT(Llama, dswiglu, H, F)};
+    memcpy(layer, l, sizeof(l));
+    memcpy(slot, s, sizeof(s));
+    memcpy(shared, b, sizeof(b));
+}
+
 static inline void llama_register_tensors(Model *m) {
     Llama *g = (Llama *)calloc_check(1, sizeof(Llama));
     m->family = g;
     g->config = *(const LlamaConfig *)m->config;
     Registry *r = &m->reg;
     const LlamaConfig *c = &g->config;
-    const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, L = (size_t)c->num_layers, NH = (size_t)c->num_heads;
-    const size_t HS = C / NH, QKV = (NH + 2 * (size_t)c->num_kv_heads) * HS, F = (size_t)c->ffn_hidden;
-    const char *names[LLAMA_LAYER_ACTS] = {"attn_norm", "attn_rstd", "qkv", "qkv_mha", "atty", "lse", "residual2", "ffn_norm", "ffn_rstd",
-                                           "gate_up", "swiglu", "residual3"};
-    const DType types[LLAMA_LAYER_ACTS] = {DTYPE_BF16, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16, DTYPE_BF16, DTYPE_FP32, DTYPE_BF16, DTYPE_BF16,
-                                           DTYPE_FP32, DTYPE_BF16, DTYPE_BF16, DTYPE_BF16};
-    const size_t cols[LLAMA_LAYER_ACTS] = {C, 1, QKV, 3 * NH * HS, C, NH, C, C, 1, 2 * F, F, C};
-    const int per_slot = LLAMA_LAYER_ACTS * (int)L + 3;
-    g->act_ids = (int *)malloc_check((size_t)m->num_slots * per_slot * sizeof(int));
-    const MemCategory A = MEM_ACTIVATIONS;
-    int k = 0;
-    for (int s = 0; s < m->num_slots; s++) {
-        char name[32];
-        snprintf(name, sizeof(name), "s%d.encoded", s);
-        g->act_ids[k++] = registry_add2(r, name, -1, A, DTYPE_BF16, N, C);
-        for (int l = 0; l < (int)L; l++) {
-            for (int i = 0; i < LLAMA_LAYER_ACTS; i++) {
-                snprintf(name, sizeof(name), "s%d.%s", s, names[i]);
-                g->act_ids[k++] = cols[i] == 1 ? registry_add1(r, name, l, A, types[i], N) : registry_add2(r, name, l, A, types[i], N, cols[i]);
-            }
-        }
-        snprintf(name, sizeof(name), "s%d.final_norm", s);
-        g->act_ids[k++] = registry_add2(r, name, -1, A, DTYPE_BF16, N, C);
-        snprintf(name, sizeof(name), "s%d.final_rstd", s);
-        g->act_ids[k++] = registry_add1(r, name, -1, A, DTYPE_FP32, N);
-    }
-    g->branch_id = registry_add2(r, "branch", -1, A, DTYPE_BF16, N, C);
-    g->dresidual_id = registry_add2(r, "dresidual", -1, A, DTYPE_BF16, N, C);
-    g->dbtc_id = registry_add2(r, "dbtc", -1, A, DTYPE_BF16, N, C);
-    g->dqkv_mha_id = registry_add2(r, "dqkv_mha", -1, A, DTYPE_BF16, N, 3 * NH * HS);
-    g->dqkv_id = registry_add2(r, "dqkv", -1, A, DTYPE_BF16, N, QKV);
-    g->dgate_up_id = registry_add2(r, "dgate_up", -1, A, DTYPE_BF16, N, 2 * F);
-    g->dswiglu_id = registry_add2(r, "dswiglu", -1, A, DTYPE_BF16, N, F);
+    const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, NH = (size_t)c->num_heads, HS = C / NH;
+    ModelActSpec layer[LLAMA_LAYER_ACTS], slot[LLAMA_SLOT_ACTS], shared[LLAMA_SHARED_ACTS];
+    llama_act_specs(c, layer, slot, shared);
+    g->slot_acts_id = model_register_acts(m, slot, LLAMA_SLOT_ACTS, m->num_slots, 0);
+    g->layer_acts_id = model_register_acts(m, layer, LLAMA_LAYER_ACTS, m->num_slots, c->num_layers);
+    g->shared_acts_id = model_register_acts(m, shared, LLAMA_SHARED_ACTS, 0, 0);
     const MemCategory W = MEM_WORKSPACE;
     g->ln_scratch_id = registry_add1(r, "rmsnorm_scratch", -1, W, DTYPE_FP32, layernorm_backward_scratch_floats((int)N, (int)C));
     g->encoder_scratch_id = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N, (int)C), 4));
@@ -147,37 +144,12 @@ static inline void llama_bind(Model *m) {
     Llama *g = llama_of(m);
     const LlamaConfig *c = &g->config;
     const int L = c->num_layers, C = c->channels, HS = C / c->num_heads, QKV = (c->num_heads + 2 * c->num_kv_heads) * HS, F = c->ffn_hidden;
-    int k = 0;
-#define LLAMA_NEXT_ACT(type) MODEL_PTR(m, type, g->act_ids[k++])
+    ModelActSpec layer[LLAMA_LAYER_ACTS], slot[LLAMA_SLOT_ACTS], shared[LLAMA_SHARED_ACTS];
+    llama_act_specs(c, layer, slot, shared);
     g->acts = (LlamaLayerActs *)malloc_check((size_t)m->num_slots * L * sizeof(LlamaLayerActs));
-    for (int s = 0; s < m->num_slots; s++) {
-        g->slot[s].encoded = LLAMA_NEXT_ACT(bf16);
-        for (int l = 0; l < L; l++) {  // the order of the names in llama_register_tensors
-            LlamaLayerActs *a = &g->acts[(size_t)s * L + l];
-            a->attn_norm = LLAMA_NEXT_ACT(bf16);
-            a->attn_rstd = LLAMA_NEXT_ACT(float);
-            a->qkv = LLAMA_NEXT_ACT(bf16);
-            a->qkv_mha = LLAMA_NEXT_ACT(bf16);
-            a->atty = LLAMA_NEXT_ACT(bf16);
-            a->lse = LLAMA_NEXT_ACT(float);
-            a->residual2 = LLAMA_NEXT_ACT(bf16);
-            a->ffn_norm = LLAMA_NEXT_ACT(bf16);
-            a->ffn_rstd = LLAMA_NEXT_ACT(float);
-            a->gate_up = LLAMA_NEXT_ACT(bf16);
-            a->swiglu = LLAMA_NEXT_ACT(bf16);
-            a->residual3 = LLAMA_NEXT_ACT(bf16);
-        }
-        g->slot[s].final_norm = LLAMA_NEXT_ACT(bf16);
-        g->slot[s].final_rstd = LLAMA_NEXT_ACT(float);
-    }
-#undef LLAMA_NEXT_ACT
-    g->branch = MODEL_PTR(m, bf16, g->branch_id);
-    g->dresidual = MODEL_PTR(m, bf16, g->dresidual_id);
-    g->dbtc = MODEL_PTR(m, bf16, g->dbtc_id);
-    g->dqkv_mha = MODEL_PTR(m, bf16, g->dqkv_mha_id);
-    g->dqkv = MODEL_PTR(m, bf16, g->dqkv_id);
-    g->dgate_up = MODEL_PTR(m, bf16, g->dgate_up_id);
-    g->dswiglu = MODEL_PTR(m, bf16, g->dswiglu_id);
+    model_bind_acts(m, g->slot_acts_id, slot, LLAMA_SLOT_ACTS, m->num_slots, g->slot, sizeof(LlamaSlotActs));
+    model_bind_acts(m, g->layer_acts_id, layer, LLAMA_LAYER_ACTS, m->num_slots * L, g->acts, sizeof(LlamaLayerActs));
+    model_bind_acts(m, g->shared_acts_id, shared, LLAMA_SHARED_ACTS, 1, g, 0);
     g->ln_scratch = MODEL_PTR(m, float, g->ln_scratch_id);
     g->encoder_scratch = MODEL_PTR(m, void, g->encoder_scratch_id);
     g->attn_delta = MODEL_PTR(m, float, g->attn_delta_id);
@@ -215,7 +187,6 @@ static inline void llama_bind(Model *m) {
 
 static inline void llama_free_family(Model *m) {
     Llama *g = llama_of(m);
-    free(g->act_ids);
     free(g->acts);
     free(g->layers);
     free(g);

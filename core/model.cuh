@@ -18,6 +18,7 @@
 #define CORE_MODEL_CUH
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/linear.cuh"
@@ -139,6 +140,46 @@ static inline bf16 *model_logits(const Model *m, int slot) { return MODEL_PTR(m,
 
 // ----------------------------------------------------------------------------------------------
 // building
+
+// A family's activation of max_tokens rows, registered by the core and bound into a pointer field of one of
+// the family's structs (field: its byte offset, from MODEL_ACT).
+typedef struct {
+    const char *name;
+    DType dtype;
+    size_t cols;    // 1: one value per row
+    size_t field;
+} ModelActSpec;
+#define MODEL_ACT(Struct, member, dtype, cols) {#member, dtype, (size_t)(cols), offsetof(Struct, member)}
+
+// Registers the n activations of `specs` for each instance: slot s and layer l of `slots` x `layers` (named
+// "s<s>.<name>.<l>"), of each slot when layers is 0 ("s<s>.<name>"), or once when slots is 0 ("<name>").
+// Returns the id of the first; instance i's spec j has id first + i * n + j.
+static inline int model_register_acts(Model *m, const ModelActSpec *specs, int n, int slots, int layers) {
+    const int first = m->reg.count;
+    const size_t N = (size_t)m->max_tokens;
+    for (int s = 0; s < (slots > 0 ? slots : 1); s++)
+        for (int l = 0; l < (layers > 0 ? layers : 1); l++)
+            for (int j = 0; j < n; j++) {
+                char name[32];
+                if (slots > 0) snprintf(name, sizeof(name), "s%d.%s", s, specs[j].name);
+                else snprintf(name, sizeof(name), "%s", specs[j].name);
+                const int layer = layers > 0 ? l : -1;
+                if (specs[j].cols == 1) registry_add1(&m->reg, name, layer, MEM_ACTIVATIONS, specs[j].dtype, N);
+                else registry_add2(&m->reg, name, layer, MEM_ACTIVATIONS, specs[j].dtype, N, specs[j].cols);
+            }
+    return first;
+}
+
+// Points the fields of every instance registered by model_register_acts at its tensors: instance i's struct
+// is at base + i * stride.
+static inline void model_bind_acts(const Model *m, int first, const ModelActSpec *specs, int n, int instances, void *base, size_t stride) {
+    for (int i = 0; i < instances; i++)
+        for (int j = 0; j < n; j++) {
+            void **field = (void **)((char *)base + (size_t)i * stride + specs[j].field);
+            *field = m->reg.tensors[first + i * n + j].data;
+        }
+}
+
 
 // Registers the parameter-shaped arrays from the table, the slots' inputs, targets, logits and losses,
 // and the core's workspace.
