@@ -80,9 +80,13 @@ static void test_sample_token(void) {
 }
 
 static void test_step_metrics(void) {
+    // 500,000 tokens in 250 ms at 1e9 FLOPs per token: 2e6 tokens/s, 2e15 FLOP/s = 2.0222 x 989 TFLOP/s
     StepMetrics m = step_metrics(250.0, 500000.0, 1e9);
     CHECK(fabs(m.tokens_per_s - 2e6) < 1e-6, "tokens/s %f", m.tokens_per_s);
-    CHECK(fabs(m.mfu - 2e15 / TRAIN_PEAK_BF16_FLOPS) < 1e-12, "mfu %f", m.mfu);
+    CHECK(fabs(m.mfu - 2.0222446916076846) < 1e-12, "mfu %.17g", m.mfu);
+    // d24-like: 32,768 tokens in 147.7 ms at 6 * 354e6 + 6 * 24 * 1024 * 1024 FLOPs per token = 51.03%
+    m = step_metrics(147.7, 32768.0, 6.0 * 354e6 + 6.0 * 24 * 1024 * 1024);
+    CHECK(fabs(m.mfu - 0.51033291956) < 1e-9, "d24-like mfu %.11f", m.mfu);
 }
 
 int main(void) {
