@@ -3,6 +3,9 @@
 // headers whose sizes overflow), atomic writes, the sectioned training-state file (round trip, every
 // refusal, the extension path for new sections), and a bit-exact resume of the CPU reference trainer
 // with the real (shuffling) dataloader.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // nftw, mkdtemp (test/testing_files.h)
+#endif
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,20 +22,11 @@
 #include "gpt2_model.h"
 #include "test/reference/gpt2_cpu.h"
 #include "test/testing.h"
+#include "test/testing_files.h"
 
 #define TINYSHAKESPEARE_TRAIN "build/data/tinyshakespeare/tiny_shakespeare_train.bin"
 
 static char tmp_dir[256];
-
-// Path of `name` inside the test's temporary directory.
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int next = 0;
-    char *p = buf[next];
-    next = (next + 1) % 4;
-    snprintf(p, sizeof(buf[0]), "%s/%s", tmp_dir, name);
-    return p;
-}
 
 static int file_exists(const char *path) {
     struct stat st;
@@ -112,7 +106,7 @@ static void test_model_file_fp32_roundtrip(void) {
     size_t n;
     float *p = random_params(&cfg, 1, &n);
     char err[512];
-    const char *path = tmp_path("model_fp32.bin");
+    const char *path = testing_path(tmp_dir, "model_fp32.bin");
     CHECK(gpt2_model_file_write(path, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) == 0, "write: %s", err);
     CHECK(file_size(path) == 1024 + 4 * (long long)n, "size %lld, expected %lld", file_size(path), 1024 + 4 * (long long)n);
     size_t size;
@@ -141,7 +135,7 @@ static void test_model_file_bf16_roundtrip(void) {
     size_t n;
     float *p = random_params(&cfg, 2, &n);
     char err[512];
-    const char *path = tmp_path("model_bf16.bin");
+    const char *path = testing_path(tmp_dir, "model_bf16.bin");
     CHECK(gpt2_model_file_write(path, &cfg, p, MODEL_FILE_VERSION_BF16, err, sizeof(err)) == 0, "write: %s", err);
     CHECK(file_size(path) == 1024 + 2 * (long long)n, "size %lld, expected %lld", file_size(path), 1024 + 2 * (long long)n);
     GPT2Config got;
@@ -161,7 +155,7 @@ static void test_model_file_bf16_roundtrip(void) {
     CHECK(wrong == 0, "%zu of %zu loaded values are not the nearest-even bf16 of the written fp32", wrong, n);
     CHECK(q[1] == 1.0f && q[2] == 1.0f + 4.0f / 256.0f, "ties: 1+2^-8 -> %.9g (want 1), 1+3*2^-8 -> %.9g (want 1+2^-6)", q[1], q[2]);
     // writing the loaded values again gives the same bytes (bf16 -> fp32 -> bf16 is exact)
-    const char *path2 = tmp_path("model_bf16_again.bin");
+    const char *path2 = testing_path(tmp_dir, "model_bf16_again.bin");
     CHECK(gpt2_model_file_write(path2, &cfg, q, MODEL_FILE_VERSION_BF16, err, sizeof(err)) == 0, "write: %s", err);
     size_t s1, s2;
     void *a = read_whole_file(path, &s1), *b = read_whole_file(path2, &s2);
@@ -211,9 +205,9 @@ static void test_model_file_rejects_corruption(void) {
     size_t n;
     float *p = random_params(&cfg, 3, &n);
     char err[512];
-    const char *good = tmp_path("good.bin");
+    const char *good = testing_path(tmp_dir, "good.bin");
     CHECK(gpt2_model_file_write(good, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) == 0, "write: %s", err);
-    const char *bad = tmp_path("bad.bin");
+    const char *bad = testing_path(tmp_dir, "bad.bin");
     corrupt_copy(good, bad, 0, 20240327, 0);
     expect_load_error(bad, NULL, "magic");
     corrupt_copy(good, bad, 1, 4, 0);
@@ -234,7 +228,7 @@ static void test_model_file_rejects_corruption(void) {
     expect_load_error(bad, NULL, "reserved word 255 is -1");
     corrupt_copy(good, bad, -1, 0, -(long)(file_size(good) - 100));  // a 100-byte file
     expect_load_error(bad, NULL, "short read");
-    expect_load_error(tmp_path("missing.bin"), NULL, "cannot open");
+    expect_load_error(testing_path(tmp_dir, "missing.bin"), NULL, "cannot open");
     // a valid file whose configuration differs from the one the run asks for
     GPT2Config other = cfg;
     other.num_heads = 4;
@@ -251,7 +245,7 @@ static void test_model_file_rejects_overflowing_header(void) {
     size_t n;
     float *p = random_params(&cfg, 7, &n);
     char err[512];
-    const char *good = tmp_path("good_overflow.bin"), *bad = tmp_path("overflow.bin");
+    const char *good = testing_path(tmp_dir, "good_overflow.bin"), *bad = testing_path(tmp_dir, "overflow.bin");
     CHECK(gpt2_model_file_write(good, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) == 0, "write: %s", err);
     // header words: [2] maxT, [3] V, [4] L, [5] NH, [6] C, [7] Vp
     corrupt_copy(good, bad, 6, 1 << 30, 0);  // channels 2^30: C*C alone is 2^60
@@ -319,13 +313,13 @@ static void test_atomic_writes(void) {
     float *p = random_params(&cfg, 4, &n);
     char err[512];
     // into a missing directory: an error naming the path, nothing created
-    const char *missing = tmp_path("no_such_dir/model.bin");
+    const char *missing = testing_path(tmp_dir, "no_such_dir/model.bin");
     CHECK(gpt2_model_file_write(missing, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0, "write into a missing directory succeeded");
     CHECK(strstr(err, missing) != NULL, "message '%s' does not name the path", err);
     CHECK(!file_exists(missing), "a file appeared at the path");
     // the final rename fails (the path is a directory): the data was written to the temporary
     // file, which must be removed, and the directory must be untouched
-    const char *dir_path = tmp_path("a_directory");
+    const char *dir_path = testing_path(tmp_dir, "a_directory");
     CHECK(mkdir(dir_path, 0755) == 0, "mkdir failed");
     CHECK(gpt2_model_file_write(dir_path, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0, "write over a directory succeeded");
     CHECK(strstr(err, "renaming") != NULL, "message '%s' should say the rename failed", err);
@@ -338,7 +332,7 @@ static void test_atomic_writes(void) {
     CHECK(count_tmp_files() == 0, "%d temporary files left behind", count_tmp_files());
     rmdir(dir_path);
     // overwriting a longer file replaces it completely
-    const char *path = tmp_path("overwrite.bin");
+    const char *path = testing_path(tmp_dir, "overwrite.bin");
     GPT2Config big = cfg;
     big.num_layers = 4;
     ParamTable big_table;
@@ -501,7 +495,7 @@ static void test_train_state_roundtrip(void) {
     ShardArrays a = sample_arrays(n, 5);
     char err[512];
     for (int has_master = 0; has_master <= 1; has_master++) {
-        const char *path = tmp_path(has_master ? "state_master.bin" : "state.bin");
+        const char *path = testing_path(tmp_dir, has_master ? "state_master.bin" : "state.bin");
         TrainState st = sample_state(n, has_master);
         CHECK(train_state_write(path, &st, a.m, a.v, has_master ? a.w : NULL, err, sizeof(err)) == 0, "write: %s", err);
         const long long optm_bytes = 32 + 4 * (long long)n * (has_master ? 3 : 2);
@@ -556,7 +550,7 @@ static void test_train_state_roundtrip(void) {
     }
     // a position shuffled with seed 0 keeps its shuffle flag; an unshuffled one has flag 0
     for (int shuffle = 0; shuffle <= 1; shuffle++) {
-        const char *path = tmp_path("state_seed0.bin");
+        const char *path = testing_path(tmp_dir, "state_seed0.bin");
         TrainState st = sample_state(n, 0);
         st.data.shuffle = (uint64_t)shuffle;
         st.data.seed = 0;
@@ -576,7 +570,7 @@ static void test_train_state_errors(void) {
     const size_t n = 1000;
     ShardArrays a = sample_arrays(n, 6);
     char err[512];
-    const char *good = tmp_path("state_good.bin"), *bad = tmp_path("state_bad.bin");
+    const char *good = testing_path(tmp_dir, "state_good.bin"), *bad = testing_path(tmp_dir, "state_bad.bin");
     TrainState st = sample_state(n, 0);
     CHECK(train_state_write(good, &st, a.m, a.v, NULL, err, sizeof(err)) == 0, "write: %s", err);
     const uint64_t np = st.num_parameters, off = st.shard_offset;
@@ -596,7 +590,7 @@ static void test_train_state_errors(void) {
     expect_state_error3(bad, &st.run, np, off, n, "section 'OPTM'", "claims 8032 payload bytes, but the file has room for only 8031", NULL);
     corrupt_copy(good, bad, -1, 0, 4);
     expect_state_error(bad, &st.run, np, off, n, "4 trailing bytes after the last of its 3 sections");
-    expect_state_error(tmp_path("no_state.bin"), &st.run, np, off, n, "cannot open");
+    expect_state_error(testing_path(tmp_dir, "no_state.bin"), &st.run, np, off, n, "cannot open");
     // run settings and the shard must be the resuming run's
     TrainRunConfig other = st.run;
     other.batch_size = 8;
@@ -606,7 +600,7 @@ static void test_train_state_errors(void) {
     expect_state_error(good, &other, np, off, n, "world size was 2");
     expect_state_error(good, &st.run, np + 1, off, n, "the file holds parameters [10, +1000) of 1010 but [10, +1000) of 1011 are needed");
     // master weights in the file but no buffer for them
-    const char *with_master = tmp_path("state_good_master.bin");
+    const char *with_master = testing_path(tmp_dir, "state_good_master.bin");
     TrainState stm = sample_state(n, 1);
     CHECK(train_state_write(with_master, &stm, a.m, a.v, a.w, err, sizeof(err)) == 0, "write: %s", err);
     float *buf = (float *)calloc_check(2 * n, sizeof(float));
@@ -631,7 +625,7 @@ static void test_train_state_errors(void) {
 static void test_train_state_refuses_version1(void) {
     const size_t n = 100;
     ShardArrays a = sample_arrays(n, 7);
-    const char *path = tmp_path("state_v1.bin");
+    const char *path = testing_path(tmp_dir, "state_v1.bin");
     uint64_t header[64];
     memset(header, 0, sizeof(header));
     header[0] = 20261122;
@@ -658,7 +652,7 @@ static void test_train_state_refuses_unknown_section(void) {
     char err[512];
     const StateSectionType newer[4] = {TRAIN_STATE_SECTIONS[0], TRAIN_STATE_SECTIONS[1], TRAIN_STATE_SECTIONS[2],
                                        {"PREC", 1, 0, "precision recipe"}};
-    const char *path = tmp_path("state_newer.bin");
+    const char *path = testing_path(tmp_dir, "state_newer.bin");
     TrainState st = sample_state(n, 0);
     StateWriter sw;
     const uint64_t recipe[2] = {7, 8};
@@ -670,7 +664,7 @@ static void test_train_state_refuses_unknown_section(void) {
     expect_state_error3(path, &st.run, st.num_parameters, st.shard_offset, n, "section 4 of 4 has the tag 'PREC', which this build does not know",
                         "the file comes from a newer build", "'RUN ', 'DATA', 'OPTM'");
     // a tag of unprintable bytes is shown escaped
-    const char *bad = tmp_path("state_badtag.bin");
+    const char *bad = testing_path(tmp_dir, "state_badtag.bin");
     SectionPlace data = find_section_in(path, "DATA", newer, 4);
     const unsigned char tag[4] = {'D', 0x01, 'T', 0xFF};
     patch_copy(path, bad, data.head, tag, 4);
@@ -701,7 +695,7 @@ static void test_train_state_refuses_missing_section(void) {
     // a table in which DATA is optional lets a test write a file without it
     StateSectionType lax[3] = {TRAIN_STATE_SECTIONS[0], TRAIN_STATE_SECTIONS[1], TRAIN_STATE_SECTIONS[2]};
     lax[1].required = 0;
-    const char *path = tmp_path("state_nodata.bin");
+    const char *path = testing_path(tmp_dir, "state_nodata.bin");
     StateWriter sw;
     const uint64_t run[7] = {st.step, st.rng_state, st.run.batch_size, st.run.seq_len, st.run.total_batch_size, st.run.world_size, st.run.rank};
     const uint64_t optm[4] = {st.num_parameters, st.shard_offset, n, 0};
@@ -716,7 +710,7 @@ static void test_train_state_refuses_missing_section(void) {
     CHECK(rc == 0, "write: %s", err);
     expect_state_error(path, &st.run, st.num_parameters, st.shard_offset, n, "the required section 'DATA' (dataloader position) is missing");
     // with this build's table the writer refuses to finish such a file
-    const char *bad = tmp_path("state_nodata2.bin");
+    const char *bad = testing_path(tmp_dir, "state_nodata2.bin");
     rc = state_writer_open(&sw, bad, TRAIN_STATE_SECTIONS, TRAIN_STATE_NUM_SECTIONS, err, sizeof(err));
     if (rc == 0) rc = state_writer_section(&sw, "RUN ", run, sizeof(run), err, sizeof(err));
     if (rc == 0) rc = state_writer_commit(&sw, err, sizeof(err));
@@ -742,7 +736,7 @@ static void test_train_state_refuses_corrupt_payload(void) {
     ShardArrays a = sample_arrays(n, 10);
     char err[512];
     TrainState st = sample_state(n, 1);
-    const char *good = tmp_path("state_crc.bin"), *bad = tmp_path("state_crc_bad.bin");
+    const char *good = testing_path(tmp_dir, "state_crc.bin"), *bad = testing_path(tmp_dir, "state_crc_bad.bin");
     CHECK(train_state_write(good, &st, a.m, a.v, a.w, err, sizeof(err)) == 0, "write: %s", err);
     const char *tags[3] = {"RUN ", "DATA", "OPTM"};
     for (int i = 0; i < 3; i++) {
@@ -767,7 +761,7 @@ static void test_train_state_refuses_oversized(void) {
     ShardArrays a = sample_arrays(n, 12);
     char err[512];
     TrainState st = sample_state(n, 0);
-    const char *good = tmp_path("state_size.bin"), *bad = tmp_path("state_size_bad.bin");
+    const char *good = testing_path(tmp_dir, "state_size.bin"), *bad = testing_path(tmp_dir, "state_size_bad.bin");
     CHECK(train_state_write(good, &st, a.m, a.v, NULL, err, sizeof(err)) == 0, "write: %s", err);
     const uint64_t huge = (uint64_t)1 << 60;
     SectionPlace optm = find_section(good, "OPTM"), run = find_section(good, "RUN ");
@@ -783,7 +777,7 @@ static void test_train_state_refuses_oversized(void) {
     expect_state_error(bad, &st.run, st.num_parameters, st.shard_offset, n, "the header claims 0 sections");
     // an OPTM head (with a valid CRC) claiming a shard of 2^60 values in a 32-byte payload: refused before
     // any array is read into the caller's buffers of n values
-    const char *liar = tmp_path("state_liar.bin");
+    const char *liar = testing_path(tmp_dir, "state_liar.bin");
     const uint64_t r[7] = {st.step, st.rng_state, st.run.batch_size, st.run.seq_len, st.run.total_batch_size, st.run.world_size, st.run.rank};
     const uint64_t d[4] = {1, 42, 3, 777};
     const uint64_t o[4] = {huge, 0, huge, 0};
@@ -869,7 +863,7 @@ static void test_train_state_extension(void) {
     char err[512];
     TrainState st = sample_state(n, 1);
     const uint64_t extra[TEST_SECTION_WORDS] = {1, 2, 3, 0xFFFFFFFFFFFFFFFFull, 5};
-    const char *path = tmp_path("state_ext.bin"), *plain = tmp_path("state_plain.bin"), *bad = tmp_path("state_ext_bad.bin");
+    const char *path = testing_path(tmp_dir, "state_ext.bin"), *plain = testing_path(tmp_dir, "state_plain.bin"), *bad = testing_path(tmp_dir, "state_ext_bad.bin");
     CHECK(extended_write(path, &st, &a, extra, err, sizeof(err)) == 0, "write: %s", err);
     CHECK(train_state_write(plain, &st, a.m, a.v, a.w, err, sizeof(err)) == 0, "write: %s", err);
     CHECK(file_size(path) == file_size(plain) + 16 + 40 + 4, "a section of 40 bytes should add 60 bytes: %lld and %lld bytes", file_size(path),
@@ -1025,7 +1019,7 @@ static void check_resume(const ResumeSetup *s, int stop, int version, const char
     dataloader_get_position(&a.dl, &end_a);
 
     char err[512];
-    const char *model_path = tmp_path("resume_model.bin"), *state_path = tmp_path("resume_state.bin");
+    const char *model_path = testing_path(tmp_dir, "resume_model.bin"), *state_path = testing_path(tmp_dir, "resume_state.bin");
     Run b;
     run_start(&b, s);
     uint64_t draw;
@@ -1102,11 +1096,11 @@ static void write_shard(const char *path, size_t count, int vocab, Rng *rng) {
 static void test_resume_synthetic_shards(void) {
     Rng rng;
     rng_seed(&rng, 6);
-    write_shard(tmp_path("syn_train_000.bin"), 4 * 32 + 1, 97, &rng);  // B*T = 32: 4 windows
-    write_shard(tmp_path("syn_train_001.bin"), 3 * 32 + 5, 97, &rng);  // 3 windows
+    write_shard(testing_path(tmp_dir, "syn_train_000.bin"), 4 * 32 + 1, 97, &rng);  // B*T = 32: 4 windows
+    write_shard(testing_path(tmp_dir, "syn_train_001.bin"), 3 * 32 + 5, 97, &rng);  // 3 windows
     ResumeSetup s;
     char pattern[512];
-    snprintf(pattern, sizeof(pattern), "%s", tmp_path("syn_train_*.bin"));  // tmp_path's buffers are reused
+    snprintf(pattern, sizeof(pattern), "%s", testing_path(tmp_dir, "syn_train_*.bin"));  // testing_path's buffers are reused
     s.pattern = pattern;
     GPT2Config cfg = {16, 97, 128, 2, 2, 16};
     s.cfg = cfg;
@@ -1135,24 +1129,8 @@ static void test_resume_tinyshakespeare(void) {
     check_resume(&s, 3, MODEL_FILE_VERSION_BF16, "tinyshakespeare bf16 file + masters");
 }
 
-// Removes the files the tests wrote and the temporary directory.
-static void remove_tmp_dir(void) {
-    DIR *d = opendir(tmp_dir);
-    if (d == NULL) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", tmp_dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(tmp_dir);
-}
-
 int main(void) {
-    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_checkpoint.XXXXXX");
-    if (mkdtemp(tmp_dir) == NULL) fatal("cannot create a temporary directory");
+    testing_tmpdir_create(tmp_dir, sizeof(tmp_dir), "test_checkpoint");
     RUN_TEST(test_model_file_fp32_roundtrip);
     RUN_TEST(test_model_file_bf16_roundtrip);
     RUN_TEST(test_model_file_rejects_corruption);
@@ -1172,6 +1150,6 @@ int main(void) {
     RUN_TEST(test_resume_synthetic_shards);
     if (file_exists(TINYSHAKESPEARE_TRAIN)) RUN_TEST(test_resume_tinyshakespeare);
     else SKIP_TEST(test_resume_tinyshakespeare, TINYSHAKESPEARE_TRAIN " not found (run `make test-data`)");
-    remove_tmp_dir();
+    testing_tmpdir_remove(tmp_dir);
     return testing_finish();
 }

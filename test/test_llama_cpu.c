@@ -33,15 +33,6 @@
 
 static char tmp_dir[256];
 
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int next = 0;
-    char *p = buf[next];
-    next = (next + 1) % 4;
-    snprintf(p, sizeof(buf[0]), "%s/%s", tmp_dir, name);
-    return p;
-}
-
 static void random_tokens(Rng *rng, int *tokens, int n, int V) {
     for (int i = 0; i < n; i++) tokens[i] = (int)rng_below(rng, (uint64_t)V);
 }
@@ -724,7 +715,7 @@ static void test_model_file_roundtrip(void) {
     int version = 0;
     float *q = NULL;
     // fp32: bit-exact, every config field (the floats bit for bit) and the header words as documented
-    const char *path = tmp_path("llama_fp32.bin");
+    const char *path = testing_path(tmp_dir, "llama_fp32.bin");
     CHECK(llama_model_file_write(path, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) == 0, "write: %s", err);
     CHECK(llama_model_file_load(path, &cfg, &got, &version, &q, err, sizeof(err)) == 0, "load: %s", err);
     if (q != NULL) {
@@ -745,7 +736,7 @@ static void test_model_file_roundtrip(void) {
           "header words [%d %d %d %d %d %d %d %d %d %d %g %g]", header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7],
           header[8], header[9], theta, eps);
     // bf16: every value is the round-to-nearest-even bf16 of the original
-    const char *path16 = tmp_path("llama_bf16.bin");
+    const char *path16 = testing_path(tmp_dir, "llama_bf16.bin");
     CHECK(llama_model_file_write(path16, &cfg, p, MODEL_FILE_VERSION_BF16, err, sizeof(err)) == 0, "write: %s", err);
     CHECK(llama_model_file_load(path16, NULL, &got, &version, &q, err, sizeof(err)) == 0, "load: %s", err);
     if (q != NULL) {
@@ -771,11 +762,11 @@ static void test_model_file_roundtrip(void) {
               strstr(err, "rope_theta is 123456.789 in the file, 500000 expected") != NULL,
           "rope_theta mismatch: %s", err);
     // a truncated file and a nonzero reserved word are refused
-    const char *cut = tmp_path("llama_cut.bin");
+    const char *cut = testing_path(tmp_dir, "llama_cut.bin");
     CHECK(llama_model_file_write(cut, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) == 0, "write: %s", err);
     CHECK(truncate(cut, (off_t)(1024 + n * 4 - 2)) == 0, "truncate");
     CHECK(llama_model_file_load(cut, NULL, &got, &version, &q, err, sizeof(err)) != 0 && strstr(err, "truncated") != NULL, "truncated: %s", err);
-    const char *bad = tmp_path("llama_reserved.bin");
+    const char *bad = testing_path(tmp_dir, "llama_reserved.bin");
     CHECK(llama_model_file_write(bad, &cfg, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) == 0, "write: %s", err);
     f = fopen(bad, "r+b");
     int32_t word = 7;
@@ -786,7 +777,7 @@ static void test_model_file_roundtrip(void) {
     // an invalid configuration is not written
     LlamaConfig invalid = cfg;
     invalid.num_kv_heads = 3;
-    CHECK(llama_model_file_write(tmp_path("never.bin"), &invalid, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0 &&
+    CHECK(llama_model_file_write(testing_path(tmp_dir, "never.bin"), &invalid, p, MODEL_FILE_VERSION_FP32, err, sizeof(err)) != 0 &&
               strstr(err, "num_kv_heads 3") != NULL,
           "invalid config written: %s", err);
     free(p);
@@ -801,7 +792,7 @@ static void test_cross_family_refusal(void) {
     ParamTable gt;
     CHECK(gpt2_param_table(&g, &gt, err, sizeof(err)) == 0, "%s", err);
     float *gp = (float *)calloc_check(gt.num_parameters, sizeof(float));
-    const char *gpath = tmp_path("gpt2.bin");
+    const char *gpath = testing_path(tmp_dir, "gpt2.bin");
     CHECK(gpt2_model_file_write(gpath, &g, gp, MODEL_FILE_VERSION_FP32, err, sizeof(err)) == 0, "%s", err);
     LlamaConfig lc;
     int version;
@@ -812,14 +803,14 @@ static void test_cross_family_refusal(void) {
     LlamaConfig l = tiny_config();
     size_t n;
     float *lp = random_params(&l, &n, 3);
-    const char *lpath = tmp_path("llama.bin");
+    const char *lpath = testing_path(tmp_dir, "llama.bin");
     CHECK(llama_model_file_write(lpath, &l, lp, MODEL_FILE_VERSION_BF16, err, sizeof(err)) == 0, "%s", err);
     GPT2Config gc;
     CHECK(gpt2_model_file_load(lpath, NULL, &gc, &version, &q, err, sizeof(err)) != 0 && q == NULL, "Llama file loaded as GPT-2");
     snprintf(want, sizeof(want), "'%s': this is a Llama model file (magic 20261208), not a GPT-2 one; use train_llama", lpath);
     CHECK(strcmp(err, want) == 0, "Llama file given to the GPT-2 loader: '%s'", err);
     // neither family: the plain bad-magic message of core/checkpoint.h
-    const char *other = tmp_path("other.bin");
+    const char *other = testing_path(tmp_dir, "other.bin");
     FILE *f = fopen(other, "wb");
     int32_t header[MODEL_FILE_HEADER_INTS] = {12345};
     CHECK(f != NULL && fwrite(header, sizeof(header), 1, f) == 1, "write");

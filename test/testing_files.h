@@ -42,6 +42,16 @@ static inline void testing_tmpdir_create(char *dir, size_t size, const char *pro
     if (mkdtemp(dir) == NULL) fatal("cannot create a temporary directory under build/tmp");
 }
 
+// Path of `name` inside dir, in one of four rotating buffers (so up to four paths can be held at once).
+static inline const char *testing_path(const char *dir, const char *name) {
+    static char buf[4][512];
+    static int next = 0;
+    char *p = buf[next];
+    next = (next + 1) % 4;
+    if ((size_t)snprintf(p, sizeof(buf[0]), "%s/%s", dir, name) >= sizeof(buf[0])) fatal("path '%s/%s' is too long", dir, name);
+    return p;
+}
+
 static inline int testing_remove_entry_(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st; (void)flag; (void)ftw;
     return remove(path);
