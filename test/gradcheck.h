@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/param_table.h"
 #include "core/rng.h"
 #include "core/utils.h"
 
@@ -45,6 +46,21 @@ static float *random_array(Rng *rng, size_t n, float std) {
 }
 
 static float *zero_array(size_t n) { return (float *)calloc_check(n, sizeof(float)); }
+
+static void random_tokens(Rng *rng, int *tokens, int n, int V) {
+    for (int i = 0; i < n; i++) tokens[i] = (int)rng_below(rng, (uint64_t)V);
+}
+
+// One target per tensor of a model's parameter table (t has table->count entries): the tensor's values
+// in params and its analytic gradient in grads, both laid out by the table.
+static void param_table_targets(GradTarget *t, const ParamTable *table, float *params, const float *grads) {
+    for (int i = 0; i < table->count; i++) {
+        t[i].name = table->specs[i].name;
+        t[i].x = params + table->specs[i].offset;
+        t[i].grad = grads + table->specs[i].offset;
+        t[i].n = table->specs[i].size;
+    }
+}
 
 static double dot_double(const float *a, const float *b, size_t n) {
     double s = 0.0;

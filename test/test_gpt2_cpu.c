@@ -307,10 +307,6 @@ static double model_objective(void *p) {
     return s / BT;
 }
 
-static void random_tokens(Rng *rng, int *tokens, int n, int V) {
-    for (int i = 0; i < n; i++) tokens[i] = (int)rng_below(rng, (uint64_t)V);
-}
-
 static void test_model_gradients(void) {
     GPT2Config cfg = tiny_config();
     int B = 2, T = 6;
@@ -337,12 +333,7 @@ static void test_model_gradients(void) {
     float *grads = (float *)malloc_check(model.core.table.num_parameters * sizeof(float));
     memcpy(grads, model.core.grads, model.core.table.num_parameters * sizeof(float));
     GradTarget t[GPT2_NUM_PARAM_TENSORS];
-    for (int i = 0; i < GPT2_NUM_PARAM_TENSORS; i++) {
-        t[i].name = model.core.table.specs[i].name;
-        t[i].x = model.core.param[i];
-        t[i].grad = grads + model.core.table.specs[i].offset;
-        t[i].n = model.core.table.specs[i].size;
-    }
+    param_table_targets(t, &model.core.table, model.core.params, grads);
     ModelCase c = {&model, inputs, targets};
     double worst = check_gradients("model", model_objective, &c, t, GPT2_NUM_PARAM_TENSORS, SAMPLES_PER_TENSOR, &rng);
     CHECK(worst < MODEL_TOL, "model gradients: worst error %.3e >= %.1e", worst, MODEL_TOL);

@@ -33,10 +33,6 @@
 
 static char tmp_dir[256];
 
-static void random_tokens(Rng *rng, int *tokens, int n, int V) {
-    for (int i = 0; i < n; i++) tokens[i] = (int)rng_below(rng, (uint64_t)V);
-}
-
 // The tiny Llama of the model tests: 2 layers, C 32, 4 query heads sharing 2 KV heads (HS 8), FFN 48,
 // vocabulary 67 padded to 72, maxT 16 > T so RoPE tables are cut, rope_theta 10000 so that at T = 8
 // the four frequencies (1, 0.1, 0.01, 0.001 rad per position) all turn.
@@ -522,12 +518,7 @@ static void test_model_gradients(void) {
     float *grads = (float *)malloc_check(np * sizeof(float));
     memcpy(grads, model.core.grads, np * sizeof(float));
     GradTarget t[LLAMA_NUM_PARAM_TENSORS];
-    for (int i = 0; i < LLAMA_NUM_PARAM_TENSORS; i++) {
-        t[i].name = model.core.table.specs[i].name;
-        t[i].x = model.core.param[i];
-        t[i].grad = grads + model.core.table.specs[i].offset;
-        t[i].n = model.core.table.specs[i].size;
-    }
+    param_table_targets(t, &model.core.table, model.core.params, grads);
     ModelCase c = {&model, inputs, targets};
     double worst = check_gradients("model", model_objective, &c, t, LLAMA_NUM_PARAM_TENSORS, SAMPLES_PER_TENSOR, &rng);
     CHECK(worst < MODEL_TOL, "model gradients: worst error %.3e >= %.1e", worst, MODEL_TOL);
