@@ -109,13 +109,6 @@ static inline int param_table_finish(ParamTable *t, char *err, size_t err_size) 
     return 0;
 }
 
-// Index of the row named `name`, or -1.
-static inline int param_table_find(const ParamTable *t, const char *name) {
-    for (int i = 0; i < t->count; i++)
-        if (strcmp(t->specs[i].name, name) == 0) return i;
-    return -1;
-}
-
 // Seed of row `index`'s random stream.
 static inline uint64_t param_tensor_seed(uint64_t seed, int index) {
     Rng mix;

@@ -157,9 +157,6 @@ static inline int state_writer_fail(StateWriter *sw, char *err, size_t err_size,
     return -1;
 }
 
-// Discards an unfinished file (a caller stopping on its own error between two writer calls).
-static inline void state_writer_abort(StateWriter *sw) { atomic_writer_abort(&sw->w); }
-
 // Starts a state file at `path` whose sections must be among `types`. Returns 0, or -1 with a message.
 static inline int state_writer_open(StateWriter *sw, const char *path, const StateSectionType *types, int num_types, char *err,
                                     size_t err_size) {
