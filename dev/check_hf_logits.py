@@ -54,7 +54,6 @@ except ImportError as e:
     IMPORT_ERROR = str(e)
 
 BUILD = os.path.join(REPO, "build", "check_hf_logits")
-TOOL_SRC = os.path.join(REPO, "dev", "model_tool.c")
 TOOL = os.path.join(BUILD, "model_tool")
 EXPORT = os.path.join(REPO, "dev", "export_hf.py")
 GPT2_MAGIC, LLAMA_MAGIC = 20240326, 20261208
@@ -106,11 +105,7 @@ def require():
     if IMPORT_ERROR is not None:
         raise testing.Skip(f"needs numpy, torch and transformers ({IMPORT_ERROR})")
     if "tool" not in _work:
-        if shutil.which("gcc") is None:
-            raise testing.Skip("gcc not found: cannot build dev/model_tool.c")
-        os.makedirs(BUILD, exist_ok=True)
-        sh(["gcc", "-O2", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-function", "-I.", TOOL_SRC,
-            "-o", TOOL, "-lm"], "building dev/model_tool.c")
+        testing.build_c_tool("dev/model_tool.c", TOOL)
         _work["tool"] = True
         print(f"  torch {torch.__version__}, transformers {transformers.__version__}, device {ARGS.device}")
 

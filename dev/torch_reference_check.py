@@ -86,10 +86,7 @@ def case_dir(family, case):
     name = f"{family.name}_{case}"
     if name in _built:
         return _built[name]
-    if not _built:
-        os.makedirs(BUILD_DIR, exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-function", "-I.",
-                        "dev/ref_dump.c", "-o", REF_DUMP, "-lm"], cwd=REPO, check=True)
+    testing.build_c_tool("dev/ref_dump.c", REF_DUMP)
     out = os.path.join(BUILD_DIR, name)
     run = subprocess.run([REF_DUMP, "--out", out, "--seed", str(SEED)] + family.cases[case], cwd=REPO,
                          capture_output=True, text=True)

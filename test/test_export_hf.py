@@ -26,7 +26,6 @@ import testing  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "dev", "export_hf.py")
-TOOL_SRC = os.path.join(ROOT, "dev", "model_tool.c")
 BUILD = os.path.join(ROOT, "build", "test_export_hf")
 TOOL = os.path.join(BUILD, "model_tool")
 SEED = int(os.environ.get("TEST_SEED", time.time_ns() % 2**31))
@@ -51,14 +50,8 @@ def f32_bits(x):
 
 def setup():
     """Builds model_tool once and makes a scratch folder; skips without gcc."""
-    if shutil.which("gcc") is None:
-        raise testing.Skip("gcc not found: cannot build dev/model_tool.c")
+    testing.build_c_tool("dev/model_tool.c", TOOL)
     if "tmp" not in _state:
-        os.makedirs(BUILD, exist_ok=True)
-        r = subprocess.run(["gcc", "-O2", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-function", "-I.",
-                            TOOL_SRC, "-o", TOOL, "-lm"], cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 0, f"building dev/model_tool.c failed:\n{r.stderr}"
-        assert "warning" not in r.stderr, f"dev/model_tool.c compiles with warnings:\n{r.stderr}"
         _state["tmp"] = tempfile.mkdtemp(prefix="run_", dir=BUILD)
     return _state["tmp"]
 

@@ -18,7 +18,6 @@ The seed is $TEST_SEED, else the clock, printed first.
 import array
 import math
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -53,7 +52,6 @@ CASES = {
                   dict(family="llama", max_seq_len=10, vocab_size=41, padded_vocab_size=48, num_layers=1, num_heads=4,
                        num_kv_heads=1, channels=16, ffn_hidden=24, rope_theta=500000.0, norm_eps=1e-6), 1, 10),
 }
-_state = {}
 
 
 def f32_bits(x):
@@ -70,15 +68,7 @@ def floats(data):
 
 def build():
     """Builds ref_dump once; skips without gcc."""
-    if shutil.which("gcc") is None:
-        raise testing.Skip("gcc not found: cannot build dev/ref_dump.c")
-    if "built" not in _state:
-        os.makedirs(BUILD, exist_ok=True)
-        r = subprocess.run(["gcc", "-O2", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra", "-Wno-unused-function", "-I.",
-                            "dev/ref_dump.c", "-o", TOOL, "-lm"], cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 0, f"building dev/ref_dump.c failed:\n{r.stderr}"
-        assert "warning" not in r.stderr, f"dev/ref_dump.c compiles with warnings:\n{r.stderr}"
-        _state["built"] = True
+    testing.build_c_tool("dev/ref_dump.c", TOOL)
 
 
 def run_case(name, out=None):
