@@ -79,7 +79,6 @@ typedef struct {
     GPT2Config config;
     GPT2LayerActs *acts;           // [num_slots * L]: slot s, layer l at s * L + l
     GPT2SlotActs slot[MODEL_MAX_SLOTS];
-    int layer_acts_id, slot_acts_id, shared_acts_id;  // first registry ids (model_register_acts)
     GPT2Layer *layers;             // [L]
     Linear lm_head;
     const bf16 *lnfw, *lnfb;
@@ -111,30 +110,6 @@ static inline GPT2Norm gpt2_input_norm(const GPT2 *g, int l, int slot) {
 // ----------------------------------------------------------------------------------------------
 // building
 
-// The activations (N rows each) of one layer in one slot, of one slot, and the backward's buffers shared by
-// the slots.
-#define GPT2_LAYER_ACTS 13
-#define GPT2_SLOT_ACTS 4
-#define GPT2_SHARED_ACTS 5
-static inline void gpt2_act_specs(const GPT2Config *c, ModelActSpec layer[GPT2_LAYER_ACTS], ModelActSpec slot[GPT2_SLOT_ACTS],
-                                  ModelActSpec shared[GPT2_SHARED_ACTS]) {
-    const size_t C = (size_t)c->channels, NH = (size_t)c->num_heads;
-    const DType H = DTYPE_BF16, F = DTYPE_FP32;
-    const ModelActSpec l[GPT2_LAYER_ACTS] = {
-        MODEL_ACT(GPT2LayerActs, ln1, H, C),           MODEL_ACT(GPT2LayerActs, ln1_mean, F, 1),      MODEL_ACT(GPT2LayerActs, ln1_rstd, F, 1),
-        MODEL_ACT(GPT2LayerActs, qkv, H, 3 * C),       MODEL_ACT(GPT2LayerActs, atty, H, C),          MODEL_ACT(GPT2LayerActs, lse, F, NH),
-        MODEL_ACT(GPT2LayerActs, residual2, H, C),     MODEL_ACT(GPT2LayerActs, ln2, H, C),           MODEL_ACT(GPT2LayerActs, ln2_mean, F, 1),
-        MODEL_ACT(GPT2LayerActs, ln2_rstd, F, 1),      MODEL_ACT(GPT2LayerActs, fch_gelu_grad, H, 4 * C), MODEL_ACT(GPT2LayerActs, fch_gelu, H, 4 * C),
-        MODEL_ACT(GPT2LayerActs, residual3, H, C)};
-    const ModelActSpec s[GPT2_SLOT_ACTS] = {MODEL_ACT(GPT2SlotActs, encoded, H, C), MODEL_ACT(GPT2SlotActs, lnf, H, C),
-                                            MODEL_ACT(GPT2SlotActs, lnf_mean, F, 1), MODEL_ACT(GPT2SlotActs, lnf_rstd, F, 1)};
-    const ModelActSpec b[GPT2_SHARED_ACTS] = {MODEL_ACT(GPT2, branch, H, C), MODEL_ACT(GPT2, dresidual, H, C), MODEL_ACT(GPT2, dbtc, H, C),
-                                              MODEL_ACT(GPT2, dqkv, H, 3 * C), MODEL_ACT(GPT2, dfch, H, 4 * C)};
-    memcpy(layer, l, sizeof(l));
-    memcpy(slot, s, sizeof(s));
-    memcpy(shared, b, sizeof(b));
-}
-
 static inline void gpt2_register_tensors(Model *m) {
     GPT2 *g = (GPT2 *)calloc_check(1, sizeof(GPT2));
     m->family = g;
@@ -142,11 +117,23 @@ static inline void gpt2_register_tensors(Model *m) {
     Registry *r = &m->reg;
     const GPT2Config *c = &g->config;
     const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, NH = (size_t)c->num_heads;
-    ModelActSpec layer[GPT2_LAYER_ACTS], slot[GPT2_SLOT_ACTS], shared[GPT2_SHARED_ACTS];
-    gpt2_act_specs(c, layer, slot, shared);
-    g->slot_acts_id = model_register_acts(m, slot, GPT2_SLOT_ACTS, m->num_slots, 0);
-    g->layer_acts_id = model_register_acts(m, layer, GPT2_LAYER_ACTS, m->num_slots, c->num_layers);
-    g->shared_acts_id = model_register_acts(m, shared, GPT2_SHARED_ACTS, 0, 0);
+    // the activations (N rows each) of one layer in one slot, of one slot, and the backward's buffers shared
+    // by the slots; the core binds them into the structs' fields after allocation
+    const DType H = DTYPE_BF16, F = DTYPE_FP32;
+    const ModelActSpec layer[] = {
+        MODEL_ACT(GPT2LayerActs, ln1, H, C),           MODEL_ACT(GPT2LayerActs, ln1_mean, F, 1),      MODEL_ACT(GPT2LayerActs, ln1_rstd, F, 1),
+        MODEL_ACT(GPT2LayerActs, qkv, H, 3 * C),       MODEL_ACT(GPT2LayerActs, atty, H, C),          MODEL_ACT(GPT2LayerActs, lse, F, NH),
+        MODEL_ACT(GPT2LayerActs, residual2, H, C),     MODEL_ACT(GPT2LayerActs, ln2, H, C),           MODEL_ACT(GPT2LayerActs, ln2_mean, F, 1),
+        MODEL_ACT(GPT2LayerActs, ln2_rstd, F, 1),      MODEL_ACT(GPT2LayerActs, fch_gelu_grad, H, 4 * C), MODEL_ACT(GPT2LayerActs, fch_gelu, H, 4 * C),
+        MODEL_ACT(GPT2LayerActs, residual3, H, C)};
+    const ModelActSpec slot[] = {MODEL_ACT(GPT2SlotActs, encoded, H, C), MODEL_ACT(GPT2SlotActs, lnf, H, C),
+                                            MODEL_ACT(GPT2SlotActs, lnf_mean, F, 1), MODEL_ACT(GPT2SlotActs, lnf_rstd, F, 1)};
+    const ModelActSpec shared[] = {MODEL_ACT(GPT2, branch, H, C), MODEL_ACT(GPT2, dresidual, H, C), MODEL_ACT(GPT2, dbtc, H, C),
+                                              MODEL_ACT(GPT2, dqkv, H, 3 * C), MODEL_ACT(GPT2, dfch, H, 4 * C)};
+    g->acts = (GPT2LayerActs *)malloc_check((size_t)m->num_slots * c->num_layers * sizeof(GPT2LayerActs));
+    model_register_acts(m, slot, MODEL_COUNT(slot), m->num_slots, 0, g->slot, sizeof(GPT2SlotActs));
+    model_register_acts(m, layer, MODEL_COUNT(layer), m->num_slots, c->num_layers, g->acts, sizeof(GPT2LayerActs));
+    model_register_acts(m, shared, MODEL_COUNT(shared), 0, 0, g, 0);
     const MemCategory W = MEM_WORKSPACE;
     g->ln_scratch_id = registry_add1(r, "layernorm_scratch", -1, W, DTYPE_FP32, layernorm_backward_scratch_floats((int)N, (int)C));
     g->encoder_scratch_id = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N, (int)C), 4));
@@ -161,12 +148,6 @@ static inline void gpt2_bind(Model *m) {
     GPT2 *g = gpt2_of(m);
     const GPT2Config *c = &g->config;
     const int L = c->num_layers, C = c->channels;
-    ModelActSpec layer[GPT2_LAYER_ACTS], slot[GPT2_SLOT_ACTS], shared[GPT2_SHARED_ACTS];
-    gpt2_act_specs(c, layer, slot, shared);
-    g->acts = (GPT2LayerActs *)malloc_check((size_t)m->num_slots * L * sizeof(GPT2LayerActs));
-    model_bind_acts(m, g->slot_acts_id, slot, GPT2_SLOT_ACTS, m->num_slots, g->slot, sizeof(GPT2SlotActs));
-    model_bind_acts(m, g->layer_acts_id, layer, GPT2_LAYER_ACTS, m->num_slots * L, g->acts, sizeof(GPT2LayerActs));
-    model_bind_acts(m, g->shared_acts_id, shared, GPT2_SHARED_ACTS, 1, g, 0);
     g->ln_scratch = MODEL_PTR(m, float, g->ln_scratch_id);
     g->encoder_scratch = MODEL_PTR(m, void, g->encoder_scratch_id);
     g->attn_delta = MODEL_PTR(m, float, g->attn_delta_id);

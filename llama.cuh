@@ -68,7 +68,6 @@ typedef struct {
     LlamaConfig config;
     LlamaLayerActs *acts;          // [num_slots * L]: slot s, layer l at s * L + l
     LlamaSlotActs slot[MODEL_MAX_SLOTS];
-    int layer_acts_id, slot_acts_id, shared_acts_id;  // first registry ids (model_register_acts)
     LlamaLayer *layers;
     Linear lm_head;
     const bf16 *final_norm_w;
@@ -95,31 +94,6 @@ static inline LlamaNorm llama_input_norm(const Llama *g, int l, int slot) {
 // ----------------------------------------------------------------------------------------------
 // building
 
-// The activations (N rows each) of one layer in one slot, of one slot, and the backward's buffers shared by
-// the slots.
-#define LLAMA_LAYER_ACTS 12
-#define LLAMA_SLOT_ACTS 3
-#define LLAMA_SHARED_ACTS 7
-static inline void llama_act_specs(const LlamaConfig *c, ModelActSpec layer[LLAMA_LAYER_ACTS], ModelActSpec slot[LLAMA_SLOT_ACTS],
-                                   ModelActSpec shared[LLAMA_SHARED_ACTS]) {
-    const size_t C = (size_t)c->channels, NH = (size_t)c->num_heads, HS = C / NH;
-    const size_t QKV = (NH + 2 * (size_t)c->num_kv_heads) * HS, F = (size_t)c->ffn_hidden;
-    const DType H = DTYPE_BF16, S = DTYPE_FP32;
-    const ModelActSpec l[LLAMA_LAYER_ACTS] = {
-        MODEL_ACT(LlamaLayerActs, attn_norm, H, C),  MODEL_ACT(LlamaLayerActs, attn_rstd, S, 1),    MODEL_ACT(LlamaLayerActs, qkv, H, QKV),
-        MODEL_ACT(LlamaLayerActs, qkv_mha, H, 3 * C), MODEL_ACT(LlamaLayerActs, atty, H, C),        MODEL_ACT(LlamaLayerActs, lse, S, NH),
-        MODEL_ACT(LlamaLayerActs, residual2, H, C),  MODEL_ACT(LlamaLayerActs, ffn_norm, H, C),     MODEL_ACT(LlamaLayerActs, ffn_rstd, S, 1),
-        MODEL_ACT(LlamaLayerActs, gate_up, H, 2 * F), MODEL_ACT(LlamaLayerActs, swiglu, H, F),      MODEL_ACT(LlamaLayerActs, residual3, H, C)};
-    const ModelActSpec s[LLAMA_SLOT_ACTS] = {MODEL_ACT(LlamaSlotActs, encoded, H, C), MODEL_ACT(LlamaSlotActs, final_norm, H, C),
-                                             MODEL_ACT(LlamaSlotActs, final_rstd, S, 1)};
-    const ModelActSpec b[LLAMA_SHARED_ACTS] = {MODEL_ACT(Llama, branch, H, C),       MODEL_ACT(Llama, dresidual, H, C),   MODEL_ACT(Llama, dbtc, H, C),
-                                               MODEL_ACT(Llama, dqkv_mha, H, 3 * C), MODEL_ACT(Llama, dqkv, H, QKV),      MODEL_ACT(Llama, dgate_up, H, 2 * F),
-                                               MODEL_ACT(Llama, dswiglu, H, F)};
-    memcpy(layer, l, sizeof(l));
-    memcpy(slot, s, sizeof(s));
-    memcpy(shared, b, sizeof(b));
-}
-
 static inline void llama_register_tensors(Model *m) {
     Llama *g = (Llama *)calloc_check(1, sizeof(Llama));
     m->family = g;
@@ -127,11 +101,24 @@ static inline void llama_register_tensors(Model *m) {
     Registry *r = &m->reg;
     const LlamaConfig *c = &g->config;
     const size_t N = (size_t)m->max_tokens, C = (size_t)c->channels, NH = (size_t)c->num_heads, HS = C / NH;
-    ModelActSpec layer[LLAMA_LAYER_ACTS], slot[LLAMA_SLOT_ACTS], shared[LLAMA_SHARED_ACTS];
-    llama_act_specs(c, layer, slot, shared);
-    g->slot_acts_id = model_register_acts(m, slot, LLAMA_SLOT_ACTS, m->num_slots, 0);
-    g->layer_acts_id = model_register_acts(m, layer, LLAMA_LAYER_ACTS, m->num_slots, c->num_layers);
-    g->shared_acts_id = model_register_acts(m, shared, LLAMA_SHARED_ACTS, 0, 0);
+    const size_t QKV = (NH + 2 * (size_t)c->num_kv_heads) * HS, F = (size_t)c->ffn_hidden;
+    // the activations (N rows each) of one layer in one slot, of one slot, and the backward's buffers shared
+    // by the slots; the core binds them into the structs' fields after allocation
+    const DType H = DTYPE_BF16, S = DTYPE_FP32;
+    const ModelActSpec layer[] = {
+        MODEL_ACT(LlamaLayerActs, attn_norm, H, C),  MODEL_ACT(LlamaLayerActs, attn_rstd, S, 1),    MODEL_ACT(LlamaLayerActs, qkv, H, QKV),
+        MODEL_ACT(LlamaLayerActs, qkv_mha, H, 3 * C), MODEL_ACT(LlamaLayerActs, atty, H, C),        MODEL_ACT(LlamaLayerActs, lse, S, NH),
+        MODEL_ACT(LlamaLayerActs, residual2, H, C),  MODEL_ACT(LlamaLayerActs, ffn_norm, H, C),     MODEL_ACT(LlamaLayerActs, ffn_rstd, S, 1),
+        MODEL_ACT(LlamaLayerActs, gate_up, H, 2 * F), MODEL_ACT(LlamaLayerActs, swiglu, H, F),      MODEL_ACT(LlamaLayerActs, residual3, H, C)};
+    const ModelActSpec slot[] = {MODEL_ACT(LlamaSlotActs, encoded, H, C), MODEL_ACT(LlamaSlotActs, final_norm, H, C),
+                                             MODEL_ACT(LlamaSlotActs, final_rstd, S, 1)};
+    const ModelActSpec shared[] = {MODEL_ACT(Llama, branch, H, C),       MODEL_ACT(Llama, dresidual, H, C),   MODEL_ACT(Llama, dbtc, H, C),
+                                               MODEL_ACT(Llama, dqkv_mha, H, 3 * C), MODEL_ACT(Llama, dqkv, H, QKV),      MODEL_ACT(Llama, dgate_up, H, 2 * F),
+                                               MODEL_ACT(Llama, dswiglu, H, F)};
+    g->acts = (LlamaLayerActs *)malloc_check((size_t)m->num_slots * c->num_layers * sizeof(LlamaLayerActs));
+    model_register_acts(m, slot, MODEL_COUNT(slot), m->num_slots, 0, g->slot, sizeof(LlamaSlotActs));
+    model_register_acts(m, layer, MODEL_COUNT(layer), m->num_slots, c->num_layers, g->acts, sizeof(LlamaLayerActs));
+    model_register_acts(m, shared, MODEL_COUNT(shared), 0, 0, g, 0);
     const MemCategory W = MEM_WORKSPACE;
     g->ln_scratch_id = registry_add1(r, "rmsnorm_scratch", -1, W, DTYPE_FP32, layernorm_backward_scratch_floats((int)N, (int)C));
     g->encoder_scratch_id = registry_add1(r, "encoder_scratch", -1, W, DTYPE_INT32, ceil_div<size_t>(encoder_backward_scratch_bytes((int)N, (int)C), 4));
@@ -144,12 +131,6 @@ static inline void llama_bind(Model *m) {
     Llama *g = llama_of(m);
     const LlamaConfig *c = &g->config;
     const int L = c->num_layers, C = c->channels, HS = C / c->num_heads, QKV = (c->num_heads + 2 * c->num_kv_heads) * HS, F = c->ffn_hidden;
-    ModelActSpec layer[LLAMA_LAYER_ACTS], slot[LLAMA_SLOT_ACTS], shared[LLAMA_SHARED_ACTS];
-    llama_act_specs(c, layer, slot, shared);
-    g->acts = (LlamaLayerActs *)malloc_check((size_t)m->num_slots * L * sizeof(LlamaLayerActs));
-    model_bind_acts(m, g->slot_acts_id, slot, LLAMA_SLOT_ACTS, m->num_slots, g->slot, sizeof(LlamaSlotActs));
-    model_bind_acts(m, g->layer_acts_id, layer, LLAMA_LAYER_ACTS, m->num_slots * L, g->acts, sizeof(LlamaLayerActs));
-    model_bind_acts(m, g->shared_acts_id, shared, LLAMA_SHARED_ACTS, 1, g, 0);
     g->ln_scratch = MODEL_PTR(m, float, g->ln_scratch_id);
     g->encoder_scratch = MODEL_PTR(m, void, g->encoder_scratch_id);
     g->attn_delta = MODEL_PTR(m, float, g->attn_delta_id);

@@ -38,7 +38,7 @@ typedef struct Model Model;
 // `layer` is the global layer index, `slot` the micro-batch slot, B x T the slot's tokens.
 typedef struct {
     void (*register_tensors)(Model *m);   // registers the family's activations (for m->num_slots slots) and workspace
-    void (*bind)(Model *m);               // after allocation: resolves views and Linear objects
+    void (*bind)(Model *m);               // after allocation (and the activations' binding): workspace views, Linear objects
     void (*free)(Model *m);
     void (*embed_forward)(Model *m, int slot, int B, int T);
     void (*block_forward)(Model *m, int layer, int slot, int B, int T);
@@ -61,6 +61,17 @@ typedef struct {
 
 #define MODEL_MAX_SLOTS 8
 #define MODEL_LOSS_RING 8
+#define MODEL_MAX_ACT_GROUPS 4
+#define MODEL_MAX_GROUP_ACTS 32
+
+// A group of a family's activations registered by model_register_acts: `instances` copies of n tensors from
+// registry id `first`, instance i's tensor j bound into the pointer at base + i * stride + field[j].
+typedef struct {
+    int first, n, instances;
+    void *base;
+    size_t stride;
+    size_t field[MODEL_MAX_GROUP_ACTS];
+} ModelActGroup;
 
 struct Model {
     const ModelOps *ops;
@@ -74,6 +85,8 @@ struct Model {
     Registry reg;
     int param_id[PARAM_TABLE_MAX], grad_id[PARAM_TABLE_MAX], master_id[PARAM_TABLE_MAX], m_id[PARAM_TABLE_MAX], v_id[PARAM_TABLE_MAX];
     ModelSlot slot[MODEL_MAX_SLOTS];
+    ModelActGroup act_groups[MODEL_MAX_ACT_GROUPS];  // the family's activations, bound by model_build
+    int num_act_groups;
     int norm_scratch, norm_out, matmul_trial;
     // flat views of the packed arrays
     bf16 *params;
@@ -132,9 +145,9 @@ static inline int model_check_shared_kernels(int channels, int num_heads, int pa
 
 static inline bf16 *model_param(const Model *m, int i) { return MODEL_PTR(m, bf16, m->param_id[i]); }
 static inline float *model_grad(const Model *m, int i) { return MODEL_PTR(m, float, m->grad_id[i]); }
-// Layer l's slice of a per-layer parameter tensor (or the whole tensor for l = -1).
-static inline bf16 *model_layer_param(const Model *m, int i, int l) { return model_param(m, i) + (l < 0 ? 0 : (size_t)l * m->table.specs[i].layer_size); }
-static inline float *model_layer_grad(const Model *m, int i, int l) { return model_grad(m, i) + (l < 0 ? 0 : (size_t)l * m->table.specs[i].layer_size); }
+// Layer l's slice of a per-layer parameter tensor, and of its gradient.
+static inline bf16 *model_layer_param(const Model *m, int i, int l) { return model_param(m, i) + (size_t)l * m->table.specs[i].layer_size; }
+static inline float *model_layer_grad(const Model *m, int i, int l) { return model_grad(m, i) + (size_t)l * m->table.specs[i].layer_size; }
 static inline const int *model_inputs(const Model *m, int slot) { return MODEL_PTR(m, int, m->slot[slot].inputs); }
 static inline bf16 *model_logits(const Model *m, int slot) { return MODEL_PTR(m, bf16, m->slot[slot].logits); }
 
@@ -150,13 +163,23 @@ typedef struct {
     size_t field;
 } ModelActSpec;
 #define MODEL_ACT(Struct, member, dtype, cols) {#member, dtype, (size_t)(cols), offsetof(Struct, member)}
+#define MODEL_COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
 
 // Registers the n activations of `specs` for each instance: slot s and layer l of `slots` x `layers` (named
-// "s<s>.<name>.<l>"), of each slot when layers is 0 ("s<s>.<name>"), or once when slots is 0 ("<name>").
-// Returns the id of the first; instance i's spec j has id first + i * n + j.
-static inline int model_register_acts(Model *m, const ModelActSpec *specs, int n, int slots, int layers) {
-    const int first = m->reg.count;
+// "s<s>.<name>.<l>"), of each slot when layers is 0 ("s<s>.<name>"), or once when slots is 0 ("<name>"). Once
+// allocated, model_build points instance i's fields at its tensors: the struct at base + i * stride (an array
+// of slots x layers structs, slot-major; of slots structs; or one struct).
+static inline void model_register_acts(Model *m, const ModelActSpec *specs, int n, int slots, int layers, void *base, size_t stride) {
+    shapeCheck(m->num_act_groups < MODEL_MAX_ACT_GROUPS && n <= MODEL_MAX_GROUP_ACTS, "model_register_acts: more than %d groups or %d tensors",
+               MODEL_MAX_ACT_GROUPS, MODEL_MAX_GROUP_ACTS);
+    ModelActGroup *g = &m->act_groups[m->num_act_groups++];
+    g->first = m->reg.count;
+    g->n = n;
+    g->instances = (slots > 0 ? slots : 1) * (layers > 0 ? layers : 1);
+    g->base = base;
+    g->stride = stride;
     const size_t N = (size_t)m->max_tokens;
+    for (int j = 0; j < n; j++) g->field[j] = specs[j].field;
     for (int s = 0; s < (slots > 0 ? slots : 1); s++)
         for (int l = 0; l < (layers > 0 ? layers : 1); l++)
             for (int j = 0; j < n; j++) {
@@ -167,19 +190,17 @@ static inline int model_register_acts(Model *m, const ModelActSpec *specs, int n
                 if (specs[j].cols == 1) registry_add1(&m->reg, name, layer, MEM_ACTIVATIONS, specs[j].dtype, N);
                 else registry_add2(&m->reg, name, layer, MEM_ACTIVATIONS, specs[j].dtype, N, specs[j].cols);
             }
-    return first;
 }
 
-// Points the fields of every instance registered by model_register_acts at its tensors: instance i's struct
-// is at base + i * stride.
-static inline void model_bind_acts(const Model *m, int first, const ModelActSpec *specs, int n, int instances, void *base, size_t stride) {
-    for (int i = 0; i < instances; i++)
-        for (int j = 0; j < n; j++) {
-            void **field = (void **)((char *)base + (size_t)i * stride + specs[j].field);
-            *field = m->reg.tensors[first + i * n + j].data;
-        }
+// Points every registered activation group's fields at its tensors (after allocation).
+static inline void model_bind_acts_(Model *m) {
+    for (int k = 0; k < m->num_act_groups; k++) {
+        const ModelActGroup *g = &m->act_groups[k];
+        for (int i = 0; i < g->instances; i++)
+            for (int j = 0; j < g->n; j++)
+                *(void **)((char *)g->base + (size_t)i * g->stride + g->field[j]) = m->reg.tensors[g->first + i * g->n + j].data;
+    }
 }
-
 
 // Registers the parameter-shaped arrays from the table, the slots' inputs, targets, logits and losses,
 // and the core's workspace.
@@ -245,6 +266,7 @@ static inline int model_build(Model *m, const ModelOps *ops, const void *config,
     m->v = MODEL_PTR(m, float, m->v_id[0]);
     const RegTensor *trial = &m->reg.tensors[m->matmul_trial];
     matmul_context_set_trial_buffer(&m->matmul, trial->data, trial->numel * dtype_size(trial->dtype));
+    model_bind_acts_(m);
     ops->bind(m);
     size_t sizes[PARAM_TABLE_MAX];
     int decay[PARAM_TABLE_MAX];
