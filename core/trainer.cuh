@@ -183,15 +183,18 @@ typedef struct {
     float *params;       // fp32, table order: the initial weights (or a model file's)
 } HostModel;
 
-// Fills *hm from -e: a preset initialised from seed, or a model file. Returns 0, or -1 with a message.
-static int host_model_create(const ModelFamily *f, const char *arg, uint64_t seed, HostModel *hm, char *err, size_t err_size) {
+// Fills *hm from -e: a preset initialised from seed (not initialised when `resume`: the checkpoint's weights
+// replace them; params stays NULL), or a model file. Returns 0, or -1 with a message.
+static int host_model_create(const ModelFamily *f, const char *arg, uint64_t seed, bool resume, HostModel *hm, char *err, size_t err_size) {
     memset(hm, 0, sizeof(*hm));
     hm->config = calloc_check(1, f->config_bytes);
     char why[768];
     if (f->preset(arg, hm->config) == 0) {
         if (f->param_table(hm->config, &hm->table, why, sizeof(why)) != 0) return set_error(err, err_size, "-e/--model %s: %s", arg, why);
-        hm->params = (float *)malloc_check(hm->table.num_parameters * sizeof(float));
-        param_table_init(&hm->table, hm->params, seed);
+        if (!resume) {
+            hm->params = (float *)malloc_check(hm->table.num_parameters * sizeof(float));
+            param_table_init(&hm->table, hm->params, seed);
+        }
     } else {
         struct stat st;
         if (stat(arg, &st) != 0)
@@ -338,7 +341,7 @@ static int trainer_main(int argc, char **argv, const ModelFamily *f) {
 
     // model (host)
     HostModel hm;
-    if (host_model_create(f, cfg.model, (uint64_t)cfg.seed, &hm, err, sizeof(err)) != 0) fail(p, err);
+    if (host_model_create(f, cfg.model, (uint64_t)cfg.seed, cfg.resume, &hm, err, sizeof(err)) != 0) fail(p, err);
     if (model_check_flags(f, &cfg, &hm, err, sizeof(err)) != 0) fail(p, err);
     if (proc.rank == 0) {
         char shape[512];
