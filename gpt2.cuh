@@ -333,19 +333,7 @@ static inline int gpt2_check_kernels(const GPT2Config *cfg, char *err, size_t er
     return model_check_shared_kernels(cfg->channels, cfg->num_heads, cfg->padded_vocab_size, err, err_size);
 }
 
-static inline ModelDims gpt2_dims(const GPT2Config *cfg) {
-    ModelDims d = {cfg->max_seq_len, cfg->vocab_size, cfg->padded_vocab_size, cfg->num_layers};
-    return d;
-}
 
-// Builds the device GPT-2 of `cfg` (kept by the caller while the model lives) on one GPU with one slot per
-// micro-batch in flight: gpt2_param_table, gpt2_check_kernels, model_build. Returns 0, or -1 with a message.
-static inline int gpt2_model_build(Model *m, const GPT2Config *cfg, int max_tokens, int num_slots, Precision precision, FILE *report,
-                                   char *err, size_t err_size) {
-    ParamTable table;
-    if (gpt2_param_table(cfg, &table, err, err_size) != 0 || gpt2_check_kernels(cfg, err, err_size) != 0) return -1;
-    return model_build(m, &GPT2_OPS, cfg, &table, gpt2_dims(cfg), max_tokens, num_slots, precision, report, err, err_size);
-}
 
 // The GPT-2 family as the trainer core sees it (core/model.cuh's ModelFamily).
 static inline int gpt2_family_preset(const char *name, void *config) {
@@ -368,7 +356,11 @@ static inline void gpt2_family_describe(const void *config, char *text, size_t s
     snprintf(text, size, "max_seq_len %d, vocab_size %d (padded %d), layers %d, heads %d, channels %d", c->max_seq_len, c->vocab_size,
              c->padded_vocab_size, c->num_layers, c->num_heads, c->channels);
 }
-static inline ModelDims gpt2_family_dims(const void *config) { return gpt2_dims((const GPT2Config *)config); }
+static inline ModelDims gpt2_family_dims(const void *config) {
+    const GPT2Config *c = (const GPT2Config *)config;
+    ModelDims d = {c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers};
+    return d;
+}
 
 static const ModelFamily GPT2_FAMILY = {
     "GPT-2",

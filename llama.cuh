@@ -295,19 +295,7 @@ static inline int llama_check_kernels(const LlamaConfig *cfg, char *err, size_t 
     return 0;
 }
 
-static inline ModelDims llama_dims(const LlamaConfig *cfg) {
-    ModelDims d = {cfg->max_seq_len, cfg->vocab_size, cfg->padded_vocab_size, cfg->num_layers};
-    return d;
-}
 
-// Builds the device Llama of `cfg` (kept by the caller while the model lives) on one GPU: llama_param_table,
-// llama_check_kernels, model_build. Returns 0, or -1 with a message.
-static inline int llama_model_build(Model *m, const LlamaConfig *cfg, int max_tokens, int num_slots, Precision precision, FILE *report,
-                                    char *err, size_t err_size) {
-    ParamTable table;
-    if (llama_param_table(cfg, &table, err, err_size) != 0 || llama_check_kernels(cfg, err, err_size) != 0) return -1;
-    return model_build(m, &LLAMA_OPS, cfg, &table, llama_dims(cfg), max_tokens, num_slots, precision, report, err, err_size);
-}
 
 static inline int llama_family_preset(const char *name, void *config) { return llama_config_preset(name, (LlamaConfig *)config, NULL, 0); }
 static inline int llama_family_load(const char *path, const void *want, void *config, int *version, float **params, char *err,
@@ -329,7 +317,11 @@ static inline void llama_family_describe(const void *config, char *text, size_t 
              c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers, c->num_heads, c->num_kv_heads, c->channels, c->ffn_hidden,
              (double)c->rope_theta, (double)c->norm_eps);
 }
-static inline ModelDims llama_family_dims(const void *config) { return llama_dims((const LlamaConfig *)config); }
+static inline ModelDims llama_family_dims(const void *config) {
+    const LlamaConfig *c = (const LlamaConfig *)config;
+    ModelDims d = {c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers};
+    return d;
+}
 
 static const ModelFamily LLAMA_FAMILY = {
     "Llama",

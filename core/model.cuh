@@ -236,19 +236,21 @@ static inline void model_register_core(Model *m) {
     r->external_bytes[MEM_WORKSPACE] = MATMUL_CONTEXT_DEVICE_BYTES;
 }
 
-// Builds the device model of a family: table (finished), dims, activations for up to max_tokens = B*T
-// rows in each of num_slots slots. Prints the memory report when `report` is set. Returns 0, or -1 with a message
-// (nothing allocated but the cuBLASLt context) when the plan does not fit in device memory.
-static inline int model_build(Model *m, const ModelOps *ops, const void *config, const ParamTable *table, ModelDims dims, int max_tokens,
-                              int num_slots, Precision precision, FILE *report, char *err, size_t err_size) {
+// Builds the device model of family f for configuration *config (kept by the caller while the model lives):
+// its parameter table, the kernels' limits, activations for up to max_tokens = B*T rows in each of num_slots
+// slots. Prints the memory report when `report` is set. Returns 0, or -1 with a message (nothing allocated
+// but the cuBLASLt context) when the configuration is refused or the plan does not fit in device memory.
+static inline int model_build(Model *m, const ModelFamily *f, const void *config, int max_tokens, int num_slots, Precision precision,
+                              FILE *report, char *err, size_t err_size) {
     memset(m, 0, sizeof(*m));
     if (precision != PRECISION_BF16) return set_error(err, err_size, "precision '%s' has no model path built", PRECISION_NAMES[precision]);
     shapeCheck(num_slots >= 1 && num_slots <= MODEL_MAX_SLOTS && max_tokens >= 1, "model_build: %d slots (1..%d), %d tokens", num_slots,
                MODEL_MAX_SLOTS, max_tokens);
+    if (f->param_table(config, &m->table, err, err_size) != 0 || f->check_kernels(config, err, err_size) != 0) return -1;
+    const ModelOps *ops = f->ops;
     m->ops = ops;
     m->config = config;
-    m->table = *table;
-    m->dims = dims;
+    m->dims = f->dims(config);
     m->precision = precision;
     m->max_tokens = max_tokens;
     m->num_slots = num_slots;

@@ -453,7 +453,7 @@ static int trainer_main(int argc, char **argv, const ModelFamily *f) {
     const int tokens_per_micro_batch = cfg.batch_size * cfg.seq_len;
     const int max_tokens = cfg.sample_every > 0 && cfg.gen_tokens > tokens_per_micro_batch ? cfg.gen_tokens : tokens_per_micro_batch;
     Model model;
-    if (model_build(&model, f->ops, hm.config, &hm.table, hm.dims, max_tokens, 1, (Precision)cfg.precision, stdout, err, sizeof(err)) != 0)
+    if (model_build(&model, f, hm.config, max_tokens, 1, (Precision)cfg.precision, stdout, err, sizeof(err)) != 0)
         fail(p, err);
     Rng sample_rng;
     rng_seed(&sample_rng, (uint64_t)cfg.seed);

@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     float *params = (float *)malloc_check(table.num_parameters * sizeof(float));
     param_table_init(&table, params, 1337);
     Model m;
-    if (gpt2_model_build(&m, &cfg, B * T, 1, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
+    if (model_build(&m, &GPT2_FAMILY, &cfg, B * T, 1, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
     model_set_params(&m, params);
     free(params);
     const GPT2 *g = gpt2_of(&m);

@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < N; i++)
         if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size) fatal("'%s': token %d at %zu is outside [0, %d)", tokens_path, tokens[i], i, cfg.vocab_size);
     Model m;
-    if (gpt2_model_build(&m, &cfg, (int)N, 1, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
+    if (model_build(&m, &GPT2_FAMILY, &cfg, (int)N, 1, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
     model_set_params(&m, params);
     model_forward(&m, 0, tokens, NULL, (int)B, (int)T, 0.0f);
     cudaCheck(cudaStreamSynchronize(m.stream));

@@ -54,10 +54,6 @@ struct Gpt2Test {
     typedef GPT2Config Config;
     typedef GPT2Cpu Cpu;
     static Config config() { return gpt2_config_make(128, 509, 512, 4, 4, 256); }
-    static int table(const Config *c, ParamTable *t, char *e, size_t n) { return gpt2_param_table(c, t, e, n); }
-    static int build(Model *m, const Config *c, int tokens, int slots, char *e, size_t n) {
-        return gpt2_model_build(m, c, tokens, slots, PRECISION_BF16, NULL, e, n);
-    }
     static void cpu_build(Cpu *cpu, const Config *c, int B, int T) { gpt2_cpu_build(cpu, c, B, T); }
     static float cpu_forward(Cpu *cpu, const int *inputs, const int *targets) { return gpt2_cpu_forward(cpu, inputs, targets); }
     static void cpu_zero_grad(Cpu *cpu) { gpt2_cpu_zero_grad(cpu); }
@@ -74,10 +70,6 @@ struct LlamaTest {
     typedef LlamaConfig Config;
     typedef LlamaCpu Cpu;
     static Config config() { return llama_config_make(128, 509, 512, 4, 4, 2, 256, 512, 10000.0f, 1e-5f); }
-    static int table(const Config *c, ParamTable *t, char *e, size_t n) { return llama_param_table(c, t, e, n); }
-    static int build(Model *m, const Config *c, int tokens, int slots, char *e, size_t n) {
-        return llama_model_build(m, c, tokens, slots, PRECISION_BF16, NULL, e, n);
-    }
     static void cpu_build(Cpu *cpu, const Config *c, int B, int T) { llama_cpu_build(cpu, c, B, T); }
     static float cpu_forward(Cpu *cpu, const int *inputs, const int *targets) { return llama_cpu_forward(cpu, inputs, targets); }
     static void cpu_zero_grad(Cpu *cpu) { llama_cpu_zero_grad(cpu); }
@@ -120,7 +112,7 @@ static void random_tokens(int *inputs, int *targets, int batches, int V, uint64_
 template <typename F>
 static void build_gpu(Model *m, const typename F::Config *cfg, const float *params, int slots) {
     char err[1024];
-    if (F::build(m, cfg, TEST_B * TEST_T, slots, err, sizeof(err)) != 0) fatal("%s", err);
+    if (model_build(m, F::family(), cfg, TEST_B * TEST_T, slots, PRECISION_BF16, NULL, err, sizeof(err)) != 0) fatal("%s", err);
     model_set_params(m, params);
 }
 
@@ -146,7 +138,7 @@ template <typename F>
 static ParamTable test_table(const typename F::Config *cfg) {
     ParamTable table;
     char err[512];
-    if (F::table(cfg, &table, err, sizeof(err)) != 0) fatal("%s", err);
+    if (F::family()->param_table(cfg, &table, err, sizeof(err)) != 0) fatal("%s", err);
     return table;
 }
 
