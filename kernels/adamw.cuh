@@ -130,7 +130,8 @@ static inline void adamw_params_from_master(bf16 *params, const float *master, s
 
 // Builds the plan for the shard [shard_begin, shard_begin + shard_size) of a parameter buffer made
 // of num_tensors consecutive tensors of tensor_sizes[i] elements; decay[i] != 0 marks the tensors
-// that get weight decay, lr_mult[i] is tensor i's learning-rate multiplier. Allocates the chunk table on the device (free with adamw_plan_free).
+// that get weight decay, lr_mult[i] is tensor i's learning-rate multiplier. Allocates the chunk table on
+// the device (free with adamw_plan_free).
 static inline void adamw_plan_build(AdamWPlan *plan, const size_t *tensor_sizes, const int *decay, const float *lr_mult, int num_tensors,
                                     size_t shard_begin, size_t shard_size) {
     size_t total = 0;

@@ -3,7 +3,8 @@
 // Forward:  out[b,t,:] = wte[tokens[b,t],:] (+ wpe[t,:])          (BF16, sum in FP32, one rounding)
 // Backward: dwte[tokens[b,t],:] += dout[b,t,:], dwpe[t,:] += sum_b dout[b,t,:]
 // Activations are row-major [B*T, C]; tokens int32 [B*T]. Parameter gradients are FP32 or BF16
-// (GradT). dwte is always accumulated into (+=): the tied LM head's Wgrad writes it first. dwpe is
+// (GradT). dwte is always accumulated into (+=): GPT-2's tied LM head's Wgrad writes it first; without a
+// tied head (Llama) the caller zeroes it in the first micro-step. dwpe is
 // accumulated into or, in the first micro-step of an optimizer step, written: then all of its rows,
 // those of positions t >= T with zeros, so that no memset is needed.
 //
